@@ -1,0 +1,228 @@
+"""The lakehouse: where tables live and the one place that knows which Delta engine reads and writes them.
+
+Code above this module asks for tables by name (``lakehouse.read("silver_xray_metadata")``) and never names
+a format: the native ``delta`` format where the Delta JVM classes load (Databricks, a cluster with
+delta-spark), else ``deltars`` (delta-rs behind a Python data source). Both write plain Delta tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from .config import XrayConfig
+from .deltars import SCHEMA_MISMATCH_MARKER, STREAM_CHANGE_MARKER, UNSUPPORTED_MARKER
+from .errors import ConfigError, DeltaStreamChangeError, SchemaMismatchError, TableNotFoundError, XrayError
+from .tables import ALL_TABLES, TABLES_BY_NAME, TableSpec
+
+log = logging.getLogger(__name__)
+
+NATIVE_FORMAT = "delta"
+DELTA_RS_FORMAT = "deltars"
+
+_MARKERS = {
+    SCHEMA_MISMATCH_MARKER: SchemaMismatchError,
+    STREAM_CHANGE_MARKER: DeltaStreamChangeError,
+    UNSUPPORTED_MARKER: XrayError,
+}
+
+
+def native_delta_available(spark: SparkSession) -> bool:
+    """True when the Delta Lake JVM classes are on the session's classpath."""
+    try:
+        jvm = spark._jvm  # type: ignore[attr-defined]
+        if jvm is None:
+            return False
+        jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")
+        return True
+    except Exception:  # noqa: BLE001 - Spark Connect has no JVM; a missing class raises a Py4J error
+        return False
+
+
+def resolve_format(spark: SparkSession, config: XrayConfig) -> str:
+    """The Spark format for Delta tables under this configuration."""
+    if config.delta_engine == "delta-rs":
+        return DELTA_RS_FORMAT
+    if config.delta_engine == "delta-spark":
+        if not native_delta_available(spark):
+            raise ConfigError(
+                "delta_engine is delta-spark but the Delta Lake jars are not on Spark's classpath; add "
+                "io.delta:delta-spark to spark.jars.packages (needs Maven access) or use delta_engine = auto"
+            )
+        return NATIVE_FORMAT
+    return NATIVE_FORMAT if native_delta_available(spark) else DELTA_RS_FORMAT
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn errors raised inside Spark's Python workers back into named errors with one-line messages."""
+    try:
+        yield
+    except XrayError:
+        raise
+    except Exception as error:  # noqa: BLE001 - only errors carrying our markers are translated
+        text = str(error)
+        for marker, error_class in _MARKERS.items():
+            match = re.search(re.escape(marker) + r": ([^\n]*)", text)
+            if match:
+                raise error_class(match.group(1).strip()) from None
+        raise
+
+
+def await_termination(query: StreamingQuery, timeout: float | None = None) -> bool:
+    """Wait for a streaming query; its failure surfaces as a named error when it is one of ours."""
+    with translate_errors():
+        if timeout is None:
+            query.awaitTermination()
+            return True
+        return bool(query.awaitTermination(timeout))
+
+
+class Lakehouse:
+    """Tables by name under ``<root>/tables``, read and written through the configured Delta engine."""
+
+    def __init__(self, spark: SparkSession, config: XrayConfig):
+        self.spark = spark
+        self.config = config
+        self.format = resolve_format(spark, config)
+
+    # -- locations ----------------------------------------------------------------------------------
+    def path(self, table: str) -> str:
+        """Filesystem path of a table."""
+        return str(self.config.table_path(table))
+
+    def exists(self, table: str) -> bool:
+        from deltalake import DeltaTable
+
+        return DeltaTable.is_deltatable(self.path(table))
+
+    # -- tables -------------------------------------------------------------------------------------
+    def ensure_tables(self, specs: tuple[TableSpec, ...] = ALL_TABLES) -> None:
+        """Create the declared tables that do not exist yet (empty, with schema and comments)."""
+        for spec in specs:
+            if self.exists(spec.name):
+                continue
+            if self.format == DELTA_RS_FORMAT:
+                from deltalake import DeltaTable
+
+                from .deltars import arrow_schema_of_spark
+
+                with contextlib.suppress(Exception):  # a concurrent creator won: the table exists
+                    DeltaTable.create(
+                        self.path(spec.name), arrow_schema_of_spark(spec.schema), mode="ignore",
+                        name=spec.name, description=spec.description,
+                    )
+            else:
+                empty = self.spark.createDataFrame([], spec.schema)
+                empty.write.format(NATIVE_FORMAT).mode("append").save(self.path(spec.name))
+            log.debug("created table %s", spec.name)
+
+    def read(self, table: str, version: int | None = None) -> DataFrame:
+        """A batch DataFrame of a table (optionally at a version: time travel)."""
+        if not self.exists(table):
+            raise TableNotFoundError(
+                f"table {table} does not exist under {self.config.tables_dir}; run 'xray stream' first"
+            )
+        reader = self.spark.read.format(self.format)
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        with translate_errors():
+            return reader.load(self.path(table))
+
+    def append(
+        self,
+        df: DataFrame,
+        table: str,
+        txn: tuple[str, int] | None = None,
+        merge_schema: bool = False,
+    ) -> None:
+        """Append rows. ``txn`` = (application id, version) makes the write idempotent: a version already
+        committed by that application is skipped (Delta's txnAppId/txnVersion)."""
+        self._write(df, table, "append", txn, merge_schema)
+
+    def overwrite(self, df: DataFrame, table: str, txn: tuple[str, int] | None = None) -> None:
+        """Replace a table's rows in one transaction."""
+        self._write(df, table, "overwrite", txn, False)
+
+    def _write(self, df: DataFrame, table: str, mode: str, txn: tuple[str, int] | None, merge: bool) -> None:
+        writer = df.write.format(self.format).mode(mode)
+        if txn is not None:
+            writer = writer.option("txnAppId", txn[0]).option("txnVersion", str(txn[1]))
+        if merge:
+            writer = writer.option("mergeSchema", "true")
+        with translate_errors():
+            writer.save(self.path(table))
+
+    def read_stream(self, table: str, **options: Any) -> DataFrame:
+        """A streaming DataFrame of the rows appended to a table."""
+        self.ensure_tables(tuple(s for s in ALL_TABLES if s.name == table))
+        reader = self.spark.readStream.format(self.format)
+        for key, value in options.items():
+            if value is not None:
+                reader = reader.option(key, str(value))
+        with translate_errors():
+            return reader.load(self.path(table))
+
+    def write_stream(self, df: DataFrame, table: str, query_name: str, **trigger: Any) -> StreamingQuery:
+        """Stream rows into a table, exactly once (checkpoint + idempotent Delta commits)."""
+        writer = (
+            df.writeStream.format(self.format)
+            .queryName(query_name)
+            .option("checkpointLocation", str(self.config.checkpoint_path(query_name)))
+            .option("txnAppId", query_name)
+        )
+        if trigger:
+            writer = writer.trigger(**trigger)
+        with translate_errors():
+            return writer.start(self.path(table))
+
+    # -- inspection ---------------------------------------------------------------------------------
+    def delta_table(self, table: str) -> Any:
+        """The delta-rs handle of a table (works whichever engine wrote it)."""
+        from deltalake import DeltaTable
+
+        if not self.exists(table):
+            raise TableNotFoundError(f"table {table} does not exist under {self.config.tables_dir}")
+        return DeltaTable(self.path(table))
+
+    def version(self, table: str) -> int:
+        return self.delta_table(table).version()
+
+    def row_count(self, table: str) -> int:
+        """Rows in the current version, from the log's file statistics (no data read)."""
+        import pyarrow as pa
+
+        actions = pa.table(self.delta_table(table).get_add_actions(flatten=True))
+        return int(sum(n or 0 for n in actions.column("num_records").to_pylist())) if actions.num_rows else 0
+
+    def merge_by_key(self, source: DataFrame, table: str, key: str) -> dict[str, int]:
+        """Upsert ``source`` rows into ``table`` matching on ``key`` (update when matched, else insert)."""
+        if self.format == NATIVE_FORMAT:
+            from delta.tables import DeltaTable as SparkDeltaTable
+
+            target = SparkDeltaTable.forPath(self.spark, self.path(table))
+            (
+                target.alias("t").merge(source.alias("s"), f"t.{key} = s.{key}")
+                .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
+            )
+            return {}
+        from .deltars import arrow_schema_of_spark
+
+        spec = TABLES_BY_NAME[table]
+        rows = source.select(*spec.column_names).toArrow().cast(arrow_schema_of_spark(spec.schema))
+        if rows.num_rows == 0:
+            return {"num_target_rows_updated": 0, "num_target_rows_inserted": 0}
+        metrics = (
+            self.delta_table(table)
+            .merge(rows, predicate=f"t.{key} = s.{key}", source_alias="s", target_alias="t")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute()
+        )
+        return {k: v for k, v in metrics.items() if isinstance(v, int)}

@@ -1,0 +1,101 @@
+"""The Spark session factory: reuse an active session (Databricks, spark-submit), else build one."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+from pyspark.sql import SparkSession
+
+from .config import XrayConfig, load_config
+from .errors import JavaMissingError
+
+log = logging.getLogger(__name__)
+
+JAVA_HELP = (
+    "Spark needs Java 17 or newer: on Debian/Ubuntu run 'sudo apt-get install -y openjdk-17-jre-headless' "
+    "(or ./setup.sh), on macOS 'brew install openjdk@17', elsewhere install a JDK 17+ and set JAVA_HOME"
+)
+
+
+def java_major_version() -> int | None:
+    """The major version of the Java runtime Spark would start, or None when there is none."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java")
+    if not java or not os.path.exists(java):
+        return None
+    try:
+        result = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', result.stderr + result.stdout)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2)) if major == 1 and match.group(2) else major
+
+
+def check_java() -> None:
+    """Raise `JavaMissingError` with install instructions when no Java 17+ is available."""
+    major = java_major_version()
+    if major is None:
+        raise JavaMissingError(f"no Java runtime found. {JAVA_HELP}")
+    if major < 17:
+        raise JavaMissingError(f"Java {major} found. {JAVA_HELP}")
+
+
+def _local_builder(config: XrayConfig) -> SparkSession.Builder:
+    builder = (
+        SparkSession.builder.master(config.spark_master)
+        .appName("xray-lakehouse")
+        .config("spark.ui.enabled", str(config.spark_ui).lower())
+        .config("spark.sql.shuffle.partitions", str(config.shuffle_partitions))
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.execution.arrow.pyspark.fallback.enabled", "false")
+        # Each micro-batch would otherwise start a Spark job just to list a few landing files.
+        .config("spark.sql.sources.parallelPartitionDiscovery.threshold", "100000")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
+        # Keep the checkpoint metadata small: old batches are not needed for recovery.
+        .config("spark.sql.streaming.minBatchesToRetain", "20")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.python.worker.reuse", "true")
+        .config("spark.driver.memory", os.environ.get("XRAY_DRIVER_MEMORY", "2g"))
+        .config("spark.sql.warehouse.dir", str(config.root / "spark-warehouse"))
+        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={config.root / 'derby'}")
+    )
+    for key, value in config.spark_conf.items():
+        builder = builder.config(key, value)
+    return builder
+
+
+def get_spark(config: XrayConfig | None = None) -> SparkSession:
+    """Return the active SparkSession, or build a local one from the configuration.
+
+    ``config`` None means configuration from file, environment and defaults. The ``deltars`` data source
+    is registered on the session either way.
+    """
+    config = config or load_config()
+    active = SparkSession.getActiveSession()
+    if active is None:
+        # Python workers must run this interpreter (a venv's `xray` works without activating the venv).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        if not os.environ.get("SPARK_REMOTE"):
+            check_java()
+        config.root.mkdir(parents=True, exist_ok=True)
+        active = _local_builder(config).getOrCreate()
+        active.sparkContext.setLogLevel("ERROR")
+    register_data_sources(active)
+    return active
+
+
+def register_data_sources(spark: SparkSession) -> None:
+    """Register the ``deltars`` Python data source on a session (idempotent)."""
+    from .deltars import DeltaRsDataSource
+
+    spark.dataSource.register(DeltaRsDataSource)

@@ -1,0 +1,223 @@
+"""Every table of the lakehouse: name, layer, schema and column comments, defined once.
+
+The streaming layers, the batch jobs, the Terraform views and the docs all read these definitions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql.types import StructField, StructType, _parse_datatype_string
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One Delta table: its name, medallion layer, description and columns (name, Spark SQL type, comment)."""
+
+    name: str
+    layer: str
+    description: str
+    columns: tuple[tuple[str, str, str], ...]
+
+    @property
+    def schema(self) -> StructType:
+        """The Spark schema, each column's comment in its metadata (Delta keeps it in the table schema)."""
+        return StructType(
+            [
+                StructField(name, _parse_datatype_string(sql_type), True, {"comment": comment})
+                for name, sql_type, comment in self.columns
+            ]
+        )
+
+    @property
+    def column_names(self) -> list[str]:
+        return [name for name, _, _ in self.columns]
+
+
+BRONZE_IMAGES = TableSpec(
+    "bronze_xray_images",
+    "bronze",
+    "Every file seen in the landing folder, as it arrived: bytes, checksum and what its path says.",
+    (
+        ("path", "string", "Source file URI in the landing folder"),
+        ("file_name", "string", "File name without folders"),
+        ("size_bytes", "bigint", "File size in bytes when listed"),
+        ("modification_time", "timestamp", "File modification time when listed (UTC)"),
+        ("content", "binary", "File bytes; null when too large for max_file_bytes or unreadable"),
+        ("content_sha256", "string", "SHA-256 of the bytes, hex; null without content"),
+        ("content_status", "string", "ok, too_large, missing (deleted before it was read) or unreadable"),
+        ("label", "string", "NORMAL or PNEUMONIA from the path, else null"),
+        ("split", "string", "train, test or val from the path, else null"),
+        ("ingest_time", "timestamp", "When the bronze stream read the file (UTC)"),
+        ("batch_id", "bigint", "Bronze micro-batch that ingested the file"),
+    ),
+)
+
+BRONZE_KAGGLE_DATASET_INFO = TableSpec(
+    "bronze_kaggle_dataset_info",
+    "bronze",
+    "One row per dataset download or folder staging: what was staged into landing and how.",
+    (
+        ("dataset_ref", "string", "Kaggle owner/slug, or the local folder staged"),
+        ("source", "string", "kaggle or folder"),
+        ("title", "string", "Dataset title"),
+        ("version", "int", "Dataset version number, when known"),
+        ("license", "string", "Dataset license name"),
+        ("file_count", "bigint", "Images staged into landing"),
+        ("total_bytes", "bigint", "Bytes staged into landing"),
+        ("files_per_split_label", "map<string,bigint>", "Images staged per split/LABEL"),
+        ("sampling_options", "string", "Sampling and pacing options, JSON"),
+        ("downloaded_time", "timestamp", "When the download or staging finished (UTC)"),
+    ),
+)
+
+SILVER_METADATA = TableSpec(
+    "silver_xray_metadata",
+    "silver",
+    "One row per distinct valid image: labels, hashed patient, decoded properties and quality measures.",
+    (
+        ("image_id", "string", "SHA-256 of the image bytes: the image's identity"),
+        ("label", "int", "1 PNEUMONIA, 0 NORMAL, null unknown"),
+        ("label_name", "string", "NORMAL, PNEUMONIA or null"),
+        ("split", "string", "train, test, val or null"),
+        ("patient_id", "string", "Salted SHA-256 of the patient identifier in the file name; null if none"),
+        ("pneumonia_type", "string", "bacteria, virus or null"),
+        ("width", "int", "Width in pixels"),
+        ("height", "int", "Height in pixels"),
+        ("mode", "string", "Pillow color mode of the file (L, RGB, ...)"),
+        ("image_format", "string", "Decoded format (JPEG, PNG)"),
+        ("mean_intensity", "double", "Mean gray level at the feature size, 0-255"),
+        ("std_intensity", "double", "Standard deviation of gray levels at the feature size, 0-255"),
+        ("dynamic_range", "double", "Gray level range between the 1st and 99th percentile, 0-255"),
+        ("file_path", "string", "Landing file URI of the first copy seen"),
+        ("file_size", "bigint", "File size in bytes"),
+        ("processed_time", "timestamp", "When silver processed the image (UTC)"),
+        ("source_batch_id", "bigint", "Bronze micro-batch of the image"),
+        ("silver_batch_id", "bigint", "Silver micro-batch that wrote the row"),
+    ),
+)
+
+SILVER_FEATURES = TableSpec(
+    "silver_image_features",
+    "silver",
+    "Model features of each valid image, computed from pixels at a fixed size.",
+    (
+        ("image_id", "string", "SHA-256 of the image bytes"),
+        ("feature_version", "string", "Version of the feature extractor"),
+        ("features", "array<float>", "Fixed-length feature vector"),
+        ("processed_time", "timestamp", "When the features were computed (UTC)"),
+        ("silver_batch_id", "bigint", "Silver micro-batch that wrote the row"),
+    ),
+)
+
+SILVER_QUARANTINE = TableSpec(
+    "silver_quarantine",
+    "silver",
+    "Files that failed a quarantine expectation, with the reason and the bronze reference to replay them.",
+    (
+        ("rule", "string", "Name of the expectation that failed"),
+        ("reason", "string", "What is wrong, readable"),
+        ("file_path", "string", "Landing file URI (bronze path)"),
+        ("file_name", "string", "File name"),
+        ("size_bytes", "bigint", "File size in bytes"),
+        ("content_sha256", "string", "SHA-256 of the bytes when read (bronze reference)"),
+        ("label", "string", "Label from the path, if any"),
+        ("split", "string", "Split from the path, if any"),
+        ("source_batch_id", "bigint", "Bronze micro-batch of the file (bronze reference)"),
+        ("silver_batch_id", "bigint", "Silver micro-batch that quarantined it"),
+        ("quarantined_time", "timestamp", "When it was quarantined (UTC)"),
+    ),
+)
+
+GOLD_PREDICTIONS = TableSpec(
+    "gold_pneumonia_predictions",
+    "gold",
+    "Model predictions per image, with the model version that made them.",
+    (
+        ("prediction_id", "string", "SHA-256 of image id, model name and version"),
+        ("image_id", "string", "Image scored (silver image_id)"),
+        ("predicted_label", "string", "NORMAL or PNEUMONIA"),
+        ("probability_pneumonia", "double", "Model probability of PNEUMONIA"),
+        ("confidence", "double", "Probability of the predicted label"),
+        ("true_label", "string", "Known label, if any"),
+        ("is_correct", "boolean", "Prediction equals the known label; null when unknown"),
+        ("model_name", "string", "Registered model name"),
+        ("model_version", "string", "Registered model version"),
+        ("feature_version", "string", "Feature extractor version of the input"),
+        ("predicted_time", "timestamp", "When the prediction was made (UTC)"),
+        ("prediction_date", "date", "UTC date of predicted_time"),
+    ),
+)
+
+GOLD_MODEL_PERFORMANCE = TableSpec(
+    "gold_model_performance",
+    "gold",
+    "Evaluation of each model version on each labelled split.",
+    (
+        ("model_name", "string", "Registered model name"),
+        ("model_version", "string", "Registered model version"),
+        ("split", "string", "Split evaluated (test is never used for training)"),
+        ("accuracy", "double", "Share of correct predictions"),
+        ("precision", "double", "PNEUMONIA precision"),
+        ("recall", "double", "PNEUMONIA recall (sensitivity)"),
+        ("specificity", "double", "NORMAL recall"),
+        ("f1", "double", "F1 score for PNEUMONIA"),
+        ("roc_auc", "double", "Area under the ROC curve; null with one class only"),
+        ("confusion_matrix", "string", "JSON [[tn, fp], [fn, tp]]"),
+        ("threshold", "double", "Decision threshold on P(pneumonia)"),
+        ("sample_count", "bigint", "Images evaluated"),
+        ("evaluated_time", "timestamp", "When the evaluation ran (UTC)"),
+    ),
+)
+
+GOLD_DATASET_SUMMARY = TableSpec(
+    "gold_dataset_summary",
+    "gold",
+    "Counts per split and label; the row with split 'all' also counts quarantined files and duplicates.",
+    (
+        ("split", "string", "train, test, val, unknown, or all"),
+        ("label_name", "string", "NORMAL, PNEUMONIA, unknown, or all"),
+        ("images", "bigint", "Distinct valid images"),
+        ("patients", "bigint", "Distinct patients"),
+        ("quarantined", "bigint", "Quarantined files (split all only)"),
+        ("duplicates", "bigint", "Files whose content was already seen (split all only)"),
+        ("updated_time", "timestamp", "When the summary was computed (UTC)"),
+    ),
+)
+
+PIPELINE_EVENTS = TableSpec(
+    "pipeline_events",
+    "ops",
+    "One row per layer per micro-batch: volumes, data-quality counts, duration and landing backlog.",
+    (
+        ("event_time", "timestamp", "When the batch finished (UTC)"),
+        ("query", "string", "Streaming query (layer) name"),
+        ("batch_id", "bigint", "Micro-batch id of the query"),
+        ("input_rows", "bigint", "Rows read by the batch"),
+        ("output_rows", "bigint", "Rows written to the layer's main table"),
+        ("quarantined_rows", "bigint", "Rows sent to silver_quarantine"),
+        ("duplicate_rows", "bigint", "Rows skipped because their content was already seen"),
+        (
+            "expectations",
+            "array<struct<table:string,rule:string,action:string,failed:bigint>>",
+            "Rows failing each expectation, with the action taken",
+        ),
+        ("duration_ms", "bigint", "Wall time of the batch in milliseconds"),
+        ("backlog_files", "bigint", "Landing files not yet ingested (bronze only)"),
+        ("backlog_bytes", "bigint", "Bytes of landing files not yet ingested (bronze only)"),
+        ("message", "string", "Anything worth knowing about the batch"),
+    ),
+)
+
+ALL_TABLES: tuple[TableSpec, ...] = (
+    BRONZE_IMAGES,
+    BRONZE_KAGGLE_DATASET_INFO,
+    SILVER_METADATA,
+    SILVER_FEATURES,
+    SILVER_QUARANTINE,
+    GOLD_PREDICTIONS,
+    GOLD_MODEL_PERFORMANCE,
+    GOLD_DATASET_SUMMARY,
+    PIPELINE_EVENTS,
+)
+TABLES_BY_NAME = {spec.name: spec for spec in ALL_TABLES}

@@ -1,0 +1,57 @@
+"""Shared fixtures: one SparkSession for the whole run (UI off, few shuffle partitions), tmp lakehouses."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+# Tests never read the developer's own settings.
+for _name in [n for n in os.environ if n.startswith("XRAY_")]:
+    del os.environ[_name]
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    """The one SparkSession of the test run, built by the project's own factory."""
+    from streaming.config import load_config
+    from streaming.session import get_spark
+
+    root = tmp_path_factory.mktemp("spark-session")
+    config = load_config(
+        environ={},
+        lakehouse=str(root),
+        spark_master="local[2]",
+        shuffle_partitions=2,
+        spark_conf={"spark.ui.showConsoleProgress": "false", "spark.driver.memory": "1g"},
+    )
+    session = get_spark(config)
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def config(tmp_path):
+    """A configuration whose lakehouse is a fresh temporary folder."""
+    from streaming.config import load_config
+
+    return load_config(environ={}, lakehouse=str(tmp_path / "lakehouse"), spark_master="local[2]",
+                       shuffle_partitions=2, trigger_seconds=0.5)
+
+
+@pytest.fixture
+def lakehouse(spark, config):
+    """A Lakehouse over the temporary folder, all tables created."""
+    from streaming.lakehouse import Lakehouse
+
+    house = Lakehouse(spark, config)
+    house.ensure_tables()
+    return house
+
+
+def pytest_report_header(config):  # noqa: ARG001
+    return f"xray-lakehouse tests; python {sys.executable}; cwd {Path.cwd()}"
