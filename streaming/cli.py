@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     stream = add("stream", "Run the streaming layers: landing -> bronze -> silver -> gold, exactly once.")
     stream.add_argument("--once", action="store_true",
                         help="process what is in landing now, then exit (availableNow trigger)")
-    stream.add_argument("--layer", choices=(*LAYERS, "all"), default="all", help="run one layer only")
+    stream.add_argument("--layer", choices=(*LAYERS, "all"), action="append", default=None,
+                        help="run only this layer (repeat for several; default all)")
     stream.add_argument("--trigger-seconds", type=float, default=None, metavar="S",
                         help="processing-time trigger of the continuous mode (default 1)")
     stream.add_argument("--max-files-per-trigger", type=int, default=None, metavar="N",
@@ -172,7 +173,7 @@ def _spark(config: XrayConfig):  # noqa: ANN202 - keeps pyspark out of the impor
 def _stream(args: argparse.Namespace, config: XrayConfig) -> int:
     from .service import run_stream
 
-    layers = LAYERS if args.layer == "all" else (args.layer,)
+    layers = LAYERS if not args.layer or "all" in args.layer else tuple(args.layer)
     run_stream(_spark(config), config, layers=layers, once=args.once, watch_inbox=args.watch,
                timeout=args.timeout)
     return 0

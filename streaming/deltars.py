@@ -456,8 +456,9 @@ class DeltaRsReader(DataSourceReader):
         return [DeltaRsPartition(group) for group in groups]
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-        assert isinstance(partition, DeltaRsPartition)
-        yield from read_slices(self.path, self.schema, partition.slices)
+        # An empty table plans no partition; Spark then still asks for one, with a placeholder.
+        if isinstance(partition, DeltaRsPartition):
+            yield from read_slices(self.path, self.schema, partition.slices)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -560,8 +561,9 @@ class DeltaRsStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return [DeltaRsPartition(group) for group in groups]
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-        assert isinstance(partition, DeltaRsPartition)
-        yield from read_slices(self.path, self.schema, partition.slices)
+        # An empty table plans no partition; Spark then still asks for one, with a placeholder.
+        if isinstance(partition, DeltaRsPartition):
+            yield from read_slices(self.path, self.schema, partition.slices)
 
     def commit(self, end: dict) -> None:
         return None

@@ -68,11 +68,21 @@ def translate_errors() -> Iterator[None]:
         raise
     except Exception as error:  # noqa: BLE001 - only errors carrying our markers are translated
         text = str(error)
+        named = re.search(r"XRAY_ERROR\[(\w+)\]: ([^\n]*)", text)
+        if named:
+            raise _error_class(named.group(1))(named.group(2).strip()) from None
         for marker, error_class in _MARKERS.items():
             match = re.search(re.escape(marker) + r": ([^\n]*)", text)
             if match:
                 raise error_class(match.group(1).strip()) from None
         raise
+
+
+def _error_class(name: str) -> type[XrayError]:
+    from . import errors
+
+    found = getattr(errors, name, None)
+    return found if isinstance(found, type) and issubclass(found, XrayError) else XrayError
 
 
 def await_termination(query: StreamingQuery, timeout: float | None = None) -> bool:
@@ -158,6 +168,31 @@ class Lakehouse:
             writer = writer.option("mergeSchema", "true")
         with translate_errors():
             writer.save(self.path(table))
+
+    def append_rows(self, table: str, rows: list[dict[str, Any]], txn: tuple[str, int] | None = None) -> None:
+        """Append a few rows built on the driver (events, summaries) to a declared table.
+
+        With delta-rs the rows are committed straight from the driver, sparing a Spark job per small write;
+        the commit is the same idempotent transaction as any other write.
+        """
+        if not rows:
+            return
+        spec = TABLES_BY_NAME[table]
+        if self.format != DELTA_RS_FORMAT:
+            self.append(self.spark.createDataFrame(rows, spec.schema), table, txn=txn)
+            return
+        import pyarrow as pa
+
+        from .deltars import ParquetFileWriter, arrow_schema_of_spark, commit_files
+
+        schema = arrow_schema_of_spark(spec.schema)
+        batch = pa.RecordBatch.from_pylist([{k: row.get(k) for k in schema.names} for row in rows], schema=schema)
+        self.ensure_tables((spec,))
+        writer = ParquetFileWriter(self.path(table), schema, {})
+        writer.write(batch)
+        with translate_errors():
+            commit_files(self.path(table), spec.schema, [writer.finish()], "append",
+                         txn[0] if txn else None, txn[1] if txn else None)
 
     def read_stream(self, table: str, **options: Any) -> DataFrame:
         """A streaming DataFrame of the rows appended to a table."""

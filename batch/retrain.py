@@ -1,0 +1,174 @@
+"""``xray retrain``: train on labelled silver features, register the model, promote it only if it is better.
+
+Never trains on split ``test`` (kept for ``xray metrics``). Validation is a patient-grouped hold-out of the
+labelled rows; the current champion is scored on the same hold-out, and the ``champion`` alias moves only
+when the new version beats it (ROC AUC, then accuracy) or there is no champion yet.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from batch import model as model_lib
+from streaming import features as feature_lib
+from streaming.config import XrayConfig
+from streaming.errors import InsufficientDataError
+from streaming.lakehouse import Lakehouse
+from streaming.registry import ModelRef, champion, ensure_experiment, load_model, set_champion, version_tags
+from streaming.tables import SILVER_FEATURES, SILVER_METADATA
+
+log = logging.getLogger(__name__)
+
+TRAINING_SPLITS_EXCLUDED = ("test",)
+
+
+@dataclass
+class LabelledData:
+    """Feature matrix with labels and patient groups, as numpy arrays on the driver."""
+
+    image_ids: list[str]
+    X: np.ndarray
+    y: np.ndarray
+    groups: list[str]
+    splits: list[str | None]
+
+
+def labelled_features(lakehouse: Lakehouse, splits_excluded: tuple[str, ...] = TRAINING_SPLITS_EXCLUDED,
+                      only_splits: tuple[str, ...] | None = None) -> DataFrame:
+    """Silver features of the current feature version joined with labels, patients and splits."""
+    features = lakehouse.read(SILVER_FEATURES.name).where(F.col("feature_version") == feature_lib.FEATURE_VERSION)
+    metadata = lakehouse.read(SILVER_METADATA.name).where(F.col("label").isNotNull())
+    if only_splits is not None:
+        metadata = metadata.where(F.col("split").isin(list(only_splits)))
+    elif splits_excluded:
+        metadata = metadata.where(F.col("split").isNull() | ~F.col("split").isin(list(splits_excluded)))
+    return features.join(metadata.select("image_id", "label", "patient_id", "split"), "image_id").select(
+        "image_id", "features", "label", F.coalesce("patient_id", "image_id").alias("group"), "split"
+    )
+
+
+def collect_labelled(frame: DataFrame) -> LabelledData:
+    """Bring a labelled feature frame to the driver (features are small: a few hundred floats a row)."""
+    table = frame.orderBy("image_id").toArrow()
+    if table.num_rows == 0:
+        return LabelledData([], np.zeros((0, feature_lib.FEATURE_LENGTH), np.float32), np.zeros(0, int), [], [])
+    matrix = np.asarray(table.column("features").to_pylist(), dtype=np.float32)
+    return LabelledData(
+        table.column("image_id").to_pylist(),
+        matrix,
+        np.asarray(table.column("label").to_pylist(), dtype=int),
+        table.column("group").to_pylist(),
+        table.column("split").to_pylist(),
+    )
+
+
+@dataclass
+class RetrainResult:
+    """What a retrain did."""
+
+    version: ModelRef
+    promoted: bool
+    validation_metrics: dict
+    champion_metrics: dict | None
+    previous_champion: ModelRef | None
+    reason: str
+
+
+def _better(new: dict, old: dict) -> bool:
+    key = (new.get("roc_auc") or 0.0, new.get("accuracy") or 0.0)
+    return key > ((old.get("roc_auc") or 0.0), (old.get("accuracy") or 0.0))
+
+
+def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promote: bool = False) -> RetrainResult:
+    """Train, log to MLflow, register a version, and promote it when it beats the champion."""
+    import mlflow
+    import mlflow.sklearn
+
+    lakehouse = Lakehouse(spark, config)
+    lakehouse.ensure_tables()
+    data = collect_labelled(labelled_features(lakehouse))
+    started = time.monotonic()
+    try:
+        result = model_lib.fit_and_validate(data.X, data.y, data.groups, seed=seed)
+    except model_lib.InsufficientTrainingData as error:
+        raise InsufficientDataError(f"cannot retrain: {error}") from None
+    training_seconds = time.monotonic() - started
+    _, validation_index = model_lib.patient_grouped_split(data.groups, data.y, seed=seed)
+
+    previous = champion(config)
+    champion_metrics = None
+    if previous is not None:
+        previous_tags = version_tags(config, previous)
+        if previous_tags.get("feature_version") == feature_lib.FEATURE_VERSION:
+            champion_metrics = model_lib.evaluate(
+                load_model(config, previous), data.X[validation_index], data.y[validation_index]
+            )
+
+    experiment_id = ensure_experiment(config)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"retrain-seed{seed}") as run:
+        mlflow.log_params({
+            "seed": seed,
+            "feature_version": feature_lib.FEATURE_VERSION,
+            "feature_length": feature_lib.FEATURE_LENGTH,
+            "threshold": round(float(result.model.threshold), 6),
+            "n_labelled": len(data.y),
+            "n_patients": len(set(data.groups)),
+            "class_balance_pneumonia": round(float(np.mean(data.y)), 4) if len(data.y) else 0.0,
+        })
+        numeric = {f"validation_{k}": float(v) for k, v in result.validation_metrics.items()
+                   if isinstance(v, (int, float)) and v is not None}
+        mlflow.log_metrics({**numeric, "training_seconds": training_seconds})
+        if champion_metrics:
+            mlflow.log_metrics({f"champion_validation_{k}": float(v) for k, v in champion_metrics.items()
+                                if isinstance(v, (int, float)) and v is not None})
+        with tempfile.TemporaryDirectory() as folder:
+            report = Path(folder) / "validation.json"
+            report.write_text(json.dumps({"new": result.validation_metrics, "champion": champion_metrics},
+                                         indent=2, default=str))
+            mlflow.log_artifact(str(report))
+        info = mlflow.sklearn.log_model(result.model, name="model", registered_model_name=config.model_name)
+        run_id = run.info.run_id
+
+    from streaming.registry import configure_mlflow
+
+    client = configure_mlflow(config)
+    version = str(info.registered_model_version)
+    ref = ModelRef(config.model_name, version)
+    client.set_model_version_tag(ref.name, ref.version, "feature_version", feature_lib.FEATURE_VERSION)
+    client.set_model_version_tag(ref.name, ref.version, "threshold", str(result.model.threshold))
+    client.set_model_version_tag(ref.name, ref.version, "run_id", run_id)
+    for key in ("accuracy", "roc_auc"):
+        if result.validation_metrics.get(key) is not None:
+            client.set_model_version_tag(ref.name, ref.version, f"validation_{key}",
+                                         f"{result.validation_metrics[key]:.4f}")
+
+    if previous is None:
+        promoted, reason = True, "no champion yet"
+    elif force_promote:
+        promoted, reason = True, "forced"
+    elif champion_metrics is None:
+        promoted, reason = True, "champion uses other features"
+    elif _better(result.validation_metrics, champion_metrics):
+        promoted, reason = True, "beats the champion on the same validation patients"
+    else:
+        promoted, reason = False, "does not beat the champion on the same validation patients"
+    if promoted:
+        set_champion(config, ref)
+    log.info("model %s v%s: validation accuracy %.3f, ROC AUC %.3f; %s (%s)", ref.name, ref.version,
+             result.validation_metrics.get("accuracy", float("nan")),
+             result.validation_metrics.get("roc_auc") or float("nan"),
+             "promoted to champion" if promoted else "not promoted", reason)
+    print(f"registered {ref.name} version {ref.version}: validation accuracy "
+          f"{result.validation_metrics.get('accuracy', 0):.3f}, ROC AUC "
+          f"{(result.validation_metrics.get('roc_auc') or 0):.3f}; "
+          f"{'now champion' if promoted else 'champion unchanged'} ({reason})")
+    return RetrainResult(ref, promoted, result.validation_metrics, champion_metrics, previous, reason)

@@ -1,0 +1,122 @@
+"""Gold: silver features → ``gold_pneumonia_predictions``, scored by the model with alias ``champion``.
+
+The champion is looked up at every micro-batch, so a newly promoted model serves from the next batch on
+without a restart. Without a champion the gold query is not started: rows wait in silver (the gold
+checkpoint does not move) and ``xray status`` says why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from .config import XrayConfig
+from .deltars import arrow_schema_of_spark
+from .events import BatchEvent, record_event
+from .lakehouse import Lakehouse
+from .registry import ChampionCache, ModelRef, champion
+from .tables import GOLD_PREDICTIONS, SILVER_METADATA
+
+QUERY_NAME = "gold"
+LABEL_NAMES = ("NORMAL", "PNEUMONIA")
+_caches: dict[str, ChampionCache] = {}
+
+
+def champion_available(config: XrayConfig) -> bool:
+    """Whether a model carries the champion alias."""
+    return champion(config) is not None
+
+
+def _cache(config: XrayConfig) -> ChampionCache:
+    key = f"{config.tracking_uri}|{config.registry_uri}|{config.model_name}"
+    if key not in _caches:
+        _caches[key] = ChampionCache(config)
+    return _caches[key]
+
+
+def prediction_id(image_id: str, ref: ModelRef) -> str:
+    return hashlib.sha256(f"{image_id}|{ref.name}|{ref.version}".encode()).hexdigest()
+
+
+def score_features(
+    features: DataFrame, model: Any, ref: ModelRef, feature_version: str, predicted_time: dt.datetime
+) -> DataFrame:
+    """Feature rows (image_id, feature_version, features, label_name) → prediction rows, on executors.
+
+    Rows whose feature version differs from the model's are not scored here (see `process_gold_batch`).
+    """
+    schema = GOLD_PREDICTIONS.schema
+    arrow_schema = arrow_schema_of_spark(schema)
+    threshold = float(getattr(model, "threshold", 0.5))
+    prediction_date = predicted_time.date()
+
+    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            image_ids = batch.column("image_id").to_pylist()
+            matrix = np.asarray(batch.column("features").to_pylist(), dtype=np.float32)
+            probabilities = model.predict_proba(matrix)[:, 1]
+            truths = batch.column("label_name").to_pylist()
+            rows = []
+            for image_id, probability, truth in zip(image_ids, probabilities, truths, strict=True):
+                predicted = LABEL_NAMES[int(probability >= threshold)]
+                rows.append({
+                    "prediction_id": prediction_id(image_id, ref),
+                    "image_id": image_id,
+                    "predicted_label": predicted,
+                    "probability_pneumonia": float(probability),
+                    "confidence": float(probability if predicted == "PNEUMONIA" else 1.0 - probability),
+                    "true_label": truth,
+                    "is_correct": None if truth is None else predicted == truth,
+                    "model_name": ref.name,
+                    "model_version": ref.version,
+                    "feature_version": feature_version,
+                    "predicted_time": predicted_time,
+                    "prediction_date": prediction_date,
+                })
+            yield pa.RecordBatch.from_pylist(rows, schema=arrow_schema)
+
+    return features.select("image_id", "features", "label_name").mapInArrow(score, schema)
+
+
+def with_true_labels(features: DataFrame, metadata: DataFrame) -> DataFrame:
+    """Attach the known label of each image from silver metadata."""
+    return features.join(metadata.select("image_id", "label_name"), "image_id", "left")
+
+
+def process_gold_batch(lakehouse: Lakehouse, batch: DataFrame, batch_id: int) -> BatchEvent:
+    """One gold micro-batch: score new silver features with the current champion and write predictions."""
+    event = BatchEvent(QUERY_NAME, batch_id)
+    current = _cache(lakehouse.config).current()
+    if current is None:
+        # The alias was removed while the stream ran: fail the batch so it is retried, not lost.
+        raise RuntimeError("no model has the 'champion' alias any more; gold batch will be retried")
+    ref, model, tags = current
+    model_features = tags.get("feature_version")
+    rows = batch.persist()
+    try:
+        event.input_rows = rows.count()
+        scorable = rows if not model_features else rows.where(F.col("feature_version") == model_features)
+        skipped = event.input_rows - (scorable.count() if model_features else event.input_rows)
+        metadata = lakehouse.read(SILVER_METADATA.name)
+        predictions = score_features(
+            with_true_labels(scorable, metadata), model, ref, model_features or "",
+            dt.datetime.now(dt.timezone.utc),
+        )
+        event.output_rows = event.input_rows - skipped
+        if event.output_rows:
+            lakehouse.append(predictions, GOLD_PREDICTIONS.name, txn=(QUERY_NAME, batch_id))
+        event.message = f"model {ref.name} v{ref.version}" + (
+            f"; {skipped} row(s) with other feature versions left for 'xray rescore'" if skipped else "")
+    finally:
+        rows.unpersist()
+    record_event(lakehouse, event)
+    return event

@@ -1,0 +1,97 @@
+"""Data-quality expectations as data, in the manner of Delta Live Tables.
+
+Each table declares a tuple of `Expectation`s: a SQL condition valid rows satisfy, an action, and a SQL
+expression giving a readable reason. A condition that evaluates to NULL does not apply to the row (for
+example, "at least 128 px" for a file that is not an image at all), so each failing row is blamed on the
+rule that really describes it.
+
+Actions: ``warn`` (count only), ``drop`` (count and leave the row out), ``quarantine`` (count and send the
+row, with rule and reason, to ``silver_quarantine``), ``fail`` (stop the stream: the batch is not committed
+and is retried on restart).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from .errors import DataQualityFailure
+
+Action = Literal["warn", "drop", "quarantine", "fail"]
+ACTIONS: tuple[str, ...] = ("warn", "drop", "quarantine", "fail")
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """A rule rows of a table must meet."""
+
+    name: str
+    condition: str  # SQL: true for valid rows, NULL when the rule does not apply
+    action: Action
+    reason: str  # SQL expression: why a failing row fails, readable
+
+    def __post_init__(self) -> None:
+        if self.action not in ACTIONS:
+            raise ValueError(f"expectation {self.name}: action must be one of {ACTIONS}, not {self.action!r}")
+
+    def failed(self) -> Column:
+        """True for rows that violate the rule (NULL conditions do not)."""
+        return ~F.coalesce(F.expr(self.condition), F.lit(True))
+
+
+@dataclass(frozen=True)
+class QualityResult:
+    """A batch split by its expectations."""
+
+    valid: DataFrame  # rows to write to the table (warned rows included)
+    quarantined: DataFrame  # rows that failed a quarantine rule, with columns `rule` and `reason`
+    counts: list[dict]  # [{"table", "rule", "action", "failed"}] for every expectation
+    dropped: int
+    quarantined_count: int
+
+
+def apply_expectations(
+    batch: DataFrame, expectations: tuple[Expectation, ...], table: str
+) -> QualityResult:
+    """Evaluate every expectation on ``batch`` (which the caller should have cached) and split it.
+
+    A row failing several quarantine rules is quarantined once, under the first rule in declaration order.
+    Raises `DataQualityFailure` when any ``fail`` rule is violated.
+    """
+    flags = batch.select(
+        *[F.sum(e.failed().cast("long")).alias(e.name) for e in expectations]
+    ).first() if expectations else None
+    counts = [
+        {"table": table, "rule": e.name, "action": e.action, "failed": int((flags[e.name] if flags else 0) or 0)}
+        for e in expectations
+    ]
+    violated = [c for c in counts if c["action"] == "fail" and c["failed"]]
+    if violated:
+        details = ", ".join(f"{c['rule']} ({c['failed']} rows)" for c in violated)
+        raise DataQualityFailure(f"{table}: expectations with action 'fail' violated: {details}")
+
+    dropping = [e for e in expectations if e.action == "drop"]
+    quarantining = [e for e in expectations if e.action == "quarantine"]
+    rows = batch
+    for expectation in dropping:
+        rows = rows.where(~expectation.failed())
+    if quarantining:
+        first_rule = F.coalesce(*[F.when(e.failed(), F.lit(e.name)) for e in quarantining])
+        first_reason = F.coalesce(*[F.when(e.failed(), F.expr(e.reason).cast("string")) for e in quarantining])
+        rows = rows.withColumn("_rule", first_rule).withColumn("_reason", first_reason)
+        valid = rows.where(F.col("_rule").isNull()).drop("_rule", "_reason")
+        quarantined = (
+            rows.where(F.col("_rule").isNotNull())
+            .withColumnRenamed("_rule", "rule").withColumnRenamed("_reason", "reason")
+        )
+    else:
+        valid = rows
+        quarantined = rows.limit(0).withColumn("rule", F.lit(None).cast("string")).withColumn(
+            "reason", F.lit(None).cast("string")
+        )
+    dropped = sum(c["failed"] for c in counts if c["action"] == "drop")
+    quarantined_count = quarantined.count() if quarantining else 0
+    return QualityResult(valid, quarantined, counts, dropped, quarantined_count)

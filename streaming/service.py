@@ -1,0 +1,214 @@
+"""``xray stream``: the layers as chained streaming queries, each with its own checkpoint.
+
+bronze reads the landing folder; silver reads bronze as a Delta stream; gold reads silver features. In
+``once`` mode (availableNow) the layers run one after the other until the landing folder is drained; in
+continuous mode they run side by side on a processing-time trigger until Ctrl-C, SIGTERM or the timeout,
+and stop at a micro-batch boundary. A query that fails on something transient is restarted from its
+checkpoint (exactly once either way); errors a restart cannot fix stop the service with their message.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from . import bronze, silver
+from .config import XrayConfig
+from .errors import XrayError
+from .lakehouse import Lakehouse, await_termination, translate_errors
+
+log = logging.getLogger(__name__)
+
+LAYER_ORDER = ("bronze", "silver", "gold")
+MAX_RESTARTS = 5
+STOP_WAIT_SECONDS = 60.0
+
+
+def foreach_batch(process: Callable[[Lakehouse, DataFrame, int], object], lakehouse: Lakehouse):
+    """Wrap a batch function for ``foreachBatch``: our named errors keep their name across the JVM."""
+
+    def run(batch: DataFrame, batch_id: int) -> None:
+        try:
+            process(lakehouse, batch, batch_id)
+        except XrayError as error:
+            raise RuntimeError(f"XRAY_ERROR[{type(error).__name__}]: {error}") from error
+
+    return run
+
+
+def _trigger(config: XrayConfig, once: bool) -> dict:
+    return {"availableNow": True} if once else {"processingTime": f"{config.trigger_seconds} seconds"}
+
+
+def start_layer(lakehouse: Lakehouse, layer: str, once: bool) -> StreamingQuery | None:
+    """Start one layer's query; None when it cannot run yet (gold without a champion model)."""
+    spark, config = lakehouse.spark, lakehouse.config
+    if layer == "bronze":
+        source, process = bronze.landing_stream(spark, config), bronze.process_bronze_batch
+    elif layer == "silver":
+        source = lakehouse.read_stream(bronze.BRONZE_IMAGES.name, maxFilesPerTrigger=config.max_files_per_trigger)
+        process = silver.process_silver_batch
+    elif layer == "gold":
+        from . import gold
+
+        if not gold.champion_available(config):
+            return None
+        source = lakehouse.read_stream(silver.SILVER_FEATURES.name, maxFilesPerTrigger=config.max_files_per_trigger)
+        process = gold.process_gold_batch
+    else:
+        raise ValueError(f"unknown layer {layer}")
+    with translate_errors():
+        return (
+            source.writeStream.queryName(layer)
+            .foreachBatch(foreach_batch(process, lakehouse))
+            .option("checkpointLocation", str(config.checkpoint_path(layer)))
+            .trigger(**_trigger(config, once))
+            .start()
+        )
+
+
+@dataclass
+class StreamService:
+    """The running layers of ``xray stream`` and how to stop them."""
+
+    lakehouse: Lakehouse
+    layers: Sequence[str]
+    once: bool = False
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    queries: dict[str, StreamingQuery] = field(default_factory=dict)
+    restarts: dict[str, list[float]] = field(default_factory=dict)
+
+    def run_once(self) -> None:
+        """Drain landing through every layer, one layer after the other."""
+        for layer in self.layers:
+            query = start_layer(self.lakehouse, layer, once=True)
+            if query is None:
+                log.warning("gold: no model has the 'champion' alias yet; run 'xray retrain' to score images")
+                continue
+            self.queries[layer] = query
+            while not await_termination(query, timeout=0.5):
+                if self.stop_event.is_set():
+                    self.stop()
+                    return
+
+    def run_continuous(self, timeout: float | None = None) -> None:
+        """Run the layers side by side until stopped; restart failed queries from their checkpoints."""
+        deadline = time.monotonic() + timeout if timeout else None
+        waiting_logged = False
+        try:
+            while not self.stop_event.is_set():
+                for layer in self.layers:
+                    query = self.queries.get(layer)
+                    if query is not None and query.isActive:
+                        continue
+                    if query is not None:
+                        self._handle_stopped(layer, query)
+                    started = start_layer(self.lakehouse, layer, once=False)
+                    if started is None:
+                        if not waiting_logged:
+                            log.warning("gold: waiting for a model with the 'champion' alias (xray retrain); "
+                                        "new images wait in silver until then")
+                            waiting_logged = True
+                        continue
+                    log.info("%s: streaming (checkpoint %s)", layer, self.lakehouse.config.checkpoint_path(layer))
+                    self.queries[layer] = started
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                self.stop_event.wait(min(1.0, self.lakehouse.config.trigger_seconds))
+        finally:
+            self.stop()
+
+    def _handle_stopped(self, layer: str, query: StreamingQuery) -> None:
+        error = query.exception()
+        if error is None:
+            return
+        try:
+            with translate_errors():
+                raise error
+        except XrayError:
+            raise
+        except Exception:  # noqa: BLE001 - anything else may be transient: restart from the checkpoint
+            recent = [t for t in self.restarts.get(layer, []) if time.monotonic() - t < 600]
+            if len(recent) >= MAX_RESTARTS:
+                raise
+            self.restarts[layer] = [*recent, time.monotonic()]
+            log.error("%s: query failed (%s); restarting from its checkpoint", layer, str(error).splitlines()[0])
+            time.sleep(min(30.0, 2.0 ** len(recent)))
+
+    def stop(self) -> None:
+        """Stop every query at a micro-batch boundary (or after STOP_WAIT_SECONDS)."""
+        for layer, query in list(self.queries.items()):
+            deadline = time.monotonic() + STOP_WAIT_SECONDS
+            while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if query.isActive:
+                query.stop()
+                log.info("%s: stopped", layer)
+
+
+def run_stream(
+    spark: SparkSession,
+    config: XrayConfig,
+    layers: Sequence[str] = LAYER_ORDER,
+    once: bool = False,
+    watch_inbox: str | None = None,
+    timeout: float | None = None,
+    stop_event: threading.Event | None = None,
+) -> StreamService:
+    """Run the streaming layers (see module docstring). Returns the service after it stopped."""
+    lakehouse = Lakehouse(spark, config)
+    lakehouse.ensure_tables()
+    config.landing_dir.mkdir(parents=True, exist_ok=True)
+    ordered = [layer for layer in LAYER_ORDER if layer in layers]
+    service = StreamService(lakehouse, ordered, once, stop_event or threading.Event())
+    watcher = _start_watcher(config, watch_inbox, service.stop_event) if watch_inbox else None
+    restore = _install_signal_handlers(service.stop_event)
+    try:
+        if once:
+            service.run_once()
+        else:
+            service.run_continuous(timeout)
+    finally:
+        restore()
+        service.stop_event.set()
+        if watcher is not None:
+            watcher.join(timeout=10)
+    return service
+
+
+def _start_watcher(config: XrayConfig, inbox: str, stop_event: threading.Event) -> threading.Thread:
+    from .watch import watch_inbox
+
+    thread = threading.Thread(target=watch_inbox, args=(config, inbox), kwargs={"stop_event": stop_event},
+                              name="xray-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def _install_signal_handlers(stop_event: threading.Event) -> Callable[[], None]:
+    """SIGINT/SIGTERM ask the service to stop at the next batch boundary (a second Ctrl-C aborts)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handle(signum, frame):  # noqa: ANN001
+        if stop_event.is_set():
+            signal.default_int_handler(signum, frame)
+        log.info("stopping at the next micro-batch boundary (signal %d)", signum)
+        stop_event.set()
+
+    for sig in previous:
+        signal.signal(sig, handle)
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
