@@ -91,6 +91,7 @@ def _better(new: dict, old: dict) -> bool:
 def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promote: bool = False) -> RetrainResult:
     """Train, log to MLflow, register a version, and promote it when it beats the champion."""
     import mlflow
+    import mlflow.models
     import mlflow.sklearn
 
     lakehouse = Lakehouse(spark, config)
@@ -135,7 +136,11 @@ def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promot
             report.write_text(json.dumps({"new": result.validation_metrics, "champion": champion_metrics},
                                          indent=2, default=str))
             mlflow.log_artifact(str(report))
-        info = mlflow.sklearn.log_model(result.model, name="model", registered_model_name=config.model_name)
+        # A signature is required by Unity Catalog's registry and documents the input for everyone else.
+        sample = data.X[:5]
+        signature = mlflow.models.infer_signature(sample, result.model.predict_proba(sample)[:, 1])
+        info = mlflow.sklearn.log_model(result.model, name="model", registered_model_name=config.model_name,
+                                        signature=signature)
         run_id = run.info.run_id
 
     from streaming.registry import configure_mlflow

@@ -53,7 +53,8 @@ class XrayConfig:
     # Models
     mlflow_tracking_uri: str = ""  # empty: SQLite store under the lakehouse
     mlflow_registry_uri: str = ""  # empty: same as the tracking URI
-    model_name: str = "xray_pneumonia_classifier"
+    model_name: str = "xray_pneumonia_classifier"  # on Unity Catalog: catalog.schema.name
+    mlflow_experiment: str = "xray-lakehouse"  # on Databricks: a workspace path such as /Shared/xray-lakehouse
     # Ingestion
     kaggle_dataset: str = "paultimothymooney/chest-xray-pneumonia"
     watch_stable_seconds: float = 2.0

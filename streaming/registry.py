@@ -17,7 +17,6 @@ from .config import XrayConfig
 log = logging.getLogger(__name__)
 
 CHAMPION_ALIAS = "champion"
-EXPERIMENT_NAME = "xray-lakehouse"
 _lock = threading.Lock()
 
 
@@ -53,18 +52,30 @@ def ensure_experiment(config: XrayConfig) -> str:
     import mlflow
 
     client = configure_mlflow(config)
-    experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
+    experiment = client.get_experiment_by_name(config.mlflow_experiment)
     if experiment is not None:
         return experiment.experiment_id
     location = None if config.mlflow_tracking_uri else config.mlflow_artifacts_dir.as_uri()
-    experiment_id = client.create_experiment(EXPERIMENT_NAME, artifact_location=location)
+    experiment_id = client.create_experiment(config.mlflow_experiment, artifact_location=location)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 
 
+def local_store_exists(config: XrayConfig) -> bool:
+    """Whether the default SQLite store has been created (by a first ``xray retrain``)."""
+    return bool(config.mlflow_tracking_uri) or (config.root / "mlflow" / "mlflow.db").exists()
+
+
 def champion(config: XrayConfig) -> ModelRef | None:
-    """The version serving as champion, or None when there is none yet."""
-    client = configure_mlflow(config)
+    """The version serving as champion, or None when there is none yet (or the registry is unreachable)."""
+    if not local_store_exists(config):
+        # Readers never create the store: only training does, so a killed stream cannot leave it half-made.
+        return None
+    try:
+        client = configure_mlflow(config)
+    except Exception as error:  # noqa: BLE001 - an unreachable registry must not stop the stream
+        log.warning("model registry unavailable (%s); treating as no champion", str(error).splitlines()[0])
+        return None
     try:
         version = client.get_model_version_by_alias(config.model_name, CHAMPION_ALIAS)
     except Exception:  # noqa: BLE001 - MLflow raises for an unknown model or alias alike
@@ -87,6 +98,8 @@ def load_model(config: XrayConfig, ref: ModelRef) -> Any:
 
 def model_versions(config: XrayConfig) -> list[ModelRef]:
     """Every registered version of the configured model, oldest first."""
+    if not local_store_exists(config):
+        return []
     client = configure_mlflow(config)
     try:
         versions = client.search_model_versions(f"name = '{config.model_name}'")

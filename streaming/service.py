@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 LAYER_ORDER = ("bronze", "silver", "gold")
 MAX_RESTARTS = 5
 STOP_WAIT_SECONDS = 60.0
+CHAMPION_POLL_SECONDS = 5.0
 
 
 def foreach_batch(process: Callable[[Lakehouse, DataFrame, int], object], lakehouse: Lakehouse):
@@ -84,6 +85,7 @@ class StreamService:
     stop_event: threading.Event = field(default_factory=threading.Event)
     queries: dict[str, StreamingQuery] = field(default_factory=dict)
     restarts: dict[str, list[float]] = field(default_factory=dict)
+    next_champion_check: float = 0.0
 
     def run_once(self) -> None:
         """Drain landing through every layer, one layer after the other."""
@@ -110,8 +112,12 @@ class StreamService:
                         continue
                     if query is not None:
                         self._handle_stopped(layer, query)
+                    if layer == "gold" and time.monotonic() < self.next_champion_check:
+                        continue
                     started = start_layer(self.lakehouse, layer, once=False)
                     if started is None:
+                        # Looking the registry up costs a little CPU: not at every tick while idle.
+                        self.next_champion_check = time.monotonic() + CHAMPION_POLL_SECONDS
                         if not waiting_logged:
                             log.warning("gold: waiting for a model with the 'champion' alias (xray retrain); "
                                         "new images wait in silver until then")

@@ -88,7 +88,11 @@ def get_spark(config: XrayConfig | None = None) -> SparkSession:
         if not os.environ.get("SPARK_REMOTE"):
             check_java()
         config.root.mkdir(parents=True, exist_ok=True)
-        active = _local_builder(config).getOrCreate()
+        if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+            # A Databricks job without an active session: the runtime's own settings apply.
+            active = SparkSession.builder.getOrCreate()
+        else:
+            active = _local_builder(config).getOrCreate()
         active.sparkContext.setLogLevel("ERROR")
     register_data_sources(active)
     return active

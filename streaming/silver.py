@@ -218,6 +218,8 @@ def process_silver_batch(lakehouse: Lakehouse, bronze_batch: DataFrame, batch_id
     inspected = inspect_bronze_rows(bronze_batch, config).persist()
     try:
         event.input_rows = inspected.count()
+        if event.input_rows == 0:
+            return event  # e.g. the empty snapshot of a new bronze table: nothing to log
         result = apply_expectations(inspected, silver_expectations(config), SILVER_METADATA.name)
         event.expectations = result.counts
         event.quarantined_rows = result.quarantined_count
@@ -237,7 +239,7 @@ def process_silver_batch(lakehouse: Lakehouse, bronze_batch: DataFrame, batch_id
                 )
         finally:
             new_images.unpersist()
+        record_event(lakehouse, event)
     finally:
         inspected.unpersist()
-    record_event(lakehouse, event)
     return event

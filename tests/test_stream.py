@@ -230,7 +230,7 @@ def test_kill_minus_nine_at_random_moments_keeps_each_file_exactly_once(tmp_path
     for _ in range(3):
         process = subprocess.Popen([*command, "--trigger-seconds", "0.2"], env=environment,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + rng.uniform(14, 24)
+        deadline = time.monotonic() + rng.uniform(10, 18)
         while time.monotonic() < deadline:
             time.sleep(rng.uniform(0.3, 1.5))
             drop(rng.randint(1, 3))
