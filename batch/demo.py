@@ -40,10 +40,11 @@ def _step(title: str) -> float:
 
 def run_demo(spark: SparkSession, config: XrayConfig, per_class: int | None = None, source: str = "auto") -> dict:
     """Run the demo end to end; returns a summary (counts, metrics, paths, seconds)."""
+    from streaming.synthetic import write_synthetic_dataset
+
     from batch.metrics import run_metrics
     from batch.retrain import retrain
     from streaming.ingest import ingest_folder, ingest_kaggle
-    from streaming.synthetic import write_synthetic_dataset
 
     started = time.monotonic()
     per_class = per_class or DEFAULT_PER_CLASS

@@ -15,10 +15,10 @@ from pyspark.sql import functions as F
 
 from streaming.config import XrayConfig
 from streaming.errors import NoChampionModelError
-from streaming.gold import score_features, with_true_labels
+from streaming.gold import score_features, silver_labels, with_true_labels
 from streaming.lakehouse import Lakehouse
 from streaming.registry import ChampionCache
-from streaming.tables import GOLD_PREDICTIONS, SILVER_FEATURES, SILVER_METADATA
+from streaming.tables import GOLD_PREDICTIONS, SILVER_FEATURES
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def rescore(spark: SparkSession, config: XrayConfig) -> RescoreResult:
         scored = to_score.count()
         if scored:
             predictions = score_features(
-                with_true_labels(to_score, lakehouse.read(SILVER_METADATA.name)), model, ref,
+                with_true_labels(to_score, silver_labels(lakehouse)), model, ref,
                 tags.get("feature_version", ""), dt.datetime.now(dt.timezone.utc),
             )
             lakehouse.merge_by_key(predictions, GOLD_PREDICTIONS.name, "image_id")

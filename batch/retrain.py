@@ -83,9 +83,18 @@ class RetrainResult:
     reason: str
 
 
-def _better(new: dict, old: dict) -> bool:
-    key = (new.get("roc_auc") or 0.0, new.get("accuracy") or 0.0)
-    return key > ((old.get("roc_auc") or 0.0), (old.get("accuracy") or 0.0))
+def decide_promotion(new: dict, champion_metrics: dict | None, force: bool) -> tuple[bool, str]:
+    """Whether a new version becomes champion: no champion yet, forced, or strictly better on the same
+    validation patients (ROC AUC first, accuracy to break a tie). A tie keeps the champion."""
+    if champion_metrics is None:
+        return True, "no champion yet"
+    if force:
+        return True, "forced"
+    new_key = (new.get("roc_auc") or 0.0, new.get("accuracy") or 0.0)
+    old_key = (champion_metrics.get("roc_auc") or 0.0, champion_metrics.get("accuracy") or 0.0)
+    if new_key > old_key:
+        return True, "beats the champion on the same validation patients"
+    return False, "does not beat the champion on the same validation patients"
 
 
 def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promote: bool = False) -> RetrainResult:
@@ -140,7 +149,8 @@ def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promot
         sample = data.X[:5]
         signature = mlflow.models.infer_signature(sample, result.model.predict_proba(sample)[:, 1])
         info = mlflow.sklearn.log_model(result.model, name="model", registered_model_name=config.model_name,
-                                        signature=signature)
+                                        signature=signature,
+                                        skops_trusted_types=[f"{model_lib.__name__}.ThresholdedClassifier"])
         run_id = run.info.run_id
 
     from streaming.registry import configure_mlflow
@@ -156,16 +166,12 @@ def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promot
             client.set_model_version_tag(ref.name, ref.version, f"validation_{key}",
                                          f"{result.validation_metrics[key]:.4f}")
 
-    if previous is None:
-        promoted, reason = True, "no champion yet"
-    elif force_promote:
-        promoted, reason = True, "forced"
-    elif champion_metrics is None:
+    if previous is not None and champion_metrics is None and not force_promote:
         promoted, reason = True, "champion uses other features"
-    elif _better(result.validation_metrics, champion_metrics):
-        promoted, reason = True, "beats the champion on the same validation patients"
     else:
-        promoted, reason = False, "does not beat the champion on the same validation patients"
+        promoted, reason = decide_promotion(
+            result.validation_metrics, champion_metrics if previous is not None else None, force_promote
+        )
     if promoted:
         set_champion(config, ref)
     log.info("model %s v%s: validation accuracy %.3f, ROC AUC %.3f; %s (%s)", ref.name, ref.version,

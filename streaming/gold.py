@@ -87,9 +87,15 @@ def score_features(
     return features.select("image_id", "features", "label_name").mapInArrow(score, schema)
 
 
-def with_true_labels(features: DataFrame, metadata: DataFrame) -> DataFrame:
-    """Attach the known label of each image from silver metadata."""
-    return features.join(metadata.select("image_id", "label_name"), "image_id", "left")
+def with_true_labels(features: DataFrame, labels: DataFrame) -> DataFrame:
+    """Attach the known label of each image (``labels``: image_id, label_name)."""
+    return features.join(labels.select("image_id", "label_name"), "image_id", "left")
+
+
+def silver_labels(lakehouse: Lakehouse) -> DataFrame:
+    """Image labels from silver metadata, read on the driver (two small columns) as a local DataFrame."""
+    labels = lakehouse.read_arrow(SILVER_METADATA.name, columns=["image_id", "label_name"])
+    return lakehouse.spark.createDataFrame(labels, schema="image_id string, label_name string")
 
 
 def process_gold_batch(lakehouse: Lakehouse, batch: DataFrame, batch_id: int) -> BatchEvent:
@@ -100,23 +106,20 @@ def process_gold_batch(lakehouse: Lakehouse, batch: DataFrame, batch_id: int) ->
         # The alias was removed while the stream ran: fail the batch so it is retried, not lost.
         raise RuntimeError("no model has the 'champion' alias any more; gold batch will be retried")
     ref, model, tags = current
-    model_features = tags.get("feature_version")
-    rows = batch.persist()
-    try:
-        event.input_rows = rows.count()
-        scorable = rows if not model_features else rows.where(F.col("feature_version") == model_features)
-        skipped = event.input_rows - (scorable.count() if model_features else event.input_rows)
-        metadata = lakehouse.read(SILVER_METADATA.name)
-        predictions = score_features(
-            with_true_labels(scorable, metadata), model, ref, model_features or "",
-            dt.datetime.now(dt.timezone.utc),
-        )
-        event.output_rows = event.input_rows - skipped
-        if event.output_rows:
-            lakehouse.append(predictions, GOLD_PREDICTIONS.name, txn=(QUERY_NAME, batch_id))
-        event.message = f"model {ref.name} v{ref.version}" + (
-            f"; {skipped} row(s) with other feature versions left for 'xray rescore'" if skipped else "")
-    finally:
-        rows.unpersist()
+    model_features = tags.get("feature_version") or ""
+    versions = batch.groupBy("feature_version").count().collect()
+    event.input_rows = sum(row["count"] for row in versions)
+    if event.input_rows == 0:
+        return event
+    scorable = batch.where(F.col("feature_version") == model_features) if model_features else batch
+    predictions = score_features(
+        with_true_labels(scorable, silver_labels(lakehouse)), model, ref, model_features,
+        dt.datetime.now(dt.timezone.utc),
+    ).toArrow()
+    event.output_rows = predictions.num_rows
+    lakehouse.append_arrow(GOLD_PREDICTIONS.name, predictions, txn=(QUERY_NAME, batch_id))
+    skipped = event.input_rows - event.output_rows
+    event.message = f"model {ref.name} v{ref.version}" + (
+        f"; {skipped} row(s) of other feature versions not scored (recompute silver features)" if skipped else "")
     record_event(lakehouse, event)
     return event

@@ -170,29 +170,63 @@ class Lakehouse:
             writer.save(self.path(table))
 
     def append_rows(self, table: str, rows: list[dict[str, Any]], txn: tuple[str, int] | None = None) -> None:
-        """Append a few rows built on the driver (events, summaries) to a declared table.
-
-        With delta-rs the rows are committed straight from the driver, sparing a Spark job per small write;
-        the commit is the same idempotent transaction as any other write.
-        """
+        """Append a few rows built on the driver (events, summaries) to a declared table."""
         if not rows:
-            return
-        spec = TABLES_BY_NAME[table]
-        if self.format != DELTA_RS_FORMAT:
-            self.append(self.spark.createDataFrame(rows, spec.schema), table, txn=txn)
             return
         import pyarrow as pa
 
+        from .deltars import arrow_schema_of_spark
+
+        schema = arrow_schema_of_spark(TABLES_BY_NAME[table].schema)
+        data = pa.Table.from_pylist([{k: row.get(k) for k in schema.names} for row in rows], schema=schema)
+        self.append_arrow(table, data, txn)
+
+    def append_arrow(self, table: str, data: Any, txn: tuple[str, int] | None = None) -> None:
+        """Append an Arrow table held by the driver (a micro-batch's small results) to a declared table.
+
+        With delta-rs the rows are committed straight from the driver, sparing a Spark job; the commit is
+        the same idempotent transaction as any other write.
+        """
+        if data.num_rows == 0:
+            return
+        spec = TABLES_BY_NAME[table]
+        if self.format != DELTA_RS_FORMAT:
+            self.append(self.spark.createDataFrame(data, schema=spec.schema), table, txn=txn)
+            return
         from .deltars import ParquetFileWriter, arrow_schema_of_spark, commit_files
 
         schema = arrow_schema_of_spark(spec.schema)
-        batch = pa.RecordBatch.from_pylist([{k: row.get(k) for k in schema.names} for row in rows], schema=schema)
         self.ensure_tables((spec,))
         writer = ParquetFileWriter(self.path(table), schema, {})
-        writer.write(batch)
+        for batch in data.select(schema.names).cast(schema).to_batches():
+            writer.write(batch)
         with translate_errors():
             commit_files(self.path(table), spec.schema, [writer.finish()], "append",
                          txn[0] if txn else None, txn[1] if txn else None)
+
+    def read_arrow(self, table: str, columns: list[str] | None = None, filters: Any = None) -> Any:
+        """A table's current rows as an Arrow table on the driver, through delta-rs (any engine wrote it).
+
+        For small reads only (ids, labels, events): no Spark job is started.
+        """
+        return self.delta_table(table).to_pyarrow_table(columns=columns, filters=filters)
+
+    def committed_rows(self, table: str, txn: tuple[str, int]) -> int | None:
+        """Rows added by the commit that carries application transaction ``txn`` (None if not found).
+
+        Reads the newest commits of the log only, so the cost does not grow with the table.
+        """
+        import json
+
+        log_dir = self.config.table_path(table) / "_delta_log"
+        commits = sorted((p for p in log_dir.glob("*.json") if p.stem.isdigit()), reverse=True)[:20]
+        for commit in commits:
+            actions = [json.loads(line) for line in commit.read_text().splitlines() if line.strip()]
+            txns = [a["txn"] for a in actions if "txn" in a]
+            if any(t.get("appId") == txn[0] and t.get("version") == txn[1] for t in txns):
+                adds = [a["add"] for a in actions if "add" in a]
+                return sum(json.loads(a.get("stats") or "{}").get("numRecords", 0) for a in adds)
+        return None
 
     def read_stream(self, table: str, **options: Any) -> DataFrame:
         """A streaming DataFrame of the rows appended to a table."""

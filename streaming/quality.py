@@ -54,16 +54,22 @@ class QualityResult:
 
 
 def apply_expectations(
-    batch: DataFrame, expectations: tuple[Expectation, ...], table: str
+    batch: DataFrame, expectations: tuple[Expectation, ...], table: str, count: bool = True
 ) -> QualityResult:
-    """Evaluate every expectation on ``batch`` (which the caller should have cached) and split it.
+    """Evaluate every expectation on ``batch`` and split it.
 
+    With ``count`` (default) the failures of each rule are counted in one pass (the caller should pass a
+    cached or driver-local batch) and `DataQualityFailure` is raised when any ``fail`` rule is violated;
+    without, the split is only planned (``fail`` rules then cannot be checked, so they are refused).
     A row failing several quarantine rules is quarantined once, under the first rule in declaration order.
-    Raises `DataQualityFailure` when any ``fail`` rule is violated.
     """
+    if not count and any(e.action == "fail" for e in expectations):
+        raise ValueError("expectations with action 'fail' need count=True")
     flags = batch.select(
-        *[F.sum(e.failed().cast("long")).alias(e.name) for e in expectations]
-    ).first() if expectations else None
+        *[F.sum(e.failed().cast("long")).alias(e.name) for e in expectations],
+        F.sum(F.coalesce(*[F.when(e.failed(), F.lit(1)) for e in expectations
+                           if e.action == "quarantine"], F.lit(0))).alias("_quarantined"),
+    ).first() if expectations and count else None
     counts = [
         {"table": table, "rule": e.name, "action": e.action, "failed": int((flags[e.name] if flags else 0) or 0)}
         for e in expectations
@@ -93,5 +99,5 @@ def apply_expectations(
             "reason", F.lit(None).cast("string")
         )
     dropped = sum(c["failed"] for c in counts if c["action"] == "drop")
-    quarantined_count = quarantined.count() if quarantining else 0
+    quarantined_count = int(flags["_quarantined"] or 0) if flags is not None else 0
     return QualityResult(valid, quarantined, counts, dropped, quarantined_count)

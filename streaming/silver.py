@@ -207,39 +207,40 @@ def first_copies(valid: DataFrame, known_image_ids: DataFrame) -> DataFrame:
 
 
 def process_silver_batch(lakehouse: Lakehouse, bronze_batch: DataFrame, batch_id: int) -> BatchEvent:
-    """One silver micro-batch: inspect, apply expectations, dedupe, write the three tables and the event.
+    """One silver micro-batch: inspect on executors, then on the driver's small results apply the
+    expectations, dedupe, and write the three tables and the event.
 
     Every write carries the transaction (silver query, batch id), so a replay after a crash writes nothing
     twice; duplicates are judged against rows of earlier silver batches only, so a replay judges alike.
     """
-    config = lakehouse.config
+    config, spark = lakehouse.config, lakehouse.spark
     event = BatchEvent(QUERY_NAME, batch_id)
     processed_time = dt.datetime.now(dt.timezone.utc)
-    inspected = inspect_bronze_rows(bronze_batch, config).persist()
-    try:
-        event.input_rows = inspected.count()
-        if event.input_rows == 0:
-            return event  # e.g. the empty snapshot of a new bronze table: nothing to log
-        result = apply_expectations(inspected, silver_expectations(config), SILVER_METADATA.name)
-        event.expectations = result.counts
-        event.quarantined_rows = result.quarantined_count
-        known = lakehouse.read(SILVER_METADATA.name).where(F.col("silver_batch_id") < batch_id).select("image_id")
-        new_images = first_copies(result.valid, known).persist()
-        try:
-            event.output_rows = new_images.count()
-            event.duplicate_rows = event.input_rows - result.dropped - event.quarantined_rows - event.output_rows
-            txn = (QUERY_NAME, batch_id)
-            # Metadata first: a gold batch that sees the features always finds their metadata.
-            if event.output_rows:
-                lakehouse.append(to_metadata_rows(new_images, batch_id, processed_time), SILVER_METADATA.name, txn)
-                lakehouse.append(to_feature_rows(new_images, batch_id, processed_time), SILVER_FEATURES.name, txn)
-            if event.quarantined_rows:
-                lakehouse.append(
-                    to_quarantine_rows(result.quarantined, batch_id, processed_time), SILVER_QUARANTINE.name, txn
-                )
-        finally:
-            new_images.unpersist()
-        record_event(lakehouse, event)
-    finally:
-        inspected.unpersist()
+    # The one distributed pass: decoding and features on executors; what comes back holds no image bytes.
+    inspected_rows = inspect_bronze_rows(bronze_batch, config).toArrow()
+    event.input_rows = inspected_rows.num_rows
+    if event.input_rows == 0:
+        return event  # e.g. the empty snapshot of a new bronze table: nothing to log
+    inspected = spark.createDataFrame(inspected_rows, schema=INSPECTED_SCHEMA)
+    result = apply_expectations(inspected, silver_expectations(config), SILVER_METADATA.name)
+    event.expectations = result.counts
+    event.quarantined_rows = result.quarantined_count
+    known_ids = lakehouse.read_arrow(
+        SILVER_METADATA.name, columns=["image_id"], filters=[("silver_batch_id", "<", batch_id)]
+    )
+    known = spark.createDataFrame(known_ids, schema="image_id string")
+    new_images = first_copies(result.valid, known)
+    metadata = to_metadata_rows(new_images, batch_id, processed_time).toArrow()
+    event.output_rows = metadata.num_rows
+    event.duplicate_rows = event.input_rows - result.dropped - event.quarantined_rows - event.output_rows
+    txn = (QUERY_NAME, batch_id)
+    # Metadata first: a gold batch that sees the features always finds their metadata.
+    lakehouse.append_arrow(SILVER_METADATA.name, metadata, txn)
+    if event.output_rows:
+        features_rows = to_feature_rows(new_images, batch_id, processed_time).toArrow()
+        lakehouse.append_arrow(SILVER_FEATURES.name, features_rows, txn)
+    if event.quarantined_rows:
+        quarantine = to_quarantine_rows(result.quarantined, batch_id, processed_time).toArrow()
+        lakehouse.append_arrow(SILVER_QUARANTINE.name, quarantine, txn)
+    record_event(lakehouse, event)
     return event

@@ -59,3 +59,32 @@ def bad_inputs(max_pixels: int) -> dict[str, tuple[str, bytes]]:
         "min_dimensions": ("tiny.jpeg", jpeg_bytes(xray_like(6, size=(64, 64)))),
         "not_blank": ("blank.jpeg", jpeg_bytes(Image.new("L", (200, 200), 128))),
     }
+
+
+def labelled_xray(label: str, seed: int, size: tuple[int, int] = (192, 192)) -> bytes:
+    """A JPEG whose class shows in its structure: PNEUMONIA adds bright diffuse opacities over the
+    rib-like stripes (learnable from gradients/texture, not from global brightness after z-scoring)."""
+    rng = np.random.default_rng(seed)
+    height, width = size[1], size[0]
+    y, x = np.mgrid[0:height, 0:width]
+    pixels = 80 + 50 * np.sin(y / 5.0 + rng.uniform(0, 6)) + rng.normal(0, 10, size=(height, width))
+    if label == "PNEUMONIA":
+        for _ in range(4):
+            cy, cx = rng.uniform(0.25, 0.75) * height, rng.uniform(0.2, 0.8) * width
+            radius = rng.uniform(0.12, 0.2) * width
+            blob = np.exp(-(((y - cy) ** 2 + (x - cx) ** 2) / (2 * radius**2)))
+            pixels = pixels * (1 - 0.8 * blob) + 200 * blob
+    return jpeg_bytes(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="L"))
+
+
+def stage_labelled_dataset(landing: Path, per_class: int, split: str = "train", seed: int = 0,
+                           images_per_patient: int = 2) -> list[Path]:
+    """Kaggle-style labelled files with several images per patient."""
+    written = []
+    for index in range(per_class):
+        patient = seed * 1000 + index // images_per_patient
+        normal = landing / split / "NORMAL" / f"IM-{patient:04d}-{index % images_per_patient + 1:04d}.jpeg"
+        written.append(write(normal, labelled_xray("NORMAL", seed * 10_000 + index)))
+        sick = landing / split / "PNEUMONIA" / f"person{patient}_bacteria_{index}.jpeg"
+        written.append(write(sick, labelled_xray("PNEUMONIA", seed * 10_000 + 5000 + index)))
+    return written

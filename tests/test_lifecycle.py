@@ -1,0 +1,122 @@
+"""Model lifecycle: gold stream with the MLflow champion, retrain, promotion, rescore, metrics."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from deltalake import DeltaTable
+from imagefiles import stage_labelled_dataset
+
+from batch.metrics import run_metrics
+from batch.rescore import rescore
+from batch.retrain import decide_promotion, retrain
+from streaming.errors import InsufficientDataError, NoChampionModelError
+from streaming.registry import champion
+from streaming.service import run_stream
+
+
+def rows(config, table: str, columns=None) -> list[dict]:
+    return DeltaTable(str(config.table_path(table))).to_pyarrow_table(columns=columns).to_pylist()
+
+
+def wait_for(condition, timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {message}")
+
+
+def test_retrain_refuses_too_little_data(spark, config):
+    stage_labelled_dataset(config.landing_dir, per_class=3)
+    run_stream(spark, config, layers=("bronze", "silver"), once=True)
+    with pytest.raises(InsufficientDataError, match="cannot retrain"):
+        retrain(spark, config)
+    assert champion(config) is None
+
+
+def test_promotion_rule():
+    good = {"roc_auc": 0.95, "accuracy": 0.9}
+    assert decide_promotion(good, None, force=False)[0]
+    assert decide_promotion(good, {"roc_auc": 0.90, "accuracy": 0.95}, force=False)[0]
+    assert not decide_promotion({"roc_auc": 0.90, "accuracy": 0.99}, good, force=False)[0]
+    assert not decide_promotion(good, dict(good), force=False)[0]  # a tie keeps the champion
+    assert decide_promotion({"roc_auc": 0.5, "accuracy": 0.5}, good, force=True)[0]
+
+
+@pytest.mark.slow
+def test_stream_retrain_gold_metrics_rescore_end_to_end(spark, config):
+    stage_labelled_dataset(config.landing_dir, per_class=24, split="train", seed=1)
+    stage_labelled_dataset(config.landing_dir, per_class=6, split="test", seed=2)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            run_stream(spark, config, once=False, stop_event=stop)
+        except BaseException as error:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(error)
+
+    stream = threading.Thread(target=serve, daemon=True)
+    stream.start()
+    try:
+        # No champion yet: silver fills, gold waits without failing.
+        wait_for(lambda: config.table_path("silver_image_features").exists()
+                 and len(rows(config, "silver_image_features", ["image_id"])) == 60, 180, "silver")
+        time.sleep(2)
+        assert rows(config, "gold_pneumonia_predictions") == []
+        assert not errors
+
+        first = retrain(spark, config)
+        assert first.promoted and first.reason == "no champion yet"
+        assert first.validation_metrics["accuracy"] >= 0.8
+
+        # The running stream picks the champion up: gold fills without a restart.
+        wait_for(lambda: len(rows(config, "gold_pneumonia_predictions", ["image_id"])) == 60, 120, "gold")
+        assert stream.is_alive() and not errors
+    finally:
+        stop.set()
+        stream.join(120)
+    assert not errors, errors
+
+    gold = rows(config, "gold_pneumonia_predictions")
+    assert {r["model_version"] for r in gold} == {first.version.version}
+    test_rows = [r for r in gold if r["true_label"] is not None]
+    assert sum(r["is_correct"] for r in test_rows) / len(test_rows) >= 0.8
+    assert all(0.5 <= r["confidence"] <= 1.0 for r in gold)
+
+    # Same data, same seed: the new version ties, so the champion is not replaced.
+    second = retrain(spark, config)
+    assert not second.promoted and champion(config) == first.version
+
+    # A newer champion: rescore replaces the stale rows, once.
+    third = retrain(spark, config, seed=5, force_promote=True)
+    assert champion(config) == third.version
+    result = rescore(spark, config)
+    assert result.stale_rows == result.updated_rows == 60
+    rescored = rows(config, "gold_pneumonia_predictions")
+    assert len(rescored) == 60 and {r["model_version"] for r in rescored} == {third.version.version}
+    version_before = DeltaTable(str(config.table_path("gold_pneumonia_predictions"))).version()
+    again = rescore(spark, config)
+    assert again.stale_rows == again.updated_rows == 0
+    assert DeltaTable(str(config.table_path("gold_pneumonia_predictions"))).version() == version_before
+
+    metrics = run_metrics(spark, config)
+    performance = rows(config, "gold_model_performance")
+    assert {r["split"] for r in performance} >= {"train", "test"}
+    assert all(r["model_version"] == third.version.version for r in performance)
+    assert metrics.report_path is not None and metrics.report_path.exists()
+    assert list(metrics.report_path.parent.glob("*.png"))
+
+
+def test_no_champion_start_leaves_gold_waiting(spark, config):
+    stage_labelled_dataset(config.landing_dir, per_class=2)
+    run_stream(spark, config, once=True)
+    assert len(rows(config, "silver_image_features", ["image_id"])) == 4
+    assert rows(config, "gold_pneumonia_predictions") == []
+    assert not config.checkpoint_path("gold").exists()
+    with pytest.raises(NoChampionModelError):
+        rescore(spark, config)
