@@ -83,6 +83,19 @@ class RetrainResult:
     reason: str
 
 
+def _model_requirements() -> list[str]:
+    """What loading the model needs, pinned to this environment (spares MLflow inferring it: seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    requirements = []
+    for package in ("scikit-learn", "numpy", "scipy", "xray-lakehouse"):
+        try:
+            requirements.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            requirements.append(package)
+    return requirements
+
+
 def decide_promotion(new: dict, champion_metrics: dict | None, force: bool) -> tuple[bool, str]:
     """Whether a new version becomes champion: no champion yet, forced, or strictly better on the same
     validation patients (ROC AUC first, accuracy to break a tie). A tie keeps the champion."""
@@ -149,7 +162,7 @@ def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promot
         sample = data.X[:5]
         signature = mlflow.models.infer_signature(sample, result.model.predict_proba(sample)[:, 1])
         info = mlflow.sklearn.log_model(result.model, name="model", registered_model_name=config.model_name,
-                                        signature=signature,
+                                        signature=signature, pip_requirements=_model_requirements(),
                                         skops_trusted_types=[f"{model_lib.__name__}.ThresholdedClassifier"])
         run_id = run.info.run_id
 

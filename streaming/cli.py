@@ -234,7 +234,8 @@ def _rescore(args: argparse.Namespace, config: XrayConfig) -> int:
 def _status(args: argparse.Namespace, config: XrayConfig) -> int:
     from .status import print_status
 
-    print_status(_spark(config), config, as_json=args.json)
+    # Status reads Delta logs and small columns with delta-rs: no Spark start unless the engine needs it.
+    print_status(_spark(config) if config.delta_engine == "delta-spark" else None, config, as_json=args.json)
     return 0
 
 

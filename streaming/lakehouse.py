@@ -171,27 +171,32 @@ class Lakehouse:
 
     def append_rows(self, table: str, rows: list[dict[str, Any]], txn: tuple[str, int] | None = None) -> None:
         """Append a few rows built on the driver (events, summaries) to a declared table."""
-        if not rows:
-            return
+        if rows:
+            self.append_arrow(table, self._arrow_rows(table, rows), txn)
+
+    def overwrite_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
+        """Replace a small declared table's rows (summaries) with rows built on the driver, in one commit."""
+        self.append_arrow(table, self._arrow_rows(table, rows), mode="overwrite")
+
+    def _arrow_rows(self, table: str, rows: list[dict[str, Any]]) -> Any:
         import pyarrow as pa
 
         from .deltars import arrow_schema_of_spark
 
         schema = arrow_schema_of_spark(TABLES_BY_NAME[table].schema)
-        data = pa.Table.from_pylist([{k: row.get(k) for k in schema.names} for row in rows], schema=schema)
-        self.append_arrow(table, data, txn)
+        return pa.Table.from_pylist([{k: row.get(k) for k in schema.names} for row in rows], schema=schema)
 
-    def append_arrow(self, table: str, data: Any, txn: tuple[str, int] | None = None) -> None:
-        """Append an Arrow table held by the driver (a micro-batch's small results) to a declared table.
+    def append_arrow(self, table: str, data: Any, txn: tuple[str, int] | None = None, mode: str = "append") -> None:
+        """Write an Arrow table held by the driver (a micro-batch's small results) to a declared table.
 
         With delta-rs the rows are committed straight from the driver, sparing a Spark job; the commit is
-        the same idempotent transaction as any other write.
+        the same idempotent transaction as any other write. ``mode`` is append or overwrite.
         """
-        if data.num_rows == 0:
+        if data.num_rows == 0 and mode == "append":
             return
         spec = TABLES_BY_NAME[table]
         if self.format != DELTA_RS_FORMAT:
-            self.append(self.spark.createDataFrame(data, schema=spec.schema), table, txn=txn)
+            self._write(self.spark.createDataFrame(data, schema=spec.schema), table, mode, txn, False)
             return
         from .deltars import ParquetFileWriter, arrow_schema_of_spark, commit_files
 
@@ -201,7 +206,7 @@ class Lakehouse:
         for batch in data.select(schema.names).cast(schema).to_batches():
             writer.write(batch)
         with translate_errors():
-            commit_files(self.path(table), spec.schema, [writer.finish()], "append",
+            commit_files(self.path(table), spec.schema, [writer.finish()], mode,
                          txn[0] if txn else None, txn[1] if txn else None)
 
     def read_arrow(self, table: str, columns: list[str] | None = None, filters: Any = None) -> Any:
