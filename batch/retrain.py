@@ -40,6 +40,7 @@ class LabelledData:
     y: np.ndarray
     groups: list[str]
     splits: list[str | None]
+    silver_batches: np.ndarray  # silver micro-batch of each row: tells which rows a model trained on
 
 
 def labelled_features(lakehouse: Lakehouse, splits_excluded: tuple[str, ...] = TRAINING_SPLITS_EXCLUDED,
@@ -52,15 +53,17 @@ def labelled_features(lakehouse: Lakehouse, splits_excluded: tuple[str, ...] = T
     elif splits_excluded:
         metadata = metadata.where(F.col("split").isNull() | ~F.col("split").isin(list(splits_excluded)))
     return features.join(metadata.select("image_id", "label", "patient_id", "split"), "image_id").select(
-        "image_id", "features", "label", F.coalesce("patient_id", "image_id").alias("group"), "split"
+        "image_id", "features", "label", F.coalesce("patient_id", "image_id").alias("group"), "split",
+        features["silver_batch_id"].alias("silver_batch_id"),
     )
 
 
 def collect_labelled(frame: DataFrame) -> LabelledData:
-    """Bring a labelled feature frame to the driver (features are small: a few hundred floats a row)."""
+    """Bring a labelled feature frame to the driver (features are small: about a thousand floats a row)."""
     table = frame.orderBy("image_id").toArrow()
     if table.num_rows == 0:
-        return LabelledData([], np.zeros((0, feature_lib.FEATURE_LENGTH), np.float32), np.zeros(0, int), [], [])
+        return LabelledData([], np.zeros((0, feature_lib.FEATURE_LENGTH), np.float32), np.zeros(0, int), [], [],
+                            np.zeros(0, int))
     matrix = np.asarray(table.column("features").to_pylist(), dtype=np.float32)
     return LabelledData(
         table.column("image_id").to_pylist(),
@@ -68,6 +71,7 @@ def collect_labelled(frame: DataFrame) -> LabelledData:
         np.asarray(table.column("label").to_pylist(), dtype=int),
         table.column("group").to_pylist(),
         table.column("split").to_pylist(),
+        np.asarray(table.column("silver_batch_id").to_pylist(), dtype=np.int64),
     )
 
 
@@ -81,6 +85,37 @@ class RetrainResult:
     champion_metrics: dict | None
     previous_champion: ModelRef | None
     reason: str
+
+
+MIN_UNSEEN_PER_CLASS = 10
+
+
+def compare_with_champion(config: XrayConfig, previous: ModelRef, tags: dict[str, str],
+                          result: model_lib.TrainResult, data: LabelledData) -> tuple[dict | None, str]:
+    """The champion's and the new model's metrics on the same validation images, fairly.
+
+    The champion was refit on every labelled row it knew, so scoring it on validation images it trained on
+    would flatter it. Both models are compared on the validation images the champion never saw (rows of
+    silver batches after its training); when too few of those exist for a fair comparison, the new
+    model's hold-out metrics are compared with the champion's own hold-out metrics recorded at training.
+    Returns (champion metrics, how they were obtained); the new model's metrics are updated in place to
+    the same images when the comparison uses unseen rows.
+    """
+    validation = np.asarray(result.validation_index, dtype=int)
+    trained_through = int(tags.get("trained_through_silver_batch", "-1"))
+    unseen = validation[data.silver_batches[validation] > trained_through] if trained_through >= 0 else validation
+    labels = data.y[unseen]
+    if min(int((labels == 0).sum()), int((labels == 1).sum())) >= MIN_UNSEEN_PER_CLASS:
+        champion_metrics = model_lib.evaluate(load_model(config, previous), data.X[unseen], labels)
+        # The new model is judged on the same images by its fit on the training part, which never saw them.
+        challenger = result.held_out_model or result.model
+        result.validation_metrics.update(
+            {k: v for k, v in model_lib.evaluate(challenger, data.X[unseen], labels).items()
+             if k in ("accuracy", "roc_auc")})
+        return champion_metrics, f"compared on {len(unseen)} validation images the champion never saw"
+    recorded = {key: float(tags[f"validation_{key}"]) for key in ("accuracy", "roc_auc")
+                if f"validation_{key}" in tags}
+    return (recorded or None), "compared with the champion's hold-out metrics from its own training"
 
 
 def _model_requirements() -> list[str]:
@@ -125,15 +160,13 @@ def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promot
     except model_lib.InsufficientTrainingData as error:
         raise InsufficientDataError(f"cannot retrain: {error}") from None
     training_seconds = time.monotonic() - started
-    _, validation_index = model_lib.patient_grouped_split(data.groups, data.y, seed=seed)
-
     previous = champion(config)
-    champion_metrics = None
+    champion_metrics, comparison = None, ""
     if previous is not None:
         previous_tags = version_tags(config, previous)
         if previous_tags.get("feature_version") == feature_lib.FEATURE_VERSION:
-            champion_metrics = model_lib.evaluate(
-                load_model(config, previous), data.X[validation_index], data.y[validation_index]
+            champion_metrics, comparison = compare_with_champion(
+                config, previous, previous_tags, result, data
             )
 
     experiment_id = ensure_experiment(config)
@@ -174,10 +207,13 @@ def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promot
     client.set_model_version_tag(ref.name, ref.version, "feature_version", feature_lib.FEATURE_VERSION)
     client.set_model_version_tag(ref.name, ref.version, "threshold", str(result.model.threshold))
     client.set_model_version_tag(ref.name, ref.version, "run_id", run_id)
+    # The model is refit on every labelled row: rows of later silver batches are new to it.
+    trained_through = int(data.silver_batches.max()) if len(data.silver_batches) else -1
+    client.set_model_version_tag(ref.name, ref.version, "trained_through_silver_batch", str(trained_through))
     for key in ("accuracy", "roc_auc"):
         if result.validation_metrics.get(key) is not None:
             client.set_model_version_tag(ref.name, ref.version, f"validation_{key}",
-                                         f"{result.validation_metrics[key]:.4f}")
+                                         repr(float(result.validation_metrics[key])))
 
     if previous is not None and champion_metrics is None and not force_promote:
         promoted, reason = True, "champion uses other features"
@@ -185,6 +221,8 @@ def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promot
         promoted, reason = decide_promotion(
             result.validation_metrics, champion_metrics if previous is not None else None, force_promote
         )
+    if comparison and previous is not None and not force_promote:
+        reason = f"{reason} ({comparison})"
     if promoted:
         set_champion(config, ref)
     log.info("model %s v%s: validation accuracy %.3f, ROC AUC %.3f; %s (%s)", ref.name, ref.version,

@@ -41,7 +41,7 @@ __all__ = [
     "features_from_bytes",
 ]
 
-FEATURE_VERSION = "gray128-pix16-hog16px9-lbp4-v1"
+FEATURE_VERSION = "gray128-pix16-hog16px9-lbp4-v2"  # v2: LBP tie tolerance
 FEATURE_SIZE = 128
 
 _POOL = 8  # pixels block: FEATURE_SIZE / _POOL = 16 -> 16x16
@@ -51,6 +51,7 @@ _HOG_CLIP = 0.2  # L2-Hys clipping (Dalal & Triggs)
 _HOG_EPS = 1.0  # in z-score units: keeps flat regions (black borders) from amplifying JPEG noise
 _LBP_GRID = 4
 _LBP_CODES = 10  # riu2 with 8 neighbours: 0..8 uniform + 1 "non-uniform"
+_LBP_TIE_TOLERANCE = 1e-4
 
 _PIXELS_LENGTH = (FEATURE_SIZE // _POOL) ** 2
 _HOG_LENGTH = _HOG_CELLS**2 * _HOG_BINS
@@ -100,14 +101,15 @@ def fixed_size_gray(image: Image.Image) -> np.ndarray:
     min-max scaled instead of clipped.
     """
     size = (FEATURE_SIZE, FEATURE_SIZE)
-    if image.format == "JPEG":
-        image.draft("L", size)
+    # JPEG (and MPO, its subclass) decoders honour draft(); for other formats, or an image already
+    # loaded, it is a no-op, so no format check is needed.
+    image.draft("L", size)
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         # Pillow's convert("L") clips such images to 0..255, which would blank most 16-bit radiographs.
         array = np.asarray(image, dtype=np.float32)
         low, high = float(array.min()), float(array.max())
         array = (array - low) / (high - low) if high > low else np.zeros_like(array)
-        resized = Image.fromarray(array, mode="F").resize(size, Image.Resampling.BILINEAR)
+        resized = Image.fromarray(array).resize(size, Image.Resampling.BILINEAR)  # float32: mode "F"
         return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
     if image.mode != "L":
         image = image.convert("L")
@@ -158,7 +160,9 @@ def _hog(z: np.ndarray) -> np.ndarray:
 
 def _lbp(small: np.ndarray) -> np.ndarray:
     """Per-cell histograms (each summing to 1) of riu2 LBP codes of a small image."""
-    center = small[1:-1, 1:-1]
+    # The tolerance makes ties robust to float rounding (a brightness change must not flip flat areas);
+    # it is far below one gray level (~0.02 in z units), so real differences are untouched.
+    center = small[1:-1, 1:-1] - np.float32(_LBP_TIE_TOLERANCE)
     rows, cols = center.shape
     code = np.zeros(center.shape, dtype=np.intp)
     for bit, (dy, dx) in enumerate(_LBP_OFFSETS):
