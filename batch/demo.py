@@ -33,6 +33,27 @@ def kaggle_credentials_present() -> bool:
     return (folder / "kaggle.json").is_file()
 
 
+def stage_bad_examples(landing: Path) -> list[Path]:
+    """A few files a real user drops by mistake, so the demo shows quarantine at work."""
+    from streaming.synthetic import make_xray_jpeg
+
+    valid = make_xray_jpeg("NORMAL", seed=987654)
+    examples = {
+        "train/NORMAL/IM-9990-0001.jpeg": valid[: len(valid) // 2],  # truncated copy
+        "train/NORMAL/IM-9991-0001.jpeg": b"scanner export failed\n" * 10,  # text named .jpeg
+        "train/PNEUMONIA/person9992_virus_1.jpeg": b"",  # zero-byte file
+    }
+    written = []
+    for relative, content in examples.items():
+        path = landing / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_bytes(content)
+        os.replace(temporary, path)
+        written.append(path)
+    return written
+
+
 def _step(title: str) -> float:
     print(f"==> {title}", flush=True)
     return time.monotonic()
@@ -40,11 +61,10 @@ def _step(title: str) -> float:
 
 def run_demo(spark: SparkSession, config: XrayConfig, per_class: int | None = None, source: str = "auto") -> dict:
     """Run the demo end to end; returns a summary (counts, metrics, paths, seconds)."""
-    from streaming.synthetic import write_synthetic_dataset
-
     from batch.metrics import run_metrics
     from batch.retrain import retrain
     from streaming.ingest import ingest_folder, ingest_kaggle
+    from streaming.synthetic import write_synthetic_dataset
 
     started = time.monotonic()
     per_class = per_class or DEFAULT_PER_CLASS
@@ -60,6 +80,8 @@ def run_demo(spark: SparkSession, config: XrayConfig, per_class: int | None = No
         with tempfile.TemporaryDirectory(prefix="xray-demo-") as folder:
             write_synthetic_dataset(Path(folder), per_class=per_class, splits=("train", "test"), seed=0)
             ingest_folder(spark, config, folder, splits=("train", "test"))
+
+        stage_bad_examples(config.landing_dir)
 
     _step("streaming landing -> bronze -> silver (xray stream --once)")
     run_stream(spark, config, layers=("bronze", "silver"), once=True)
