@@ -71,7 +71,8 @@ def collect_labelled(frame: DataFrame) -> LabelledData:
         np.asarray(table.column("label").to_pylist(), dtype=int),
         table.column("group").to_pylist(),
         table.column("split").to_pylist(),
-        np.asarray(table.column("silver_batch_id").to_pylist(), dtype=np.int64),
+        # Unknown batches count as old ones: a row is "unseen by the champion" only when provably so.
+        np.asarray([-1 if b is None else b for b in table.column("silver_batch_id").to_pylist()], dtype=np.int64),
     )
 
 

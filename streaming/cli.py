@@ -171,11 +171,19 @@ def _spark(config: XrayConfig):  # noqa: ANN202 - keeps pyspark out of the impor
 
 
 def _stream(args: argparse.Namespace, config: XrayConfig) -> int:
-    from .service import run_stream
+    import threading
+
+    from .service import install_stop_signals, run_stream
 
     layers = LAYERS if not args.layer or "all" in args.layer else tuple(args.layer)
-    run_stream(_spark(config), config, layers=layers, once=args.once, watch_inbox=args.watch,
-               timeout=args.timeout)
+    # Signals are handled before Spark starts, so SIGTERM during start-up also ends cleanly.
+    stop_event = threading.Event()
+    restore = install_stop_signals(stop_event)
+    try:
+        run_stream(_spark(config), config, layers=layers, once=args.once, watch_inbox=args.watch,
+                   timeout=args.timeout, stop_event=stop_event)
+    finally:
+        restore()
     return 0
 
 

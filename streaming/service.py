@@ -175,8 +175,10 @@ def run_stream(
     ordered = [layer for layer in LAYER_ORDER if layer in layers]
     service = StreamService(lakehouse, ordered, once, stop_event or threading.Event())
     watcher = _start_watcher(config, watch_inbox, service.stop_event) if watch_inbox else None
-    restore = _install_signal_handlers(service.stop_event)
+    restore = install_stop_signals(service.stop_event)
     try:
+        if service.stop_event.is_set():
+            return service  # asked to stop before anything started
         if once:
             service.run_once()
         else:
@@ -198,7 +200,7 @@ def _start_watcher(config: XrayConfig, inbox: str, stop_event: threading.Event) 
     return thread
 
 
-def _install_signal_handlers(stop_event: threading.Event) -> Callable[[], None]:
+def install_stop_signals(stop_event: threading.Event) -> Callable[[], None]:
     """SIGINT/SIGTERM ask the service to stop at the next batch boundary (a second Ctrl-C aborts)."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
