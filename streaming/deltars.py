@@ -630,12 +630,14 @@ class DeltaRsStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 # ---------------------------------------------------------------------------------------------------------
 
 
-class DeltaRsWriter(DataSourceArrowWriter):
-    def __init__(self, path: str, schema: StructType, overwrite: bool, options: dict[str, str]):
+class _ParquetFilesWriter:
+    """What the batch and the streaming writer share: the schema check before any task runs, executors
+    writing Parquet files into the table folder, and removing the files of an aborted write."""
+
+    def _prepare(self, path: str, schema: StructType, options: dict[str, str]) -> None:
         self.path = path
         self.spark_schema = schema
         self.arrow_schema = arrow_schema_of_spark(schema)
-        self.overwrite = overwrite or options.get("mode") == "overwrite"
         self.options = options
         self.merge_schema = options.get("mergeschema", "").lower() in TRUE_VALUES
         os.makedirs(path, exist_ok=True)
@@ -647,6 +649,17 @@ class DeltaRsWriter(DataSourceArrowWriter):
     def write(self, iterator: Iterator[pa.RecordBatch]) -> DeltaRsCommitMessage:
         return _write_partition(self.path, self.arrow_schema, self.options, iterator)
 
+    def _remove_written(self, messages: list[WriterCommitMessage | None]) -> None:
+        for message in messages:
+            if isinstance(message, DeltaRsCommitMessage):
+                remove_files(self.path, message.files)
+
+
+class DeltaRsWriter(_ParquetFilesWriter, DataSourceArrowWriter):
+    def __init__(self, path: str, schema: StructType, overwrite: bool, options: dict[str, str]):
+        self.overwrite = overwrite or options.get("mode") == "overwrite"
+        self._prepare(path, schema, options)
+
     def commit(self, messages: list[WriterCommitMessage | None]) -> None:
         app_id = self.options.get("txnappid")
         version = int(self.options["txnversion"]) if "txnversion" in self.options else None
@@ -657,18 +670,11 @@ class DeltaRsWriter(DataSourceArrowWriter):
         )
 
     def abort(self, messages: list[WriterCommitMessage | None]) -> None:
-        for message in messages:
-            if isinstance(message, DeltaRsCommitMessage):
-                remove_files(self.path, message.files)
+        self._remove_written(messages)
 
 
-class DeltaRsStreamWriter(DataSourceStreamArrowWriter):
+class DeltaRsStreamWriter(_ParquetFilesWriter, DataSourceStreamArrowWriter):
     def __init__(self, path: str, schema: StructType, overwrite: bool, options: dict[str, str]):
-        self.path = path
-        self.spark_schema = schema
-        self.arrow_schema = arrow_schema_of_spark(schema)
-        self.options = options
-        self.merge_schema = options.get("mergeschema", "").lower() in TRUE_VALUES
         # Spark does not hand the query id or checkpoint to a sink, so the caller names the query.
         self.app_id = options.get("txnappid")
         if not self.app_id:
@@ -676,22 +682,14 @@ class DeltaRsStreamWriter(DataSourceStreamArrowWriter):
                 f"{UNSUPPORTED_MARKER}: a deltars stream sink needs a txnAppId option (a name unique and "
                 "stable for this query, e.g. its query name) to commit each micro-batch exactly once"
             )
-        os.makedirs(path, exist_ok=True)
-        table = _open_table(path)
-        if table is not None:
-            check_append_schema(path, spark_schema_of(table), schema, self.merge_schema)
-
-    def write(self, iterator: Iterator[pa.RecordBatch]) -> DeltaRsCommitMessage:
-        return _write_partition(self.path, self.arrow_schema, self.options, iterator)
+        self._prepare(path, schema, options)
 
     def commit(self, messages: list[WriterCommitMessage | None], batchId: int) -> None:
         commit_files(self.path, self.spark_schema, messages, "append",  # type: ignore[arg-type]
                      str(self.app_id), batchId, self.merge_schema, _user_metadata(self.options))
 
     def abort(self, messages: list[WriterCommitMessage | None], batchId: int) -> None:
-        for message in messages:
-            if isinstance(message, DeltaRsCommitMessage):
-                remove_files(self.path, message.files)
+        self._remove_written(messages)
 
 
 def _lower_keys(options: Any) -> dict[str, str]:
