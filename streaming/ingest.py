@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "test", "val")
 UNLABELLED = "unlabelled"
+UNSPLIT = "unsplit"
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 # Names the landing file source skips; staging them would be pointless, watching them would be wrong.
 IGNORED_SUFFIXES = (".tmp", ".part", "._copying_")
@@ -114,7 +115,10 @@ class PlannedFile:
     @property
     def group(self) -> str:
         """``split/LABEL`` (``train/NORMAL``), or ``unlabelled``."""
-        return f"{self.split}/{self.label}" if self.split and self.label else UNLABELLED
+        if self.label is None:
+            return UNLABELLED
+        # A label without a split is still worth keeping for training: "unsplit" is no split name.
+        return f"{self.split or UNSPLIT}/{self.label}"
 
     @property
     def target(self) -> PurePosixPath:
@@ -146,6 +150,7 @@ def plan_staging(
     sample_per_class: int | None = None,
     splits: Sequence[str] = SPLITS,
     seed: int = 0,
+    source_prefix: str = "",
 ) -> list[PlannedFile]:
     """Decide which images go where in landing. Pure: reads nothing, writes nothing.
 
@@ -165,7 +170,8 @@ def plan_staging(
         parts = PurePosixPath(image.source).parts
         if not parts or not is_image_name(parts[-1]) or _in_ignored_folder(parts[:-1]):
             continue
-        info = parse_xray_path(image.source)
+        # The staged folder's own name counts too: staging ".../train" keeps split "train".
+        info = parse_xray_path(f"{source_prefix.rstrip('/')}/{image.source}" if source_prefix else image.source)
         if info.split is not None and info.split not in wanted:
             continue
         planned = PlannedFile(image.source, image.size, info.split, info.label, parts[-1])
@@ -555,9 +561,9 @@ def _folder_images(folder: Path, skip: Iterable[Path]) -> list[SourceImage]:
     # staged once and different ones both kept.
     by_target: dict[PurePosixPath, list[SourceImage]] = defaultdict(list)
     for image in images:
-        info = parse_xray_path(image.source)
-        group = f"{info.split}/{info.label}" if info.split and info.label else UNLABELLED
-        by_target[PurePosixPath(group, PurePosixPath(image.source).name)].append(image)
+        info = parse_xray_path(f"{folder.name}/{image.source}")
+        name = PurePosixPath(image.source).name
+        by_target[PlannedFile(image.source, image.size, info.split, info.label, name).target].append(image)
     result = []
     for clashing in by_target.values():
         if len(clashing) == 1:
@@ -646,7 +652,7 @@ def ingest_folder(
         images = _folder_images(source, skip=[config.root])
         if not images:
             raise IngestError(f"no X-ray images (.jpeg/.jpg/.png) under {source}; check the path")
-        plan = plan_staging(images, sample_per_class, splits, seed)
+        plan = plan_staging(images, sample_per_class, splits, seed, source_prefix=source.name)
         if not plan:
             raise IngestError(f"no images of split(s) {', '.join(splits)} under {source}; check --splits")
         _stage(plan, lambda p: source.joinpath(*PurePosixPath(p.source).parts), report, False,

@@ -393,3 +393,13 @@ def test_ingest_folder_refuses_unsafe_archive(config, tmp_path):
     with pytest.raises(IngestError, match="'../../evil.jpeg'"):
         ingest_folder(None, config, archive)
     assert _landing_files(config) == []
+
+
+def test_staging_a_split_folder_keeps_its_split_and_labels_without_split_are_kept():
+    images = [SourceImage("NORMAL/IM-0001-0001.jpeg", 10), SourceImage("PNEUMONIA/person1_virus_1.jpeg", 10)]
+    inside_train = plan_staging(images, source_prefix="train")
+    assert [str(p.target) for p in inside_train] == [
+        "train/NORMAL/IM-0001-0001.jpeg", "train/PNEUMONIA/person1_virus_1.jpeg"]
+    no_split = plan_staging(images, source_prefix="my-xrays")
+    assert [str(p.target) for p in no_split] == [
+        "unsplit/NORMAL/IM-0001-0001.jpeg", "unsplit/PNEUMONIA/person1_virus_1.jpeg"]
