@@ -1,0 +1,93 @@
+"""`xray stream --once` and `xray retrain` submitted to a real Spark standalone cluster (master + worker on
+127.0.0.1, started and stopped by scripts/standalone_cluster.sh), checked through the tables and the registry.
+
+Offline: the cluster uses the pyspark package's own launcher, the images are made here with Pillow.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "standalone_cluster.sh"
+PATIENTS_PER_CLASS = 5
+IMAGES_PER_PATIENT = 3  # 5 patients x 3 images x 2 classes = 30 files
+
+
+def _picture(seed: int, pneumonia: bool, side: int = 192) -> bytes:
+    """A noisy chest-like gradient; PNEUMONIA adds bright blobs in the lower lung fields (learnable after
+    the per-image z-scoring of the features, unlike a global brightness change)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:side, 0:side].astype(np.float32) / side
+    lungs = 70 + 50 * np.cos((x - 0.5) * 3.0) * np.cos((y - 0.55) * 2.5)
+    picture = lungs + rng.normal(0, 12, size=(side, side))
+    if pneumonia:
+        for cx in (0.3 + rng.uniform(-0.05, 0.05), 0.7 + rng.uniform(-0.05, 0.05)):
+            cy = 0.68 + rng.uniform(-0.05, 0.05)
+            picture += 110 * np.exp(-(((x - cx) ** 2 + (y - cy) ** 2) / 0.012))
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(picture, 0, 255).astype(np.uint8), mode="L").save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def stage_kaggle_layout(landing: Path) -> list[Path]:
+    """30 labelled JPEGs in the Kaggle layout (train/NORMAL/IM-..., train/PNEUMONIA/personN_bacteria_K)."""
+    paths = []
+    for patient in range(PATIENTS_PER_CLASS):
+        for image in range(IMAGES_PER_PATIENT):
+            seed = patient * 10 + image
+            normal = landing / "train" / "NORMAL" / f"IM-{patient + 1:04d}-{image + 1:04d}.jpeg"
+            sick = landing / "train" / "PNEUMONIA" / f"person{patient + 1}_bacteria_{seed + 1}.jpeg"
+            for path, pneumonia in ((normal, False), (sick, True)):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(_picture(seed + (1000 if pneumonia else 0), pneumonia))
+                paths.append(path)
+    return paths
+
+
+@pytest.mark.slow
+def test_stream_and_retrain_on_standalone_cluster(tmp_path):
+    from deltalake import DeltaTable
+    from mlflow.tracking import MlflowClient
+
+    lakehouse = tmp_path / "lakehouse"
+    files = stage_kaggle_layout(lakehouse / "landing")
+    assert len(files) == 30
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XRAY_", "SPARK_", "PYSPARK_"))}
+    env["TMPDIR"] = str(tmp_path)  # the script's logs and worker directory stay in the test's folder
+    result = subprocess.run(
+        ["bash", str(SCRIPT), "--lakehouse", str(lakehouse), "--cores", "2", "--memory", "2g",
+         "--python", sys.executable],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+
+    # Both applications ran on the cluster (the script checks the master's list of finished applications).
+    assert "worker registered" in result.stdout
+    assert result.stdout.count("FINISHED") >= 2, result.stdout
+
+    tables = lakehouse / "tables"
+    for table in ("bronze_xray_images", "silver_xray_metadata", "silver_image_features"):
+        assert DeltaTable(str(tables / table)).to_pyarrow_table().num_rows == len(files), table
+    quarantine = DeltaTable(str(tables / "silver_quarantine")).to_pyarrow_table()
+    assert quarantine.num_rows == 0, quarantine.to_pylist()[:3]
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{lakehouse}/mlflow/mlflow.db")
+    versions = client.search_model_versions("name = 'xray_pneumonia_classifier'")
+    assert len(versions) == 1
+    champion = client.get_model_version_by_alias("xray_pneumonia_classifier", "champion")
+    assert champion.version == versions[0].version
+
+    # Nothing of the cluster is left behind: the script stopped master and worker.
+    leftover = subprocess.run(["pgrep", "-f", f"{tmp_path}/xray-standalone"], capture_output=True, text=True)
+    assert leftover.stdout.strip() == ""
