@@ -16,6 +16,7 @@ from .errors import JavaMissingError
 
 log = logging.getLogger(__name__)
 
+DEFAULT_MASTER = XrayConfig.spark_master
 JAVA_HELP = (
     "Spark needs Java 17 or newer: on Debian/Ubuntu run 'sudo apt-get install -y openjdk-17-jre-headless' "
     "(or ./setup.sh), on macOS 'brew install openjdk@17', elsewhere install a JDK 17+ and set JAVA_HOME"
@@ -49,8 +50,12 @@ def check_java() -> None:
 
 
 def _local_builder(config: XrayConfig) -> SparkSession.Builder:
+    builder = SparkSession.builder
+    # Under spark-submit the master comes from its --master; only an explicitly configured one overrides it.
+    if not os.environ.get("PYSPARK_GATEWAY_PORT") or config.spark_master != DEFAULT_MASTER:
+        builder = builder.master(config.spark_master)
     builder = (
-        SparkSession.builder.master(config.spark_master)
+        builder
         .appName("xray-lakehouse")
         .config("spark.ui.enabled", str(config.spark_ui).lower())
         .config("spark.sql.shuffle.partitions", str(config.shuffle_partitions))
