@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from .config import XrayConfig
 from .deltars import arrow_schema_of_spark
@@ -45,46 +45,64 @@ def prediction_id(image_id: str, ref: ModelRef) -> str:
     return hashlib.sha256(f"{image_id}|{ref.name}|{ref.version}".encode()).hexdigest()
 
 
+def score_batch(rows: pa.RecordBatch | pa.Table, model: Any, ref: ModelRef, feature_version: str,
+                predicted_time: dt.datetime, arrow_schema: pa.Schema | None = None) -> pa.Table:
+    """Feature rows (image_id, features, label_name) → prediction rows, in Arrow (pure; no Spark).
+
+    ``arrow_schema`` (the gold schema) must be given on executors, where Spark cannot parse table DDL.
+    """
+    arrow_schema = arrow_schema or arrow_schema_of_spark(GOLD_PREDICTIONS.schema)
+    if rows.num_rows == 0:
+        return arrow_schema.empty_table()
+    threshold = float(getattr(model, "threshold", 0.5))
+    image_ids = rows.column("image_id").to_pylist()
+    matrix = np.asarray(rows.column("features").to_pylist(), dtype=np.float32)
+    probabilities = model.predict_proba(matrix)[:, 1]
+    truths = rows.column("label_name").to_pylist()
+    predictions = []
+    for image_id, probability, truth in zip(image_ids, probabilities, truths, strict=True):
+        predicted = LABEL_NAMES[int(probability >= threshold)]
+        predictions.append({
+            "prediction_id": prediction_id(image_id, ref),
+            "image_id": image_id,
+            "predicted_label": predicted,
+            "probability_pneumonia": float(probability),
+            "confidence": float(probability if predicted == "PNEUMONIA" else 1.0 - probability),
+            "true_label": truth,
+            "is_correct": None if truth is None else predicted == truth,
+            "model_name": ref.name,
+            "model_version": ref.version,
+            "feature_version": feature_version,
+            "predicted_time": predicted_time,
+            "prediction_date": predicted_time.date(),
+        })
+    return pa.Table.from_pylist(predictions, schema=arrow_schema)
+
+
 def score_features(
     features: DataFrame, model: Any, ref: ModelRef, feature_version: str, predicted_time: dt.datetime
 ) -> DataFrame:
-    """Feature rows (image_id, feature_version, features, label_name) → prediction rows, on executors.
+    """Feature rows (image_id, features, label_name) → prediction rows, scored on executors (large reads
+    such as ``xray rescore``)."""
 
-    Rows whose feature version differs from the model's are not scored here (see `process_gold_batch`).
-    """
-    schema = GOLD_PREDICTIONS.schema
-    arrow_schema = arrow_schema_of_spark(schema)
-    threshold = float(getattr(model, "threshold", 0.5))
-    prediction_date = predicted_time.date()
+    arrow_schema = arrow_schema_of_spark(GOLD_PREDICTIONS.schema)
 
     def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            image_ids = batch.column("image_id").to_pylist()
-            matrix = np.asarray(batch.column("features").to_pylist(), dtype=np.float32)
-            probabilities = model.predict_proba(matrix)[:, 1]
-            truths = batch.column("label_name").to_pylist()
-            rows = []
-            for image_id, probability, truth in zip(image_ids, probabilities, truths, strict=True):
-                predicted = LABEL_NAMES[int(probability >= threshold)]
-                rows.append({
-                    "prediction_id": prediction_id(image_id, ref),
-                    "image_id": image_id,
-                    "predicted_label": predicted,
-                    "probability_pneumonia": float(probability),
-                    "confidence": float(probability if predicted == "PNEUMONIA" else 1.0 - probability),
-                    "true_label": truth,
-                    "is_correct": None if truth is None else predicted == truth,
-                    "model_name": ref.name,
-                    "model_version": ref.version,
-                    "feature_version": feature_version,
-                    "predicted_time": predicted_time,
-                    "prediction_date": prediction_date,
-                })
-            yield pa.RecordBatch.from_pylist(rows, schema=arrow_schema)
+            yield from score_batch(batch, model, ref, feature_version, predicted_time, arrow_schema).to_batches()
 
-    return features.select("image_id", "features", "label_name").mapInArrow(score, schema)
+    return features.select("image_id", "features", "label_name").mapInArrow(score, GOLD_PREDICTIONS.schema)
+
+
+def attach_labels(rows: pa.Table, lakehouse: Lakehouse) -> pa.Table:
+    """Add ``label_name`` from silver metadata for the batch's images (an Arrow join on the driver)."""
+    ids = rows.column("image_id").to_pylist()
+    labels = lakehouse.read_arrow(
+        SILVER_METADATA.name, columns=["image_id", "label_name"], filters=[("image_id", "in", ids)]
+    ) if ids else pa.table({"image_id": pa.array([], pa.string()), "label_name": pa.array([], pa.string())})
+    # Arrow's join cannot carry list columns, so the labels are looked up by id instead.
+    known = dict(zip(labels.column("image_id").to_pylist(), labels.column("label_name").to_pylist(), strict=True))
+    return rows.append_column("label_name", pa.array([known.get(i) for i in ids], pa.string()))
 
 
 def with_true_labels(features: DataFrame, labels: DataFrame) -> DataFrame:
@@ -107,15 +125,16 @@ def process_gold_batch(lakehouse: Lakehouse, batch: DataFrame, batch_id: int) ->
         raise RuntimeError("no model has the 'champion' alias any more; gold batch will be retried")
     ref, model, tags = current
     model_features = tags.get("feature_version") or ""
-    versions = batch.groupBy("feature_version").count().collect()
-    event.input_rows = sum(row["count"] for row in versions)
+    # A micro-batch of features is small (a few KB a row): it comes to the driver once and is scored there,
+    # sparing the Spark jobs that dominated gold's time per batch.
+    rows = batch.select("image_id", "feature_version", "features").toArrow()
+    event.input_rows = rows.num_rows
     if event.input_rows == 0:
         return event
-    scorable = batch.where(F.col("feature_version") == model_features) if model_features else batch
-    predictions = score_features(
-        with_true_labels(scorable, silver_labels(lakehouse)), model, ref, model_features,
-        dt.datetime.now(dt.timezone.utc),
-    ).toArrow()
+    if model_features:
+        rows = rows.filter(pc.equal(rows.column("feature_version"), model_features))
+    predictions = score_batch(attach_labels(rows, lakehouse), model, ref, model_features,
+                              dt.datetime.now(dt.timezone.utc))
     event.output_rows = predictions.num_rows
     lakehouse.append_arrow(GOLD_PREDICTIONS.name, predictions, txn=(QUERY_NAME, batch_id))
     skipped = event.input_rows - event.output_rows
