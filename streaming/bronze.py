@@ -12,21 +12,32 @@ import datetime as dt
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BinaryType, LongType, StringType, StructField, StructType, TimestampType
 
 from .config import XrayConfig
-from .deltars import arrow_schema_of_spark, local_path
+from .deltars import (
+    DeltaRsCommitMessage,
+    ParquetFileWriter,
+    WrittenFile,
+    arrow_schema_of_spark,
+    commit_files,
+    local_path,
+    remove_files,
+)
 from .events import BatchEvent, landing_backlog, record_event
 from .images import read_file
-from .lakehouse import Lakehouse
+from .lakehouse import DELTA_RS_FORMAT, Lakehouse, translate_errors
 from .paths import parse_xray_path
-from .quality import Expectation, apply_expectations
-from .tables import BRONZE_IMAGES
+from .quality import Expectation, apply_expectations, flag_expectations
+from .silver import INSPECTED_SCHEMA, inspect_record
+from .tables import BRONZE_IMAGES, SILVER_METADATA
 
 QUERY_NAME = "bronze"
 # Hadoop glob: case-insensitive image extensions.
@@ -78,6 +89,33 @@ def landing_stream(spark: SparkSession, config: XrayConfig) -> DataFrame:
     return listing
 
 
+def bronze_record(record: dict, max_file_bytes: int, batch_id: int, ingest_time: dt.datetime) -> dict:
+    """One listing row (path, modificationTime, length) → its bronze row, the file read whole. Executors."""
+    path = record["path"]
+    if record["length"] is None:  # a zero-byte file the scan skipped: stat it here
+        try:
+            stat = os.stat(local_path(path))
+            record["length"] = stat.st_size
+            record["modificationTime"] = dt.datetime.fromtimestamp(stat.st_mtime, dt.timezone.utc)
+        except OSError:
+            pass
+    read = read_file(path, record["length"], max_file_bytes)
+    info = parse_xray_path(path)
+    return {
+        "path": path,
+        "file_name": path.rsplit("/", 1)[-1],
+        "size_bytes": record["length"],
+        "modification_time": record["modificationTime"],
+        "content": read.content,
+        "content_sha256": read.sha256,
+        "content_status": read.status,
+        "label": info.label,
+        "split": info.split,
+        "ingest_time": ingest_time,
+        "batch_id": batch_id,
+    }
+
+
 def read_landing_files(listing: DataFrame, max_file_bytes: int, batch_id: int) -> DataFrame:
     """Listing rows → bronze rows: bytes, checksum, path labels. Runs on executors (Arrow batches)."""
     schema = BRONZE_IMAGES.schema
@@ -86,34 +124,55 @@ def read_landing_files(listing: DataFrame, max_file_bytes: int, batch_id: int) -
 
     def read_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            rows = []
-            for record in batch.to_pylist():
-                path = record["path"]
-                if record["length"] is None:  # a zero-byte file the scan skipped: stat it here
-                    try:
-                        stat = os.stat(local_path(path))
-                        record["length"] = stat.st_size
-                        record["modificationTime"] = dt.datetime.fromtimestamp(stat.st_mtime, dt.timezone.utc)
-                    except OSError:
-                        pass
-                read = read_file(path, record["length"], max_file_bytes)
-                info = parse_xray_path(path)
-                rows.append({
-                    "path": path,
-                    "file_name": path.rsplit("/", 1)[-1],
-                    "size_bytes": record["length"],
-                    "modification_time": record["modificationTime"],
-                    "content": read.content,
-                    "content_sha256": read.sha256,
-                    "content_status": read.status,
-                    "label": info.label,
-                    "split": info.split,
-                    "ingest_time": ingest_time,
-                    "batch_id": batch_id,
-                })
+            rows = [bronze_record(r, max_file_bytes, batch_id, ingest_time) for r in batch.to_pylist()]
             yield pa.RecordBatch.from_pylist(rows, schema=arrow_schema)
 
     return listing.mapInArrow(read_batches, schema)
+
+
+# What executors hand back from a fused batch: the inspected row of every file (no bytes), and one extra
+# row per task naming the bronze Parquet files it wrote, which the driver commits in one transaction.
+WRITTEN_FILES_COLUMN = "bronze_files"
+RECORDED_SCHEMA = StructType([*INSPECTED_SCHEMA.fields, StructField(WRITTEN_FILES_COLUMN, StringType())])
+
+
+def record_and_inspect(listing: DataFrame, config: XrayConfig, batch_id: int, bronze_path: str,
+                       inspect: bool) -> DataFrame:
+    """Listing rows → bronze Parquet files written by the executors (not committed yet) and one inspected
+    row per file (decode, measures, features when ``inspect``), in one pass that reads each file once.
+
+    A file deleted between listing and reading (bronze's rule ``file_still_exists``) is not written.
+    """
+    bronze_schema = arrow_schema_of_spark(BRONZE_IMAGES.schema)
+    recorded_schema = arrow_schema_of_spark(RECORDED_SCHEMA)
+    ingest_time = dt.datetime.now(dt.timezone.utc)
+    max_file_bytes, max_pixels, salt = config.max_file_bytes, config.max_image_pixels, config.patient_salt()
+    names = [f.name for f in INSPECTED_SCHEMA.fields]
+
+    def record_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        writer = ParquetFileWriter(bronze_path, bronze_schema, {})
+        try:
+            for batch in batches:
+                records = [bronze_record(r, max_file_bytes, batch_id, ingest_time) for r in batch.to_pylist()]
+                kept = [r for r in records if r["content_status"] != "missing"]
+                if kept:
+                    writer.write(pa.RecordBatch.from_pylist(kept, schema=bronze_schema))
+                inspected = [
+                    inspect_record(r, salt, max_pixels) if inspect else {
+                        **{n: None for n in names}, "path": r["path"], "file_name": r["file_name"],
+                        "size_bytes": r["size_bytes"], "content_status": r["content_status"],
+                        "content_sha256": r["content_sha256"], "source_batch_id": batch_id}
+                    for r in records
+                ]
+                yield pa.RecordBatch.from_pylist(inspected, schema=recorded_schema)
+            files = [asdict(f) for f in writer.finish().files]
+        except BaseException:
+            writer._close()
+            remove_files(bronze_path, writer.files)
+            raise
+        yield pa.RecordBatch.from_pylist([{WRITTEN_FILES_COLUMN: json.dumps(files)}], schema=recorded_schema)
+
+    return listing.mapInArrow(record_batches, RECORDED_SCHEMA)
 
 
 def admitted_files(checkpoint: Path, batch_id: int) -> list[str]:
@@ -137,16 +196,11 @@ def unlisted_paths(admitted: list[str], listed: list[str]) -> list[str]:
     return [f"file:{local_path(p)}" for p in admitted if local_path(p) not in listed_local]
 
 
-def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int) -> BatchEvent:
-    """One bronze micro-batch: read the listed files on executors, write them to bronze, log the event.
-
-    The listing (paths, sizes, times: small) comes to the driver; the bytes never do.
-    """
-    config, spark = lakehouse.config, lakehouse.spark
-    event = BatchEvent(QUERY_NAME, batch_id)
+def _listing(lakehouse: Lakehouse, listing: DataFrame, batch_id: int) -> pa.Table:
+    """The batch's listing on the driver, with the zero-byte files Spark's scan skipped added back."""
     files = listing.select("path", "modificationTime", "length").toArrow()
     paths = files.column("path").to_pylist()
-    unlisted = unlisted_paths(admitted_files(config.checkpoint_path(QUERY_NAME), batch_id), paths)
+    unlisted = unlisted_paths(admitted_files(lakehouse.config.checkpoint_path(QUERY_NAME), batch_id), paths)
     if unlisted:
         extra = pa.table({
             "path": unlisted,
@@ -154,22 +208,74 @@ def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int
             "length": pa.array([None] * len(unlisted), pa.int64()),
         })
         files = pa.concat_tables([files, extra.cast(files.schema)])
+    return files
+
+
+def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, silver_inline: bool
+                          ) -> tuple[pa.Table, bool]:
+    """Executors write bronze files and inspect; the driver commits the files. (inspected rows, committed)"""
+    from .silver import silver_expectations
+
+    config = lakehouse.config
+    recorded = record_and_inspect(listed, config, batch_id, lakehouse.path(BRONZE_IMAGES.name), silver_inline)
+    if silver_inline:
+        recorded = flag_expectations(recorded, silver_expectations(config), SILVER_METADATA.name)
+    rows = recorded.toArrow()
+    markers = pc.is_valid(rows.column(WRITTEN_FILES_COLUMN))
+    files = [WrittenFile(**f) for text in rows.filter(markers).column(WRITTEN_FILES_COLUMN).to_pylist()
+             for f in json.loads(text)]
+    with translate_errors():
+        committed = commit_files(lakehouse.path(BRONZE_IMAGES.name), BRONZE_IMAGES.schema,
+                                 [DeltaRsCommitMessage(files=files)], "append", QUERY_NAME, batch_id)
+    return rows.filter(pc.invert(markers)).drop_columns([WRITTEN_FILES_COLUMN]), committed
+
+
+def _record_with_spark(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, silver_inline: bool) -> pa.Table:
+    """The same through Spark's writer (native ``delta`` format): the read rows are cached, bronze is
+    written from the cache and the inspection reads it again (no image bytes reach the driver)."""
+    from .silver import inspect_bronze_rows, silver_expectations
+
+    config = lakehouse.config
+    rows = read_landing_files(listed, config.max_file_bytes, batch_id).persist()
+    try:
+        result = apply_expectations(rows, BRONZE_EXPECTATIONS, BRONZE_IMAGES.name, count=False)
+        lakehouse.append(result.valid, BRONZE_IMAGES.name, txn=(QUERY_NAME, batch_id))
+        if silver_inline:
+            inspected = flag_expectations(inspect_bronze_rows(rows, config), silver_expectations(config),
+                                          SILVER_METADATA.name)
+        else:
+            inspected = rows.select("path", "content_status")
+        return inspected.toArrow()
+    finally:
+        rows.unpersist()
+
+
+def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int, silver_inline: bool = False,
+                         gold_inline: bool = False) -> BatchEvent:
+    """One bronze micro-batch: read the listed files on executors into bronze and, when ``silver_inline``,
+    decode and inspect them in the same pass and write silver (and gold, when ``gold_inline``) from the
+    driver: one Spark job from landing files to predictions, and the image bytes never reach the driver.
+
+    Every table's write carries the transaction (bronze, batch id), so a replayed batch writes nothing twice.
+    """
+    config, spark = lakehouse.config, lakehouse.spark
+    event = BatchEvent(QUERY_NAME, batch_id)
+    files = _listing(lakehouse, listing, batch_id)
     event.input_rows = files.num_rows
     if event.input_rows == 0:
         return event
-    gone = [p for p in files.column("path").to_pylist() if not os.path.exists(local_path(p))]
     parallelism = max(1, min(event.input_rows, spark.sparkContext.defaultParallelism * 2))
     listed = spark.createDataFrame(files).repartition(parallelism)
-    rows = read_landing_files(listed, config.max_file_bytes, batch_id)
-    result = apply_expectations(rows, BRONZE_EXPECTATIONS, BRONZE_IMAGES.name, count=False)
-    txn = (QUERY_NAME, batch_id)
-    lakehouse.append(result.valid, BRONZE_IMAGES.name, txn=txn)
-    written = lakehouse.committed_rows(BRONZE_IMAGES.name, txn)
-    event.output_rows = written if written is not None else event.input_rows - len(gone)
-    skipped = event.input_rows - event.output_rows
-    event.expectations = [{**BRONZE_EXPECTATION_COUNT, "failed": skipped}]
-    if skipped:
-        event.message = f"skipped {skipped} file(s) deleted before they were read: " + ", ".join(
+    if lakehouse.format == DELTA_RS_FORMAT:
+        inspected, _ = _record_with_delta_rs(lakehouse, listed, batch_id, silver_inline)
+    else:
+        inspected = _record_with_spark(lakehouse, listed, batch_id, silver_inline)
+    missing = pc.equal(inspected.column("content_status"), "missing")
+    gone = inspected.filter(missing).column("path").to_pylist()
+    event.output_rows = event.input_rows - len(gone)
+    event.expectations = [{**BRONZE_EXPECTATION_COUNT, "failed": len(gone)}]
+    if gone:
+        event.message = f"skipped {len(gone)} file(s) deleted before they were read: " + ", ".join(
             gone[:5]) + (" ..." if len(gone) > 5 else "")
     times = [t for t in files.column("modificationTime").to_pylist() if t is not None]
     newest = max(times) if times else None
@@ -177,4 +283,15 @@ def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int
         newest = newest.replace(tzinfo=dt.timezone.utc)
     event.backlog_files, event.backlog_bytes = landing_backlog(config.landing_dir, newest)
     record_event(lakehouse, event)
+    if silver_inline:
+        from . import silver
+
+        silver_event = BatchEvent(silver.QUERY_NAME, batch_id)
+        new_images = silver.write_silver(lakehouse, inspected.filter(pc.invert(missing)), batch_id, QUERY_NAME,
+                                         silver_event)
+        record_event(lakehouse, silver_event, writer=QUERY_NAME)
+        if gold_inline:
+            from . import gold
+
+            gold.score_new_images(lakehouse, new_images, batch_id, QUERY_NAME)
     return event

@@ -53,7 +53,7 @@ UNSUPPORTED_MARKER = "XRAY_DELTA_UNSUPPORTED"
 
 TRUE_VALUES = {"true", "1", "yes"}
 TIMESTAMP_ZONE = "UTC"
-MAX_STAT_STRING = 32
+MAX_STAT_STRING = 256  # exact min/max only (never truncated): ids and most paths fit
 
 
 class DeltaRsError(Exception):

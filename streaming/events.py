@@ -51,10 +51,16 @@ class BatchEvent:
         }
 
 
-def record_event(lakehouse: Lakehouse, event: BatchEvent) -> None:
-    """Write the event row in its own idempotent transaction (a replayed batch logs once)."""
+def record_event(lakehouse: Lakehouse, event: BatchEvent, writer: str | None = None,
+                 idempotent: bool = True) -> None:
+    """Write the event row in its own idempotent transaction (a replayed batch logs once).
+
+    ``writer`` names the streaming query whose batch this is when a layer runs inside another layer's
+    batch (silver and gold inside bronze's); without ``idempotent`` the row is simply appended.
+    """
     row = event.as_row()
-    lakehouse.append_rows(PIPELINE_EVENTS.name, [row], txn=(f"{event.query}:events", event.batch_id))
+    app = f"{event.query}:events" if writer in (None, event.query) else f"{writer}/{event.query}:events"
+    lakehouse.append_rows(PIPELINE_EVENTS.name, [row], txn=(app, event.batch_id) if idempotent else None)
     log.info(
         "%s batch %d: in=%d out=%d quarantined=%d duplicates=%d %dms%s",
         event.query, event.batch_id, event.input_rows, event.output_rows, event.quarantined_rows,

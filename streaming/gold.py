@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,13 +21,16 @@ from pyspark.sql import DataFrame
 from .config import XrayConfig
 from .deltars import arrow_schema_of_spark
 from .events import BatchEvent, record_event
+from .features import FEATURE_VERSION
 from .lakehouse import Lakehouse
 from .registry import ChampionCache, ModelRef, champion
-from .tables import GOLD_PREDICTIONS, SILVER_METADATA
+from .tables import GOLD_PREDICTIONS, SILVER_FEATURES, SILVER_METADATA
 
 QUERY_NAME = "gold"
 LABEL_NAMES = ("NORMAL", "PNEUMONIA")
 _caches: dict[str, ChampionCache] = {}
+# Gold is written by micro-batches and by the catch-up of unscored images: never both at once.
+GOLD_WRITE_LOCK = threading.RLock()
 
 
 def champion_available(config: XrayConfig) -> bool:
@@ -116,29 +120,90 @@ def silver_labels(lakehouse: Lakehouse) -> DataFrame:
     return lakehouse.spark.createDataFrame(labels, schema="image_id string, label_name string")
 
 
-def process_gold_batch(lakehouse: Lakehouse, batch: DataFrame, batch_id: int) -> BatchEvent:
-    """One gold micro-batch: score new silver features with the current champion and write predictions."""
+def _unpredicted(lakehouse: Lakehouse, predictions: pa.Table) -> pa.Table:
+    """Predictions whose id is not in gold yet (a catch-up or an earlier run may have written some)."""
+    ids = predictions.column("image_id").to_pylist()
+    if not ids:
+        return predictions
+    existing = lakehouse.read_arrow(GOLD_PREDICTIONS.name, columns=["prediction_id"],
+                                    filters=[("image_id", "in", sorted(set(ids)))])
+    seen = set(existing.column("prediction_id").to_pylist())
+    if not seen:
+        return predictions
+    keep = [i for i, p in enumerate(predictions.column("prediction_id").to_pylist()) if p not in seen]
+    return predictions.take(pa.array(keep, pa.int64()))
+
+
+def write_predictions(lakehouse: Lakehouse, rows: pa.Table, batch_id: int, txn_app: str | None,
+                      current: tuple[ModelRef, Any, dict[str, str]] | None = None) -> BatchEvent:
+    """Score feature rows (image_id, feature_version, features, label_name) with the champion and append
+    the predictions gold does not hold yet, in transaction (``txn_app``, ``batch_id``; None: no
+    transaction, the check for existing predictions alone keeps it idempotent); log the event.
+
+    Raises when the champion alias disappeared, so the batch is retried rather than lost.
+    """
     event = BatchEvent(QUERY_NAME, batch_id)
-    current = _cache(lakehouse.config).current()
-    if current is None:
-        # The alias was removed while the stream ran: fail the batch so it is retried, not lost.
-        raise RuntimeError("no model has the 'champion' alias any more; gold batch will be retried")
-    ref, model, tags = current
-    model_features = tags.get("feature_version") or ""
-    # A micro-batch of features is small (a few KB a row): it comes to the driver once and is scored there,
-    # sparing the Spark jobs that dominated gold's time per batch.
-    rows = batch.select("image_id", "feature_version", "features").toArrow()
     event.input_rows = rows.num_rows
     if event.input_rows == 0:
         return event
+    current = current or _cache(lakehouse.config).current()
+    if current is None:
+        raise RuntimeError("no model has the 'champion' alias any more; gold batch will be retried")
+    ref, model, tags = current
+    model_features = tags.get("feature_version") or ""
     if model_features:
         rows = rows.filter(pc.equal(rows.column("feature_version"), model_features))
-    predictions = score_batch(attach_labels(rows, lakehouse), model, ref, model_features,
-                              dt.datetime.now(dt.timezone.utc))
-    event.output_rows = predictions.num_rows
-    lakehouse.append_arrow(GOLD_PREDICTIONS.name, predictions, txn=(QUERY_NAME, batch_id))
-    skipped = event.input_rows - event.output_rows
+    with GOLD_WRITE_LOCK:  # the check for existing predictions and the append are one step
+        predictions = score_batch(rows, model, ref, model_features, dt.datetime.now(dt.timezone.utc))
+        predictions = _unpredicted(lakehouse, predictions)
+        event.output_rows = predictions.num_rows
+        lakehouse.append_arrow(GOLD_PREDICTIONS.name, predictions, txn=(txn_app, batch_id) if txn_app else None)
+    skipped = rows.num_rows - event.output_rows
+    other_versions = event.input_rows - rows.num_rows
     event.message = f"model {ref.name} v{ref.version}" + (
-        f"; {skipped} row(s) of other feature versions not scored (recompute silver features)" if skipped else "")
-    record_event(lakehouse, event)
+        f"; {skipped} image(s) already scored by this model" if skipped else "") + (
+        f"; {other_versions} row(s) of other feature versions not scored (recompute silver features)"
+        if other_versions else "")
+    record_event(lakehouse, event, writer=txn_app, idempotent=txn_app is not None)
     return event
+
+
+def score_new_images(lakehouse: Lakehouse, new_images: pa.Table, batch_id: int, txn_app: str) -> BatchEvent | None:
+    """Gold inside a silver batch: score the batch's new images (inspected rows) when a champion exists."""
+    current = _cache(lakehouse.config).current()
+    if current is None:
+        return None  # scored later by `score_unscored`, when a champion appears
+    rows = pa.table({
+        "image_id": new_images.column("content_sha256"),
+        "feature_version": pa.array([FEATURE_VERSION] * new_images.num_rows, pa.string()),
+        "features": new_images.column("features"),
+        "label_name": new_images.column("label_name"),
+    })
+    return write_predictions(lakehouse, rows, batch_id, txn_app, current)
+
+
+def score_unscored(lakehouse: Lakehouse, chunk_rows: int = 20_000) -> int:
+    """Score every silver image that has no prediction at all yet (images that reached silver while no
+    champion existed). Idempotent; returns the number of predictions written."""
+    if not champion_available(lakehouse.config):
+        return 0
+    with GOLD_WRITE_LOCK:
+        have = set(lakehouse.read_arrow(GOLD_PREDICTIONS.name, columns=["image_id"]).column("image_id").to_pylist())
+        ids = lakehouse.read_arrow(SILVER_FEATURES.name, columns=["image_id"]).column("image_id").to_pylist()
+        missing = sorted(set(ids) - have)
+    written = 0
+    for start in range(0, len(missing), chunk_rows):
+        chunk = missing[start:start + chunk_rows]
+        rows = lakehouse.read_arrow(SILVER_FEATURES.name, columns=["image_id", "feature_version", "features"],
+                                    filters=[("image_id", "in", chunk)])
+        event = write_predictions(lakehouse, attach_labels(rows, lakehouse), -1, None)
+        written += event.output_rows
+    return written
+
+
+def process_gold_batch(lakehouse: Lakehouse, batch: DataFrame, batch_id: int) -> BatchEvent:
+    """One micro-batch of gold reading silver features (``xray stream --layer gold``): score them with the
+    current champion and write the predictions gold does not hold yet."""
+    # A micro-batch of features is small (a few KB a row): it comes to the driver once and is scored there.
+    rows = batch.select("image_id", "feature_version", "features").toArrow()
+    return write_predictions(lakehouse, attach_labels(rows, lakehouse), batch_id, QUERY_NAME)

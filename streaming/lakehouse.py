@@ -209,29 +209,70 @@ class Lakehouse:
             commit_files(self.path(table), spec.schema, [writer.finish()], mode,
                          txn[0] if txn else None, txn[1] if txn else None)
 
-    def read_arrow(self, table: str, columns: list[str] | None = None, filters: Any = None) -> Any:
-        """A table's current rows as an Arrow table on the driver, through delta-rs (any engine wrote it).
-
-        For small reads only (ids, labels, events): no Spark job is started.
+    def read_arrow(self, table: str, columns: list[str] | None = None, filters: Any = None,
+                   version: int | None = None) -> Any:
+        """A table's rows (current, or as of ``version``) as an Arrow table on the driver, through delta-rs
+        (any engine wrote it). For small reads only (ids, labels, events): no Spark job is started.
         """
-        return self.delta_table(table).to_pyarrow_table(columns=columns, filters=filters)
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.dataset as ds
 
-    def committed_rows(self, table: str, txn: tuple[str, int]) -> int | None:
-        """Rows added by the commit that carries application transaction ``txn`` (None if not found).
+        delta = self.delta_table(table)
+        if version is not None:
+            delta.load_as_version(version)
+        if not filters:
+            return delta.to_pyarrow_table(columns=columns)
+        # Filters are applied here, after the read: delta-rs 1.6 prunes files on a filtered column whose
+        # statistics lack min/max (long strings) as if they held no match, and would lose rows.
+        needed = None if columns is None else list(dict.fromkeys([*columns, *(f[0] for f in filters)]))
+        data = delta.to_pyarrow_table(columns=needed)
+        operators = {"=": pc.equal, "==": pc.equal, "!=": pc.not_equal, "<": pc.less, "<=": pc.less_equal,
+                     ">": pc.greater, ">=": pc.greater_equal}
+        expression = None
+        for column, op, value in filters:
+            field = ds.field(column)
+            if op == "in":
+                term = pc.is_in(field, value_set=pa.array(list(value), data.schema.field(column).type))
+            elif op == "not in":
+                term = ~pc.is_in(field, value_set=pa.array(list(value), data.schema.field(column).type))
+            else:
+                term = operators[op](field, value)
+            expression = term if expression is None else expression & term
+        data = data.filter(expression)
+        return data if columns is None else data.select(columns)
+
+    def _txn_commit(self, table: str, txn: tuple[str, int]) -> tuple[int, list[dict]] | None:
+        """(version, actions) of the commit carrying application transaction ``txn``, if any.
 
         Reads the newest commits of the log only, so the cost does not grow with the table.
         """
         import json
 
         log_dir = self.config.table_path(table) / "_delta_log"
-        commits = sorted((p for p in log_dir.glob("*.json") if p.stem.isdigit()), reverse=True)[:20]
+        commits = sorted((p for p in log_dir.glob("*.json") if p.stem.isdigit()), key=lambda p: int(p.stem),
+                         reverse=True)[:20]
         for commit in commits:
             actions = [json.loads(line) for line in commit.read_text().splitlines() if line.strip()]
             txns = [a["txn"] for a in actions if "txn" in a]
             if any(t.get("appId") == txn[0] and t.get("version") == txn[1] for t in txns):
-                adds = [a["add"] for a in actions if "add" in a]
-                return sum(json.loads(a.get("stats") or "{}").get("numRecords", 0) for a in adds)
+                return int(commit.stem), actions
         return None
+
+    def txn_commit_version(self, table: str, txn: tuple[str, int]) -> int | None:
+        """Version of the commit that carries application transaction ``txn`` (None if not committed)."""
+        found = self._txn_commit(table, txn)
+        return found[0] if found else None
+
+    def committed_rows(self, table: str, txn: tuple[str, int]) -> int | None:
+        """Rows added by the commit that carries application transaction ``txn`` (None if not found)."""
+        import json
+
+        found = self._txn_commit(table, txn)
+        if found is None:
+            return None
+        adds = [a["add"] for a in found[1] if "add" in a]
+        return sum(json.loads(a.get("stats") or "{}").get("numRecords", 0) for a in adds)
 
     def read_stream(self, table: str, **options: Any) -> DataFrame:
         """A streaming DataFrame of the rows appended to a table."""

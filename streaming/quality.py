@@ -13,7 +13,7 @@ and is retried on restart).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -101,3 +101,69 @@ def apply_expectations(
     dropped = sum(c["failed"] for c in counts if c["action"] == "drop")
     quarantined_count = int(flags["_quarantined"] or 0) if flags is not None else 0
     return QualityResult(valid, quarantined, counts, dropped, quarantined_count)
+
+
+def _flag_names(expectations: tuple[Expectation, ...], table: str) -> tuple[list[str], str, str]:
+    """Names of the flag columns (one per rule), the quarantine rule and reason columns of a table."""
+    return [f"_dq_{table}_{e.name}" for e in expectations], f"_dq_{table}__rule", f"_dq_{table}__reason"
+
+
+def flag_expectations(batch: DataFrame, expectations: tuple[Expectation, ...], table: str) -> DataFrame:
+    """``batch`` plus, per expectation, a failed flag, and the first quarantine rule and reason
+    (columns named after ``table``, so the rules of several tables can flag one pass).
+
+    Planned with the batch's own query, so a micro-batch's rules cost no Spark job of their own; the
+    driver then splits the flagged rows with `split_flagged`.
+    """
+    quarantining = [e for e in expectations if e.action == "quarantine"]
+    rule = F.coalesce(*[F.when(e.failed(), F.lit(e.name)) for e in quarantining]) if quarantining else F.lit(None)
+    reason = (F.coalesce(*[F.when(e.failed(), F.expr(e.reason).cast("string")) for e in quarantining])
+              if quarantining else F.lit(None))
+    flags, rule_column, reason_column = _flag_names(expectations, table)
+    return batch.select(
+        "*",
+        *[e.failed().alias(flag) for e, flag in zip(expectations, flags, strict=True)],
+        rule.cast("string").alias(rule_column),
+        reason.cast("string").alias(reason_column),
+    )
+
+
+@dataclass(frozen=True)
+class ArrowQualityResult:
+    """A driver-held (Arrow) batch split by its expectations."""
+
+    valid: Any  # pa.Table: rows to write (warned rows included)
+    quarantined: Any  # pa.Table: rows that failed a quarantine rule, with columns `rule` and `reason`
+    counts: list[dict]
+    dropped: int
+    quarantined_count: int
+
+
+def split_flagged(flagged: Any, expectations: tuple[Expectation, ...], table: str) -> ArrowQualityResult:
+    """Split rows flagged by `flag_expectations` (an Arrow table on the driver): same rules as
+    `apply_expectations`, and `DataQualityFailure` when a ``fail`` rule is violated."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    flags, rule_column, reason_column = _flag_names(expectations, table)
+    counts = []
+    for e, flag in zip(expectations, flags, strict=True):
+        failed = flagged.column(flag)
+        counts.append({"table": table, "rule": e.name, "action": e.action,
+                       "failed": int(pc.sum(failed.cast(pa.int64())).as_py() or 0)})
+    violated = [c for c in counts if c["action"] == "fail" and c["failed"]]
+    if violated:
+        details = ", ".join(f"{c['rule']} ({c['failed']} rows)" for c in violated)
+        raise DataQualityFailure(f"{table}: expectations with action 'fail' violated: {details}")
+    keep = pa.array([True] * flagged.num_rows, pa.bool_())
+    for e, flag in zip(expectations, flags, strict=True):
+        if e.action == "drop":
+            keep = pc.and_(keep, pc.invert(pc.fill_null(flagged.column(flag), False)))
+    rows = flagged.filter(keep)
+    in_quarantine = pc.is_valid(rows.column(rule_column))
+    valid = rows.filter(pc.invert(in_quarantine)).drop_columns([*flags, rule_column, reason_column])
+    quarantined = rows.filter(in_quarantine).drop_columns(flags)
+    quarantined = quarantined.rename_columns(
+        [{rule_column: "rule", reason_column: "reason"}.get(n, n) for n in quarantined.column_names])
+    dropped = sum(c["failed"] for c in counts if c["action"] == "drop")
+    return ArrowQualityResult(valid, quarantined, counts, dropped, quarantined.num_rows)

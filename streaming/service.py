@@ -1,14 +1,18 @@
-"""``xray stream``: the layers as chained streaming queries, each with its own checkpoint.
+"""``xray stream``: landing → bronze → silver → gold as streaming queries, each with its own checkpoint.
 
-bronze reads the landing folder; silver reads bronze as a Delta stream; gold reads silver features. In
-``once`` mode (availableNow) the layers run one after the other until the landing folder is drained; in
+By default one query does it all: bronze's micro-batch reads each landing file once on the executors,
+writes bronze, decodes and inspects, and the driver writes silver and gold from the small results (see
+`plan_queries`). Silver alone re-reads bronze as a Delta stream, gold alone reads silver features. In
+``once`` mode (availableNow) the queries run one after the other until the landing folder is drained; in
 continuous mode they run side by side on a processing-time trigger until Ctrl-C, SIGTERM or the timeout,
-and stop at a micro-batch boundary. A query that fails on something transient is restarted from its
+and stop at a micro-batch boundary. Images that reach silver while no model is champion are scored when
+one is (checked every few seconds). A query that fails on something transient is restarted from its
 checkpoint (exactly once either way); errors a restart cannot fix stop the service with their message.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from . import bronze, silver
+from . import bronze, gold, silver
 from .config import XrayConfig
 from .errors import XrayError
 from .lakehouse import Lakehouse, await_termination, translate_errors
@@ -48,28 +52,45 @@ def _trigger(config: XrayConfig, once: bool) -> dict:
     return {"availableNow": True} if once else {"processingTime": f"{config.trigger_seconds} seconds"}
 
 
-def start_layer(lakehouse: Lakehouse, layer: str, once: bool) -> StreamingQuery | None:
-    """Start one layer's query; None when it cannot run yet (gold without a champion model)."""
-    spark, config = lakehouse.spark, lakehouse.config
-    if layer == "bronze":
-        source, process = bronze.landing_stream(spark, config), bronze.process_bronze_batch
-    elif layer == "silver":
-        source = lakehouse.read_stream(bronze.BRONZE_IMAGES.name, maxFilesPerTrigger=config.max_files_per_trigger)
-        process = silver.process_silver_batch
-    elif layer == "gold":
-        from . import gold
+def plan_queries(layers: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Which streaming queries run for the requested layers, and the layers each writes inside its batches.
 
+    Bronze's query runs silver and gold inside its own micro-batches (one pass over each file from landing
+    to prediction) whenever they are requested with it. Silver alone re-reads bronze as a Delta stream (e.g.
+    after a bronze-only run); gold alone reads silver features as a Delta stream.
+    """
+    wanted = set(layers)
+    if "bronze" in wanted:
+        inline = ("silver", "gold") if "silver" in wanted and "gold" in wanted else (
+            ("silver",) if "silver" in wanted else ())
+        return {"bronze": inline}
+    if "silver" in wanted:
+        return {"silver": ("gold",) if "gold" in wanted else ()}
+    return {"gold": ()} if "gold" in wanted else {}
+
+
+def start_query(lakehouse: Lakehouse, name: str, inline: Sequence[str], once: bool) -> StreamingQuery | None:
+    """Start one streaming query; None when it cannot run yet (gold alone without a champion model)."""
+    spark, config = lakehouse.spark, lakehouse.config
+    if name == "bronze":
+        source = bronze.landing_stream(spark, config)
+        process = functools.partial(bronze.process_bronze_batch, silver_inline="silver" in inline,
+                                    gold_inline="gold" in inline)
+    elif name == "silver":
+        source = lakehouse.read_stream(bronze.BRONZE_IMAGES.name, maxFilesPerTrigger=config.max_files_per_trigger)
+        process = functools.partial(silver.process_silver_batch, gold_inline="gold" in inline)
+    elif name == "gold":
         if not gold.champion_available(config):
             return None
         source = lakehouse.read_stream(silver.SILVER_FEATURES.name, maxFilesPerTrigger=config.max_files_per_trigger)
         process = gold.process_gold_batch
     else:
-        raise ValueError(f"unknown layer {layer}")
+        raise ValueError(f"unknown query {name}")
     with translate_errors():
         return (
-            source.writeStream.queryName(layer)
+            source.writeStream.queryName(name)
             .foreachBatch(foreach_batch(process, lakehouse))
-            .option("checkpointLocation", str(config.checkpoint_path(layer)))
+            .option("checkpointLocation", str(config.checkpoint_path(name)))
             .trigger(**_trigger(config, once))
             .start()
         )
@@ -77,7 +98,7 @@ def start_layer(lakehouse: Lakehouse, layer: str, once: bool) -> StreamingQuery 
 
 @dataclass
 class StreamService:
-    """The running layers of ``xray stream`` and how to stop them."""
+    """The running queries of ``xray stream`` and how to stop them."""
 
     lakehouse: Lakehouse
     layers: Sequence[str]
@@ -86,45 +107,73 @@ class StreamService:
     queries: dict[str, StreamingQuery] = field(default_factory=dict)
     restarts: dict[str, list[float]] = field(default_factory=dict)
     next_champion_check: float = 0.0
+    scored_for: object = None  # the champion the last catch-up of unscored images ran for
+
+    @property
+    def plan(self) -> dict[str, tuple[str, ...]]:
+        return plan_queries(self.layers)
+
+    @property
+    def gold_inline(self) -> bool:
+        return any("gold" in inline for inline in self.plan.values())
+
+    def catch_up_gold(self) -> None:
+        """Score silver images that have no prediction yet, once per champion (images that reached silver
+        while no champion existed); cheap to skip while the champion is the same."""
+        ref = gold.champion(self.lakehouse.config)
+        if ref is None or ref == self.scored_for:
+            return
+        written = gold.score_unscored(self.lakehouse)
+        self.scored_for = ref
+        if written:
+            log.info("gold: scored %d image(s) that reached silver before model %s v%s was champion",
+                     written, ref.name, ref.version)
 
     def run_once(self) -> None:
-        """Drain landing through every layer, one layer after the other."""
-        for layer in self.layers:
-            query = start_layer(self.lakehouse, layer, once=True)
+        """Drain landing through every query, one after the other."""
+        for name, inline in self.plan.items():
+            query = start_query(self.lakehouse, name, inline, once=True)
             if query is None:
                 log.warning("gold: no model has the 'champion' alias yet; run 'xray retrain' to score images")
                 continue
-            self.queries[layer] = query
+            self.queries[name] = query
             while not await_termination(query, timeout=0.5):
                 if self.stop_event.is_set():
                     self.stop()
                     return
+        if self.gold_inline:
+            self.catch_up_gold()
 
     def run_continuous(self, timeout: float | None = None) -> None:
-        """Run the layers side by side until stopped; restart failed queries from their checkpoints."""
+        """Run the queries side by side until stopped; restart failed queries from their checkpoints."""
         deadline = time.monotonic() + timeout if timeout else None
         waiting_logged = False
         try:
             while not self.stop_event.is_set():
-                for layer in self.layers:
-                    query = self.queries.get(layer)
+                if self.gold_inline and time.monotonic() >= self.next_champion_check:
+                    # Looking the registry up costs a little CPU: not at every tick.
+                    self.next_champion_check = time.monotonic() + CHAMPION_POLL_SECONDS
+                    self.catch_up_gold()
+                for name, inline in self.plan.items():
+                    query = self.queries.get(name)
                     if query is not None and query.isActive:
                         continue
                     if query is not None:
-                        self._handle_stopped(layer, query)
-                    if layer == "gold" and time.monotonic() < self.next_champion_check:
+                        self._handle_stopped(name, query)
+                    if name == "gold" and time.monotonic() < self.next_champion_check:
                         continue
-                    started = start_layer(self.lakehouse, layer, once=False)
+                    started = start_query(self.lakehouse, name, inline, once=False)
                     if started is None:
-                        # Looking the registry up costs a little CPU: not at every tick while idle.
                         self.next_champion_check = time.monotonic() + CHAMPION_POLL_SECONDS
                         if not waiting_logged:
                             log.warning("gold: waiting for a model with the 'champion' alias (xray retrain); "
                                         "new images wait in silver until then")
                             waiting_logged = True
                         continue
-                    log.info("%s: streaming (checkpoint %s)", layer, self.lakehouse.config.checkpoint_path(layer))
-                    self.queries[layer] = started
+                    log.info("%s: streaming%s (checkpoint %s)", name,
+                             f", with {' and '.join(inline)} in its batches" if inline else "",
+                             self.lakehouse.config.checkpoint_path(name))
+                    self.queries[name] = started
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 self.stop_event.wait(min(1.0, self.lakehouse.config.trigger_seconds))

@@ -11,8 +11,7 @@ import datetime as dt
 from collections.abc import Iterator
 
 import pyarrow as pa
-from pyspark.sql import DataFrame, Window
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame
 from pyspark.sql.types import (
     ArrayType,
     DoubleType,
@@ -31,8 +30,8 @@ from .events import BatchEvent, record_event
 from .images import EXPECTED_FORMAT_BY_EXTENSION, hash_patient, inspect_image
 from .lakehouse import Lakehouse
 from .paths import parse_xray_path
-from .quality import Expectation, apply_expectations
-from .tables import BRONZE_IMAGES, SILVER_FEATURES, SILVER_METADATA, SILVER_QUARANTINE
+from .quality import Expectation, flag_expectations, split_flagged
+from .tables import BRONZE_IMAGES, SILVER_FEATURES, SILVER_METADATA, SILVER_QUARANTINE, TABLES_BY_NAME
 
 QUERY_NAME = "silver"
 LABEL_CODES = {"NORMAL": 0, "PNEUMONIA": 1}
@@ -94,6 +93,40 @@ def silver_expectations(config: XrayConfig) -> tuple[Expectation, ...]:
     )
 
 
+def inspect_record(record: dict, salt: str, max_pixels: int) -> dict:
+    """One bronze row (a dict with its content) → its inspected row (no bytes). Never raises for a bad file."""
+    content = record["content"]
+    info = parse_xray_path(record["path"] or "")
+    name = record["file_name"] or ""
+    extension = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    inspected = inspect_image(content, max_pixels) if content is not None else None
+    return {
+        "path": record["path"],
+        "file_name": name,
+        "size_bytes": record["size_bytes"],
+        "content_status": record["content_status"],
+        "content_sha256": record["content_sha256"],
+        "label_name": info.label,
+        "split": info.split,
+        "source_batch_id": record["batch_id"],
+        "expected_format": EXPECTED_FORMAT_BY_EXTENSION.get(extension),
+        "detected_format": inspected.detected_format if inspected else None,
+        "content_kind": inspected.content_kind if inspected else None,
+        "width": inspected.width if inspected else None,
+        "height": inspected.height if inspected else None,
+        "mode": inspected.mode if inspected else None,
+        "pixel_count": inspected.pixel_count if inspected else None,
+        "decode_error": inspected.decode_error if inspected else None,
+        "mean_intensity": inspected.mean_intensity if inspected else None,
+        "std_intensity": inspected.std_intensity if inspected else None,
+        "dynamic_range": inspected.dynamic_range if inspected else None,
+        "features": (inspected.features.tolist()
+                     if inspected is not None and inspected.features is not None else None),
+        "patient_id": hash_patient(info.patient_key, salt),
+        "pneumonia_type": info.pneumonia_type,
+    }
+
+
 def inspect_bronze_rows(bronze: DataFrame, config: XrayConfig) -> DataFrame:
     """Bronze rows → one inspected row each (no bytes): decode, measures, features, parsed path, hashed patient.
 
@@ -105,142 +138,156 @@ def inspect_bronze_rows(bronze: DataFrame, config: XrayConfig) -> DataFrame:
 
     def inspect_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            rows = []
-            for record in batch.to_pylist():
-                content = record["content"]
-                info = parse_xray_path(record["path"] or "")
-                name = record["file_name"] or ""
-                extension = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
-                inspected = inspect_image(content, max_pixels) if content is not None else None
-                rows.append({
-                    "path": record["path"],
-                    "file_name": name,
-                    "size_bytes": record["size_bytes"],
-                    "content_status": record["content_status"],
-                    "content_sha256": record["content_sha256"],
-                    "label_name": info.label,
-                    "split": info.split,
-                    "source_batch_id": record["batch_id"],
-                    "expected_format": EXPECTED_FORMAT_BY_EXTENSION.get(extension),
-                    "detected_format": inspected.detected_format if inspected else None,
-                    "content_kind": inspected.content_kind if inspected else None,
-                    "width": inspected.width if inspected else None,
-                    "height": inspected.height if inspected else None,
-                    "mode": inspected.mode if inspected else None,
-                    "pixel_count": inspected.pixel_count if inspected else None,
-                    "decode_error": inspected.decode_error if inspected else None,
-                    "mean_intensity": inspected.mean_intensity if inspected else None,
-                    "std_intensity": inspected.std_intensity if inspected else None,
-                    "dynamic_range": inspected.dynamic_range if inspected else None,
-                    "features": (inspected.features.tolist()
-                                 if inspected is not None and inspected.features is not None else None),
-                    "patient_id": hash_patient(info.patient_key, salt),
-                    "pneumonia_type": info.pneumonia_type,
-                })
+            rows = [inspect_record(record, salt, max_pixels) for record in batch.to_pylist()]
             yield pa.RecordBatch.from_pylist(rows, schema=arrow_schema)
 
     return bronze.select(*BRONZE_IMAGES.column_names).mapInArrow(inspect_batches, INSPECTED_SCHEMA)
 
 
-def to_metadata_rows(valid: DataFrame, silver_batch_id: int, processed_time: dt.datetime) -> DataFrame:
-    """Inspected valid rows → ``silver_xray_metadata`` columns."""
-    label_code = F.create_map(*[item for k, v in LABEL_CODES.items() for item in (F.lit(k), F.lit(v))])
-    return valid.select(
-        F.col("content_sha256").alias("image_id"),
-        label_code[F.col("label_name")].cast("int").alias("label"),
-        "label_name",
-        "split",
-        "patient_id",
-        "pneumonia_type",
-        "width",
-        "height",
-        "mode",
-        F.col("detected_format").alias("image_format"),
-        "mean_intensity",
-        "std_intensity",
-        "dynamic_range",
-        F.col("path").alias("file_path"),
-        F.col("size_bytes").alias("file_size"),
-        F.lit(processed_time).alias("processed_time"),
-        "source_batch_id",
-        F.lit(silver_batch_id).cast("long").alias("silver_batch_id"),
-    )
+# The driver's part of a silver micro-batch works on Arrow tables: a batch's inspected rows are small (no
+# image bytes), and a local Spark DataFrame would cost several Spark jobs per batch for the same work.
+
+def _arrow(table: str) -> pa.Schema:
+    return arrow_schema_of_spark(TABLES_BY_NAME[table].schema)
 
 
-def to_feature_rows(valid: DataFrame, silver_batch_id: int, processed_time: dt.datetime) -> DataFrame:
-    """Inspected valid rows → ``silver_image_features`` columns."""
-    return valid.select(
-        F.col("content_sha256").alias("image_id"),
-        F.lit(features.FEATURE_VERSION).alias("feature_version"),
-        "features",
-        F.lit(processed_time).alias("processed_time"),
-        F.lit(silver_batch_id).cast("long").alias("silver_batch_id"),
-    )
+def first_copies(valid: pa.Table, known_image_ids: set[str]) -> pa.Table:
+    """Valid rows whose content is new: not in ``known_image_ids`` and the first copy (by bronze batch,
+    then path) within the batch."""
+    keys = sorted(range(valid.num_rows), key=lambda i: (valid.column("source_batch_id")[i].as_py() or 0,
+                                                          valid.column("path")[i].as_py() or ""))
+    shas = valid.column("content_sha256").to_pylist()
+    seen = set(known_image_ids)
+    keep = []
+    for index in keys:
+        if shas[index] not in seen:
+            seen.add(shas[index])
+            keep.append(index)
+    return valid.take(pa.array(sorted(keep), pa.int64()))
 
 
-def to_quarantine_rows(quarantined: DataFrame, silver_batch_id: int, processed_time: dt.datetime) -> DataFrame:
-    """Rows that failed a quarantine rule → ``silver_quarantine`` columns (with the bronze reference)."""
-    return quarantined.select(
-        "rule",
-        "reason",
-        F.col("path").alias("file_path"),
-        "file_name",
-        "size_bytes",
-        "content_sha256",
-        F.col("label_name").alias("label"),
-        "split",
-        "source_batch_id",
-        F.lit(silver_batch_id).cast("long").alias("silver_batch_id"),
-        F.lit(processed_time).alias("quarantined_time"),
-    )
+def to_metadata_rows(valid: pa.Table, silver_batch_id: int, processed_time: dt.datetime) -> pa.Table:
+    """Inspected valid rows → ``silver_xray_metadata`` rows."""
+    names = valid.column("label_name").to_pylist()
+    columns = {
+        "image_id": valid.column("content_sha256"),
+        "label": pa.array([LABEL_CODES.get(n) if n else None for n in names], pa.int32()),
+        "label_name": valid.column("label_name"),
+        "split": valid.column("split"),
+        "patient_id": valid.column("patient_id"),
+        "pneumonia_type": valid.column("pneumonia_type"),
+        "width": valid.column("width"),
+        "height": valid.column("height"),
+        "mode": valid.column("mode"),
+        "image_format": valid.column("detected_format"),
+        "mean_intensity": valid.column("mean_intensity"),
+        "std_intensity": valid.column("std_intensity"),
+        "dynamic_range": valid.column("dynamic_range"),
+        "file_path": valid.column("path"),
+        "file_size": valid.column("size_bytes"),
+        "processed_time": pa.array([processed_time] * valid.num_rows, pa.timestamp("us", tz="UTC")),
+        "source_batch_id": valid.column("source_batch_id"),
+        "silver_batch_id": pa.array([silver_batch_id] * valid.num_rows, pa.int64()),
+    }
+    schema = _arrow(SILVER_METADATA.name)
+    return pa.table([columns[n] for n in schema.names], names=schema.names).cast(schema)
 
 
-def first_copies(valid: DataFrame, known_image_ids: DataFrame) -> DataFrame:
-    """Valid rows whose content is new: not in ``known_image_ids`` and the first copy within the batch."""
-    first_in_batch = Window.partitionBy("content_sha256").orderBy("source_batch_id", "path")
-    return (
-        valid.withColumn("_copy", F.row_number().over(first_in_batch))
-        .where("_copy = 1")
-        .drop("_copy")
-        .join(known_image_ids.withColumnRenamed("image_id", "content_sha256"), "content_sha256", "left_anti")
-    )
+def to_feature_rows(valid: pa.Table, silver_batch_id: int, processed_time: dt.datetime) -> pa.Table:
+    """Inspected valid rows → ``silver_image_features`` rows."""
+    columns = {
+        "image_id": valid.column("content_sha256"),
+        "feature_version": pa.array([features.FEATURE_VERSION] * valid.num_rows, pa.string()),
+        "features": valid.column("features"),
+        "processed_time": pa.array([processed_time] * valid.num_rows, pa.timestamp("us", tz="UTC")),
+        "silver_batch_id": pa.array([silver_batch_id] * valid.num_rows, pa.int64()),
+    }
+    schema = _arrow(SILVER_FEATURES.name)
+    return pa.table([columns[n] for n in schema.names], names=schema.names).cast(schema)
 
 
-def process_silver_batch(lakehouse: Lakehouse, bronze_batch: DataFrame, batch_id: int) -> BatchEvent:
-    """One silver micro-batch: inspect on executors, then on the driver's small results apply the
-    expectations, dedupe, and write the three tables and the event.
+def to_quarantine_rows(quarantined: pa.Table, silver_batch_id: int, processed_time: dt.datetime) -> pa.Table:
+    """Rows that failed a quarantine rule → ``silver_quarantine`` rows (with the bronze reference)."""
+    columns = {
+        "rule": quarantined.column("rule"),
+        "reason": quarantined.column("reason"),
+        "file_path": quarantined.column("path"),
+        "file_name": quarantined.column("file_name"),
+        "size_bytes": quarantined.column("size_bytes"),
+        "content_sha256": quarantined.column("content_sha256"),
+        "label": quarantined.column("label_name"),
+        "split": quarantined.column("split"),
+        "source_batch_id": quarantined.column("source_batch_id"),
+        "silver_batch_id": pa.array([silver_batch_id] * quarantined.num_rows, pa.int64()),
+        "quarantined_time": pa.array([processed_time] * quarantined.num_rows, pa.timestamp("us", tz="UTC")),
+    }
+    schema = _arrow(SILVER_QUARANTINE.name)
+    return pa.table([columns[n] for n in schema.names], names=schema.names).cast(schema)
 
-    Every write carries the transaction (silver query, batch id), so a replay after a crash writes nothing
-    twice; duplicates are judged against rows of earlier silver batches only, so a replay judges alike.
+
+def _not_yet_quarantined(lakehouse: Lakehouse, quarantined: pa.Table) -> pa.Table:
+    """Quarantine candidates without a row for the same file and content already (re-reading bronze)."""
+    paths = quarantined.column("path").to_pylist()
+    if not paths:
+        return quarantined
+    known = lakehouse.read_arrow(SILVER_QUARANTINE.name, columns=["file_path", "content_sha256"],
+                                 filters=[("file_path", "in", sorted(set(paths)))])
+    seen = set(zip(known.column("file_path").to_pylist(), known.column("content_sha256").to_pylist(), strict=True))
+    shas = quarantined.column("content_sha256").to_pylist()
+    keep = [i for i, key in enumerate(zip(paths, shas, strict=True)) if key not in seen]
+    return quarantined.take(pa.array(keep, pa.int64()))
+
+
+def write_silver(lakehouse: Lakehouse, flagged: pa.Table, batch_id: int, txn_app: str,
+                 event: BatchEvent, reprocessing: bool = False) -> pa.Table:
+    """The driver's part of a silver micro-batch: split the inspected rows (flagged by
+    `flag_expectations` with `silver_expectations`), dedupe, write the three tables. Returns the new
+    images (their inspected rows) for gold.
+
+    Every write carries the transaction (``txn_app``, ``batch_id``), so a replay writes nothing twice.
+    Duplicates are judged against silver as it was before this batch (the table version before this
+    batch's metadata commit, when a crash left it committed), so a replay judges alike. ``reprocessing``
+    (silver re-reading bronze) also skips files already quarantined.
     """
-    config, spark = lakehouse.config, lakehouse.spark
-    event = BatchEvent(QUERY_NAME, batch_id)
+    config = lakehouse.config
     processed_time = dt.datetime.now(dt.timezone.utc)
-    # The one distributed pass: decoding and features on executors; what comes back holds no image bytes.
-    inspected_rows = inspect_bronze_rows(bronze_batch, config).toArrow()
-    event.input_rows = inspected_rows.num_rows
-    if event.input_rows == 0:
-        return event  # e.g. the empty snapshot of a new bronze table: nothing to log
-    inspected = spark.createDataFrame(inspected_rows, schema=INSPECTED_SCHEMA)
-    result = apply_expectations(inspected, silver_expectations(config), SILVER_METADATA.name)
+    result = split_flagged(flagged, silver_expectations(config), SILVER_METADATA.name)
+    event.input_rows = flagged.num_rows
     event.expectations = result.counts
-    event.quarantined_rows = result.quarantined_count
-    known_ids = lakehouse.read_arrow(
-        SILVER_METADATA.name, columns=["image_id"], filters=[("silver_batch_id", "<", batch_id)]
-    )
-    known = spark.createDataFrame(known_ids, schema="image_id string")
+    quarantined = _not_yet_quarantined(lakehouse, result.quarantined) if reprocessing else result.quarantined
+    event.quarantined_rows = quarantined.num_rows
+    txn = (txn_app, batch_id)
+    shas = sorted({s for s in result.valid.column("content_sha256").to_pylist() if s})
+    known: set[str] = set()
+    if shas:
+        committed = lakehouse.txn_commit_version(SILVER_METADATA.name, txn)
+        before = lakehouse.read_arrow(SILVER_METADATA.name, columns=["image_id"], filters=[("image_id", "in", shas)],
+                                      version=None if committed is None else committed - 1)
+        known = set(before.column("image_id").to_pylist())
     new_images = first_copies(result.valid, known)
-    metadata = to_metadata_rows(new_images, batch_id, processed_time).toArrow()
-    event.output_rows = metadata.num_rows
-    event.duplicate_rows = event.input_rows - result.dropped - event.quarantined_rows - event.output_rows
-    txn = (QUERY_NAME, batch_id)
-    # Metadata first: a gold batch that sees the features always finds their metadata.
-    lakehouse.append_arrow(SILVER_METADATA.name, metadata, txn)
-    if event.output_rows:
-        features_rows = to_feature_rows(new_images, batch_id, processed_time).toArrow()
-        lakehouse.append_arrow(SILVER_FEATURES.name, features_rows, txn)
-    if event.quarantined_rows:
-        quarantine = to_quarantine_rows(result.quarantined, batch_id, processed_time).toArrow()
-        lakehouse.append_arrow(SILVER_QUARANTINE.name, quarantine, txn)
+    event.output_rows = new_images.num_rows
+    event.duplicate_rows = (event.input_rows - result.dropped - result.quarantined_count - event.output_rows)
+    # Metadata first: a reader that sees an image's features always finds its metadata.
+    lakehouse.append_arrow(SILVER_METADATA.name, to_metadata_rows(new_images, batch_id, processed_time), txn)
+    lakehouse.append_arrow(SILVER_FEATURES.name, to_feature_rows(new_images, batch_id, processed_time), txn)
+    lakehouse.append_arrow(SILVER_QUARANTINE.name, to_quarantine_rows(quarantined, batch_id, processed_time), txn)
+    return new_images
+
+
+def process_silver_batch(lakehouse: Lakehouse, bronze_batch: DataFrame, batch_id: int,
+                         gold_inline: bool = False) -> BatchEvent:
+    """One micro-batch of silver re-reading bronze (``xray stream --layer silver``): inspect on executors
+    (rules flagged in the same pass), then `write_silver` on the driver; gold too when ``gold_inline``."""
+    event = BatchEvent(QUERY_NAME, batch_id)
+    expectations = silver_expectations(lakehouse.config)
+    flagged = flag_expectations(inspect_bronze_rows(bronze_batch, lakehouse.config), expectations,
+                               SILVER_METADATA.name).toArrow()
+    if flagged.num_rows == 0:
+        return event  # e.g. the empty snapshot of a new bronze table: nothing to log
+    new_images = write_silver(lakehouse, flagged, batch_id, QUERY_NAME, event, reprocessing=True)
     record_event(lakehouse, event)
+    if gold_inline:
+        from . import gold
+
+        gold.score_new_images(lakehouse, new_images, batch_id, QUERY_NAME)
     return event
