@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--once", action="store_true",
                         help="process what is in landing now, then exit (availableNow trigger)")
     stream.add_argument("--layer", choices=(*LAYERS, "all"), action="append", default=None,
-                        help="run only this layer (repeat for several; default all)")
+                        help="run only this layer (repeat for several; default all, in one pass per micro-batch): "
+                             "bronze alone ingests without decoding; silver or gold without bronze re-read "
+                             "the layer before as a Delta stream")
     stream.add_argument("--trigger-seconds", type=float, default=None, metavar="S",
                         help="processing-time trigger of the continuous mode (default 1)")
     stream.add_argument("--max-files-per-trigger", type=int, default=None, metavar="N",

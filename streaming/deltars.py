@@ -211,8 +211,10 @@ class ParquetFileWriter:
 
     def _open(self) -> None:
         self._relative_path = f"part-{uuid.uuid4()}-c000.zstd.parquet"
+        # Binary columns hold already-compressed image bytes: zstd would spend CPU for nothing.
+        compression = {f.name: "none" if pa.types.is_binary(f.type) else "zstd" for f in self.schema}
         self._writer = pq.ParquetWriter(
-            os.path.join(self.table_path, self._relative_path), self.schema, compression="zstd"
+            os.path.join(self.table_path, self._relative_path), self.schema, compression=compression
         )
         self._rows_in_file = 0
         self._stats_parts = []

@@ -1,8 +1,10 @@
 """Gold: silver features → ``gold_pneumonia_predictions``, scored by the model with alias ``champion``.
 
-The champion is looked up at every micro-batch, so a newly promoted model serves from the next batch on
-without a restart. Without a champion the gold query is not started: rows wait in silver (the gold
-checkpoint does not move) and ``xray status`` says why.
+Gold normally runs inside bronze's micro-batch (`score_new_images`); alone it is a query over silver
+features (`process_gold_batch`). The champion is looked up at every micro-batch, so a newly promoted model
+serves from the next batch on without a restart. Images that reach silver while no model is champion wait
+there (``xray status`` says why) and `score_unscored` scores them once one is. Gold is only ever appended
+with predictions it does not hold yet, under one lock, so the paths never write a prediction twice.
 """
 
 from __future__ import annotations
