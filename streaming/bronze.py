@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -31,13 +33,15 @@ from .deltars import (
     local_path,
     remove_files,
 )
-from .events import BatchEvent, landing_backlog, record_event
+from .events import BatchEvent, landing_backlog, record_events
 from .images import read_file
 from .lakehouse import DELTA_RS_FORMAT, Lakehouse, translate_errors
 from .paths import parse_xray_path
 from .quality import Expectation, apply_expectations, flag_expectations
-from .silver import INSPECTED_SCHEMA, inspect_record
+from .silver import INSPECTED_SCHEMA, inspect_record, inspected_batch
 from .tables import BRONZE_IMAGES, SILVER_METADATA
+
+log = logging.getLogger(__name__)
 
 QUERY_NAME = "bronze"
 # Hadoop glob: case-insensitive image extensions.
@@ -164,7 +168,7 @@ def record_and_inspect(listing: DataFrame, config: XrayConfig, batch_id: int, br
                         "content_sha256": r["content_sha256"], "source_batch_id": batch_id}
                     for r in records
                 ]
-                yield pa.RecordBatch.from_pylist(inspected, schema=recorded_schema)
+                yield inspected_batch(inspected, recorded_schema)
             files = [asdict(f) for f in writer.finish().files]
         except BaseException:
             writer._close()
@@ -260,7 +264,9 @@ def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int
     """
     config, spark = lakehouse.config, lakehouse.spark
     event = BatchEvent(QUERY_NAME, batch_id)
+    clock = time.perf_counter()
     files = _listing(lakehouse, listing, batch_id)
+    phases = {"listing": time.perf_counter() - clock}
     event.input_rows = files.num_rows
     if event.input_rows == 0:
         return event
@@ -270,6 +276,7 @@ def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int
         inspected, _ = _record_with_delta_rs(lakehouse, listed, batch_id, silver_inline)
     else:
         inspected = _record_with_spark(lakehouse, listed, batch_id, silver_inline)
+    phases["read+inspect+bronze commit"] = time.perf_counter() - clock - sum(phases.values())
     missing = pc.equal(inspected.column("content_status"), "missing")
     gone = inspected.filter(missing).column("path").to_pylist()
     event.output_rows = event.input_rows - len(gone)
@@ -282,16 +289,24 @@ def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int
     if newest is not None and newest.tzinfo is None:
         newest = newest.replace(tzinfo=dt.timezone.utc)
     event.backlog_files, event.backlog_bytes = landing_backlog(config.landing_dir, newest)
-    record_event(lakehouse, event)
+    events = [event.finish()]
     if silver_inline:
         from . import silver
 
         silver_event = BatchEvent(silver.QUERY_NAME, batch_id)
         new_images = silver.write_silver(lakehouse, inspected.filter(pc.invert(missing)), batch_id, QUERY_NAME,
                                          silver_event)
-        record_event(lakehouse, silver_event, writer=QUERY_NAME)
+        events.append(silver_event.finish())
+        phases["silver"] = time.perf_counter() - clock - sum(phases.values())
         if gold_inline:
             from . import gold
 
-            gold.score_new_images(lakehouse, new_images, batch_id, QUERY_NAME)
+            gold_event = gold.score_new_images(lakehouse, new_images, batch_id, QUERY_NAME, record=False)
+            if gold_event is not None and gold_event.input_rows:
+                events.append(gold_event)
+            phases["gold"] = time.perf_counter() - clock - sum(phases.values())
+    # One commit for the batch's events, last: a replay that finds it knows every layer wrote.
+    record_events(lakehouse, events, (f"{QUERY_NAME}:events", batch_id))
+    phases["events"] = time.perf_counter() - clock - sum(phases.values())
+    log.debug("bronze batch %d phases: %s", batch_id, ", ".join(f"{k} {v:.3f} s" for k, v in phases.items()))
     return event

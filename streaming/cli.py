@@ -7,6 +7,7 @@ on the line, so job definitions (Databricks wheel tasks, spark-submit) pass them
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -181,6 +182,10 @@ def _stream(args: argparse.Namespace, config: XrayConfig) -> int:
     # Signals are handled before Spark starts, so SIGTERM during start-up also ends cleanly.
     stop_event = threading.Event()
     restore = install_stop_signals(stop_event)
+    if "gold" in layers:
+        from .gold import warm_up
+
+        warm_up(config)  # loads the champion while Spark starts
     try:
         run_stream(_spark(config), config, layers=layers, once=args.once, watch_inbox=args.watch,
                    timeout=args.timeout, stop_event=stop_event)
@@ -267,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xray`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # A native crash (a library aborting) then leaves every thread's Python stack in the log.
+    faulthandler.enable()
     try:
         config = config_from_args(args)
         logging.basicConfig(

@@ -34,6 +34,13 @@ class BatchEvent:
     backlog_bytes: int | None = None
     message: str | None = None
 
+    duration_ms: int | None = None
+
+    def finish(self) -> BatchEvent:
+        """Fix the duration now (the row may be written later, with other layers' events)."""
+        self.duration_ms = int((time.monotonic() - self.started) * 1000)
+        return self
+
     def as_row(self) -> dict:
         return {
             "event_time": dt.datetime.now(dt.timezone.utc),
@@ -44,7 +51,8 @@ class BatchEvent:
             "quarantined_rows": self.quarantined_rows,
             "duplicate_rows": self.duplicate_rows,
             "expectations": self.expectations,
-            "duration_ms": int((time.monotonic() - self.started) * 1000),
+            "duration_ms": self.duration_ms if self.duration_ms is not None
+            else int((time.monotonic() - self.started) * 1000),
             "backlog_files": self.backlog_files,
             "backlog_bytes": self.backlog_bytes,
             "message": self.message,
@@ -56,16 +64,22 @@ def record_event(lakehouse: Lakehouse, event: BatchEvent, writer: str | None = N
     """Write the event row in its own idempotent transaction (a replayed batch logs once).
 
     ``writer`` names the streaming query whose batch this is when a layer runs inside another layer's
-    batch (silver and gold inside bronze's); without ``idempotent`` the row is simply appended.
+    batch; without ``idempotent`` the row is simply appended.
     """
-    row = event.as_row()
     app = f"{event.query}:events" if writer in (None, event.query) else f"{writer}/{event.query}:events"
-    lakehouse.append_rows(PIPELINE_EVENTS.name, [row], txn=(app, event.batch_id) if idempotent else None)
-    log.info(
-        "%s batch %d: in=%d out=%d quarantined=%d duplicates=%d %dms%s",
-        event.query, event.batch_id, event.input_rows, event.output_rows, event.quarantined_rows,
-        event.duplicate_rows, row["duration_ms"], f" ({event.message})" if event.message else "",
-    )
+    record_events(lakehouse, [event], (app, event.batch_id) if idempotent else None)
+
+
+def record_events(lakehouse: Lakehouse, events: list[BatchEvent], txn: tuple[str, int] | None) -> None:
+    """Write the events of one micro-batch (one per layer it ran) in one transaction."""
+    rows = [event.as_row() for event in events]
+    lakehouse.append_rows(PIPELINE_EVENTS.name, rows, txn=txn)
+    for event, row in zip(events, rows, strict=True):
+        log.info(
+            "%s batch %d: in=%d out=%d quarantined=%d duplicates=%d %dms%s",
+            event.query, event.batch_id, event.input_rows, event.output_rows, event.quarantined_rows,
+            event.duplicate_rows, row["duration_ms"], f" ({event.message})" if event.message else "",
+        )
 
 
 def is_landing_image(name: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +28,8 @@ from .features import FEATURE_VERSION
 from .lakehouse import Lakehouse
 from .registry import ChampionCache, ModelRef, champion
 from .tables import GOLD_PREDICTIONS, SILVER_FEATURES, SILVER_METADATA
+
+log = logging.getLogger(__name__)
 
 QUERY_NAME = "gold"
 LABEL_NAMES = ("NORMAL", "PNEUMONIA")
@@ -45,6 +48,21 @@ def _cache(config: XrayConfig) -> ChampionCache:
     if key not in _caches:
         _caches[key] = ChampionCache(config)
     return _caches[key]
+
+
+def warm_up(config: XrayConfig) -> threading.Thread:
+    """Load the champion in the background (MLflow's import and the model load take seconds), so the
+    first micro-batch that scores does not wait for it."""
+
+    def load() -> None:
+        try:
+            _cache(config).current()
+        except Exception as error:  # noqa: BLE001 - the first batch loads it again and reports properly
+            log.debug("champion warm-up failed: %s", error)
+
+    thread = threading.Thread(target=load, name="xray-champion-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def prediction_id(image_id: str, ref: ModelRef) -> str:
@@ -137,10 +155,12 @@ def _unpredicted(lakehouse: Lakehouse, predictions: pa.Table) -> pa.Table:
 
 
 def write_predictions(lakehouse: Lakehouse, rows: pa.Table, batch_id: int, txn_app: str | None,
-                      current: tuple[ModelRef, Any, dict[str, str]] | None = None) -> BatchEvent:
+                      current: tuple[ModelRef, Any, dict[str, str]] | None = None, record: bool = True
+                      ) -> BatchEvent:
     """Score feature rows (image_id, feature_version, features, label_name) with the champion and append
     the predictions gold does not hold yet, in transaction (``txn_app``, ``batch_id``; None: no
-    transaction, the check for existing predictions alone keeps it idempotent); log the event.
+    transaction, the check for existing predictions alone keeps it idempotent); log the event (unless
+    ``record``: the caller then writes it with its own).
 
     Raises when the champion alias disappeared, so the batch is retried rather than lost.
     """
@@ -166,11 +186,13 @@ def write_predictions(lakehouse: Lakehouse, rows: pa.Table, batch_id: int, txn_a
         f"; {skipped} image(s) already scored by this model" if skipped else "") + (
         f"; {other_versions} row(s) of other feature versions not scored (recompute silver features)"
         if other_versions else "")
-    record_event(lakehouse, event, writer=txn_app, idempotent=txn_app is not None)
-    return event
+    if record:
+        record_event(lakehouse, event, writer=txn_app, idempotent=txn_app is not None)
+    return event.finish()
 
 
-def score_new_images(lakehouse: Lakehouse, new_images: pa.Table, batch_id: int, txn_app: str) -> BatchEvent | None:
+def score_new_images(lakehouse: Lakehouse, new_images: pa.Table, batch_id: int, txn_app: str,
+                     record: bool = True) -> BatchEvent | None:
     """Gold inside a silver batch: score the batch's new images (inspected rows) when a champion exists."""
     current = _cache(lakehouse.config).current()
     if current is None:
@@ -181,7 +203,7 @@ def score_new_images(lakehouse: Lakehouse, new_images: pa.Table, batch_id: int, 
         "features": new_images.column("features"),
         "label_name": new_images.column("label_name"),
     })
-    return write_predictions(lakehouse, rows, batch_id, txn_app, current)
+    return write_predictions(lakehouse, rows, batch_id, txn_app, current, record)
 
 
 def score_unscored(lakehouse: Lakehouse, chunk_rows: int = 20_000) -> int:

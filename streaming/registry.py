@@ -121,14 +121,15 @@ class ChampionCache:
         self.ref: ModelRef | None = None
         self.model: Any = None
         self.tags: dict[str, str] = {}
+        self._lock = threading.Lock()  # a warm-up thread and the micro-batches share the cache
 
     def current(self) -> tuple[ModelRef, Any, dict[str, str]] | None:
         ref = champion(self.config)
         if ref is None:
             return None
-        if ref != self.ref:
-            self.model = load_model(self.config, ref)
-            self.tags = version_tags(self.config, ref)
-            self.ref = ref
-            log.info("serving model %s version %s", ref.name, ref.version)
-        return self.ref, self.model, self.tags
+        with self._lock:
+            if ref != self.ref:
+                model, tags = load_model(self.config, ref), version_tags(self.config, ref)
+                self.model, self.tags, self.ref = model, tags, ref
+                log.info("serving model %s version %s", ref.name, ref.version)
+            return self.ref, self.model, self.tags

@@ -150,10 +150,6 @@ class StreamService:
         waiting_logged = False
         try:
             while not self.stop_event.is_set():
-                if self.gold_inline and time.monotonic() >= self.next_champion_check:
-                    # Looking the registry up costs a little CPU: not at every tick.
-                    self.next_champion_check = time.monotonic() + CHAMPION_POLL_SECONDS
-                    self.catch_up_gold()
                 for name, inline in self.plan.items():
                     query = self.queries.get(name)
                     if query is not None and query.isActive:
@@ -174,6 +170,10 @@ class StreamService:
                              f", with {' and '.join(inline)} in its batches" if inline else "",
                              self.lakehouse.config.checkpoint_path(name))
                     self.queries[name] = started
+                if self.gold_inline and time.monotonic() >= self.next_champion_check:
+                    # Looking the registry up costs a little CPU: not at every tick.
+                    self.next_champion_check = time.monotonic() + CHAMPION_POLL_SECONDS
+                    self.catch_up_gold()
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 self.stop_event.wait(min(1.0, self.lakehouse.config.trigger_seconds))
@@ -223,6 +223,8 @@ def run_stream(
     config.landing_dir.mkdir(parents=True, exist_ok=True)
     ordered = [layer for layer in LAYER_ORDER if layer in layers]
     service = StreamService(lakehouse, ordered, once, stop_event or threading.Event())
+    if "gold" in ordered:
+        gold.warm_up(config)  # only a registry lookup when `xray stream` already loaded it
     watcher = _start_watcher(config, watch_inbox, service.stop_event) if watch_inbox else None
     restore = install_stop_signals(service.stop_event)
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 
+import numpy as np
 import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql.types import (
@@ -120,11 +121,26 @@ def inspect_record(record: dict, salt: str, max_pixels: int) -> dict:
         "mean_intensity": inspected.mean_intensity if inspected else None,
         "std_intensity": inspected.std_intensity if inspected else None,
         "dynamic_range": inspected.dynamic_range if inspected else None,
-        "features": (inspected.features.tolist()
-                     if inspected is not None and inspected.features is not None else None),
+        "features": inspected.features if inspected is not None else None,  # numpy: see `inspected_batch`
         "patient_id": hash_patient(info.patient_key, salt),
         "pneumonia_type": info.pneumonia_type,
     }
+
+
+def inspected_batch(rows: list[dict], schema: pa.Schema) -> pa.RecordBatch:
+    """Inspected rows (features as numpy arrays) → an Arrow batch; the vectors are copied in one piece
+    rather than converted float by float."""
+    vectors = [row.pop("features", None) for row in rows]
+    batch = pa.RecordBatch.from_pylist(rows, schema=schema)
+    lengths = [0 if v is None else len(v) for v in vectors]
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    values = np.concatenate([v for v in vectors if v is not None]) if any(lengths) else np.zeros(0)
+    index = schema.get_field_index("features")
+    list_type = schema.field(index).type
+    column = pa.ListArray.from_arrays(
+        pa.array(offsets), pa.array(values.astype(np.float32), list_type.value_type),
+        type=list_type, mask=pa.array([v is None for v in vectors], pa.bool_()))
+    return batch.set_column(index, schema.field(index), column)
 
 
 def inspect_bronze_rows(bronze: DataFrame, config: XrayConfig) -> DataFrame:
@@ -139,7 +155,7 @@ def inspect_bronze_rows(bronze: DataFrame, config: XrayConfig) -> DataFrame:
     def inspect_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             rows = [inspect_record(record, salt, max_pixels) for record in batch.to_pylist()]
-            yield pa.RecordBatch.from_pylist(rows, schema=arrow_schema)
+            yield inspected_batch(rows, arrow_schema)
 
     return bronze.select(*BRONZE_IMAGES.column_names).mapInArrow(inspect_batches, INSPECTED_SCHEMA)
 
