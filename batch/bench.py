@@ -174,8 +174,14 @@ def _write_noisy_jpegs(root: Path, count: int, size: tuple[int, int]) -> None:
         Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="L").save(path, "JPEG", quality=90)
 
 
-def resolve_dataset(data: str | Path | None, max_files: int | None, work: Path) -> tuple[list[BenchFile], dict]:
-    """The images to measure on, and a description of where they come from."""
+def resolve_dataset(data: str | Path | None, max_files: int | None, work: Path,
+                    copies: int = 1) -> tuple[list[BenchFile], dict]:
+    """The images to measure on, and a description of where they come from.
+
+    ``copies`` > 1 adds variants of every file that differ only by bytes after the image's end marker:
+    decoders ignore them, so each copy costs the same work but is a new content (not a duplicate in
+    silver). A larger backlog measures steady-state throughput and scaling rather than per-batch costs.
+    """
     source: str
     if data is not None:
         root = Path(data).expanduser().resolve()
@@ -207,11 +213,21 @@ def resolve_dataset(data: str | Path | None, max_files: int | None, work: Path) 
     for path, relative in ordered:
         content = path.read_bytes()  # also brings every file into the page cache before anything is timed
         files.append(BenchFile(path, relative, len(content), hashlib.sha256(content).hexdigest()))
+    originals = list(files)
+    for copy in range(1, copies):
+        for item in originals:
+            relative = item.relative.parent / f"copy{copy}-{item.relative.name}"
+            target = work / "copies" / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            content = item.path.read_bytes() + f"xray-bench copy {copy}".encode()
+            target.write_bytes(content)
+            files.append(BenchFile(target, relative, len(content), hashlib.sha256(content).hexdigest()))
     sizes = [f.size for f in files]
     described = {
         "source": source,
         "root": str(root),
         "files": len(files),
+        "copies": copies,
         "unique_contents": len({f.sha256 for f in files}),
         "labels": {label or "none": sum(1 for f in files if _label_of(f.relative) == label)
                    for label in {_label_of(f.relative) for f in files}},
@@ -1571,11 +1587,14 @@ def parse_parts(only: str | Sequence[str] | None) -> list[str]:
 
 
 def run_bench(config: XrayConfig, data: str | Path | None = None, output: str | Path | None = None,
-              only: str | Sequence[str] | None = None, max_files: int | None = None) -> dict[str, Any]:
+              only: str | Sequence[str] | None = None, max_files: int | None = None,
+              copies: int = 1) -> dict[str, Any]:
     """Run the selected parts, print the table, write the JSON; returns the results."""
     parts = parse_parts(only)
     if max_files is not None and max_files < 1:
         raise ConfigError("--files must be at least 1")
+    if copies < 1:
+        raise ConfigError("--copies must be at least 1")
     bench_dir = config.root / "bench"
     bench_dir.mkdir(parents=True, exist_ok=True)
     output_path = Path(output).expanduser() if output else bench_dir / "results.json"
@@ -1589,7 +1608,7 @@ def run_bench(config: XrayConfig, data: str | Path | None = None, output: str | 
     }
     try:
         _say(f"xray bench: parts {', '.join(parts)}; work folder {work}")
-        files, results["data"] = resolve_dataset(data, max_files, work)
+        files, results["data"] = resolve_dataset(data, max_files, work, copies)
         _say(f"==> data: {results['data']['files']} files from {results['data']['root']}")
         ctx = BenchContext(config, work, files, results)
         steps: dict[str, Callable[[], dict[str, Any]]] = {

@@ -7,6 +7,7 @@ on the line, so job definitions (Databricks wheel tasks, spark-submit) pass them
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import logging
 import sys
@@ -134,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--only", default=None, metavar="LIST",
                        help="comma-separated parts: sink, baseline, pipeline, latency, scaling, checkpoint")
     bench.add_argument("--files", type=int, default=None, metavar="N", help="use at most N images")
+    bench.add_argument("--copies", type=int, default=1, metavar="K",
+                       help="measure on K copies of every image, each a new content with the same decode work "
+                            "(bytes added after the end marker): a larger backlog for steady-state figures")
     return parser
 
 
@@ -182,15 +186,18 @@ def _stream(args: argparse.Namespace, config: XrayConfig) -> int:
     # Signals are handled before Spark starts, so SIGTERM during start-up also ends cleanly.
     stop_event = threading.Event()
     restore = install_stop_signals(stop_event)
+    warming = None
     if "gold" in layers:
         from .gold import warm_up
 
-        warm_up(config)  # loads the champion while Spark starts
+        warming = warm_up(config)  # loads the champion while Spark starts
     try:
         run_stream(_spark(config), config, layers=layers, once=args.once, watch_inbox=args.watch,
                    timeout=args.timeout, stop_event=stop_event)
     finally:
         restore()
+        if warming is not None:
+            warming.join(timeout=60)  # never exit in the middle of loading native libraries
     return 0
 
 
@@ -264,7 +271,8 @@ def _demo(args: argparse.Namespace, config: XrayConfig) -> int:
 def _bench(args: argparse.Namespace, config: XrayConfig) -> int:
     from batch.bench import run_bench
 
-    run_bench(config, data=args.data, output=args.output, only=args.only, max_files=args.files)
+    run_bench(config, data=args.data, output=args.output, only=args.only, max_files=args.files,
+              copies=args.copies)
     return 0
 
 
@@ -273,7 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # A native crash (a library aborting) then leaves every thread's Python stack in the log.
-    faulthandler.enable()
+    with contextlib.suppress(ValueError, OSError, AttributeError):  # stderr without a file (captured)
+        faulthandler.enable()
     try:
         config = config_from_args(args)
         logging.basicConfig(
@@ -283,7 +292,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         for noisy in ("py4j", "urllib3", "alembic", "mlflow"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-        return _run(args, config)
+        try:
+            return _run(args, config)
+        finally:
+            if "pyspark" in sys.modules:
+                from .session import stop_owned_sessions
+
+                stop_owned_sessions()
     except XrayError as error:
         print(f"xray {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code

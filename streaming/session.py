@@ -78,6 +78,20 @@ def _local_builder(config: XrayConfig) -> SparkSession.Builder:
     return builder
 
 
+_owned: list[SparkSession] = []  # sessions this process built (not Databricks'/a caller's)
+
+
+def stop_owned_sessions() -> None:
+    """Stop the sessions `get_spark` built, so a command ends with Spark shut down in order (its
+    callback threads and Python workers) rather than torn down at interpreter exit."""
+    while _owned:
+        session = _owned.pop()
+        try:
+            session.stop()
+        except Exception:  # noqa: BLE001 - ending anyway; the JVM exits with this process
+            pass
+
+
 def get_spark(config: XrayConfig | None = None) -> SparkSession:
     """Return the active SparkSession, or build a local one from the configuration.
 
@@ -98,6 +112,7 @@ def get_spark(config: XrayConfig | None = None) -> SparkSession:
             active = SparkSession.builder.getOrCreate()
         else:
             active = _local_builder(config).getOrCreate()
+            _owned.append(active)
         active.sparkContext.setLogLevel("ERROR")
     register_data_sources(active)
     return active
