@@ -223,8 +223,7 @@ def run_stream(
     config.landing_dir.mkdir(parents=True, exist_ok=True)
     ordered = [layer for layer in LAYER_ORDER if layer in layers]
     service = StreamService(lakehouse, ordered, once, stop_event or threading.Event())
-    if "gold" in ordered:
-        gold.warm_up(config)  # only a registry lookup when `xray stream` already loaded it
+    warming = gold.warm_up(config) if "gold" in ordered else None  # a lookup when `xray stream` loaded it
     watcher = _start_watcher(config, watch_inbox, service.stop_event) if watch_inbox else None
     restore = install_stop_signals(service.stop_event)
     try:
@@ -239,6 +238,8 @@ def run_stream(
         service.stop_event.set()
         if watcher is not None:
             watcher.join(timeout=10)
+        if warming is not None:
+            warming.join(timeout=60)  # never leave a thread loading native libraries behind
     return service
 
 
