@@ -271,7 +271,9 @@ def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int
     if event.input_rows == 0:
         return event
     parallelism = max(1, min(event.input_rows, spark.sparkContext.defaultParallelism * 2))
-    listed = spark.createDataFrame(files).repartition(parallelism)
+    # Largest files first: the round-robin repartition then deals every task a like share of the bytes.
+    by_size = files.take(pc.sort_indices(files, sort_keys=[("length", "descending")]))
+    listed = spark.createDataFrame(by_size).repartition(parallelism)
     if lakehouse.format == DELTA_RS_FORMAT:
         inspected, _ = _record_with_delta_rs(lakehouse, listed, batch_id, silver_inline)
     else:
