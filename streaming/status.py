@@ -300,9 +300,12 @@ def render_status(status: dict) -> str:
 
     lines += ["", "STREAMS"]
     stream_rows, notes = [], []
+    bronze_checkpoint = any(s["query"] == "bronze" and s["checkpoint"]["exists"] for s in status["streams"])
     for s in status["streams"]:
         checkpoint = s["checkpoint"]
-        if not checkpoint["exists"]:
+        if not checkpoint["exists"] and bronze_checkpoint and s["query"] in ("silver", "gold"):
+            state = "in bronze's batches"  # the default one-pass plan: no query (checkpoint) of its own
+        elif not checkpoint["exists"]:
             state = "no checkpoint"
         elif checkpoint["committed_batch_id"] is None and checkpoint["planned_batch_id"] is None:
             state = "empty"
@@ -312,7 +315,8 @@ def render_status(status: dict) -> str:
                 state += f", {checkpoint['planned_batch_id']} planned"
                 notes.append(f"  {s['query']}: batch {checkpoint['planned_batch_id']} is planned but not "
                              "committed (running now, or replayed on the next start)")
-        stream_rows.append((s["query"], _num(s["last_batch_id"]), _time(s["last_event_time"]),
+        last_batch = "catch-up" if s["last_batch_id"] == -1 else _num(s["last_batch_id"])
+        stream_rows.append((s["query"], last_batch, _time(s["last_event_time"]),
                             _age(s["age_seconds"]), _num(s["input_rows"]), _num(s["output_rows"]), state))
     lines += format_table(("query", "last batch", "finished (UTC)", "age", "in", "out", "checkpoint"),
                           stream_rows, (False, True, False, True, True, True, False))

@@ -86,6 +86,8 @@ def test_status_of_a_populated_lakehouse(spark, tmp_path_factory, capsys):
     assert f"version {version} (champion)" in text
     assert "not_an_image" in text and "image_too_small" in text
     assert "batch 2 is planned but not committed" in text
+    gold_line = next(line for line in text.splitlines() if line.strip().startswith("gold "))
+    assert gold_line.endswith("in bronze's batches")  # gold has no query of its own in the one-pass plan
     assert max(len(line) for line in text.splitlines()) <= 100
 
     as_json = print_status(spark, config, as_json=True)
