@@ -33,6 +33,7 @@ from .deltars import (
     local_path,
     remove_files,
 )
+from .errors import ConfigError
 from .events import BatchEvent, landing_backlog, record_events
 from .images import read_file
 from .lakehouse import DELTA_RS_FORMAT, Lakehouse, translate_errors
@@ -179,19 +180,25 @@ def record_and_inspect(listing: DataFrame, config: XrayConfig, batch_id: int, br
     return listing.mapInArrow(record_batches, RECORDED_SCHEMA)
 
 
-def admitted_files(checkpoint: Path, batch_id: int) -> list[str]:
-    """Paths the file source admitted into a batch, from its checkpoint log (``sources/0``).
+def admitted_entries(checkpoint: Path, batch_id: int) -> list[dict] | None:
+    """Entries (path, timestamp in ms, batchId) the file source admitted into a batch, from its checkpoint
+    log (``sources/0``); None when the log holds no file for the batch.
 
-    Spark's file scan silently drops zero-byte files, so the listing alone would lose them; the source log
-    names every file of the batch. Every tenth batch is compacted into ``<id>.compact`` with all entries.
+    The source writes the batch's entry before the batch runs, and it names every file, including the
+    zero-byte files Spark's scan silently drops. Every tenth batch is compacted into ``<id>.compact``.
     """
     folder = checkpoint / "sources" / "0"
     for candidate in (folder / str(batch_id), folder / f"{batch_id}.compact"):
         if candidate.is_file():
             lines = candidate.read_text().splitlines()[1:]  # first line: log format version
             entries = (json.loads(line) for line in lines if line.strip())
-            return [entry["path"] for entry in entries if entry.get("batchId") == batch_id]
-    return []
+            return [entry for entry in entries if entry.get("batchId") == batch_id]
+    return None
+
+
+def admitted_files(checkpoint: Path, batch_id: int) -> list[str]:
+    """Paths the file source admitted into a batch (see `admitted_entries`)."""
+    return [entry["path"] for entry in admitted_entries(checkpoint, batch_id) or []]
 
 
 def unlisted_paths(admitted: list[str], listed: list[str]) -> list[str]:
@@ -200,8 +207,50 @@ def unlisted_paths(admitted: list[str], listed: list[str]) -> list[str]:
     return [f"file:{local_path(p)}" for p in admitted if local_path(p) not in listed_local]
 
 
-def _listing(lakehouse: Lakehouse, listing: DataFrame, batch_id: int) -> pa.Table:
-    """The batch's listing on the driver, with the zero-byte files Spark's scan skipped added back."""
+def modified_after_time(config: XrayConfig) -> dt.datetime | None:
+    """``modified_after`` as a UTC time (an ISO timestamp without zone is UTC, like the Spark session)."""
+    if not config.modified_after:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(config.modified_after)
+    except ValueError:
+        raise ConfigError(f"modified_after must be an ISO timestamp such as 2024-05-01T00:00:00, "
+                          f"not {config.modified_after!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
+def batch_files(lakehouse: Lakehouse, listing: DataFrame, batch_id: int) -> pa.Table:
+    """The batch's files (path, modificationTime, length; length may be null) on the driver.
+
+    Taken from the source's own log, which spares a Spark job per batch and keeps the zero-byte files;
+    sizes come from a stat here (null for a file already gone: the executor then records it missing).
+    Without a log entry (never expected), the listing DataFrame is collected instead.
+    """
+    config = lakehouse.config
+    entries = admitted_entries(config.checkpoint_path(QUERY_NAME), batch_id)
+    if entries is None:
+        return _collected_listing(lakehouse, listing, batch_id)
+    times = [dt.datetime.fromtimestamp(e["timestamp"] / 1000, dt.timezone.utc) for e in entries]
+    files = pa.table({
+        "path": pa.array([f"file:{local_path(e['path'])}" for e in entries], pa.string()),
+        "modificationTime": pa.array(times, pa.timestamp("us", tz="UTC")),
+        "length": pa.array([_size(e["path"]) for e in entries], pa.int64()),
+    })
+    after = modified_after_time(config)
+    if after is not None:
+        files = files.filter(pc.greater(files.column("modificationTime"), pa.scalar(after, pa.timestamp("us", "UTC"))))
+    return files
+
+
+def _size(path: str) -> int | None:
+    try:
+        return os.stat(local_path(path)).st_size
+    except OSError:
+        return None
+
+
+def _collected_listing(lakehouse: Lakehouse, listing: DataFrame, batch_id: int) -> pa.Table:
+    """The batch's listing collected from Spark, with the zero-byte files its scan skipped added back."""
     files = listing.select("path", "modificationTime", "length").toArrow()
     paths = files.column("path").to_pylist()
     unlisted = unlisted_paths(admitted_files(lakehouse.config.checkpoint_path(QUERY_NAME), batch_id), paths)
@@ -265,7 +314,7 @@ def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int
     config, spark = lakehouse.config, lakehouse.spark
     event = BatchEvent(QUERY_NAME, batch_id)
     clock = time.perf_counter()
-    files = _listing(lakehouse, listing, batch_id)
+    files = batch_files(lakehouse, listing, batch_id)
     phases = {"listing": time.perf_counter() - clock}
     event.input_rows = files.num_rows
     if event.input_rows == 0:
