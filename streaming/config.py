@@ -41,7 +41,7 @@ class XrayConfig:
     trigger_seconds: float = 1.0
     max_files_per_trigger: int = 1000
     max_bytes_per_trigger: int = 0  # 0: no byte limit
-    modified_after: str = ""  # ISO timestamp; files modified earlier are ignored (Auto Loader's modifiedAfter)
+    modified_after: str = ""  # ISO timestamp (UTC without a zone); older files are ignored (modifiedAfter)
     clean_source: CleanSource = "off"  # what happens to landing files once ingested
     max_file_age: str = "7d"  # file-source seen-files log retention (Spark's maxFileAge)
     # Data quality
