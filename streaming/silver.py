@@ -163,8 +163,13 @@ def inspect_bronze_rows(bronze: DataFrame, config: XrayConfig) -> DataFrame:
 # The driver's part of a silver micro-batch works on Arrow tables: a batch's inspected rows are small (no
 # image bytes), and a local Spark DataFrame would cost several Spark jobs per batch for the same work.
 
-def _arrow(table: str) -> pa.Schema:
-    return arrow_schema_of_spark(TABLES_BY_NAME[table].schema)
+def _as_table(table: str, batch: pa.Table, sources: dict[str, str], constants: dict) -> pa.Table:
+    """A declared table's rows from a batch: each column is the batch's column of the same name (or the
+    one ``sources`` names), or one value from ``constants`` on every row."""
+    schema = arrow_schema_of_spark(TABLES_BY_NAME[table].schema)
+    columns = [pa.array([constants[f.name]] * batch.num_rows, f.type) if f.name in constants
+               else batch.column(sources.get(f.name, f.name)) for f in schema]
+    return pa.table(columns, names=schema.names).cast(schema)
 
 
 def first_copies(valid: pa.Table, known_image_ids: set[str]) -> pa.Table:
@@ -184,61 +189,27 @@ def first_copies(valid: pa.Table, known_image_ids: set[str]) -> pa.Table:
 
 def to_metadata_rows(valid: pa.Table, silver_batch_id: int, processed_time: dt.datetime) -> pa.Table:
     """Inspected valid rows → ``silver_xray_metadata`` rows."""
-    names = valid.column("label_name").to_pylist()
-    columns = {
-        "image_id": valid.column("content_sha256"),
-        "label": pa.array([LABEL_CODES.get(n) if n else None for n in names], pa.int32()),
-        "label_name": valid.column("label_name"),
-        "split": valid.column("split"),
-        "patient_id": valid.column("patient_id"),
-        "pneumonia_type": valid.column("pneumonia_type"),
-        "width": valid.column("width"),
-        "height": valid.column("height"),
-        "mode": valid.column("mode"),
-        "image_format": valid.column("detected_format"),
-        "mean_intensity": valid.column("mean_intensity"),
-        "std_intensity": valid.column("std_intensity"),
-        "dynamic_range": valid.column("dynamic_range"),
-        "file_path": valid.column("path"),
-        "file_size": valid.column("size_bytes"),
-        "processed_time": pa.array([processed_time] * valid.num_rows, pa.timestamp("us", tz="UTC")),
-        "source_batch_id": valid.column("source_batch_id"),
-        "silver_batch_id": pa.array([silver_batch_id] * valid.num_rows, pa.int64()),
-    }
-    schema = _arrow(SILVER_METADATA.name)
-    return pa.table([columns[n] for n in schema.names], names=schema.names).cast(schema)
+    codes = pa.array([LABEL_CODES.get(n) if n else None for n in valid.column("label_name").to_pylist()],
+                     pa.int32())
+    return _as_table(
+        SILVER_METADATA.name, valid.append_column("label", codes),
+        {"image_id": "content_sha256", "image_format": "detected_format", "file_path": "path",
+         "file_size": "size_bytes"},
+        {"processed_time": processed_time, "silver_batch_id": silver_batch_id},
+    )
 
 
 def to_feature_rows(valid: pa.Table, silver_batch_id: int, processed_time: dt.datetime) -> pa.Table:
     """Inspected valid rows → ``silver_image_features`` rows."""
-    columns = {
-        "image_id": valid.column("content_sha256"),
-        "feature_version": pa.array([features.FEATURE_VERSION] * valid.num_rows, pa.string()),
-        "features": valid.column("features"),
-        "processed_time": pa.array([processed_time] * valid.num_rows, pa.timestamp("us", tz="UTC")),
-        "silver_batch_id": pa.array([silver_batch_id] * valid.num_rows, pa.int64()),
-    }
-    schema = _arrow(SILVER_FEATURES.name)
-    return pa.table([columns[n] for n in schema.names], names=schema.names).cast(schema)
+    return _as_table(SILVER_FEATURES.name, valid, {"image_id": "content_sha256"}, {
+        "feature_version": features.FEATURE_VERSION, "processed_time": processed_time,
+        "silver_batch_id": silver_batch_id})
 
 
 def to_quarantine_rows(quarantined: pa.Table, silver_batch_id: int, processed_time: dt.datetime) -> pa.Table:
     """Rows that failed a quarantine rule → ``silver_quarantine`` rows (with the bronze reference)."""
-    columns = {
-        "rule": quarantined.column("rule"),
-        "reason": quarantined.column("reason"),
-        "file_path": quarantined.column("path"),
-        "file_name": quarantined.column("file_name"),
-        "size_bytes": quarantined.column("size_bytes"),
-        "content_sha256": quarantined.column("content_sha256"),
-        "label": quarantined.column("label_name"),
-        "split": quarantined.column("split"),
-        "source_batch_id": quarantined.column("source_batch_id"),
-        "silver_batch_id": pa.array([silver_batch_id] * quarantined.num_rows, pa.int64()),
-        "quarantined_time": pa.array([processed_time] * quarantined.num_rows, pa.timestamp("us", tz="UTC")),
-    }
-    schema = _arrow(SILVER_QUARANTINE.name)
-    return pa.table([columns[n] for n in schema.names], names=schema.names).cast(schema)
+    return _as_table(SILVER_QUARANTINE.name, quarantined, {"file_path": "path", "label": "label_name"},
+                     {"silver_batch_id": silver_batch_id, "quarantined_time": processed_time})
 
 
 def _not_yet_quarantined(lakehouse: Lakehouse, quarantined: pa.Table) -> pa.Table:
