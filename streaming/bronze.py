@@ -232,7 +232,7 @@ def batch_files(lakehouse: Lakehouse, listing: DataFrame, batch_id: int) -> pa.T
         return _collected_listing(lakehouse, listing, batch_id)
     times = [dt.datetime.fromtimestamp(e["timestamp"] / 1000, dt.timezone.utc) for e in entries]
     files = pa.table({
-        "path": pa.array([f"file:{local_path(e['path'])}" for e in entries], pa.string()),
+        "path": pa.array([_listed_form(e["path"]) for e in entries], pa.string()),
         "modificationTime": pa.array(times, pa.timestamp("us", tz="UTC")),
         "length": pa.array([_size(e["path"]) for e in entries], pa.int64()),
     })
@@ -240,6 +240,12 @@ def batch_files(lakehouse: Lakehouse, listing: DataFrame, batch_id: int) -> pa.T
     if after is not None:
         files = files.filter(pc.greater(files.column("modificationTime"), pa.scalar(after, pa.timestamp("us", "UTC"))))
     return files
+
+
+def _listed_form(uri: str) -> str:
+    """A path of the source log (``file:///x%20y``) as Spark's listing writes it (``file:/x y``); other
+    schemes are kept as they are."""
+    return f"file:{local_path(uri)}" if uri.startswith("file:") else uri
 
 
 def _size(path: str) -> int | None:

@@ -177,6 +177,9 @@ def test_batch_files_come_from_the_source_log(spark, config, tmp_path):
                             ((tmp_path / "other.jpeg").as_uri(), late, 2)])
     files = batch_files(Lakehouse(spark, config), None, 3)
     assert files.column("path").to_pylist() == [f"file:{image}", f"file:{empty}", f"file:{gone}"]
+    _source_log(config, 4, [("file:///in/a%20b.jpeg", late, 4), ("s3a://bucket/in/c.jpeg", late, 4)])
+    assert batch_files(Lakehouse(spark, config), None, 4).column("path").to_pylist() == [
+        "file:/in/a b.jpeg", "s3a://bucket/in/c.jpeg"]  # as Spark's listing names them
     assert files.column("length").to_pylist() == [image.stat().st_size, 0, None]
     assert files.column("modificationTime")[2].as_py() == dt.datetime.fromtimestamp(early / 1000, dt.timezone.utc)
 
