@@ -1,9 +1,11 @@
 """Bronze: the Auto Loader role. Landing files → ``bronze_xray_images``, exactly once.
 
-Spark's file stream source lists the landing folder (recursive, image extensions only, hidden/temporary
-names ignored, files admitted oldest first) and checkpoints which files it has seen. The listing carries no
-bytes: executors read each file in Python, so a file too large for ``max_file_bytes`` is recorded without
-content instead of failing the query, and a file deleted between listing and reading is skipped and logged.
+The project's own landing source (`streaming.landing_source`) lists the landing folder (recursive, image
+extensions only, hidden/temporary names ignored, files admitted oldest first) and logs what it found. Paths
+are the filesystem paths they are, from listing to table. The listing carries no bytes: executors read each
+file in Python, so a file too large for ``max_file_bytes`` is recorded without content instead of failing
+the query, a file deleted between listing and reading is skipped and logged, and an entry that must not be
+opened (a symlink leading out of landing, a FIFO, a device) is recorded without content and quarantined.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import BinaryType, LongType, StringType, StructField, StructType, TimestampType
+from pyspark.sql.types import StringType, StructField, StructType
 
 from .config import XrayConfig
 from .deltars import (
@@ -30,7 +32,6 @@ from .deltars import (
     WrittenFile,
     arrow_schema_of_spark,
     commit_files,
-    local_path,
     remove_files,
 )
 from .errors import ConfigError
@@ -45,17 +46,6 @@ from .tables import BRONZE_IMAGES, SILVER_METADATA
 log = logging.getLogger(__name__)
 
 QUERY_NAME = "bronze"
-# Hadoop glob: case-insensitive image extensions.
-IMAGE_GLOB = "*.{[jJ][pP][gG],[jJ][pP][eE][gG],[pP][nN][gG]}"
-LANDING_LISTING_SCHEMA = StructType(
-    [
-        StructField("path", StringType()),
-        StructField("modificationTime", TimestampType()),
-        StructField("length", LongType()),
-        StructField("content", BinaryType()),
-    ]
-)
-
 BRONZE_EXPECTATIONS = (
     Expectation(
         "file_still_exists", "content_status <> 'missing'", "drop",
@@ -67,50 +57,54 @@ BRONZE_EXPECTATION_COUNT = {"table": BRONZE_IMAGES.name, "rule": "file_still_exi
 
 
 def landing_stream(spark: SparkSession, config: XrayConfig) -> DataFrame:
-    """The landing folder as a stream of (path, modificationTime, length), Auto Loader-style."""
+    """The landing folder as a stream of entries (path, modificationTime, length, status, target), from the
+    project's own source (`streaming.landing_source`): exact paths, nothing outside landing opened."""
+    from .landing_source import LANDING_FORMAT
+
     config.landing_dir.mkdir(parents=True, exist_ok=True)
-    reader = (
-        spark.readStream.format("binaryFile")
-        .schema(LANDING_LISTING_SCHEMA)
-        .option("recursiveFileLookup", "true")
-        .option("pathGlobFilter", IMAGE_GLOB)
-        .option("maxFileAge", config.max_file_age)
-    )
-    # Spark allows one admission limit at a time; bytes win when both are configured.
+    after = modified_after_time(config)
+    options = {
+        "landing": str(config.landing_dir),
+        "log": str(landing_log_dir(config)),
+        "allowedRoots": json.dumps([str(Path(r).expanduser().resolve()) for r in config.landing_allowed_roots]),
+        "modifiedAfterMs": "" if after is None else str(int(after.timestamp() * 1000)),
+        # Two tasks a core: a slow file does not hold the whole batch back.
+        "numPartitions": str(max(1, spark.sparkContext.defaultParallelism * 2)),
+        "cleanSource": config.clean_source,
+        "archiveDir": str(config.archive_dir),
+    }
+    # One admission limit at a time; bytes win when both are configured.
     if config.max_bytes_per_trigger:
-        reader = reader.option("maxBytesPerTrigger", str(config.max_bytes_per_trigger))
+        options["maxBytesPerTrigger"] = str(config.max_bytes_per_trigger)
     else:
-        reader = reader.option("maxFilesPerTrigger", str(config.max_files_per_trigger))
-    if config.clean_source != "off":
-        reader = reader.option("cleanSource", config.clean_source)
-        if config.clean_source == "archive":
-            config.archive_dir.mkdir(parents=True, exist_ok=True)
-            reader = reader.option("sourceArchiveDir", str(config.archive_dir))
-    # Selecting no content keeps the JVM from reading any file bytes.
-    listing = reader.load(str(config.landing_dir)).select("path", "modificationTime", "length")
-    if config.modified_after:
-        # modifiedAfter is batch-only in Spark's file source: filter the listing instead.
-        listing = listing.where(F.col("modificationTime") > F.to_timestamp(F.lit(config.modified_after)))
-    return listing
+        options["maxFilesPerTrigger"] = str(config.max_files_per_trigger)
+    return spark.readStream.format(LANDING_FORMAT).options(**options).load()
 
 
-def bronze_record(record: dict, max_file_bytes: int, batch_id: int, ingest_time: dt.datetime) -> dict:
-    """One listing row (path, modificationTime, length) → its bronze row, the file read whole. Executors."""
+def landing_log_dir(config: XrayConfig) -> Path:
+    """Where the landing source keeps what it found, planned and cleaned (beside Spark's checkpoint)."""
+    return config.checkpoint_path(QUERY_NAME) / "landing"
+
+
+def landing_roots(config: XrayConfig) -> tuple[str, ...]:
+    """Landing and the allowed roots, resolved: the only places a landing file may be read from."""
+    return (os.path.realpath(config.landing_dir),
+            *(os.path.realpath(Path(r).expanduser()) for r in config.landing_allowed_roots))
+
+
+def bronze_record(record: dict, max_file_bytes: int, batch_id: int, ingest_time: dt.datetime,
+                  roots: tuple[str, ...] = ()) -> dict:
+    """One landing entry (path, modificationTime, length, status, target) → its bronze row, the file read
+    whole when it may be opened. Executors."""
     path = record["path"]
-    if record["length"] is None:  # a zero-byte file the scan skipped: stat it here
-        try:
-            stat = os.stat(local_path(path))
-            record["length"] = stat.st_size
-            record["modificationTime"] = dt.datetime.fromtimestamp(stat.st_mtime, dt.timezone.utc)
-        except OSError:
-            pass
-    read = read_file(path, record["length"], max_file_bytes)
+    read = read_file(path, record.get("length"), max_file_bytes, record.get("status") or "file",
+                     record.get("target"), roots)
     info = parse_xray_path(path)
     return {
         "path": path,
-        "file_name": path.rsplit("/", 1)[-1],
-        "size_bytes": record["length"],
-        "modification_time": record["modificationTime"],
+        "file_name": os.path.basename(path),
+        "size_bytes": record.get("length") if read.content is None else len(read.content),
+        "modification_time": record.get("modificationTime"),
         "content": read.content,
         "content_sha256": read.sha256,
         "content_status": read.status,
@@ -121,15 +115,16 @@ def bronze_record(record: dict, max_file_bytes: int, batch_id: int, ingest_time:
     }
 
 
-def read_landing_files(listing: DataFrame, max_file_bytes: int, batch_id: int) -> DataFrame:
-    """Listing rows → bronze rows: bytes, checksum, path labels. Runs on executors (Arrow batches)."""
+def read_landing_files(listing: DataFrame, max_file_bytes: int, batch_id: int, roots: tuple[str, ...] = ()
+                       ) -> DataFrame:
+    """Landing entries → bronze rows: bytes, checksum, path labels. Runs on executors (Arrow batches)."""
     schema = BRONZE_IMAGES.schema
     arrow_schema = arrow_schema_of_spark(schema)
     ingest_time = dt.datetime.now(dt.timezone.utc)
 
     def read_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            rows = [bronze_record(r, max_file_bytes, batch_id, ingest_time) for r in batch.to_pylist()]
+            rows = [bronze_record(r, max_file_bytes, batch_id, ingest_time, roots) for r in batch.to_pylist()]
             yield pa.RecordBatch.from_pylist(rows, schema=arrow_schema)
 
     return listing.mapInArrow(read_batches, schema)
@@ -138,6 +133,7 @@ def read_landing_files(listing: DataFrame, max_file_bytes: int, batch_id: int) -
 # What executors hand back from a fused batch: the inspected row of every file (no bytes), and one extra
 # row per task naming the bronze Parquet files it wrote, which the driver commits in one transaction.
 WRITTEN_FILES_COLUMN = "bronze_files"
+MODIFIED_COLUMN = "modification_time"
 RECORDED_SCHEMA = StructType([*INSPECTED_SCHEMA.fields, StructField(WRITTEN_FILES_COLUMN, StringType())])
 
 
@@ -152,13 +148,14 @@ def record_and_inspect(listing: DataFrame, config: XrayConfig, batch_id: int, br
     recorded_schema = arrow_schema_of_spark(RECORDED_SCHEMA)
     ingest_time = dt.datetime.now(dt.timezone.utc)
     max_file_bytes, max_pixels, salt = config.max_file_bytes, config.max_image_pixels, config.patient_salt()
+    roots = landing_roots(config)
     names = [f.name for f in INSPECTED_SCHEMA.fields]
 
     def record_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         writer = ParquetFileWriter(bronze_path, bronze_schema, {})
         try:
             for batch in batches:
-                records = [bronze_record(r, max_file_bytes, batch_id, ingest_time) for r in batch.to_pylist()]
+                records = [bronze_record(r, max_file_bytes, batch_id, ingest_time, roots) for r in batch.to_pylist()]
                 kept = [r for r in records if r["content_status"] != "missing"]
                 if kept:
                     writer.write(pa.RecordBatch.from_pylist(kept, schema=bronze_schema))
@@ -166,7 +163,8 @@ def record_and_inspect(listing: DataFrame, config: XrayConfig, batch_id: int, br
                     inspect_record(r, salt, max_pixels) if inspect else {
                         **{n: None for n in names}, "path": r["path"], "file_name": r["file_name"],
                         "size_bytes": r["size_bytes"], "content_status": r["content_status"],
-                        "content_sha256": r["content_sha256"], "source_batch_id": batch_id}
+                        "content_sha256": r["content_sha256"], "source_batch_id": batch_id,
+                        MODIFIED_COLUMN: r["modification_time"]}
                     for r in records
                 ]
                 yield inspected_batch(inspected, recorded_schema)
@@ -180,33 +178,6 @@ def record_and_inspect(listing: DataFrame, config: XrayConfig, batch_id: int, br
     return listing.mapInArrow(record_batches, RECORDED_SCHEMA)
 
 
-def admitted_entries(checkpoint: Path, batch_id: int) -> list[dict] | None:
-    """Entries (path, timestamp in ms, batchId) the file source admitted into a batch, from its checkpoint
-    log (``sources/0``); None when the log holds no file for the batch.
-
-    The source writes the batch's entry before the batch runs, and it names every file, including the
-    zero-byte files Spark's scan silently drops. Every tenth batch is compacted into ``<id>.compact``.
-    """
-    folder = checkpoint / "sources" / "0"
-    for candidate in (folder / str(batch_id), folder / f"{batch_id}.compact"):
-        if candidate.is_file():
-            lines = candidate.read_text().splitlines()[1:]  # first line: log format version
-            entries = (json.loads(line) for line in lines if line.strip())
-            return [entry for entry in entries if entry.get("batchId") == batch_id]
-    return None
-
-
-def admitted_files(checkpoint: Path, batch_id: int) -> list[str]:
-    """Paths the file source admitted into a batch (see `admitted_entries`)."""
-    return [entry["path"] for entry in admitted_entries(checkpoint, batch_id) or []]
-
-
-def unlisted_paths(admitted: list[str], listed: list[str]) -> list[str]:
-    """Admitted paths the scan did not return: zero-byte files (Spark's scan skips them) or deleted ones."""
-    listed_local = {local_path(p) for p in listed}
-    return [f"file:{local_path(p)}" for p in admitted if local_path(p) not in listed_local]
-
-
 def modified_after_time(config: XrayConfig) -> dt.datetime | None:
     """``modified_after`` as a UTC time (an ISO timestamp without zone is UTC, like the Spark session)."""
     if not config.modified_after:
@@ -217,57 +188,6 @@ def modified_after_time(config: XrayConfig) -> dt.datetime | None:
         raise ConfigError(f"modified_after must be an ISO timestamp such as 2024-05-01T00:00:00, "
                           f"not {config.modified_after!r}") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
-
-
-def batch_files(lakehouse: Lakehouse, listing: DataFrame, batch_id: int) -> pa.Table:
-    """The batch's files (path, modificationTime, length; length may be null) on the driver.
-
-    Taken from the source's own log, which spares a Spark job per batch and keeps the zero-byte files;
-    sizes come from a stat here (null for a file already gone: the executor then records it missing).
-    Without a log entry (never expected), the listing DataFrame is collected instead.
-    """
-    config = lakehouse.config
-    entries = admitted_entries(config.checkpoint_path(QUERY_NAME), batch_id)
-    if entries is None:
-        return _collected_listing(lakehouse, listing, batch_id)
-    times = [dt.datetime.fromtimestamp(e["timestamp"] / 1000, dt.timezone.utc) for e in entries]
-    files = pa.table({
-        "path": pa.array([_listed_form(e["path"]) for e in entries], pa.string()),
-        "modificationTime": pa.array(times, pa.timestamp("us", tz="UTC")),
-        "length": pa.array([_size(e["path"]) for e in entries], pa.int64()),
-    })
-    after = modified_after_time(config)
-    if after is not None:
-        files = files.filter(pc.greater(files.column("modificationTime"), pa.scalar(after, pa.timestamp("us", "UTC"))))
-    return files
-
-
-def _listed_form(uri: str) -> str:
-    """A path of the source log (``file:///x%20y``) as Spark's listing writes it (``file:/x y``); other
-    schemes are kept as they are."""
-    return f"file:{local_path(uri)}" if uri.startswith("file:") else uri
-
-
-def _size(path: str) -> int | None:
-    try:
-        return os.stat(local_path(path)).st_size
-    except OSError:
-        return None
-
-
-def _collected_listing(lakehouse: Lakehouse, listing: DataFrame, batch_id: int) -> pa.Table:
-    """The batch's listing collected from Spark, with the zero-byte files its scan skipped added back."""
-    files = listing.select("path", "modificationTime", "length").toArrow()
-    paths = files.column("path").to_pylist()
-    unlisted = unlisted_paths(admitted_files(lakehouse.config.checkpoint_path(QUERY_NAME), batch_id), paths)
-    if unlisted:
-        extra = pa.table({
-            "path": unlisted,
-            "modificationTime": pa.array([None] * len(unlisted), files.schema.field("modificationTime").type),
-            "length": pa.array([None] * len(unlisted), pa.int64()),
-        })
-        files = pa.concat_tables([files, extra.cast(files.schema)])
-    return files
 
 
 def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, silver_inline: bool
@@ -295,7 +215,7 @@ def _record_with_spark(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, s
     from .silver import inspect_bronze_rows, silver_expectations
 
     config = lakehouse.config
-    rows = read_landing_files(listed, config.max_file_bytes, batch_id).persist()
+    rows = read_landing_files(listed, config.max_file_bytes, batch_id, landing_roots(config)).persist()
     try:
         result = apply_expectations(rows, BRONZE_EXPECTATIONS, BRONZE_IMAGES.name, count=False)
         lakehouse.append(result.valid, BRONZE_IMAGES.name, txn=(QUERY_NAME, batch_id))
@@ -309,6 +229,47 @@ def _record_with_spark(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, s
         rows.unpersist()
 
 
+def _as_landing_entries(listing: DataFrame) -> DataFrame:
+    """The batch's landing entries with every column of the landing source (a listing without ``status``
+    is taken as regular files, e.g. one built by a test or a tool)."""
+    columns = set(listing.columns)
+    status = F.col("status") if "status" in columns else F.lit("file")
+    target = F.col("target") if "target" in columns else F.lit(None).cast("string")
+    return listing.select("path", "modificationTime", "length", status.alias("status"), target.alias("target"))
+
+
+_reported_problems: set[tuple[str, str]] = set()
+
+
+def report_landing_problems(config: XrayConfig) -> list[str]:
+    """What the landing scan had to skip (unreadable folders, folder links inside landing, names that are
+    not UTF-8): one WARNING line per problem and process, naming the folder by a keyed reference (`xray
+    status` shows the folder itself); returns a note for the batch's event, or nothing."""
+    from .landing import read_problems
+
+    problems = read_problems(landing_log_dir(config))
+    if not problems:
+        return []
+    for problem in problems:
+        key = (problem["kind"], problem["path"])
+        if key not in _reported_problems:
+            _reported_problems.add(key)
+            log.warning("landing: skipped %s (ref %s): %s; see 'xray status'", problem["kind"].replace("_", " "),
+                        path_reference(config, problem["path"])[:12], problem["detail"])
+    kinds = sorted({p["kind"].replace("_", " ") for p in problems})
+    return [f"landing: {len(problems)} entr{'y' if len(problems) == 1 else 'ies'} skipped ({', '.join(kinds)}; "
+            "see xray status)"]
+
+
+def path_reference(config: XrayConfig, path: str) -> str:
+    """A keyed hash of a path: stable within the lakehouse, meaningless outside it."""
+    import hashlib
+    import hmac
+
+    return hmac.new(config.patient_salt().encode(), path.encode("utf-8", "surrogateescape"),
+                    hashlib.sha256).hexdigest()
+
+
 def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int, silver_inline: bool = False,
                          gold_inline: bool = False) -> BatchEvent:
     """One bronze micro-batch: read the listed files on executors into bronze and, when ``silver_inline``,
@@ -317,31 +278,29 @@ def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int
 
     Every table's write carries the transaction (bronze, batch id), so a replayed batch writes nothing twice.
     """
-    config, spark = lakehouse.config, lakehouse.spark
+    config = lakehouse.config
     event = BatchEvent(QUERY_NAME, batch_id)
     clock = time.perf_counter()
-    files = batch_files(lakehouse, listing, batch_id)
-    phases = {"listing": time.perf_counter() - clock}
-    event.input_rows = files.num_rows
-    if event.input_rows == 0:
-        return event
-    parallelism = max(1, min(event.input_rows, spark.sparkContext.defaultParallelism * 2))
-    # Largest files first: the round-robin repartition then deals every task a like share of the bytes.
-    by_size = files.take(pc.sort_indices(files, sort_keys=[("length", "descending")]))
-    listed = spark.createDataFrame(by_size).repartition(parallelism)
+    listed = _as_landing_entries(listing)
     if lakehouse.format == DELTA_RS_FORMAT:
         inspected, _ = _record_with_delta_rs(lakehouse, listed, batch_id, silver_inline)
     else:
         inspected = _record_with_spark(lakehouse, listed, batch_id, silver_inline)
-    phases["read+inspect+bronze commit"] = time.perf_counter() - clock - sum(phases.values())
+    phases = {"read+inspect+bronze commit": time.perf_counter() - clock}
+    event.input_rows = inspected.num_rows
+    if event.input_rows == 0:
+        return event
     missing = pc.equal(inspected.column("content_status"), "missing")
     gone = inspected.filter(missing).column("path").to_pylist()
     event.output_rows = event.input_rows - len(gone)
     event.expectations = [{**BRONZE_EXPECTATION_COUNT, "failed": len(gone)}]
+    notes = []
     if gone:
-        event.message = f"skipped {len(gone)} file(s) deleted before they were read: " + ", ".join(
-            gone[:5]) + (" ..." if len(gone) > 5 else "")
-    times = [t for t in files.column("modificationTime").to_pylist() if t is not None]
+        notes.append(f"skipped {len(gone)} file(s) deleted before they were read: " + ", ".join(
+            gone[:5]) + (" ..." if len(gone) > 5 else ""))
+    notes.extend(report_landing_problems(config))
+    event.message = "; ".join(notes) or None
+    times = [t for t in inspected.column(MODIFIED_COLUMN).to_pylist() if t is not None]
     newest = max(times) if times else None
     if newest is not None and newest.tzinfo is None:
         newest = newest.replace(tzinfo=dt.timezone.utc)

@@ -43,7 +43,8 @@ class XrayConfig:
     max_bytes_per_trigger: int = 0  # 0: no byte limit
     modified_after: str = ""  # ISO timestamp (UTC without a zone); older files are ignored (modifiedAfter)
     clean_source: CleanSource = "off"  # what happens to landing files once ingested
-    max_file_age: str = "7d"  # file-source seen-files log retention (Spark's maxFileAge)
+    # Symlinks in landing are followed only into landing itself or these folders (a site staging by symlink).
+    landing_allowed_roots: tuple[str, ...] = ()
     # Data quality
     max_file_bytes: int = 64 * 1024 * 1024  # larger files are recorded without content and quarantined
     max_image_pixels: int = 40_000_000  # decompression-bomb guard
@@ -170,6 +171,12 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             if value not in allowed:
                 raise ValueError(f"expected one of {', '.join(allowed)}")
             return value
+        if get_origin(hint) is tuple:
+            if isinstance(value, str):
+                value = [item.strip() for item in value.split(os.pathsep) if item.strip()]
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, (str, Path)) for v in value):
+                raise ValueError(f"expected a list of paths (in the environment: separated by {os.pathsep!r})")
+            return tuple(str(v) for v in value)
         if get_origin(hint) is dict:
             if isinstance(value, str):
                 pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]

@@ -10,12 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .lakehouse import Lakehouse
+from .landing import is_landing_image
 from .tables import PIPELINE_EVENTS
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
-IGNORED_SUFFIXES = (".tmp", ".part", "._copying_")
 
 
 @dataclass
@@ -80,14 +79,6 @@ def record_events(lakehouse: Lakehouse, events: list[BatchEvent], txn: tuple[str
             event.query, event.batch_id, event.input_rows, event.output_rows, event.quarantined_rows,
             event.duplicate_rows, row["duration_ms"], f" ({event.message})" if event.message else "",
         )
-
-
-def is_landing_image(name: str) -> bool:
-    """Whether the bronze stream picks up a file of this name (same rule as its glob and Spark's filters)."""
-    lower = name.lower()
-    if name.startswith((".", "_")) or lower.endswith(IGNORED_SUFFIXES):
-        return False
-    return lower.endswith(IMAGE_SUFFIXES)
 
 
 def landing_backlog(landing: Path, newer_than: dt.datetime | None) -> tuple[int, int]:

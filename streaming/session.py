@@ -122,7 +122,9 @@ def get_spark(config: XrayConfig | None = None) -> SparkSession:
 
 
 def register_data_sources(spark: SparkSession) -> None:
-    """Register the ``deltars`` Python data source on a session (idempotent)."""
+    """Register the ``deltars`` and ``xray_landing`` Python data sources on a session (idempotent)."""
     from .deltars import DeltaRsDataSource
+    from .landing_source import LandingDataSource
 
     spark.dataSource.register(DeltaRsDataSource)
+    spark.dataSource.register(LandingDataSource)

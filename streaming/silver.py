@@ -22,6 +22,7 @@ from pyspark.sql.types import (
     StringType,
     StructField,
     StructType,
+    TimestampType,
 )
 
 from . import features
@@ -30,6 +31,7 @@ from .deltars import arrow_schema_of_spark
 from .events import BatchEvent, record_event
 from .images import EXPECTED_FORMAT_BY_EXTENSION, hash_patient, inspect_image
 from .lakehouse import Lakehouse
+from .landing import NEVER_OPENED
 from .paths import parse_xray_path
 from .quality import Expectation, flag_expectations, split_flagged
 from .tables import BRONZE_IMAGES, SILVER_FEATURES, SILVER_METADATA, SILVER_QUARANTINE, TABLES_BY_NAME
@@ -47,6 +49,7 @@ INSPECTED_SCHEMA = StructType(
         StructField("label_name", StringType()),
         StructField("split", StringType()),
         StructField("source_batch_id", LongType()),
+        StructField("modification_time", TimestampType()),
         StructField("expected_format", StringType()),
         StructField("detected_format", StringType()),
         StructField("content_kind", StringType()),
@@ -65,11 +68,24 @@ INSPECTED_SCHEMA = StructType(
 )
 
 
+# Listing statuses of entries that are not regular files (see `streaming.landing.NEVER_OPENED`).
+NOT_REGULAR = tuple(status for status in NEVER_OPENED if status != "outside_landing")
+
+
+def _quoted(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{value}'" for value in values)
+
+
 def silver_expectations(config: XrayConfig) -> tuple[Expectation, ...]:
     """The rules of the silver tables, in the order a failing file is blamed."""
     return (
         Expectation("file_still_exists", "content_status <> 'missing'", "drop",
                     "'file was deleted before it was read'"),
+        Expectation("inside_landing", "content_status <> 'outside_landing'", "quarantine",
+                    "'symbolic link leading outside the landing folder: its target was not opened (allow a "
+                    "folder with landing_allowed_roots)'"),
+        Expectation("regular_file", f"content_status NOT IN ({_quoted(NOT_REGULAR)})", "quarantine",
+                    "concat('not a regular file (', content_status, '): it was not opened')"),
         Expectation("file_size_limit", "content_status <> 'too_large'", "quarantine",
                     f"concat('file of ', size_bytes, ' bytes exceeds max_file_bytes ({config.max_file_bytes})')"),
         Expectation("file_readable", "content_status = 'ok' OR content_status = 'too_large'", "quarantine",
@@ -110,6 +126,7 @@ def inspect_record(record: dict, salt: str, max_pixels: int) -> dict:
         "label_name": info.label,
         "split": info.split,
         "source_batch_id": record["batch_id"],
+        "modification_time": record.get("modification_time"),
         "expected_format": EXPECTED_FORMAT_BY_EXTENSION.get(extension),
         "detected_format": inspected.detected_format if inspected else None,
         "content_kind": inspected.content_kind if inspected else None,

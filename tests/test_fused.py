@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import json
 
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 from imagefiles import bad_inputs, jpeg_bytes, write, xray_like
 
-from streaming.errors import ConfigError, DataQualityFailure
+from streaming.errors import DataQualityFailure
 from streaming.events import BatchEvent
 from streaming.lakehouse import Lakehouse
 from streaming.quality import Expectation, apply_expectations, flag_expectations, split_flagged
@@ -155,37 +153,3 @@ def test_images_ingested_without_champion_are_scored_once_when_one_appears(spark
     ids = [p["image_id"] for p in predictions]
     assert len(ids) == len(set(ids)) == len({r["image_id"] for r in table_rows(config, "silver_image_features")})
     assert all(p["true_label"] in ("NORMAL", "PNEUMONIA") for p in predictions)
-
-
-def _source_log(config, batch_id: int, entries: list[tuple[str, int, int]]) -> None:
-    folder = config.checkpoint_path("bronze") / "sources" / "0"
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = ["v1"] + [json.dumps({"path": path, "timestamp": stamp, "batchId": batch})
-                      for path, stamp, batch in entries]
-    (folder / str(batch_id)).write_text("\n".join(lines) + "\n")
-
-
-def test_batch_files_come_from_the_source_log(spark, config, tmp_path):
-    """No Spark job lists a batch: the source's log names every file, zero-byte ones included."""
-    from streaming.bronze import batch_files
-
-    image = write(tmp_path / "in/train/NORMAL/IM-0001-0001.jpeg", jpeg_bytes(xray_like(1)))
-    empty = write(tmp_path / "in/train/NORMAL/IM-0002-0001.jpeg", b"")
-    gone = tmp_path / "in/train/NORMAL/IM-0003-0001.jpeg"
-    early, late = 1_700_000_000_000, 1_800_000_000_000
-    _source_log(config, 3, [(image.as_uri(), late, 3), (empty.as_uri(), late, 3), (gone.as_uri(), early, 3),
-                            ((tmp_path / "other.jpeg").as_uri(), late, 2)])
-    files = batch_files(Lakehouse(spark, config), None, 3)
-    assert files.column("path").to_pylist() == [f"file:{image}", f"file:{empty}", f"file:{gone}"]
-    _source_log(config, 4, [("file:///in/a%20b.jpeg", late, 4), ("s3a://bucket/in/c.jpeg", late, 4)])
-    assert batch_files(Lakehouse(spark, config), None, 4).column("path").to_pylist() == [
-        "file:/in/a b.jpeg", "s3a://bucket/in/c.jpeg"]  # as Spark's listing names them
-    assert files.column("length").to_pylist() == [image.stat().st_size, 0, None]
-    assert files.column("modificationTime")[2].as_py() == dt.datetime.fromtimestamp(early / 1000, dt.timezone.utc)
-
-    later = dataclasses.replace(config, modified_after="2025-01-01T00:00:00")
-    assert len(batch_files(Lakehouse(spark, later), None, 3)) == 2  # the 2023 file is older
-
-    wrong = dataclasses.replace(config, modified_after="last tuesday")
-    with pytest.raises(ConfigError, match="ISO timestamp"):
-        batch_files(Lakehouse(spark, wrong), None, 3)

@@ -155,7 +155,7 @@ def test_file_deleted_between_listing_and_reading_is_skipped_and_logged(spark, c
     kept = write(config.landing_dir / "train/NORMAL/IM-0003-0001.jpeg", jpeg_bytes(xray_like(1)))
     gone = config.landing_dir / "train/NORMAL/IM-0004-0001.jpeg"
     listing = spark.createDataFrame(
-        [(f"file:{kept}", kept.stat().st_size, 1.0), (f"file:{gone}", 1234, 2.0)],
+        [(str(kept), kept.stat().st_size, 1.0), (str(gone), 1234, 2.0)],
         "path string, length long, t double",
     ).select("path", F.timestamp_seconds("t").alias("modificationTime"), "length")
 
