@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from .config import XrayConfig
 from .deltars import (
@@ -134,7 +134,9 @@ def read_landing_files(listing: DataFrame, max_file_bytes: int, batch_id: int, r
 # row per task naming the bronze Parquet files it wrote, which the driver commits in one transaction.
 WRITTEN_FILES_COLUMN = "bronze_files"
 MODIFIED_COLUMN = "modification_time"
-RECORDED_SCHEMA = StructType([*INSPECTED_SCHEMA.fields, StructField(WRITTEN_FILES_COLUMN, StringType())])
+SEQ_COLUMN = "landing_seq"  # the entry's number in the landing log, for clean_source
+RECORDED_SCHEMA = StructType([*INSPECTED_SCHEMA.fields, StructField(SEQ_COLUMN, LongType()),
+                              StructField(WRITTEN_FILES_COLUMN, StringType())])
 
 
 def record_and_inspect(listing: DataFrame, config: XrayConfig, batch_id: int, bronze_path: str,
@@ -160,12 +162,12 @@ def record_and_inspect(listing: DataFrame, config: XrayConfig, batch_id: int, br
                 if kept:
                     writer.write(pa.RecordBatch.from_pylist(kept, schema=bronze_schema))
                 inspected = [
-                    inspect_record(r, salt, max_pixels) if inspect else {
+                    {**(inspect_record(r, salt, max_pixels) if inspect else {
                         **{n: None for n in names}, "path": r["path"], "file_name": r["file_name"],
                         "size_bytes": r["size_bytes"], "content_status": r["content_status"],
                         "content_sha256": r["content_sha256"], "source_batch_id": batch_id,
-                        MODIFIED_COLUMN: r["modification_time"]}
-                    for r in records
+                        MODIFIED_COLUMN: r["modification_time"]}), SEQ_COLUMN: seq}
+                    for r, seq in zip(records, batch.column("seq").to_pylist(), strict=True)
                 ]
                 yield inspected_batch(inspected, recorded_schema)
             files = [asdict(f) for f in writer.finish().files]
@@ -223,10 +225,14 @@ def _record_with_spark(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, s
             inspected = flag_expectations(inspect_bronze_rows(rows, config), silver_expectations(config),
                                           SILVER_METADATA.name)
         else:
-            inspected = rows.select("path", "content_status")
-        return inspected.toArrow()
+            inspected = rows.select("path", "content_status", MODIFIED_COLUMN)
+        table = inspected.toArrow()
     finally:
         rows.unpersist()
+    # Bronze rows do not carry the landing log's numbers: take them from the (small) listing.
+    numbers = dict(zip(*listed.select("path", "seq").toArrow().to_pydict().values(), strict=True))
+    return table.append_column(SEQ_COLUMN, pa.array([numbers.get(p) for p in table.column("path").to_pylist()],
+                                                    pa.int64()))
 
 
 def _as_landing_entries(listing: DataFrame) -> DataFrame:
@@ -235,7 +241,9 @@ def _as_landing_entries(listing: DataFrame) -> DataFrame:
     columns = set(listing.columns)
     status = F.col("status") if "status" in columns else F.lit("file")
     target = F.col("target") if "target" in columns else F.lit(None).cast("string")
-    return listing.select("path", "modificationTime", "length", status.alias("status"), target.alias("target"))
+    seq = F.col("seq") if "seq" in columns else F.lit(-1).cast("long")
+    return listing.select("path", "modificationTime", "length", status.alias("status"), target.alias("target"),
+                          seq.alias("seq"))
 
 
 _reported_problems: set[tuple[str, str]] = set()
@@ -268,6 +276,19 @@ def path_reference(config: XrayConfig, path: str) -> str:
 
     return hmac.new(config.patient_salt().encode(), path.encode("utf-8", "surrogateescape"),
                     hashlib.sha256).hexdigest()
+
+
+def clean_landing(config: XrayConfig, entries: pa.Table) -> None:
+    """``clean_source``: move a batch's entries (path, landing log number) out of landing (to the same
+    relative path under the archive folder) or delete them, and log them as cleaned so that the same name
+    dropped again is a new file."""
+    from .landing import LandingLog
+    from .landing_source import clean
+
+    for path in entries.column("path").to_pylist():
+        clean(path, config.landing_dir, config.clean_source, config.archive_dir)
+    LandingLog.record_cleaned(landing_log_dir(config), [s for s in entries.column(SEQ_COLUMN).to_pylist()
+                                                        if s is not None and s >= 0])
 
 
 def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int, silver_inline: bool = False,
@@ -324,5 +345,8 @@ def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int
     # One commit for the batch's events, last: a replay that finds it knows every layer wrote.
     record_events(lakehouse, events, (f"{QUERY_NAME}:events", batch_id))
     phases["events"] = time.perf_counter() - clock - sum(phases.values())
+    if config.clean_source != "off":
+        # After every table committed the batch: a replay finds them all committed and needs no file.
+        clean_landing(config, inspected.filter(pc.invert(missing)).select(["path", SEQ_COLUMN]))
     log.debug("bronze batch %d phases: %s", batch_id, ", ".join(f"{k} {v:.3f} s" for k, v in phases.items()))
     return event

@@ -216,13 +216,14 @@ def _read_lines(path: Path) -> list[dict]:
 class LandingLog:
     """The durable record of a landing source under ``folder``: every entry found (``files/*.jsonl``, one
     segment per scan that found something), the end planned for each start offset (``plan.jsonl``), the
-    entries moved out of landing by ``clean_source`` (``cleaned.jsonl``) and the scan's problems."""
+    entries moved out of landing by ``clean_source`` (``cleaned.jsonl``) and the scan's problems.
+
+    Entries are replayed in order at load; cleaned records then forget what left landing."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.entries: list[Found] = []
         self.plan: dict[int, int] = {}
-        self.cleaned: set[int] = set()
         self._seen: dict[str, int] = {}
         (self.folder / "files").mkdir(parents=True, exist_ok=True)
         for segment in sorted((self.folder / "files").glob("*.jsonl")):
@@ -230,11 +231,13 @@ class LandingLog:
                 if record.get("seq") == len(self.entries):
                     self.entries.append(Found(**record))
         self.plan = {r["start"]: r["end"] for r in _read_lines(self.folder / "plan.jsonl")}
-        self.cleaned = {r["seq"] for r in _read_lines(self.folder / "cleaned.jsonl")}
-        self._seen = {e.path: e.seq for e in self.entries if e.seq not in self.cleaned}
+        self._seen = {e.path: e.seq for e in self.entries}
+        self._cleaned_offset = 0
+        self.refresh_cleaned()
 
     def add_new(self, found: list[Found]) -> list[Found]:
         """Log the entries not seen before (oldest first), each with its sequence number; returns them."""
+        self.refresh_cleaned()
         new = sorted((f for f in found if f.path not in self._seen), key=lambda f: (f.mtime_ms, f.path))
         if not new:
             return []
@@ -250,13 +253,31 @@ class LandingLog:
         _append_line(self.folder / "plan.jsonl", {"start": start, "end": end})
         self.plan[start] = end
 
-    def mark_cleaned(self, seq: int) -> None:
-        """The entry left landing (archived or deleted): a later file at the same path is a new file."""
-        _append_line(self.folder / "cleaned.jsonl", {"seq": seq})
-        self.cleaned.add(seq)
-        path = self.entries[seq].path
-        if self._seen.get(path) == seq:
-            del self._seen[path]
+    @staticmethod
+    def record_cleaned(folder: Path, sequence_numbers: list[int]) -> None:
+        """Log entries that left landing (archived or deleted by ``clean_source``, on the driver): a file
+        dropped later at the same path is a new file."""
+        if sequence_numbers:
+            with open(Path(folder) / "cleaned.jsonl", "a", encoding="utf-8") as handle:
+                handle.write("".join(json.dumps({"seq": seq}) + "\n" for seq in sequence_numbers))
+                handle.flush()
+                os.fsync(handle.fileno())
+
+    def refresh_cleaned(self) -> None:
+        """Forget the entries cleaned since the last call (read on from where the last call stopped). Only
+        the entry that was cleaned is forgotten, not a newer file dropped at the same path since."""
+        try:
+            with open(self.folder / "cleaned.jsonl", "rb") as handle:
+                handle.seek(self._cleaned_offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return
+        complete = data[: data.rfind(b"\n") + 1]  # a line still being written is read next time
+        self._cleaned_offset += len(complete)
+        for line in complete.decode("utf-8").splitlines():
+            seq = json.loads(line)["seq"]
+            if 0 <= seq < len(self.entries) and self._seen.get(self.entries[seq].path) == seq:
+                del self._seen[self.entries[seq].path]
 
     def write_problems(self, problems: list[Problem]) -> None:
         """Keep the current problems (with when each was first seen) for the driver and `xray status`."""

@@ -7,10 +7,10 @@ batch planned again from the same start (a lost ``offsets/N``, a rewound checkpo
 files, and the Delta transactions (query, batch id) then skip or complete it exactly once.
 
 Rows carry no bytes: ``path`` (the filesystem path, never encoded), ``modificationTime``, ``length``,
-``status`` (``file``, ``link`` or a reason the file is never opened) and ``target`` (what a link points to).
+``status`` (``file``, ``link`` or a reason the file is never opened), ``target`` (what a link points to) and
+``seq`` (the entry's number in the log).
 Options: ``landing`` (folder), ``log`` (log folder), ``allowedRoots`` (JSON list), ``modifiedAfterMs``,
-``maxFilesPerTrigger``, ``maxBytesPerTrigger``, ``numPartitions``, ``cleanSource`` (off, archive, delete) and
-``archiveDir``.
+``maxFilesPerTrigger``, ``maxBytesPerTrigger`` and ``numPartitions``.
 """
 
 from __future__ import annotations
@@ -40,11 +40,12 @@ LANDING_SCHEMA = StructType(
         StructField("length", LongType()),
         StructField("status", StringType()),
         StructField("target", StringType()),
+        StructField("seq", LongType()),
     ]
 )
 _ARROW_SCHEMA = pa.schema([
     ("path", pa.string()), ("modificationTime", pa.timestamp("us", tz="UTC")), ("length", pa.int64()),
-    ("status", pa.string()), ("target", pa.string()),
+    ("status", pa.string()), ("target", pa.string()), ("seq", pa.int64()),
 ])
 
 
@@ -146,32 +147,27 @@ class LandingStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             yield pa.RecordBatch.from_pylist(partition.entries, schema=_ARROW_SCHEMA)
 
     def commit(self, end: dict) -> None:
-        mode = self.options.get("cleansource", "off")
-        if mode not in ("archive", "delete"):
-            return
-        for entry in self.log.entries[: int(end["seq"])]:
-            if entry.seq not in self.log.cleaned:
-                clean(entry, self.landing, mode, Path(self.options.get("archivedir") or self.landing))
-                self.log.mark_cleaned(entry.seq)
+        return None  # clean_source runs on the driver once every table committed (bronze.clean_landing)
 
 
 def _row(entry: Found) -> dict:
     return {"path": entry.path, "modificationTime": dt.datetime.fromtimestamp(entry.mtime_ms / 1000, dt.timezone.utc),
-            "length": entry.size, "status": entry.status, "target": entry.target}
+            "length": entry.size, "status": entry.status, "target": entry.target, "seq": entry.seq}
 
 
-def clean(entry: Found, landing: Path, mode: str, archive: Path) -> None:
+def clean(path: str, landing: Path, mode: str, archive: Path) -> None:
     """Move an ingested entry out of landing (to the same relative path under ``archive``) or delete it.
     A link is moved or deleted as a link: its target is never touched."""
-    path = entry.path
     if not os.path.lexists(path):
         return
     if mode == "delete":
         os.unlink(path)
         return
-    destination = archive / os.path.relpath(path, landing)
-    if os.path.lexists(destination):  # the same name dropped again earlier: keep both
-        destination = destination.with_name(f"{destination.stem}.{entry.seq}{destination.suffix}")
+    destination = Path(archive) / os.path.relpath(path, landing)
+    serial = 1
+    while os.path.lexists(destination):  # the same name archived before: keep both
+        destination = destination.with_name(f"{Path(path).stem}.{serial}{Path(path).suffix}")
+        serial += 1
     destination.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(path, destination)
 

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
@@ -69,9 +70,22 @@ def plan_queries(layers: Sequence[str]) -> dict[str, tuple[str, ...]]:
     return {"gold": ()} if "gold" in wanted else {}
 
 
+def drop_orphan_checksums(checkpoint: Path) -> None:
+    """Remove the ``.N.crc`` sidecars of offset/commit entries that are gone (lost, or removed by `xray
+    recover`): Spark would refuse to write entry N again, blaming "multiple streaming queries"."""
+    for log_name in ("offsets", "commits"):
+        folder = checkpoint / log_name
+        if not folder.is_dir():
+            continue
+        for sidecar in folder.glob(".*.crc"):
+            if not (folder / sidecar.name[1:-4]).exists():
+                sidecar.unlink(missing_ok=True)
+
+
 def start_query(lakehouse: Lakehouse, name: str, inline: Sequence[str], once: bool) -> StreamingQuery | None:
     """Start one streaming query; None when it cannot run yet (gold alone without a champion model)."""
     spark, config = lakehouse.spark, lakehouse.config
+    drop_orphan_checksums(config.checkpoint_path(name))
     if name == "bronze":
         source = bronze.landing_stream(spark, config)
         process = functools.partial(bronze.process_bronze_batch, silver_inline="silver" in inline,

@@ -18,7 +18,7 @@ from streaming.landing import LandingLog, is_landing_image, scan_landing
 # Every name a filesystem allows that once broke the promise (URL-decoded, cut at '#' or '?', ...).
 AWKWARD_NAMES = [
     "person9018_a%41b_18.jpeg", "x 11 %20%.jpeg", "x#y?z.jpeg", "new\nline.jpeg", "a.jpeg", "a.jpeg#x.jpeg",
-    "-leading-dash.jpeg", "ünïcödé_Ω.png", "file:not-a-uri.jpeg", "%2Fslash.jpeg",
+    "-leading-dash.jpeg", "ünïcödé_Ω.jpeg", "file:not-a-uri.jpeg", "%2Fslash.jpeg",
 ]
 
 
@@ -157,11 +157,13 @@ def test_the_log_numbers_entries_once_and_remembers_plans_and_cleaning(tmp_path)
     assert [os.path.basename(f.path) for f in log.add_new(found)] == ["a.jpeg", "b.jpeg"]
     assert log.add_new(scan_landing(landing)[0]) == []
     log.record_plan(0, 1)
-    log.mark_cleaned(0)
+    LandingLog.record_cleaned(tmp_path / "log", [0])
     again = LandingLog(tmp_path / "log")
-    assert [e.seq for e in again.entries] == [0, 1] and again.plan == {0: 1} and again.cleaned == {0}
+    assert [e.seq for e in again.entries] == [0, 1] and again.plan == {0: 1}
     # A file dropped again at a path that was cleaned out of landing is a new file; a known one is not.
     assert [e.path for e in again.add_new(scan_landing(landing)[0])] == [str(landing / "a.jpeg")]
+    assert again.add_new(scan_landing(landing)[0]) == []
+    assert LandingLog(tmp_path / "log").add_new(scan_landing(landing)[0]) == [], "the new copy is remembered"
     with open(tmp_path / "log" / "plan.jsonl", "a") as handle:
         handle.write('{"start": 1, "en')  # cut by a crash: never acted upon
     assert LandingLog(tmp_path / "log").plan == {0: 1}
