@@ -38,6 +38,7 @@ from .events import BatchEvent, landing_backlog, record_events
 from .images import read_file
 from .lakehouse import DELTA_RS_FORMAT, Lakehouse, translate_errors
 from .paths import parse_xray_path
+from .pseudonym import path_ref, short_ref
 from .quality import Expectation, apply_expectations, flag_expectations
 from .silver import INSPECTED_SCHEMA, inspect_record, inspected_batch
 from .tables import BRONZE_IMAGES, SILVER_METADATA
@@ -59,7 +60,8 @@ LANDING_LISTING_SCHEMA = StructType(
 BRONZE_EXPECTATIONS = (
     Expectation(
         "file_still_exists", "content_status <> 'missing'", "drop",
-        "concat('file was deleted between listing and reading: ', path)",
+        # The reason never names the file: the path is raw patient data, only bronze keeps it.
+        "concat('file was deleted between listing and reading (path_ref ', left(path_ref, 12), ')')",
     ),
 )
 # Bronze counts its one rule from the commit (rows listed - rows written), sparing a pass over the bytes.
@@ -94,8 +96,12 @@ def landing_stream(spark: SparkSession, config: XrayConfig) -> DataFrame:
     return listing
 
 
-def bronze_record(record: dict, max_file_bytes: int, batch_id: int, ingest_time: dt.datetime) -> dict:
-    """One listing row (path, modificationTime, length) → its bronze row, the file read whole. Executors."""
+def bronze_record(record: dict, max_file_bytes: int, batch_id: int, ingest_time: dt.datetime, key: str) -> dict:
+    """One listing row (path, modificationTime, length) → its bronze row, the file read whole. Executors.
+
+    ``key`` is the lakehouse's secret: the row's ``path_ref`` (keyed hash of the path) is what every later
+    layer carries instead of the path, which names the patient.
+    """
     path = record["path"]
     if record["length"] is None:  # a zero-byte file the scan skipped: stat it here
         try:
@@ -109,6 +115,7 @@ def bronze_record(record: dict, max_file_bytes: int, batch_id: int, ingest_time:
     return {
         "path": path,
         "file_name": path.rsplit("/", 1)[-1],
+        "path_ref": path_ref(path, key),
         "size_bytes": record["length"],
         "modification_time": record["modificationTime"],
         "content": read.content,
@@ -121,7 +128,7 @@ def bronze_record(record: dict, max_file_bytes: int, batch_id: int, ingest_time:
     }
 
 
-def read_landing_files(listing: DataFrame, max_file_bytes: int, batch_id: int) -> DataFrame:
+def read_landing_files(listing: DataFrame, max_file_bytes: int, batch_id: int, key: str) -> DataFrame:
     """Listing rows → bronze rows: bytes, checksum, path labels. Runs on executors (Arrow batches)."""
     schema = BRONZE_IMAGES.schema
     arrow_schema = arrow_schema_of_spark(schema)
@@ -129,7 +136,7 @@ def read_landing_files(listing: DataFrame, max_file_bytes: int, batch_id: int) -
 
     def read_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            rows = [bronze_record(r, max_file_bytes, batch_id, ingest_time) for r in batch.to_pylist()]
+            rows = [bronze_record(r, max_file_bytes, batch_id, ingest_time, key) for r in batch.to_pylist()]
             yield pa.RecordBatch.from_pylist(rows, schema=arrow_schema)
 
     return listing.mapInArrow(read_batches, schema)
@@ -158,14 +165,14 @@ def record_and_inspect(listing: DataFrame, config: XrayConfig, batch_id: int, br
         writer = ParquetFileWriter(bronze_path, bronze_schema, {})
         try:
             for batch in batches:
-                records = [bronze_record(r, max_file_bytes, batch_id, ingest_time) for r in batch.to_pylist()]
+                records = [bronze_record(r, max_file_bytes, batch_id, ingest_time, salt) for r in batch.to_pylist()]
                 kept = [r for r in records if r["content_status"] != "missing"]
                 if kept:
                     writer.write(pa.RecordBatch.from_pylist(kept, schema=bronze_schema))
                 inspected = [
                     inspect_record(r, salt, max_pixels) if inspect else {
                         **{n: None for n in names}, "path": r["path"], "file_name": r["file_name"],
-                        "size_bytes": r["size_bytes"], "content_status": r["content_status"],
+                        "path_ref": r["path_ref"], "size_bytes": r["size_bytes"], "content_status": r["content_status"],
                         "content_sha256": r["content_sha256"], "source_batch_id": batch_id}
                     for r in records
                 ]
@@ -295,7 +302,7 @@ def _record_with_spark(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, s
     from .silver import inspect_bronze_rows, silver_expectations
 
     config = lakehouse.config
-    rows = read_landing_files(listed, config.max_file_bytes, batch_id).persist()
+    rows = read_landing_files(listed, config.max_file_bytes, batch_id, config.patient_salt()).persist()
     try:
         result = apply_expectations(rows, BRONZE_EXPECTATIONS, BRONZE_IMAGES.name, count=False)
         lakehouse.append(result.valid, BRONZE_IMAGES.name, txn=(QUERY_NAME, batch_id))
@@ -303,7 +310,7 @@ def _record_with_spark(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, s
             inspected = flag_expectations(inspect_bronze_rows(rows, config), silver_expectations(config),
                                           SILVER_METADATA.name)
         else:
-            inspected = rows.select("path", "content_status")
+            inspected = rows.select("path", "path_ref", "content_status")
         return inspected.toArrow()
     finally:
         rows.unpersist()
@@ -335,11 +342,12 @@ def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int
         inspected = _record_with_spark(lakehouse, listed, batch_id, silver_inline)
     phases["read+inspect+bronze commit"] = time.perf_counter() - clock - sum(phases.values())
     missing = pc.equal(inspected.column("content_status"), "missing")
-    gone = inspected.filter(missing).column("path").to_pylist()
+    gone = [short_ref(ref) for ref in inspected.filter(missing).column("path_ref").to_pylist()]
     event.output_rows = event.input_rows - len(gone)
     event.expectations = [{**BRONZE_EXPECTATION_COUNT, "failed": len(gone)}]
     if gone:
-        event.message = f"skipped {len(gone)} file(s) deleted before they were read: " + ", ".join(
+        # Path refs, never paths: events leave bronze (look a file up with bronze.path_ref LIKE 'ref%').
+        event.message = f"skipped {len(gone)} file(s) deleted before they were read (path_ref): " + ", ".join(
             gone[:5]) + (" ..." if len(gone) > 5 else "")
     times = [t for t in files.column("modificationTime").to_pylist() if t is not None]
     newest = max(times) if times else None
