@@ -233,3 +233,22 @@ def test_group_mode_lets_the_group_read_only(tmp_path):
     parquet = sorted((lakehouse / "tables/bronze_xray_images").glob("*.parquet"))[0]
     assert stat.S_IMODE(parquet.stat().st_mode) == 0o640  # written by a Spark Python worker
     assert stat.S_IMODE((lakehouse / "_secrets").stat().st_mode) == 0o700
+
+
+def test_a_lakehouse_from_before_path_ref_is_refused_with_one_line(spark, config):
+    """Silver written by the old code (file_path, no path_ref): one line naming the table and the way out."""
+    from deltalake import write_deltalake
+
+    from streaming.deltars import arrow_schema_of_spark
+    from streaming.errors import SchemaMismatchError
+    from streaming.lakehouse import Lakehouse
+    from streaming.tables import SILVER_METADATA
+
+    current = arrow_schema_of_spark(SILVER_METADATA.schema)
+    old = pa.schema([f if f.name != "path_ref" else pa.field("file_path", pa.string()) for f in current])
+    write_deltalake(str(config.table_path(SILVER_METADATA.name)), old.empty_table())
+    with pytest.raises(SchemaMismatchError) as caught:
+        Lakehouse(spark, config).ensure_tables()
+    message = str(caught.value)
+    assert "\n" not in message and "silver_xray_metadata" in message and "re-create the lakehouse" in message
+    assert "missing: path_ref" in message and "not declared: file_path" in message
