@@ -39,6 +39,7 @@ from .events import BatchEvent, landing_backlog, record_events
 from .images import read_file
 from .lakehouse import DELTA_RS_FORMAT, Lakehouse, translate_errors
 from .paths import parse_xray_path
+from .pseudonym import path_ref, short_ref
 from .quality import Expectation, apply_expectations, flag_expectations
 from .silver import INSPECTED_SCHEMA, inspect_record, inspected_batch
 from .tables import BRONZE_IMAGES, SILVER_METADATA
@@ -49,7 +50,8 @@ QUERY_NAME = "bronze"
 BRONZE_EXPECTATIONS = (
     Expectation(
         "file_still_exists", "content_status <> 'missing'", "drop",
-        "concat('file was deleted between listing and reading: ', path)",
+        # The reason never names the file: the path is raw patient data, only bronze keeps it.
+        "concat('file was deleted between listing and reading (path_ref ', left(path_ref, 12), ')')",
     ),
 )
 # Bronze counts its one rule from the commit (rows listed - rows written), sparing a pass over the bytes.
@@ -92,10 +94,14 @@ def landing_roots(config: XrayConfig) -> tuple[str, ...]:
             *(os.path.realpath(Path(r).expanduser()) for r in config.landing_allowed_roots))
 
 
-def bronze_record(record: dict, max_file_bytes: int, batch_id: int, ingest_time: dt.datetime,
+def bronze_record(record: dict, max_file_bytes: int, batch_id: int, ingest_time: dt.datetime, key: str,
                   roots: tuple[str, ...] = ()) -> dict:
     """One landing entry (path, modificationTime, length, status, target) → its bronze row, the file read
-    whole when it may be opened. Executors."""
+    whole when it may be opened. Executors.
+
+    ``key`` is the lakehouse's secret: the row's ``path_ref`` (keyed hash of the path) is what every later
+    layer carries instead of the path, which names the patient.
+    """
     path = record["path"]
     read = read_file(path, record.get("length"), max_file_bytes, record.get("status") or "file",
                      record.get("target"), roots)
@@ -103,6 +109,7 @@ def bronze_record(record: dict, max_file_bytes: int, batch_id: int, ingest_time:
     return {
         "path": path,
         "file_name": os.path.basename(path),
+        "path_ref": path_ref(path, key),
         "size_bytes": record.get("length") if read.content is None else len(read.content),
         "modification_time": record.get("modificationTime"),
         "content": read.content,
@@ -115,8 +122,8 @@ def bronze_record(record: dict, max_file_bytes: int, batch_id: int, ingest_time:
     }
 
 
-def read_landing_files(listing: DataFrame, max_file_bytes: int, batch_id: int, roots: tuple[str, ...] = ()
-                       ) -> DataFrame:
+def read_landing_files(listing: DataFrame, max_file_bytes: int, batch_id: int, key: str,
+                       roots: tuple[str, ...] = ()) -> DataFrame:
     """Landing entries → bronze rows: bytes, checksum, path labels. Runs on executors (Arrow batches)."""
     schema = BRONZE_IMAGES.schema
     arrow_schema = arrow_schema_of_spark(schema)
@@ -124,7 +131,7 @@ def read_landing_files(listing: DataFrame, max_file_bytes: int, batch_id: int, r
 
     def read_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            rows = [bronze_record(r, max_file_bytes, batch_id, ingest_time, roots) for r in batch.to_pylist()]
+            rows = [bronze_record(r, max_file_bytes, batch_id, ingest_time, key, roots) for r in batch.to_pylist()]
             yield pa.RecordBatch.from_pylist(rows, schema=arrow_schema)
 
     return listing.mapInArrow(read_batches, schema)
@@ -157,14 +164,15 @@ def record_and_inspect(listing: DataFrame, config: XrayConfig, batch_id: int, br
         writer = ParquetFileWriter(bronze_path, bronze_schema, {})
         try:
             for batch in batches:
-                records = [bronze_record(r, max_file_bytes, batch_id, ingest_time, roots) for r in batch.to_pylist()]
+                records = [bronze_record(r, max_file_bytes, batch_id, ingest_time, salt, roots)
+                           for r in batch.to_pylist()]
                 kept = [r for r in records if r["content_status"] != "missing"]
                 if kept:
                     writer.write(pa.RecordBatch.from_pylist(kept, schema=bronze_schema))
                 inspected = [
                     {**(inspect_record(r, salt, max_pixels) if inspect else {
                         **{n: None for n in names}, "path": r["path"], "file_name": r["file_name"],
-                        "size_bytes": r["size_bytes"], "content_status": r["content_status"],
+                        "path_ref": r["path_ref"], "size_bytes": r["size_bytes"], "content_status": r["content_status"],
                         "content_sha256": r["content_sha256"], "source_batch_id": batch_id,
                         MODIFIED_COLUMN: r["modification_time"]}), SEQ_COLUMN: seq}
                     for r, seq in zip(records, batch.column("seq").to_pylist(), strict=True)
@@ -217,7 +225,8 @@ def _record_with_spark(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, s
     from .silver import inspect_bronze_rows, silver_expectations
 
     config = lakehouse.config
-    rows = read_landing_files(listed, config.max_file_bytes, batch_id, landing_roots(config)).persist()
+    rows = read_landing_files(listed, config.max_file_bytes, batch_id, config.patient_salt(),
+                              landing_roots(config)).persist()
     try:
         result = apply_expectations(rows, BRONZE_EXPECTATIONS, BRONZE_IMAGES.name, count=False)
         lakehouse.append(result.valid, BRONZE_IMAGES.name, txn=(QUERY_NAME, batch_id))
@@ -225,7 +234,7 @@ def _record_with_spark(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, s
             inspected = flag_expectations(inspect_bronze_rows(rows, config), silver_expectations(config),
                                           SILVER_METADATA.name)
         else:
-            inspected = rows.select("path", "content_status", MODIFIED_COLUMN)
+            inspected = rows.select("path", "path_ref", "content_status", MODIFIED_COLUMN)
         table = inspected.toArrow()
     finally:
         rows.unpersist()
@@ -263,19 +272,10 @@ def report_landing_problems(config: XrayConfig) -> list[str]:
         if key not in _reported_problems:
             _reported_problems.add(key)
             log.warning("landing: skipped %s (ref %s): %s; see 'xray status'", problem["kind"].replace("_", " "),
-                        path_reference(config, problem["path"])[:12], problem["detail"])
+                        short_ref(path_ref(problem["path"], config.patient_salt())), problem["detail"])
     kinds = sorted({p["kind"].replace("_", " ") for p in problems})
     return [f"landing: {len(problems)} entr{'y' if len(problems) == 1 else 'ies'} skipped ({', '.join(kinds)}; "
             "see xray status)"]
-
-
-def path_reference(config: XrayConfig, path: str) -> str:
-    """A keyed hash of a path: stable within the lakehouse, meaningless outside it."""
-    import hashlib
-    import hmac
-
-    return hmac.new(config.patient_salt().encode(), path.encode("utf-8", "surrogateescape"),
-                    hashlib.sha256).hexdigest()
 
 
 def clean_landing(config: XrayConfig, entries: pa.Table) -> None:
@@ -312,12 +312,13 @@ def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int
     if event.input_rows == 0:
         return event
     missing = pc.equal(inspected.column("content_status"), "missing")
-    gone = inspected.filter(missing).column("path").to_pylist()
+    gone = [short_ref(ref) for ref in inspected.filter(missing).column("path_ref").to_pylist()]
     event.output_rows = event.input_rows - len(gone)
     event.expectations = [{**BRONZE_EXPECTATION_COUNT, "failed": len(gone)}]
     notes = []
     if gone:
-        notes.append(f"skipped {len(gone)} file(s) deleted before they were read: " + ", ".join(
+        # Path refs, never paths: events leave bronze (look a file up with bronze.path_ref LIKE 'ref%').
+        notes.append(f"skipped {len(gone)} file(s) deleted before they were read (path_ref): " + ", ".join(
             gone[:5]) + (" ..." if len(gone) > 5 else ""))
     notes.extend(report_landing_problems(config))
     event.message = "; ".join(notes) or None

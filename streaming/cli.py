@@ -16,6 +16,7 @@ from typing import Any
 
 from .config import XrayConfig, load_config
 from .errors import XrayError
+from .permissions import apply_permissions
 
 LAYERS = ("bronze", "silver", "gold")
 
@@ -292,6 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         for noisy in ("py4j", "urllib3", "alembic", "mlflow"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        # First thing after logging: every file any command writes is private (see streaming/permissions.py).
+        apply_permissions(config)
         try:
             return _run(args, config)
         finally:

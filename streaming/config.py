@@ -20,6 +20,7 @@ from .errors import ConfigError
 
 DeltaEngine = Literal["auto", "delta-rs", "delta-spark"]
 CleanSource = Literal["off", "archive", "delete"]
+LakehousePermissions = Literal["owner", "group"]
 
 ENV_PREFIX = "XRAY_"
 DEFAULT_CONFIG_FILE = "xray.toml"
@@ -31,6 +32,8 @@ class XrayConfig:
     the environment variable names."""
 
     lakehouse: Path = Path("lakehouse")
+    # Who may read what the service writes: owner only (umask 077) or also the group (027, read-only).
+    lakehouse_permissions: LakehousePermissions = "owner"
     # Spark
     spark_master: str = "local[*]"
     spark_ui: bool = False
@@ -109,16 +112,20 @@ class XrayConfig:
         return self.root / "mlflow" / "artifacts"
 
     def patient_salt(self) -> str:
-        """The salt for hashing patient identifiers; generated once per lakehouse when not configured.
+        """The lakehouse's key for pseudonyms (HMAC of patient identifiers and paths, `streaming.pseudonym`);
+        generated once per lakehouse when not configured.
 
         Kept in a file readable only by its owner so raw identifiers cannot be recovered by hashing guesses.
+        Losing it breaks joins by patient or path across re-ingestion: back it up with the lakehouse.
         """
         if self.patient_id_salt:
             return self.patient_id_salt
+        from .permissions import SECRETS_MODE, secure_directory
+
         salt_file = self.root / "_secrets" / "patient_id_salt"
         if salt_file.exists():
             return salt_file.read_text().strip()
-        salt_file.parent.mkdir(parents=True, exist_ok=True)
+        secure_directory(salt_file.parent, SECRETS_MODE, "lakehouse key folder")
         new_salt = secrets.token_hex(16)
         descriptor = os.open(salt_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as handle:

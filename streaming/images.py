@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .landing import special_kind, within
+from .pseudonym import patient_ref
 
 # Magic numbers of formats users really drop. Non-image kinds are named so the reason is useful.
 _SIGNATURES: tuple[tuple[bytes, str, bool], ...] = (
@@ -172,7 +173,6 @@ def _pixels_from_message(message: str, max_pixels: int) -> int:
 
 
 def hash_patient(patient_key: str | None, salt: str) -> str | None:
-    """Salted SHA-256 of a patient identifier: stable within a lakehouse, not reversible by guessing."""
-    if not patient_key:
-        return None
-    return hashlib.sha256(f"{salt}:{patient_key}".encode()).hexdigest()
+    """Keyed hash (HMAC-SHA256) of a patient identifier: stable within a lakehouse, not reversible by
+    hashing guessed identifiers without the lakehouse's key. Same construction as ``path_ref``."""
+    return patient_ref(patient_key, salt)

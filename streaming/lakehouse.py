@@ -101,6 +101,7 @@ class Lakehouse:
         self.spark = spark
         self.config = config
         self.format = resolve_format(spark, config)
+        self._schema_checked: set[str] = set()  # tables whose columns were compared with their spec
 
     # -- locations ----------------------------------------------------------------------------------
     def path(self, table: str) -> str:
@@ -114,9 +115,11 @@ class Lakehouse:
 
     # -- tables -------------------------------------------------------------------------------------
     def ensure_tables(self, specs: tuple[TableSpec, ...] = ALL_TABLES) -> None:
-        """Create the declared tables that do not exist yet (empty, with schema and comments)."""
+        """Create the declared tables that do not exist yet (empty, with schema and comments); an existing
+        table whose columns are not the declared ones raises `SchemaMismatchError` (see `check_columns`)."""
         for spec in specs:
             if self.exists(spec.name):
+                self.check_columns(spec)
                 continue
             if self.format == DELTA_RS_FORMAT:
                 from deltalake import DeltaTable
@@ -132,6 +135,29 @@ class Lakehouse:
                 empty = self.spark.createDataFrame([], spec.schema)
                 empty.write.format(NATIVE_FORMAT).mode("append").save(self.path(spec.name))
             log.debug("created table %s", spec.name)
+
+    def check_columns(self, spec: TableSpec) -> None:
+        """Fail with one line when an existing table's columns differ from its declaration.
+
+        A lakehouse written by an older version (e.g. silver with ``file_path`` before ``path_ref``
+        replaced it) would otherwise fail later, inside a micro-batch, with a message naming a column but
+        not the way out. Checked once per table and Lakehouse object.
+        """
+        if spec.name in self._schema_checked:
+            return
+        from .deltars import spark_schema_of
+
+        existing = {f.name.lower() for f in spark_schema_of(self.delta_table(spec.name)).fields}
+        declared = {name.lower() for name in spec.column_names}
+        if existing != declared:
+            missing, extra = sorted(declared - existing), sorted(existing - declared)
+            raise SchemaMismatchError(
+                f"table {spec.name} under {self.config.tables_dir} was written by another version of "
+                f"xray-lakehouse (columns missing: {', '.join(missing) or 'none'}; not declared: "
+                f"{', '.join(extra) or 'none'}); re-create the lakehouse (new --lakehouse folder, then "
+                f"re-ingest landing) or migrate the table by hand (README: Patient identifiers)"
+            )
+        self._schema_checked.add(spec.name)
 
     def read(self, table: str, version: int | None = None) -> DataFrame:
         """A batch DataFrame of a table (optionally at a version: time travel)."""

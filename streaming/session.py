@@ -13,6 +13,7 @@ from pyspark.sql import SparkSession
 
 from .config import XrayConfig, load_config
 from .errors import JavaMissingError
+from .permissions import UMASKS, apply_permissions
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,10 @@ def _local_builder(config: XrayConfig) -> SparkSession.Builder:
         .config("spark.driver.extraJavaOptions",
                 f"-XX:TieredStopAtLevel=1 -Dderby.system.home={config.root / 'derby'}")
     )
+    # Hadoop's local filesystem (checkpoints) sets modes itself from its own umask (022 by default),
+    # ignoring the process umask: give it the lakehouse's.
+    builder = builder.config("spark.hadoop.fs.permissions.umask-mode",
+                             f"{UMASKS[config.lakehouse_permissions]:03o}")
     for key, value in config.spark_conf.items():
         builder = builder.config(key, value)
     return builder
@@ -102,6 +107,8 @@ def get_spark(config: XrayConfig | None = None) -> SparkSession:
     is registered on the session either way.
     """
     config = config or load_config()
+    # Before the JVM starts: it, its Python workers and every other writer inherit the umask.
+    apply_permissions(config)
     active = SparkSession.getActiveSession()
     if active is None:
         # Python workers must run this interpreter (a venv's `xray` works without activating the venv).

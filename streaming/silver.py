@@ -33,16 +33,20 @@ from .images import EXPECTED_FORMAT_BY_EXTENSION, hash_patient, inspect_image
 from .lakehouse import Lakehouse
 from .landing import NEVER_OPENED
 from .paths import parse_xray_path
+from .pseudonym import path_ref
 from .quality import Expectation, flag_expectations, split_flagged
 from .tables import BRONZE_IMAGES, SILVER_FEATURES, SILVER_METADATA, SILVER_QUARANTINE, TABLES_BY_NAME
 
 QUERY_NAME = "silver"
 LABEL_CODES = {"NORMAL": 0, "PNEUMONIA": 1}
 
+# `path` and `file_name` travel from executors to the driver in memory only (first-copy order); no table
+# but bronze and no event is ever written from them: silver carries `path_ref` (see streaming/pseudonym.py).
 INSPECTED_SCHEMA = StructType(
     [
         StructField("path", StringType()),
         StructField("file_name", StringType()),
+        StructField("path_ref", StringType()),
         StructField("size_bytes", LongType()),
         StructField("content_status", StringType()),
         StructField("content_sha256", StringType()),
@@ -94,8 +98,8 @@ def silver_expectations(config: XrayConfig) -> tuple[Expectation, ...]:
         Expectation("is_image", "detected_format IS NOT NULL OR content_status <> 'ok'", "quarantine",
                     "concat('not an image: the content is ', content_kind)"),
         Expectation("format_matches_name", "detected_format = expected_format", "quarantine",
-                    "concat(detected_format, ' content disguised as ', "
-                    "coalesce(expected_format, 'an image'), ' (', file_name, ')')"),
+                    # No file name in the reason: it may name the patient (the row has path_ref).
+                    "concat(detected_format, ' content disguised as ', coalesce(expected_format, 'an image'))"),
         Expectation("decodes", "decode_error IS NULL", "quarantine", "decode_error"),
         Expectation("pixel_limit", f"pixel_count <= {config.max_image_pixels}", "quarantine",
                     f"concat('decompression bomb guard: ', pixel_count, ' pixels exceed max_image_pixels "
@@ -120,6 +124,8 @@ def inspect_record(record: dict, salt: str, max_pixels: int) -> dict:
     return {
         "path": record["path"],
         "file_name": name,
+        # Bronze's own ref when the row comes from the bronze table; the same keyed hash otherwise.
+        "path_ref": record.get("path_ref") or path_ref(record["path"], salt),
         "size_bytes": record["size_bytes"],
         "content_status": record["content_status"],
         "content_sha256": record["content_sha256"],
@@ -210,8 +216,7 @@ def to_metadata_rows(valid: pa.Table, silver_batch_id: int, processed_time: dt.d
                      pa.int32())
     return _as_table(
         SILVER_METADATA.name, valid.append_column("label", codes),
-        {"image_id": "content_sha256", "image_format": "detected_format", "file_path": "path",
-         "file_size": "size_bytes"},
+        {"image_id": "content_sha256", "image_format": "detected_format", "file_size": "size_bytes"},
         {"processed_time": processed_time, "silver_batch_id": silver_batch_id},
     )
 
@@ -225,20 +230,21 @@ def to_feature_rows(valid: pa.Table, silver_batch_id: int, processed_time: dt.da
 
 def to_quarantine_rows(quarantined: pa.Table, silver_batch_id: int, processed_time: dt.datetime) -> pa.Table:
     """Rows that failed a quarantine rule → ``silver_quarantine`` rows (with the bronze reference)."""
-    return _as_table(SILVER_QUARANTINE.name, quarantined, {"file_path": "path", "label": "label_name"},
+    return _as_table(SILVER_QUARANTINE.name, quarantined, {"label": "label_name"},
                      {"silver_batch_id": silver_batch_id, "quarantined_time": processed_time})
 
 
 def _not_yet_quarantined(lakehouse: Lakehouse, quarantined: pa.Table) -> pa.Table:
-    """Quarantine candidates without a row for the same file and content already (re-reading bronze)."""
-    paths = quarantined.column("path").to_pylist()
-    if not paths:
+    """Quarantine candidates without a row for the same file (path_ref) and content already (re-reading
+    bronze)."""
+    refs = quarantined.column("path_ref").to_pylist()
+    if not refs:
         return quarantined
-    known = lakehouse.read_arrow(SILVER_QUARANTINE.name, columns=["file_path", "content_sha256"],
-                                 filters=[("file_path", "in", sorted(set(paths)))])
-    seen = set(zip(known.column("file_path").to_pylist(), known.column("content_sha256").to_pylist(), strict=True))
+    known = lakehouse.read_arrow(SILVER_QUARANTINE.name, columns=["path_ref", "content_sha256"],
+                                 filters=[("path_ref", "in", sorted({r for r in refs if r}))])
+    seen = set(zip(known.column("path_ref").to_pylist(), known.column("content_sha256").to_pylist(), strict=True))
     shas = quarantined.column("content_sha256").to_pylist()
-    keep = [i for i, key in enumerate(zip(paths, shas, strict=True)) if key not in seen]
+    keep = [i for i, key in enumerate(zip(refs, shas, strict=True)) if key not in seen]
     return quarantined.take(pa.array(keep, pa.int64()))
 
 

@@ -34,6 +34,8 @@ from .errors import IngestError
 from .ingest import IMAGE_SUFFIXES, is_ignored_name, place_file
 
 log = logging.getLogger(__name__)
+# File names encode patient identifiers: INFO and WARNING lines give counts, DEBUG names the files.
+NAMED_AT_DEBUG = "--log-level DEBUG names the file"
 
 __all__ = ["InboxWatcher", "is_complete_image", "watch_inbox"]
 
@@ -206,7 +208,8 @@ class InboxWatcher:
             if path not in self._warned_other and (path.is_file() or path.is_symlink()):
                 self._warned_other.add(path)
                 what = "a symbolic link" if path.is_symlink() else "not a .jpeg/.jpg/.png X-ray"
-                log.warning("inbox file %s is %s; left in the inbox", relative, what)
+                log.warning("an inbox file is %s; left in the inbox (%s)", what, NAMED_AT_DEBUG)
+                log.debug("inbox file %s is %s", relative, what)
             return
         try:
             info = path.stat()
@@ -258,9 +261,10 @@ class InboxWatcher:
                 if stable_for >= self.incomplete_factor * self.stable_seconds and not tracked.reported:
                     tracked.reported = True
                     log.warning(
-                        "inbox file %s has not changed for %.0fs but is not a complete JPEG/PNG (no end "
-                        "marker); not moved - copy it again", path.relative_to(self.inbox), stable_for,
+                        "an inbox file has not changed for %.0fs but is not a complete JPEG/PNG (no end "
+                        "marker); not moved - copy it again (%s)", stable_for, NAMED_AT_DEBUG,
                     )
+                    log.debug("inbox file %s is not a complete JPEG/PNG", path.relative_to(self.inbox))
                 continue
             if self._move(path, tracked):
                 del self._tracked[path]
@@ -275,13 +279,16 @@ class InboxWatcher:
         except (OSError, IngestError) as error:
             if not tracked.failed:
                 tracked.failed = True
-                log.warning("cannot move inbox file %s into landing: %s", relative, error)
+                # The error text names the file (an OSError's filename): only at DEBUG.
+                log.warning("cannot move an inbox file into landing (%s); retrying (%s)", type(error).__name__,
+                            NAMED_AT_DEBUG)
+                log.debug("cannot move inbox file %s into landing: %s", relative, error)
             tracked.since = time.monotonic()  # try again after another stable period
             return False
         if status == "duplicate":
-            log.info("inbox file %s is already in landing as %s; removed from the inbox", relative, final)
+            log.debug("inbox file %s is already in landing as %s; removed from the inbox", relative, final)
         else:
-            log.info("moved inbox file %s to %s", relative, final)
+            log.debug("moved inbox file %s to %s", relative, final)
         return True
 
 
@@ -310,7 +317,9 @@ def watch_inbox(
     try:
         watcher.start()
         while not stop_event.is_set():
-            watcher.check()
+            moved = watcher.check()
+            if moved:
+                log.info("moved %d file(s) into landing", moved)
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 break

@@ -21,6 +21,11 @@ def table_rows(config, name: str) -> list[dict]:
     return DeltaTable(str(config.table_path(name))).to_pyarrow_table().to_pylist()
 
 
+def bronze_names(config) -> dict[str, str]:
+    """path_ref → file name, from bronze (the only table holding names)."""
+    return {r["path_ref"]: r["file_name"] for r in table_rows(config, "bronze_xray_images")}
+
+
 def test_plan_runs_downstream_layers_inside_bronze():
     assert plan_queries(("bronze", "silver", "gold")) == {"bronze": ("silver", "gold")}
     assert plan_queries(("bronze", "silver")) == {"bronze": ("silver",)}
@@ -71,11 +76,11 @@ def test_first_copies_keeps_the_earliest_copy_of_new_content():
 def test_read_arrow_filters_do_not_lose_rows_of_long_strings(spark, config):
     """delta-rs 1.6 prunes files on a column without min/max statistics as if nothing matched."""
     house = Lakehouse(spark, config)
-    long_path = "file:/landing/" + "deep/" * 80 + "IM-0001-0001.jpeg"  # longer than any min/max kept
-    house.append_rows("silver_quarantine", [{"rule": "decodes", "file_path": long_path, "content_sha256": "s"}])
-    found = house.read_arrow("silver_quarantine", columns=["rule"], filters=[("file_path", "in", [long_path])])
+    long_reason = "corrupt or truncated JPEG: " + "deep " * 80  # longer than any min/max kept
+    house.append_rows("silver_quarantine", [{"rule": "decodes", "reason": long_reason, "content_sha256": "s"}])
+    found = house.read_arrow("silver_quarantine", columns=["rule"], filters=[("reason", "in", [long_reason])])
     assert found.column("rule").to_pylist() == ["decodes"]
-    assert house.read_arrow("silver_quarantine", filters=[("file_path", "=", "other")]).num_rows == 0
+    assert house.read_arrow("silver_quarantine", filters=[("reason", "=", "other")]).num_rows == 0
 
 
 def _flagged_batch(spark, config, shas: list[str]) -> pa.Table:
@@ -84,6 +89,7 @@ def _flagged_batch(spark, config, shas: list[str]) -> pa.Table:
 
     rows = [{
         "path": f"file:/l/train/NORMAL/IM-{i:04d}-0001.jpeg", "file_name": f"IM-{i:04d}-0001.jpeg",
+        "path_ref": f"ref{i}",
         "size_bytes": 1000, "content_status": "ok", "content_sha256": sha, "label_name": "NORMAL",
         "split": "train", "source_batch_id": 0, "expected_format": "JPEG", "detected_format": "JPEG",
         "content_kind": "JPEG image", "width": 160, "height": 160, "mode": "L", "pixel_count": 25600,
@@ -126,9 +132,10 @@ def test_bronze_only_then_silver_alone_then_fused_keeps_every_file_once(spark, c
     assert len(table_rows(config, "silver_xray_metadata")) == 1
     run_stream(spark, config, layers=("silver",), once=True)  # re-reads all of bronze
     metadata = table_rows(config, "silver_xray_metadata")
-    assert sorted(r["file_path"].rsplit("/", 1)[-1] for r in metadata) == ["IM-0101-0001.jpeg", "IM-0102-0001.jpeg"]
+    names = bronze_names(config)
+    assert sorted(names[r["path_ref"]] for r in metadata) == ["IM-0101-0001.jpeg", "IM-0102-0001.jpeg"]
     assert len(table_rows(config, "silver_image_features")) == 2
-    assert [r["file_name"] for r in table_rows(config, "silver_quarantine")] == [bad_name]
+    assert [names[r["path_ref"]] for r in table_rows(config, "silver_quarantine")] == [bad_name]
 
 
 def test_images_ingested_without_champion_are_scored_once_when_one_appears(spark, config):

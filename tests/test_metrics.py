@@ -66,7 +66,7 @@ def synthetic_silver(lakehouse: Lakehouse, seed: int = 0, with_features: bool = 
 def ops_rows(lakehouse: Lakehouse) -> None:
     """Quarantine rows, pipeline events and a few hours of gold predictions."""
     lakehouse.append_rows("silver_quarantine", [
-        {"rule": rule, "reason": "synthetic", "file_name": f"bad{i}.jpeg", "quarantined_time": T0}
+        {"rule": rule, "reason": "synthetic", "path_ref": f"ref{i}", "quarantined_time": T0}
         for i, rule in enumerate(("not_an_image", "not_an_image", "image_too_small"))
     ])
     lakehouse.append_rows("pipeline_events", [

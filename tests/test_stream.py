@@ -19,12 +19,19 @@ from pyspark.testing import assertDataFrameEqual
 
 from streaming.bronze import read_landing_files
 from streaming.lakehouse import Lakehouse
+from streaming.pseudonym import path_ref
 from streaming.quality import Expectation, apply_expectations
 from streaming.service import run_stream
 
 
 def table_rows(config, name: str) -> list[dict]:
     return DeltaTable(str(config.table_path(name))).to_pyarrow_table().to_pylist()
+
+
+def by_file_name(config, rows: list[dict]) -> dict[str, dict]:
+    """Rows of a non-bronze table keyed by the file name bronze holds for their path_ref."""
+    names = {r["path_ref"]: r["file_name"] for r in table_rows(config, "bronze_xray_images")}
+    return {names[r["path_ref"]]: r for r in rows}
 
 
 def stage_valid_images(landing: Path) -> dict[str, bytes]:
@@ -57,7 +64,7 @@ def test_happy_path_fills_bronze_and_silver(spark, config):
     assert (normal["label"], normal["split"], normal["content_status"]) == ("NORMAL", "train", "ok")
     assert by_name["unlabelled.jpeg"]["label"] is None
 
-    metadata = {r["file_path"].rsplit("/", 1)[-1]: r for r in table_rows(config, "silver_xray_metadata")}
+    metadata = by_file_name(config, table_rows(config, "silver_xray_metadata"))
     assert len(metadata) == len(files)
     pneumonia = metadata["person7_bacteria_12.jpeg"]
     assert (pneumonia["label"], pneumonia["label_name"], pneumonia["split"]) == (1, "PNEUMONIA", "train")
@@ -100,7 +107,7 @@ def test_bad_inputs_are_quarantined_with_reasons_and_good_files_pass(spark, tmp_
 
     run_stream(spark, config, layers=("bronze", "silver"), once=True)
 
-    quarantine = {r["file_name"]: r for r in table_rows(config, "silver_quarantine")}
+    quarantine = by_file_name(config, table_rows(config, "silver_quarantine"))
     expected_rules = {name: rule.removesuffix("_pdf") for rule, (name, _) in bad.items()}
     expected_rules["huge.jpeg"] = "file_size_limit"
     assert {name: r["rule"] for name, r in quarantine.items()} == expected_rules
@@ -121,7 +128,7 @@ def test_bad_inputs_are_quarantined_with_reasons_and_good_files_pass(spark, tmp_
     assert huge_bronze[0]["content"] is None and huge_bronze[0]["content_status"] == "too_large"
 
     metadata = table_rows(config, "silver_xray_metadata")
-    assert sorted(r["file_path"].rsplit("/", 1)[-1] for r in metadata) == [
+    assert sorted(by_file_name(config, metadata)) == [
         "IM-0002-0001.jpeg", "person3_virus_9.jpeg"]
     silver_event = [e for e in table_rows(config, "pipeline_events") if e["query"] == "silver"][0]
     assert silver_event["duplicate_rows"] == 1
@@ -162,7 +169,8 @@ def test_file_deleted_between_listing_and_reading_is_skipped_and_logged(spark, c
     event = process_bronze_batch(house, listing, 0)
 
     assert [r["file_name"] for r in table_rows(config, "bronze_xray_images")] == ["IM-0003-0001.jpeg"]
-    assert event.output_rows == 1 and "deleted" in event.message and "IM-0004-0001.jpeg" in event.message
+    assert event.output_rows == 1 and "deleted" in event.message and "IM-0004" not in event.message
+    assert path_ref(f"file:{gone}", config.patient_salt())[:12] in event.message  # a pseudonym, not the path
     assert table_rows(config, "pipeline_events")[0]["expectations"][0]["failed"] == 1
 
 
@@ -172,7 +180,7 @@ def test_read_landing_files_is_a_pure_transform(spark, tmp_path):
     listing = spark.createDataFrame(
         [(str(small), small.stat().st_size), (str(big), 200_000)], "path string, length long"
     ).select("path", F.timestamp_seconds(F.lit(0)).alias("modificationTime"), "length")
-    rows = read_landing_files(listing, max_file_bytes=100_000, batch_id=7).select(
+    rows = read_landing_files(listing, max_file_bytes=100_000, batch_id=7, key="k").select(
         "file_name", "content_status", "label", "split", "batch_id")
     expected = spark.createDataFrame(
         [("person1_virus_1.jpeg", "ok", "PNEUMONIA", "test", 7), ("IM-0001-0001.jpeg", "too_large", "NORMAL", "train", 7)],
