@@ -27,6 +27,7 @@ from . import bronze, gold, silver
 from .config import XrayConfig
 from .errors import XrayError
 from .lakehouse import Lakehouse, await_termination, translate_errors
+from .locks import stream_lock
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +218,18 @@ def run_stream(
     timeout: float | None = None,
     stop_event: threading.Event | None = None,
 ) -> StreamService:
-    """Run the streaming layers (see module docstring). Returns the service after it stopped."""
+    """Run the streaming layers (see module docstring). Returns the service after it stopped.
+
+    Holds the lakehouse's stream lock throughout: a second stream on the same lakehouse is refused at
+    once (two would race on the same checkpoints and tables, and on the orphan clean-up of bronze).
+    """
+    with stream_lock(config.root):
+        return _run_locked(spark, config, layers, once, watch_inbox, timeout, stop_event)
+
+
+def _run_locked(spark: SparkSession, config: XrayConfig, layers: Sequence[str], once: bool,
+                watch_inbox: str | None, timeout: float | None, stop_event: threading.Event | None
+                ) -> StreamService:
     lakehouse = Lakehouse(spark, config)
     lakehouse.ensure_tables()
     config.landing_dir.mkdir(parents=True, exist_ok=True)
