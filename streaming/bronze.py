@@ -33,6 +33,8 @@ from .deltars import (
     arrow_schema_of_spark,
     commit_files,
     remove_files,
+    remove_orphans,
+    txn_file_prefix,
 )
 from .errors import ConfigError
 from .events import BatchEvent, landing_backlog, record_events
@@ -161,7 +163,7 @@ def record_and_inspect(listing: DataFrame, config: XrayConfig, batch_id: int, br
     names = [f.name for f in INSPECTED_SCHEMA.fields]
 
     def record_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        writer = ParquetFileWriter(bronze_path, bronze_schema, {})
+        writer = ParquetFileWriter(bronze_path, bronze_schema, {}, prefix=txn_file_prefix(QUERY_NAME, batch_id))
         try:
             for batch in batches:
                 records = [bronze_record(r, max_file_bytes, batch_id, ingest_time, salt, roots)
@@ -206,6 +208,10 @@ def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int
     from .silver import silver_expectations
 
     config = lakehouse.config
+    # Files an attempt killed between writing and committing left behind (found by their prefix).
+    removed = remove_orphans(lakehouse.path(BRONZE_IMAGES.name), QUERY_NAME, batch_id)
+    if removed:
+        log.info("bronze batch %d: removed %d file(s) left by an interrupted attempt", batch_id, len(removed))
     recorded = record_and_inspect(listed, config, batch_id, lakehouse.path(BRONZE_IMAGES.name), silver_inline)
     if silver_inline:
         recorded = flag_expectations(recorded, silver_expectations(config), SILVER_METADATA.name)

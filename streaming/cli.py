@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = add("status", "Show tables, streams, backlog, champion model and quarantine on one screen.")
     status.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
+    recover = add("recover", "Rewind a stream's checkpoint to the last batch every table holds (after a lost "
+                             "Delta commit), so the next 'xray stream' replays the batches a table lacks.")
+    recover.add_argument("--query", choices=LAYERS, action="append", default=None,
+                         help="the streaming query to recover (repeat for several; default all)")
+
     demo = add("demo", "Run the whole service once on a sample: stage, stream, train, score, report.")
     demo.add_argument("--per-class", type=int, default=None, metavar="N",
                       help="synthetic images per class per split (default 60)")
@@ -166,6 +171,7 @@ def _run(args: argparse.Namespace, config: XrayConfig) -> int:
         "metrics": _metrics,
         "rescore": _rescore,
         "status": _status,
+        "recover": _recover,
         "demo": _demo,
         "bench": _bench,
     }
@@ -262,6 +268,14 @@ def _status(args: argparse.Namespace, config: XrayConfig) -> int:
     return 0
 
 
+def _recover(args: argparse.Namespace, config: XrayConfig) -> int:
+    from .consistency import recover
+
+    for rewind in recover(config, tuple(args.query or LAYERS)):
+        print(rewind.describe())
+    return 0
+
+
 def _demo(args: argparse.Namespace, config: XrayConfig) -> int:
     from batch.demo import run_demo
 
@@ -275,6 +289,10 @@ def _bench(args: argparse.Namespace, config: XrayConfig) -> int:
     run_bench(config, data=args.data, output=args.output, only=args.only, max_files=args.files,
               copies=args.copies)
     return 0
+
+
+def _not_a_named_error(record: logging.LogRecord) -> bool:
+    return not (record.exc_info and "XRAY_ERROR[" in str(record.exc_info[1]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -295,6 +313,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.getLogger(noisy).setLevel(logging.WARNING)
         # First thing after logging: every file any command writes is private (see streaming/permissions.py).
         apply_permissions(config)
+        # A named error raised in a micro-batch crosses the JVM and is printed below as one line; py4j's
+        # own report of it would add a Python traceback.
+        logging.getLogger("py4j.clientserver").addFilter(_not_a_named_error)
         try:
             return _run(args, config)
         finally:
@@ -305,6 +326,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except XrayError as error:
         print(f"xray {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
+    except Exception as error:
+        # A full disk or a damaged Delta log met outside the translated paths: still one line, no trace.
+        from .failures import storage_error
+
+        named = storage_error(error)
+        if named is None:
+            raise
+        print(f"xray {args.command}: error: {named}", file=sys.stderr)
+        return named.exit_code
     except KeyboardInterrupt:
         print(f"xray {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -22,6 +22,8 @@ Limits: local or mounted (POSIX) paths; tables using deletion vectors or column 
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import time
@@ -198,8 +200,9 @@ def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.Table:
 class ParquetFileWriter:
     """Writes incoming Arrow batches into Parquet files in the table folder, rolling at a row target."""
 
-    def __init__(self, table_path: str, schema: pa.Schema, options: dict[str, str]):
+    def __init__(self, table_path: str, schema: pa.Schema, options: dict[str, str], prefix: str = "part-"):
         self.table_path = table_path
+        self.prefix = prefix  # `txn_file_prefix` for the files of an application transaction
         self.schema = schema
         self.target_file_rows = int(options.get("targetfilerows", 1_000_000))
         self.target_row_group_bytes = int(options.get("targetrowgroupbytes", 16 * 1024 * 1024))
@@ -210,7 +213,7 @@ class ParquetFileWriter:
         self._stats_parts: list[pa.Table] = []
 
     def _open(self) -> None:
-        self._relative_path = f"part-{uuid.uuid4()}-c000.zstd.parquet"
+        self._relative_path = f"{self.prefix}{uuid.uuid4()}-c000.zstd.parquet"
         # Binary columns hold already-compressed image bytes: zstd would spend CPU for nothing.
         compression = {f.name: "none" if pa.types.is_binary(f.type) else "zstd" for f in self.schema}
         self._writer = pq.ParquetWriter(
@@ -243,7 +246,14 @@ class ParquetFileWriter:
         row_bytes = max(1, table.nbytes // max(1, table.num_rows))
         rows_per_group = max(1, self.target_row_group_bytes // row_bytes)
         assert self._writer is not None
-        self._writer.write_table(table, row_group_size=rows_per_group)
+        try:
+            self._writer.write_table(table, row_group_size=rows_per_group)
+        except OSError as error:
+            # pyarrow's message names no file; the path lets the driver say which table filled the disk.
+            if error.errno == errno.ENOSPC or "errno 28" in str(error).lower():
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC),
+                              os.path.join(self.table_path, self._relative_path)) from error
+            raise
         self._rows_in_file += table.num_rows
         self._stats_parts.append(table)
         if self._rows_in_file >= self.target_file_rows:
@@ -266,6 +276,62 @@ def _write_partition(table_path: str, schema: pa.Schema, options: dict[str, str]
         writer._close()
         remove_files(table_path, writer.files)
         raise
+
+
+def txn_file_prefix(app_id: str | None, version: int | None) -> str:
+    """The name prefix of the files written for application transaction (app_id, version), so a redo of
+    the transaction can find the files a killed attempt left behind (see `remove_orphans`)."""
+    if app_id is None or version is None:
+        return "part-"
+    slug = "".join(c if c.isalnum() else "-" for c in app_id)[:24]
+    # The hash keeps apps whose slugs coincide ("bronze:events", "bronze-events") apart.
+    digest = hashlib.sha1(app_id.encode()).hexdigest()[:8]
+    return f"part-txn-{slug}-{digest}-v{version}-"
+
+
+def remove_orphans(table_path: str, app_id: str, version: int) -> list[str]:
+    """Delete the files of transaction (app_id, version) that no commit references: what an attempt killed
+    between writing and committing left in the table folder. Returns the names removed.
+
+    Called by the driver before a (re)run of the transaction writes. Race-free: only the stream writes
+    files with these prefixes, only one stream runs per lakehouse (its lock), and within it a batch's
+    writes to a table happen after this call. Files the transaction's commit added are kept even when a
+    later commit removed them (a MERGE): time travel still reads them until VACUUM.
+    """
+    prefix = txn_file_prefix(app_id, version)
+    try:
+        candidates = [n for n in os.listdir(table_path) if n.startswith(prefix)]
+    except FileNotFoundError:
+        return []
+    if not candidates:
+        return []
+    referenced: set[str] = set()
+    table = _open_table(table_path)
+    if table is not None:
+        referenced.update(pa.table(table.get_add_actions(flatten=False)).column("path").to_pylist())
+        committed = table.transaction_version(app_id)
+        if committed is not None and committed >= version:
+            referenced.update(_added_by_transaction(table_path, app_id, version))
+    removed = [n for n in candidates if n not in referenced]
+    for name in removed:
+        try:
+            os.remove(os.path.join(table_path, name))
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def _added_by_transaction(table_path: str, app_id: str, version: int) -> set[str]:
+    """Files added by the commit carrying (app_id, version), from the JSON commits still in the log."""
+    log_dir = os.path.join(table_path, "_delta_log")
+    names = sorted((n for n in os.listdir(log_dir) if n.endswith(".json") and n[:-5].isdigit()), reverse=True)
+    for name in names:
+        with open(os.path.join(log_dir, name)) as handle:
+            actions = [json.loads(line) for line in handle if line.strip()]
+        if any(a.get("txn", {}).get("appId") == app_id and a["txn"].get("version") == version for a in actions):
+            return {a["add"]["path"] for a in actions if "add" in a}
+    # The commit is only in a checkpoint: keep every file of the prefix rather than guess.
+    return {n for n in os.listdir(table_path) if n.startswith(txn_file_prefix(app_id, version))}
 
 
 def remove_files(table_path: str, files: Sequence[WrittenFile]) -> None:

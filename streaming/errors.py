@@ -47,3 +47,19 @@ class NoChampionModelError(XrayError):
 
 class IngestError(XrayError):
     """Getting data into the landing folder failed (credentials, network, archive, paths)."""
+
+
+class LakehouseBusyError(XrayError):
+    """Another `xray stream` already holds the lakehouse (one stream per lakehouse)."""
+
+
+class DiskFullError(XrayError):
+    """A write failed because the filesystem is full (ENOSPC)."""
+
+
+class DamagedTableError(XrayError):
+    """A table's Delta log cannot be read (a truncated or corrupt commit file)."""
+
+
+class CheckpointAheadError(XrayError):
+    """A streaming query's checkpoint committed a batch that a table it writes does not hold."""

@@ -11,14 +11,16 @@ import contextlib
 import logging
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from .config import XrayConfig
-from .deltars import SCHEMA_MISMATCH_MARKER, STREAM_CHANGE_MARKER, UNSUPPORTED_MARKER
+from .deltars import SCHEMA_MISMATCH_MARKER, STREAM_CHANGE_MARKER, UNSUPPORTED_MARKER, remove_files
 from .errors import ConfigError, DeltaStreamChangeError, SchemaMismatchError, TableNotFoundError, XrayError
+from .failures import damaged_table_error, storage_error
 from .tables import ALL_TABLES, TABLES_BY_NAME, TableSpec
 
 log = logging.getLogger(__name__)
@@ -60,8 +62,9 @@ def resolve_format(spark: SparkSession, config: XrayConfig) -> str:
 
 
 @contextlib.contextmanager
-def translate_errors() -> Iterator[None]:
-    """Turn errors raised inside Spark's Python workers back into named errors with one-line messages."""
+def translate_errors(table: str | None = None, table_path: str | None = None) -> Iterator[None]:
+    """Turn errors raised inside Spark's Python workers back into named errors with one-line messages,
+    and storage failures (full disk, damaged Delta log) into named errors naming ``table`` when given."""
     try:
         yield
     except XrayError:
@@ -75,6 +78,9 @@ def translate_errors() -> Iterator[None]:
             match = re.search(re.escape(marker) + r": ([^\n]*)", text)
             if match:
                 raise error_class(match.group(1).strip()) from None
+        storage = storage_error(error, table, Path(table_path) if table_path else None)
+        if storage is not None:
+            raise storage from None
         raise
 
 
@@ -168,7 +174,7 @@ class Lakehouse:
         reader = self.spark.read.format(self.format)
         if version is not None:
             reader = reader.option("versionAsOf", version)
-        with translate_errors():
+        with translate_errors(table, self.path(table)):
             return reader.load(self.path(table))
 
     def append(
@@ -192,7 +198,7 @@ class Lakehouse:
             writer = writer.option("txnAppId", txn[0]).option("txnVersion", str(txn[1]))
         if merge:
             writer = writer.option("mergeSchema", "true")
-        with translate_errors():
+        with translate_errors(table, self.path(table)):
             writer.save(self.path(table))
 
     def append_rows(self, table: str, rows: list[dict[str, Any]], txn: tuple[str, int] | None = None) -> None:
@@ -224,16 +230,30 @@ class Lakehouse:
         if self.format != DELTA_RS_FORMAT:
             self._write(self.spark.createDataFrame(data, schema=spec.schema), table, mode, txn, False)
             return
-        from .deltars import ParquetFileWriter, arrow_schema_of_spark, commit_files
+        from .deltars import (
+            ParquetFileWriter,
+            arrow_schema_of_spark,
+            commit_files,
+            remove_orphans,
+            txn_file_prefix,
+        )
 
         schema = arrow_schema_of_spark(spec.schema)
         self.ensure_tables((spec,))
-        writer = ParquetFileWriter(self.path(table), schema, {})
-        for batch in data.select(schema.names).cast(schema).to_batches():
-            writer.write(batch)
-        with translate_errors():
-            commit_files(self.path(table), spec.schema, [writer.finish()], mode,
-                         txn[0] if txn else None, txn[1] if txn else None)
+        app, version = txn if txn else (None, None)
+        with translate_errors(table, self.path(table)):
+            if txn:  # files of a killed attempt of this transaction go before it is redone
+                remove_orphans(self.path(table), txn[0], txn[1])
+            writer = ParquetFileWriter(self.path(table), schema, {}, prefix=txn_file_prefix(app, version))
+            try:
+                for batch in data.select(schema.names).cast(schema).to_batches():
+                    writer.write(batch)
+                message = writer.finish()
+            except BaseException:
+                writer._close()  # noqa: SLF001 - the writer's own clean-up, as its executors do
+                remove_files(self.path(table), writer.files)
+                raise
+            commit_files(self.path(table), spec.schema, [message], mode, app, version)
 
     def read_arrow(self, table: str, columns: list[str] | None = None, filters: Any = None,
                    version: int | None = None) -> Any:
@@ -279,7 +299,10 @@ class Lakehouse:
         commits = sorted((p for p in log_dir.glob("*.json") if p.stem.isdigit()), key=lambda p: int(p.stem),
                          reverse=True)[:20]
         for commit in commits:
-            actions = [json.loads(line) for line in commit.read_text().splitlines() if line.strip()]
+            try:
+                actions = [json.loads(line) for line in commit.read_text().splitlines() if line.strip()]
+            except ValueError:
+                raise damaged_table_error(table, commit, "not JSON (truncated or overwritten)") from None
             txns = [a["txn"] for a in actions if "txn" in a]
             if any(t.get("appId") == txn[0] and t.get("version") == txn[1] for t in txns):
                 return int(commit.stem), actions

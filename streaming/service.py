@@ -26,8 +26,13 @@ from pyspark.sql.streaming import StreamingQuery
 
 from . import bronze, gold, silver
 from .config import XrayConfig
+from .consistency import check_checkpoints, mark_empty_batch
 from .errors import XrayError
+from .events import BatchEvent
+from .failures import check_table_logs
 from .lakehouse import Lakehouse, await_termination, translate_errors
+from .locks import stream_lock
+from .tables import ALL_TABLES
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +47,13 @@ def foreach_batch(process: Callable[[Lakehouse, DataFrame, int], object], lakeho
 
     def run(batch: DataFrame, batch_id: int) -> None:
         try:
-            process(lakehouse, batch, batch_id)
+            # Storage failures in the driver's part of the batch become named errors here: past the JVM
+            # only their text would remain.
+            with translate_errors():
+                result = process(lakehouse, batch, batch_id)
+                if isinstance(result, BatchEvent) and result.input_rows == 0:
+                    # An empty batch writes no events row; its events transaction still marks it done.
+                    mark_empty_batch(lakehouse, result.query, batch_id)
         except XrayError as error:
             raise RuntimeError(f"XRAY_ERROR[{type(error).__name__}]: {error}") from error
 
@@ -231,8 +242,23 @@ def run_stream(
     timeout: float | None = None,
     stop_event: threading.Event | None = None,
 ) -> StreamService:
-    """Run the streaming layers (see module docstring). Returns the service after it stopped."""
+    """Run the streaming layers (see module docstring). Returns the service after it stopped.
+
+    Holds the lakehouse's stream lock throughout: a second stream on the same lakehouse is refused at
+    once (two would race on the same checkpoints and tables, and on the orphan clean-up of bronze).
+    """
+    with stream_lock(config.root):
+        return _run_locked(spark, config, layers, once, watch_inbox, timeout, stop_event)
+
+
+def _run_locked(spark: SparkSession, config: XrayConfig, layers: Sequence[str], once: bool,
+                watch_inbox: str | None, timeout: float | None, stop_event: threading.Event | None
+                ) -> StreamService:
     lakehouse = Lakehouse(spark, config)
+    # Before any table is created or written: a damaged log is named with its file, not a parser error.
+    check_table_logs(config.tables_dir, [spec.name for spec in ALL_TABLES])
+    # Before tables are created: a table that vanished behind its checkpoint must not come back empty.
+    check_checkpoints(config)
     lakehouse.ensure_tables()
     config.landing_dir.mkdir(parents=True, exist_ok=True)
     ordered = [layer for layer in LAYER_ORDER if layer in layers]

@@ -1,0 +1,108 @@
+"""Checkpoint and tables agree, or the service says so; `xray recover` rewinds the checkpoint."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+from imagefiles import jpeg_bytes, write, xray_like
+
+from streaming.cli import main
+from streaming.consistency import check_checkpoints, recover, rewind_checkpoint
+from streaming.errors import CheckpointAheadError
+from streaming.service import run_stream
+
+
+@pytest.fixture(autouse=True)
+def _keep_shared_session(monkeypatch):
+    monkeypatch.setattr("streaming.session.stop_owned_sessions", lambda: None)
+
+
+def ids(config, table: str) -> list[str]:
+    return DeltaTable(str(config.table_path(table))).to_pyarrow_table(columns=["image_id"]).column(
+        "image_id").to_pylist()
+
+
+@pytest.fixture
+def streamed(spark, config):
+    """A lakehouse after 3 bronze batches (2 files each) with silver inline."""
+    config = config.with_overrides(max_files_per_trigger=2)
+    for i in range(6):
+        write(config.landing_dir / "train/NORMAL" / f"IM-{i:04d}-0001.jpeg", jpeg_bytes(xray_like(700 + i)))
+    run_stream(spark, config, layers=("bronze", "silver"), once=True)
+    commits = config.checkpoint_path("bronze") / "commits"
+    assert sorted(n.name for n in commits.iterdir() if n.name.isdigit()) == ["0", "1", "2"]
+    return config
+
+
+def lose_newest_commit(config, table: str) -> Path:
+    log_dir = config.table_path(table) / "_delta_log"
+    newest = max(log_dir.glob("*.json"), key=lambda p: int(p.stem))
+    newest.unlink()
+    return newest
+
+
+def test_lost_table_commit_stops_the_service_with_one_line(spark, streamed, capsys):
+    config = streamed
+    check_checkpoints(config)  # a healthy lakehouse passes
+    lose_newest_commit(config, "silver_xray_metadata")
+    assert len(ids(config, "silver_xray_metadata")) < len(ids(config, "silver_image_features"))
+
+    with pytest.raises(CheckpointAheadError, match=r"table silver_xray_metadata holds batch 1 of query bronze "
+                                                   r"but the query's checkpoint committed batch 2"):
+        run_stream(spark, config, layers=("bronze", "silver"), once=True)
+
+    code = main(["stream", "--once", "--lakehouse", str(config.root)])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2
+    assert len(err) == 1 and "xray recover --query bronze" in err[0] and "backup" in err[0], err
+
+
+def test_missing_table_is_the_same_error(spark, streamed):
+    shutil.rmtree(streamed.table_path("silver_image_features"))
+    with pytest.raises(CheckpointAheadError, match="table silver_image_features is missing"):
+        run_stream(spark, streamed, layers=("bronze", "silver"), once=True)
+    assert not streamed.table_path("silver_image_features").exists(), "not recreated empty"
+
+
+def test_rewind_removes_offsets_and_commits_after_the_target(tmp_path):
+    checkpoint = tmp_path / "cp"
+    for folder in ("offsets", "commits"):
+        for k in range(6):
+            write(checkpoint / folder / str(k), b"v1")
+            write(checkpoint / folder / f".{k}.crc", b"crc")
+    write(checkpoint / "sources/0/5", b"v1")
+    write(checkpoint / "metadata", b"{}")
+
+    removed = rewind_checkpoint(checkpoint, 3)
+
+    assert sorted(removed) == sorted(f"{f}/{n}" for f in ("offsets", "commits") for n in ("4", "5", ".4.crc", ".5.crc"))
+    assert sorted(p.name for p in (checkpoint / "commits").iterdir()) == [".0.crc", ".1.crc", ".2.crc", ".3.crc",
+                                                                          "0", "1", "2", "3"]
+    assert (checkpoint / "sources/0/5").exists() and (checkpoint / "metadata").exists()
+
+
+def test_recover_rewinds_then_the_replay_restores_the_lost_batch(spark, streamed, capsys):
+    config = streamed
+    lose_newest_commit(config, "silver_xray_metadata")
+
+    assert main(["recover", "--query", "bronze", "--lakehouse", str(config.root)]) == 0
+    out = capsys.readouterr().out
+    assert "bronze: rewound the checkpoint from batch 2 to batch 1" in out and "replays batch 2" in out
+    assert sorted(n.name for n in (config.checkpoint_path("bronze") / "commits").iterdir()
+                  if n.name.isdigit()) == ["0", "1"]
+    check_checkpoints(config)  # checkpoint and tables agree again
+    assert [r.describe() for r in recover(config, ("bronze",))] == [
+        "bronze: checkpoint and tables agree at batch 1; nothing to do"]
+
+    # TODO(landing source): exact replays are guaranteed by the project's own landing source; with Spark's
+    # file source this holds because its log still names batch 2's files.
+    run_stream(spark, config, layers=("bronze", "silver"), once=True)
+
+    metadata, features = ids(config, "silver_xray_metadata"), ids(config, "silver_image_features")
+    assert len(metadata) == len(set(metadata)) == 6
+    assert sorted(metadata) == sorted(features)
+    bronze = DeltaTable(str(config.table_path("bronze_xray_images"))).to_pyarrow_table(columns=["path"])
+    assert bronze.num_rows == 6
