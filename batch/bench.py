@@ -32,12 +32,12 @@ Parts (``--only`` takes a comma-separated subset; ``memory`` and ``idle`` are me
   of 16 KB binary rows, against ``deltalake.write_deltalake`` of the same Arrow data from the driver; the
   source alone (same stream into Spark's ``noop`` sink) is measured too, so the sink's own cost is the
   difference.
-* ``checkpoint``: restart cost of the bronze file source as its seen-files log grows. Checkpoints are
-  crafted in Spark's own format (offsets, commits, ``sources/0/<id>.compact`` with 1k or 100k entries, the
-  offsets metadata copied from a real checkpoint made first) and a restart ingesting a few new files is
+* ``checkpoint``: restart cost of the bronze landing source as its landing log grows. Checkpoints are
+  crafted (a landing log with 1k or 100k entries admitted in batch 0, Spark's offsets and commits for it,
+  the offsets metadata copied from a real checkpoint made first) and a restart ingesting a few new files is
   timed, each in a fresh process (a restart is a new JVM; two interleaved rounds, the faster reported):
-  fresh, 1k, 100k, 100k when the next batch compacts the log, 100k with a short ``max_file_age``, and 100k
-  whose files are still in landing (``clean_source = off``; with ``archive`` landing keeps only new files).
+  fresh, 1k, 100k, and 100k whose files are still in landing (``clean_source = off``: every trigger scans
+  them; with ``archive`` landing keeps only new files).
 
 Every part works in a fresh temporary lakehouse under ``<lakehouse>/bench/`` and removes it. Timings on a
 shared machine are noisy: the load average is recorded at the start and end of every part.
@@ -1247,9 +1247,6 @@ def bench_sink(ctx: BenchContext) -> dict[str, Any]:
 # checkpoint growth (runs in a child process with its own Spark session)
 # ---------------------------------------------------------------------------------------------------------
 
-COMPACT_INTERVAL = 10  # spark.sql.streaming.fileSource.log.compactInterval default
-
-
 def _write_log_file(path: Path, lines: Iterable[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as handle:
@@ -1259,35 +1256,33 @@ def _write_log_file(path: Path, lines: Iterable[str]) -> None:
             handle.write(line)
 
 
-def craft_checkpoint(checkpoint: Path, offsets_metadata: str, entries: list[tuple[str, int]],
-                     compaction_next: bool) -> int:
-    """A bronze checkpoint in Spark's format whose file source has seen ``entries`` (uri, mtime ms).
+def craft_checkpoint(lakehouse: Path, offsets_metadata: str, entries: list[tuple[str, int]]) -> None:
+    """A bronze checkpoint whose landing log already holds ``entries`` (path, mtime ms), all admitted and
+    committed in batch 0 (an empty batch as far as the tables know: its events transaction marks it done)."""
+    from streaming.deltars import DeltaRsCommitMessage, commit_files
+    from streaming.tables import PIPELINE_EVENTS
 
-    Batches 0..9 are compacted into ``sources/0/9.compact`` (as Spark does every 10 batches); with
-    ``compaction_next`` batches 10..18 follow as plain log files, so the next batch (19) compacts the whole
-    log again. Returns the last batch id.
-    """
-    last = 2 * COMPACT_INTERVAL - 2 if compaction_next else COMPACT_INTERVAL - 1
-    per_batch = max(1, math.ceil(len(entries) / COMPACT_INTERVAL))
-    compact_lines = (json.dumps({"path": uri, "timestamp": stamp, "batchId": min(i // per_batch, 9)},
-                                separators=(",", ":")) for i, (uri, stamp) in enumerate(entries))
-    _write_log_file(checkpoint / "sources" / "0" / f"{COMPACT_INTERVAL - 1}.compact", compact_lines)
-    for batch in range(COMPACT_INTERVAL, last + 1):
-        _write_log_file(checkpoint / "sources" / "0" / str(batch), [])
-    now_ms = int(time.time() * 1000)
-    for batch in range(last + 1):
-        metadata = json.loads(offsets_metadata)
-        metadata["batchTimestampMs"] = now_ms - (last - batch) * 1000
-        _write_log_file(checkpoint / "offsets" / str(batch),
-                        [json.dumps(metadata, separators=(",", ":")), json.dumps({"logOffset": batch})])
-        _write_log_file(checkpoint / "commits" / str(batch), ['{"nextBatchWatermarkMs":0}'])
+    checkpoint = lakehouse / "checkpoints" / "bronze"
+    log = checkpoint / "landing"
+    (log / "files").mkdir(parents=True, exist_ok=True)
+    with open(log / "files" / f"{0:012d}.jsonl", "w") as handle:
+        for seq, (path, stamp) in enumerate(entries):
+            handle.write(json.dumps({"path": path, "mtime_ms": stamp, "size": 0, "status": "file",
+                                     "target": None, "seq": seq}) + "\n")
+    (log / "plan.jsonl").write_text(json.dumps({"start": 0, "end": len(entries)}) + "\n")
+    metadata = json.loads(offsets_metadata)
+    metadata["batchTimestampMs"] = int(time.time() * 1000) - 1000
+    _write_log_file(checkpoint / "offsets" / "0", [json.dumps(metadata, separators=(",", ":")),
+                                                   json.dumps({"seq": len(entries)})])
+    _write_log_file(checkpoint / "commits" / "0", ['{"nextBatchWatermarkMs":0}'])
     (checkpoint / "metadata").write_text(json.dumps({"id": str(uuid.uuid4())}))
-    return last
+    commit_files(str(lakehouse / "tables" / PIPELINE_EVENTS.name), PIPELINE_EVENTS.schema, [DeltaRsCommitMessage()],
+                 "append", "bronze:events", 0)
 
 
 def _make_seen_files(landing: Path, count: int, newest_ms: int, age_ms: int, create: bool) -> list[tuple[str, int]]:
     """``count`` landing paths (created as empty files when ``create``) with mtimes spread over ``age_ms``
-    before ``newest_ms``; (file URI, mtime ms) each."""
+    before ``newest_ms``; (path, mtime ms) each."""
     entries = []
     for index in range(count):
         path = landing / "seen" / f"d{index // 1000:04d}" / f"IM-{index:06d}-0001.jpeg"
@@ -1298,11 +1293,11 @@ def _make_seen_files(landing: Path, count: int, newest_ms: int, age_ms: int, cre
                 pass
             os.utime(path, ns=(stamp * 1_000_000, stamp * 1_000_000))
             stamp = os.stat(path).st_mtime_ns // 1_000_000
-        entries.append((path.as_uri(), stamp))
+        entries.append((str(path), stamp))
     return entries
 
 
-def restart_child(lakehouse: str, max_file_age: str, master: str) -> dict[str, Any]:
+def restart_child(lakehouse: str, master: str) -> dict[str, Any]:
     """One bronze restart (``xray stream --once --layer bronze``) in this fresh process, timed in parts."""
     from streaming.config import load_config
     from streaming.lakehouse import Lakehouse
@@ -1310,8 +1305,7 @@ def restart_child(lakehouse: str, max_file_age: str, master: str) -> dict[str, A
     from streaming.session import get_spark
 
     clock = time.perf_counter()
-    config = load_config(environ={}, lakehouse=lakehouse, spark_master=master, shuffle_partitions=2,
-                         max_file_age=max_file_age)
+    config = load_config(environ={}, lakehouse=lakehouse, spark_master=master, shuffle_partitions=2)
     spark = get_spark(config)
     session_seconds = time.perf_counter() - clock
     try:
@@ -1323,19 +1317,14 @@ def restart_child(lakehouse: str, max_file_age: str, master: str) -> dict[str, A
         for progress in (query.recentProgress if query is not None else []):
             for key, value in (progress.get("durationMs") or {}).items():
                 durations[key] = durations.get(key, 0) + value / 1000
-        try:
-            seen_map = int(query._jsq.streamingQuery().sources().head().seenFiles().size())
-        except Exception:  # noqa: BLE001 - Spark internals; only informative
-            seen_map = None
         return {
             "session_seconds": round(session_seconds, 2),
             "query_seconds": round(seconds, 2),
             "batch_body_seconds": round(durations.get("addBatch", 0.0), 2),
             "plan_offsets_seconds": round(durations.get("latestOffset", 0.0), 2),
-            # Query start: reading the whole source log into the seen map, the availableNow listing, ...
+            # Query start: loading the landing log, the availableNow scan of landing, ...
             "outside_triggers_seconds": round(seconds - durations.get("triggerExecution", 0.0), 2),
             "ingested": Lakehouse(spark, config).row_count("bronze_xray_images"),
-            "seen_map_after": seen_map,
         }
     finally:
         spark.stop()
@@ -1346,8 +1335,6 @@ CHECKPOINT_SCENARIOS = (
     ("fresh", 0, {}),
     ("seen_1k", 1_000, {}),
     ("seen_100k", 100_000, {}),
-    ("seen_100k_next_batch_compacts", 100_000, {"compaction_next": True}),
-    ("seen_100k_max_file_age_1h", 100_000, {"max_file_age": "1h", "ages_days": 30}),
     ("seen_100k_files_still_in_landing", 100_000, {"in_landing": True}),
 )
 
@@ -1365,22 +1352,20 @@ def _checkpoint_restart(ctx: BenchContext, name: str, seen: int, options: dict[s
             raise RuntimeError("the fresh scenario must run first (it gives the offsets format)")
         entries = _make_seen_files(landing, seen, int(time.time() * 1000) - 60_000,
                                    options.get("ages_days", 1) * day, options.get("in_landing", False))
-        craft_checkpoint(lakehouse / "checkpoints" / "bronze", template, entries,
-                         options.get("compaction_next", False))
+        craft_checkpoint(lakehouse, template, entries)
     crafting = time.perf_counter() - clock
     for index, item in enumerate(news):
         target = landing / "train" / "NORMAL" / f"IM-9{index:03d}-0001.jpeg"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(item.path, target)
     clock = time.perf_counter()
-    figures = _run_child("restart_child", {"lakehouse": str(lakehouse), "master": MEASURED_MASTER,
-                                           "max_file_age": options.get("max_file_age", "7d")},
+    figures = _run_child("restart_child", {"lakehouse": str(lakehouse), "master": MEASURED_MASTER},
                          ctx.work / "logs" / f"checkpoint-{name}-{round_}.log", MEASURED_MASTER)
     wall = time.perf_counter() - clock
-    logs = sorted((lakehouse / "checkpoints" / "bronze" / "sources" / "0").glob("*.compact"))
+    logs = (lakehouse / "checkpoints" / "bronze" / "landing" / "files").glob("*.jsonl")
     figures.update({
         "process_seconds": round(wall, 2),
-        "compact_log_mb": round(logs[-1].stat().st_size / 1e6, 2) if logs else 0.0,
+        "landing_log_mb": round(sum(p.stat().st_size for p in logs) / 1e6, 2),
         "crafting_seconds": round(crafting, 1),
         "loadavg": _loadavg(),
     })
@@ -1409,30 +1394,28 @@ def bench_checkpoint(ctx: BenchContext) -> dict[str, Any]:
         best = min(runs[name], key=lambda r: r["process_seconds"])
         result["scenarios"][name] = {
             "seen_files": seen,
-            "max_file_age": options.get("max_file_age", "7d"),
             "seen_files_in_landing": options.get("in_landing", False),
-            "next_batch_compacts": options.get("compaction_next", False),
             **best,
             "process_seconds_all_rounds": [r["process_seconds"] for r in runs[name]],
             "query_seconds_all_rounds": [r["query_seconds"] for r in runs[name]],
         }
-    result["admitted_files_python_seconds_100k"] = _time_admitted_files(ctx.work / "parse", 100_000)
+    result["landing_log_load_seconds_100k"] = _time_landing_log_load(ctx.work / "parse", 100_000)
     result["loadavg"] = {"start": loadavg, "end": _loadavg()}
     return result
 
 
-def _time_admitted_files(folder: Path, size: int) -> float | None:
-    """What bronze's own read of the compacted source log costs in Python (every 10th batch)."""
-    try:
-        from streaming.bronze import admitted_files
-    except ImportError:
-        return None
-    entries = [(f"file:///landing/IM-{i:06d}.jpeg", i) for i in range(size)]
-    _write_log_file(folder / "sources" / "0" / "19.compact",
-                    (json.dumps({"path": u, "timestamp": s, "batchId": 19 if i >= size - 5 else i * 19 // size},
-                                separators=(",", ":")) for i, (u, s) in enumerate(entries)))
+def _time_landing_log_load(folder: Path, size: int) -> float:
+    """What loading a landing log of ``size`` entries costs the source at a restart (in Python)."""
+    from streaming.landing import LandingLog
+
+    craft = folder / "files"
+    craft.mkdir(parents=True, exist_ok=True)
+    with open(craft / f"{0:012d}.jsonl", "w") as handle:
+        for seq in range(size):
+            handle.write(json.dumps({"path": f"/landing/IM-{seq:06d}-0001.jpeg", "mtime_ms": seq, "size": 1,
+                                     "status": "file", "target": None, "seq": seq}) + "\n")
     clock = time.perf_counter()
-    admitted_files(folder, 19)
+    LandingLog(folder)
     seconds = time.perf_counter() - clock
     shutil.rmtree(folder, ignore_errors=True)
     return round(seconds, 3)
@@ -1539,9 +1522,9 @@ def report_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     if check:
         for name, scenario in check.get("scenarios", {}).items():
             add(f"restart {name}: process / query", f"{scenario['process_seconds']} / {scenario['query_seconds']}",
-                f"s (query start {scenario['outside_triggers_seconds']} s, log {scenario['compact_log_mb']} MB, "
-                f"seen map {scenario.get('seen_map_after')})")
-        add("bronze admitted_files() on a 100k log", check.get("admitted_files_python_seconds_100k"), "s")
+                f"s (query start {scenario['outside_triggers_seconds']} s, landing log "
+                f"{scenario['landing_log_mb']} MB)")
+        add("landing log load, 100k entries", check.get("landing_log_load_seconds_100k"), "s")
     for part, error in results.get("errors", {}).items():
         rows.append((f"{part}: FAILED", error.splitlines()[0][:80], "", ""))
     return rows

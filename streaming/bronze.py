@@ -187,7 +187,7 @@ def record_and_inspect(listing: DataFrame, config: XrayConfig, batch_id: int, br
             raise
         yield pa.RecordBatch.from_pylist([{WRITTEN_FILES_COLUMN: json.dumps(files)}], schema=recorded_schema)
 
-    return listing.mapInArrow(record_batches, RECORDED_SCHEMA)
+    return _as_landing_entries(listing).mapInArrow(record_batches, RECORDED_SCHEMA)
 
 
 def modified_after_time(config: XrayConfig) -> dt.datetime | None:
@@ -308,7 +308,7 @@ def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int
     config = lakehouse.config
     event = BatchEvent(QUERY_NAME, batch_id)
     clock = time.perf_counter()
-    listed = _as_landing_entries(listing)
+    listed = _as_landing_entries(listing)  # the Spark path reads its seq column too
     if lakehouse.format == DELTA_RS_FORMAT:
         inspected, _ = _record_with_delta_rs(lakehouse, listed, batch_id, silver_inline)
     else:

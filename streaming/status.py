@@ -166,6 +166,15 @@ def backlog_status(lakehouse: Lakehouse, bronze_event: dict | None) -> dict:
     }
 
 
+def landing_problems(config) -> list[dict]:  # noqa: ANN001 - XrayConfig
+    """What the landing scan skipped at its last pass (unreadable folders, links to folders inside landing,
+    names that are not UTF-8), with the folder relative to landing: the operator has to fix it there."""
+    from .bronze import landing_log_dir
+    from .landing import read_problems
+
+    return read_problems(landing_log_dir(config))
+
+
 def latest_performance(lakehouse: Lakehouse, name: str, version: str) -> list[dict]:
     """The newest ``gold_model_performance`` row per split of one model version."""
     if not lakehouse.exists(GOLD_MODEL_PERFORMANCE.name):
@@ -238,6 +247,7 @@ def collect_status(lakehouse: Lakehouse, now: dt.datetime | None = None) -> dict
         "tables": table_status(lakehouse),
         "streams": stream_status(config, events, now),
         "landing_backlog": backlog_status(lakehouse, events.get("bronze")),
+        "landing_problems": landing_problems(config),
         "champion": model,
         "gold_waiting": GOLD_WAITING if model["version"] is None else None,
         "quarantine": quarantine_status(lakehouse),
@@ -331,6 +341,9 @@ def render_status(status: dict) -> str:
                      f"{_time(backlog['newest_ingested_time'])} UTC)")
     elif backlog["files"]:
         lines.append("  (nothing ingested yet: every image in landing is waiting)")
+    for problem in status["landing_problems"]:
+        lines.append(f"  skipped {problem['kind'].replace('_', ' ')} {problem['path']!r}: {problem['detail']} "
+                     f"(since {_time(problem['first_seen'])} UTC)")
 
     model = status["champion"]
     lines.append("")

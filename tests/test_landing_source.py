@@ -138,3 +138,7 @@ def test_an_unreadable_subfolder_is_skipped_and_reported_while_the_rest_flows(co
     assert [Path(r["path"]).name for r in rows(config, "bronze_xray_images", ["path"])] == ["IM-0501-0001.jpeg"]
     events = rows(config, "pipeline_events", ["query", "message"])
     assert any("unreadable folder" in (e["message"] or "") for e in events)
+    assert all("locked" not in (e["message"] or "") for e in events), "events name no folder"
+    from streaming.status import landing_problems
+
+    assert [(p["kind"], p["path"]) for p in landing_problems(config)] == [("unreadable_folder", "locked")]

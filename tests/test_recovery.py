@@ -97,8 +97,7 @@ def test_recover_rewinds_then_the_replay_restores_the_lost_batch(spark, streamed
     assert [r.describe() for r in recover(config, ("bronze",))] == [
         "bronze: checkpoint and tables agree at batch 1; nothing to do"]
 
-    # TODO(landing source): exact replays are guaranteed by the project's own landing source; with Spark's
-    # file source this holds because its log still names batch 2's files.
+    # The landing source recorded batch 2's end offset: the replayed batch 2 covers exactly the same files.
     run_stream(spark, config, layers=("bronze", "silver"), once=True)
 
     metadata, features = ids(config, "silver_xray_metadata"), ids(config, "silver_image_features")

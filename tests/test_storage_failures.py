@@ -118,7 +118,7 @@ def test_files_of_a_killed_attempt_are_removed_when_the_batch_is_redone(spark, c
     # A first attempt of batch 0: executors write bronze files, then the process dies before the commit.
     now = dt.datetime.now(dt.timezone.utc)
     listing = pa.table({
-        "path": [f"file:{config.landing_dir}/train/NORMAL/{n}" for n in sorted(names)],
+        "path": [f"{config.landing_dir}/train/NORMAL/{n}" for n in sorted(names)],
         "modificationTime": pa.array([now] * len(names), pa.timestamp("us", tz="UTC")),
         "length": pa.array([None] * len(names), pa.int64()),
     })

@@ -170,7 +170,7 @@ def test_file_deleted_between_listing_and_reading_is_skipped_and_logged(spark, c
 
     assert [r["file_name"] for r in table_rows(config, "bronze_xray_images")] == ["IM-0003-0001.jpeg"]
     assert event.output_rows == 1 and "deleted" in event.message and "IM-0004" not in event.message
-    assert path_ref(f"file:{gone}", config.patient_salt())[:12] in event.message  # a pseudonym, not the path
+    assert path_ref(str(gone), config.patient_salt())[:12] in event.message  # a pseudonym, not the path
     assert table_rows(config, "pipeline_events")[0]["expectations"][0]["failed"] == 1
 
 
