@@ -15,10 +15,10 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from streaming.config import XrayConfig
-from streaming.lakehouse import Lakehouse
-from streaming.service import run_stream
-from streaming.tables import ALL_TABLES
+from streaming.core.config import XrayConfig
+from streaming.lakehouse.catalog import ALL_TABLES
+from streaming.lakehouse.engine import Lakehouse
+from streaming.pipeline.service import run_stream
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def kaggle_credentials_present() -> bool:
 
 def stage_bad_examples(landing: Path) -> list[Path]:
     """A few files a real user drops by mistake, so the demo shows quarantine at work."""
-    from streaming.synthetic import make_xray_jpeg
+    from streaming.imaging.synthetic import make_xray_jpeg
 
     valid = make_xray_jpeg("NORMAL", seed=987654)
     examples = {
@@ -61,10 +61,10 @@ def _step(title: str) -> float:
 
 def run_demo(spark: SparkSession, config: XrayConfig, per_class: int | None = None, source: str = "auto") -> dict:
     """Run the demo end to end; returns a summary (counts, metrics, paths, seconds)."""
-    from batch.metrics import run_metrics
-    from batch.retrain import retrain
-    from streaming.ingest import ingest_folder, ingest_kaggle
-    from streaming.synthetic import write_synthetic_dataset
+    from batch.evaluation.metrics import run_metrics
+    from batch.training.retrain import retrain
+    from streaming.imaging.synthetic import write_synthetic_dataset
+    from streaming.ingest.staging import ingest_folder, ingest_kaggle
 
     started = time.monotonic()
     per_class = per_class or DEFAULT_PER_CLASS

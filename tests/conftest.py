@@ -18,8 +18,8 @@ for _name in [n for n in os.environ if n.startswith("XRAY_")]:
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
     """The one SparkSession of the test run, built by the project's own factory."""
-    from streaming.config import load_config
-    from streaming.session import get_spark
+    from streaming.core.config import load_config
+    from streaming.lakehouse.session import get_spark
 
     root = tmp_path_factory.mktemp("spark-session")
     config = load_config(
@@ -37,7 +37,7 @@ def spark(tmp_path_factory):
 @pytest.fixture
 def config(tmp_path):
     """A configuration whose lakehouse is a fresh temporary folder."""
-    from streaming.config import load_config
+    from streaming.core.config import load_config
 
     return load_config(environ={}, lakehouse=str(tmp_path / "lakehouse"), spark_master="local[2]",
                        shuffle_partitions=2, trigger_seconds=0.5)
@@ -46,7 +46,7 @@ def config(tmp_path):
 @pytest.fixture
 def lakehouse(spark, config):
     """A Lakehouse over the temporary folder, all tables created."""
-    from streaming.lakehouse import Lakehouse
+    from streaming.lakehouse.engine import Lakehouse
 
     house = Lakehouse(spark, config)
     house.ensure_tables()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from imagefiles import jpeg_bytes, png_bytes, write, xray_like
 
-from batch.bench import resolve_dataset
-from streaming.images import inspect_image
+from batch.bench.main import resolve_dataset
+from streaming.imaging.images import inspect_image
 
 
 def test_copies_are_new_contents_with_identical_pixels(tmp_path):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from streaming.cli import build_parser, main
-from streaming.config import load_config
-from streaming.errors import ConfigError, JavaMissingError
-from streaming.session import check_java
+from streaming.cli.main import build_parser, main
+from streaming.core.config import load_config
+from streaming.core.errors import ConfigError, JavaMissingError
+from streaming.lakehouse.session import check_java
 
 
 def test_defaults_and_derived_locations(tmp_path):

@@ -12,9 +12,9 @@ from deltalake import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from streaming.deltars import ParquetFileWriter, commit_files
-from streaming.errors import DeltaStreamChangeError, SchemaMismatchError
-from streaming.lakehouse import Lakehouse, await_termination
+from streaming.core.errors import DeltaStreamChangeError, SchemaMismatchError
+from streaming.lakehouse.deltars import ParquetFileWriter, commit_files
+from streaming.lakehouse.engine import Lakehouse, await_termination
 
 
 @pytest.fixture

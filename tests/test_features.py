@@ -10,14 +10,14 @@ import pytest
 from PIL import Image
 
 from streaming import features
-from streaming.features import (
+from streaming.imaging.features import (
     FEATURE_LENGTH,
     FEATURE_SIZE,
     extract_features,
     features_from_bytes,
     fixed_size_gray,
 )
-from streaming.synthetic import make_xray_array
+from streaming.imaging.synthetic import make_xray_array
 
 
 def encode(image: Image.Image, fmt: str = "JPEG", **options) -> bytes:

@@ -9,12 +9,12 @@ import pytest
 from deltalake import DeltaTable
 from imagefiles import bad_inputs, jpeg_bytes, write, xray_like
 
-from streaming.errors import DataQualityFailure
-from streaming.events import BatchEvent
-from streaming.lakehouse import Lakehouse
-from streaming.quality import Expectation, apply_expectations, flag_expectations, split_flagged
-from streaming.service import plan_queries, run_stream
-from streaming.silver import first_copies, silver_expectations, to_metadata_rows, write_silver
+from streaming.core.errors import DataQualityFailure
+from streaming.lakehouse.engine import Lakehouse
+from streaming.lakehouse.events import BatchEvent
+from streaming.pipeline.service import plan_queries, run_stream
+from streaming.quality.expectations import Expectation, apply_expectations, flag_expectations, split_flagged
+from streaming.silver.batch import first_copies, silver_expectations, to_metadata_rows, write_silver
 
 
 def table_rows(config, name: str) -> list[dict]:
@@ -85,7 +85,7 @@ def test_read_arrow_filters_do_not_lose_rows_of_long_strings(spark, config):
 
 def _flagged_batch(spark, config, shas: list[str]) -> pa.Table:
     """Inspected-like rows for `write_silver`: valid 160 px JPEG measures, one row per sha."""
-    from streaming.silver import INSPECTED_SCHEMA
+    from streaming.silver.batch import INSPECTED_SCHEMA
 
     rows = [{
         "path": f"file:/l/train/NORMAL/IM-{i:04d}-0001.jpeg", "file_name": f"IM-{i:04d}-0001.jpeg",
@@ -143,7 +143,7 @@ def test_images_ingested_without_champion_are_scored_once_when_one_appears(spark
     images once (a second catch-up and a later batch write nothing twice)."""
     from imagefiles import stage_labelled_dataset
 
-    from batch.retrain import retrain
+    from batch.training.retrain import retrain
     from streaming import gold
 
     stage_labelled_dataset(config.landing_dir, per_class=20, split="train", seed=5)

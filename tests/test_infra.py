@@ -21,9 +21,9 @@ from typing import Any
 import hcl2
 import pytest
 
-from streaming.cli import build_parser
-from streaming.config import KEYS as CONFIG_KEYS
-from streaming.tables import ALL_TABLES, TABLES_BY_NAME
+from streaming.cli.main import build_parser
+from streaming.core.config import KEYS as CONFIG_KEYS
+from streaming.lakehouse.catalog import ALL_TABLES, TABLES_BY_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 INFRA = REPO / "infra"

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from fake_kaggle import FakeKaggle, kaggle_layout_files, make_zip, port_is_free, tiny_jpeg, tiny_png
 
-from streaming.errors import IngestError
-from streaming.ingest import (
+from streaming.core.errors import IngestError
+from streaming.ingest.staging import (
     SourceImage,
     archive_images,
     ingest_folder,
@@ -26,7 +26,7 @@ from streaming.ingest import (
     plan_staging,
     safe_extract,
 )
-from streaming.watch import is_complete_image
+from streaming.ingest.watch import is_complete_image
 
 TABLE = "bronze_kaggle_dataset_info"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from imagefiles import jpeg_bytes, write, xray_like
 
-from streaming.images import read_file
-from streaming.landing import LandingLog, is_landing_image, scan_landing
+from streaming.imaging.images import read_file
+from streaming.landing.scan import LandingLog, is_landing_image, scan_landing
 
 # Every name a filesystem allows that once broke the promise (URL-decoded, cut at '#' or '?', ...).
 AWKWARD_NAMES = [
@@ -135,7 +135,7 @@ def test_an_unreadable_folder_is_skipped_and_reported_the_rest_flows(tmp_path):
     write(landing / "ok" / "IM-0001-0001.jpeg", b"x")
     write(landing / "locked" / "IM-0002-0001.jpeg", b"x")
     os.chmod(landing / "locked", 0)
-    script = ("import sys; from streaming.landing import scan_landing; f, p = scan_landing(sys.argv[1]); "
+    script = ("import sys; from streaming.landing.scan import scan_landing; f, p = scan_landing(sys.argv[1]); "
               "print([x.path.rsplit('/', 2)[-2] for x in f], [(x.kind, x.path) for x in p])")
     try:
         # As root the folder would still be readable: drop the capabilities that bypass permissions.

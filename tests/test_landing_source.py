@@ -15,7 +15,7 @@ from deltalake import DeltaTable
 from imagefiles import jpeg_bytes, write, xray_like
 from test_landing import AWKWARD_NAMES
 
-from streaming.service import run_stream
+from streaming.pipeline.service import run_stream
 
 SECRET = b"root:$6$NOT-FOR-THE-LAKEHOUSE$:19000:0:99999:7:::\n"
 
@@ -128,7 +128,7 @@ def test_an_unreadable_subfolder_is_skipped_and_reported_while_the_rest_flows(co
     try:
         # Root reads every folder; without these two capabilities it obeys the permission bits like anyone.
         run = subprocess.run(["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search",
-                              sys.executable, "-m", "streaming.cli", "stream", "--once", "--layer", "bronze"],
+                              sys.executable, "-m", "streaming.cli.main", "stream", "--once", "--layer", "bronze"],
                              capture_output=True, text=True, env=env, timeout=300, cwd=Path(__file__).parents[1])
     finally:
         os.chmod(landing / "locked", 0o755)
@@ -139,6 +139,6 @@ def test_an_unreadable_subfolder_is_skipped_and_reported_while_the_rest_flows(co
     events = rows(config, "pipeline_events", ["query", "message"])
     assert any("unreadable folder" in (e["message"] or "") for e in events)
     assert all("locked" not in (e["message"] or "") for e in events), "events name no folder"
-    from streaming.status import landing_problems
+    from streaming.ops.status import landing_problems
 
     assert [(p["kind"], p["path"]) for p in landing_problems(config)] == [("unreadable_folder", "locked")]

@@ -9,12 +9,12 @@ import pytest
 from deltalake import DeltaTable
 from imagefiles import stage_labelled_dataset
 
-from batch.metrics import run_metrics
-from batch.rescore import rescore
-from batch.retrain import decide_promotion, retrain
-from streaming.errors import InsufficientDataError, NoChampionModelError
-from streaming.registry import champion
-from streaming.service import run_stream
+from batch.evaluation.metrics import run_metrics
+from batch.training.rescore import rescore
+from batch.training.retrain import decide_promotion, retrain
+from streaming.core.errors import InsufficientDataError, NoChampionModelError
+from streaming.core.registry import champion
+from streaming.pipeline.service import run_stream
 
 
 def rows(config, table: str, columns=None) -> list[dict]:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from streaming.cli import main
-from streaming.errors import LakehouseBusyError
-from streaming.locks import stream_lock
-from streaming.service import run_stream
+from streaming.cli.main import main
+from streaming.core.errors import LakehouseBusyError
+from streaming.core.locks import stream_lock
+from streaming.pipeline.service import run_stream
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,7 @@ def hold_lock_in_another_process(root: Path) -> subprocess.Popen:
     """A process that takes the stream lock the way `xray stream` does, says so, and sleeps."""
     code = textwrap.dedent(f"""
         import sys, time
-        from streaming.locks import stream_lock
+        from streaming.core.locks import stream_lock
         with stream_lock(__import__("pathlib").Path({str(root)!r})):
             print("locked", flush=True)
             time.sleep(300)
@@ -36,7 +36,7 @@ def hold_lock_in_another_process(root: Path) -> subprocess.Popen:
 
 def test_second_stream_is_refused_with_the_holder_and_exit_2(spark, config, capsys, monkeypatch):
     # The CLI would stop the session it was handed; the test run shares one.
-    monkeypatch.setattr("streaming.session.stop_owned_sessions", lambda: None)
+    monkeypatch.setattr("streaming.lakehouse.session.stop_owned_sessions", lambda: None)
     holder = hold_lock_in_another_process(config.root)
     try:
         with pytest.raises(LakehouseBusyError, match=rf"pid {holder.pid}, user \S+, host \S+, since \d{{4}}-"):

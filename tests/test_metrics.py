@@ -12,9 +12,9 @@ import pytest
 from deltalake import DeltaTable
 
 from streaming import features as feature_lib
-from streaming.config import load_config
-from streaming.errors import NoChampionModelError
-from streaming.lakehouse import Lakehouse
+from streaming.core.config import load_config
+from streaming.core.errors import NoChampionModelError
+from streaming.lakehouse.engine import Lakehouse
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 T0 = dt.datetime(2024, 5, 1, 8, 0, tzinfo=dt.timezone.utc)
@@ -96,8 +96,8 @@ def expected_summary(metadata: list[dict]) -> dict[tuple[str, str], tuple[int, i
 def populated_lakehouse(spark, tmp_path_factory) -> dict:
     """One lakehouse with silver data, a champion and a metrics run; built once, shared with test_status."""
     if not _populated:
-        from batch.metrics import run_metrics
-        from batch.retrain import retrain
+        from batch.evaluation.metrics import run_metrics
+        from batch.training.retrain import retrain
 
         root = tmp_path_factory.mktemp("populated") / "lakehouse"
         config = load_config(environ={}, lakehouse=str(root), spark_master="local[2]", shuffle_partitions=2)
@@ -169,7 +169,7 @@ def test_report_files(populated):
 
 
 def test_all_versions_appends_history(populated, spark):
-    from batch.metrics import run_metrics
+    from batch.evaluation.metrics import run_metrics
 
     config = populated["config"]
     before = len(table_rows(config, "gold_model_performance"))
@@ -181,7 +181,7 @@ def test_all_versions_appends_history(populated, spark):
 
 
 def test_no_champion_still_refreshes_summary(spark, lakehouse):
-    from batch.metrics import run_metrics
+    from batch.evaluation.metrics import run_metrics
 
     metadata = synthetic_silver(lakehouse, with_features=False)
     with pytest.raises(NoChampionModelError, match="xray retrain"):

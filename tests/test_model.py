@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from batch.model import (
+from batch.training.model import (
     InsufficientTrainingData,
     ThresholdedClassifier,
     TrainResult,
@@ -17,9 +17,9 @@ from batch.model import (
     patient_grouped_split,
     tune_threshold,
 )
-from streaming.features import FEATURE_LENGTH, features_from_bytes
-from streaming.paths import parse_xray_path
-from streaming.synthetic import write_synthetic_dataset
+from streaming.core.paths import parse_xray_path
+from streaming.imaging.features import FEATURE_LENGTH, features_from_bytes
+from streaming.imaging.synthetic import write_synthetic_dataset
 
 METRIC_KEYS = {"accuracy", "roc_auc", "precision", "recall", "specificity", "f1", "threshold"}
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from streaming.paths import PathInfo, parse_xray_path
+from streaming.core.paths import PathInfo, parse_xray_path
 
 
 @pytest.mark.parametrize(

@@ -22,9 +22,9 @@ import pytest
 from deltalake import DeltaTable
 from imagefiles import labelled_xray, png_bytes, stage_labelled_dataset, write, xray_like
 
-from streaming.config import load_config
-from streaming.permissions import apply_permissions
-from streaming.service import run_stream
+from streaming.core.config import load_config
+from streaming.core.permissions import apply_permissions
+from streaming.pipeline.service import run_stream
 
 IDENTIFIERS = ("person9017", "IM-0999")
 NOBODY = ("--reuid=65534", "--regid=65534", "--clear-groups")
@@ -54,8 +54,8 @@ class _Collect(logging.Handler):
 def streamed(spark):
     """(config, INFO log lines) after stream --once, retrain and metrics in a lakehouse whose parent others
     may enter (pytest's own temporary folders are 0700, which would hide what the lakehouse itself allows)."""
-    from batch.metrics import run_metrics
-    from batch.retrain import retrain
+    from batch.evaluation.metrics import run_metrics
+    from batch.training.retrain import retrain
 
     parent = Path(tempfile.mkdtemp(prefix="xray-privacy-"))
     parent.chmod(0o755)
@@ -197,7 +197,7 @@ def test_existing_open_lakehouse_is_tightened_with_one_info_line(tmp_path, caplo
     (root / "_secrets").mkdir(parents=True)
     root.chmod(0o755)
     (root / "_secrets").chmod(0o755)
-    caplog.set_level(logging.INFO, logger="streaming.permissions")
+    caplog.set_level(logging.INFO, logger="streaming.core.permissions")
     config = load_config(environ={}, lakehouse=str(root))
     previous = os.umask(0o022)
     try:
@@ -225,7 +225,7 @@ def test_group_mode_lets_the_group_read_only(tmp_path):
         os.umask(previous)
     environment = {**os.environ, "PYSPARK_PYTHON": sys.executable, "XRAY_SPARK_MASTER": "local[1]",
                    "XRAY_SHUFFLE_PARTITIONS": "1", "XRAY_LAKEHOUSE_PERMISSIONS": "group"}
-    finished = subprocess.run([sys.executable, "-m", "streaming.cli", "stream", "--once", "--lakehouse",
+    finished = subprocess.run([sys.executable, "-m", "streaming.cli.main", "stream", "--once", "--lakehouse",
                                str(lakehouse)], env=environment, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert open_entries(lakehouse, allowed=0o050) == []  # group read (and enter) at most, others nothing
@@ -239,10 +239,10 @@ def test_a_lakehouse_from_before_path_ref_is_refused_with_one_line(spark, config
     """Silver written by the old code (file_path, no path_ref): one line naming the table and the way out."""
     from deltalake import write_deltalake
 
-    from streaming.deltars import arrow_schema_of_spark
-    from streaming.errors import SchemaMismatchError
-    from streaming.lakehouse import Lakehouse
-    from streaming.tables import SILVER_METADATA
+    from streaming.core.errors import SchemaMismatchError
+    from streaming.lakehouse.catalog import SILVER_METADATA
+    from streaming.lakehouse.deltars import arrow_schema_of_spark
+    from streaming.lakehouse.engine import Lakehouse
 
     current = arrow_schema_of_spark(SILVER_METADATA.schema)
     old = pa.schema([f if f.name != "path_ref" else pa.field("file_path", pa.string()) for f in current])

@@ -9,15 +9,15 @@ import pytest
 from deltalake import DeltaTable
 from imagefiles import jpeg_bytes, write, xray_like
 
-from streaming.cli import main
-from streaming.consistency import check_checkpoints, recover, rewind_checkpoint
-from streaming.errors import CheckpointAheadError
-from streaming.service import run_stream
+from streaming.cli.main import main
+from streaming.core.errors import CheckpointAheadError
+from streaming.pipeline.consistency import check_checkpoints, recover, rewind_checkpoint
+from streaming.pipeline.service import run_stream
 
 
 @pytest.fixture(autouse=True)
 def _keep_shared_session(monkeypatch):
-    monkeypatch.setattr("streaming.session.stop_owned_sessions", lambda: None)
+    monkeypatch.setattr("streaming.lakehouse.session.stop_owned_sessions", lambda: None)
 
 
 def ids(config, table: str) -> list[str]:

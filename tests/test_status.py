@@ -8,7 +8,7 @@ import os
 
 from test_metrics import populated_lakehouse
 
-from streaming.status import GOLD_WAITING, print_status
+from streaming.ops.status import GOLD_WAITING, print_status
 
 
 def touch(path, when: dt.datetime, size: int = 10) -> None:

@@ -14,18 +14,18 @@ from deltalake import DeltaTable
 from imagefiles import jpeg_bytes, write, xray_like
 
 from streaming import bronze
-from streaming.cli import main
-from streaming.deltars import txn_file_prefix
-from streaming.errors import DamagedTableError, DiskFullError
-from streaming.failures import storage_error
-from streaming.lakehouse import Lakehouse
-from streaming.service import run_stream
+from streaming.cli.main import main
+from streaming.core.errors import DamagedTableError, DiskFullError
+from streaming.lakehouse.deltars import txn_file_prefix
+from streaming.lakehouse.engine import Lakehouse
+from streaming.lakehouse.failures import storage_error
+from streaming.pipeline.service import run_stream
 
 
 @pytest.fixture(autouse=True)
 def _keep_shared_session(monkeypatch):
     # The CLI stops the session it used; the test run shares one.
-    monkeypatch.setattr("streaming.session.stop_owned_sessions", lambda: None)
+    monkeypatch.setattr("streaming.lakehouse.session.stop_owned_sessions", lambda: None)
 
 
 def stage(landing: Path, count: int, size: int = 160) -> set[str]:

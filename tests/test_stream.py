@@ -17,11 +17,11 @@ from imagefiles import bad_inputs, jpeg_bytes, png_bytes, write, xray_like
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from streaming.bronze import read_landing_files
-from streaming.lakehouse import Lakehouse
-from streaming.pseudonym import path_ref
-from streaming.quality import Expectation, apply_expectations
-from streaming.service import run_stream
+from streaming.bronze.batch import read_landing_files
+from streaming.core.pseudonym import path_ref
+from streaming.lakehouse.engine import Lakehouse
+from streaming.pipeline.service import run_stream
+from streaming.quality.expectations import Expectation, apply_expectations
 
 
 def table_rows(config, name: str) -> list[dict]:
@@ -91,7 +91,7 @@ def test_happy_path_fills_bronze_and_silver(spark, config):
 
 
 def test_bad_inputs_are_quarantined_with_reasons_and_good_files_pass(spark, tmp_path):
-    from streaming.config import load_config
+    from streaming.core.config import load_config
 
     config = load_config(environ={}, lakehouse=str(tmp_path / "lh"), max_image_pixels=1_000_000,
                          max_file_bytes=200_000)
@@ -155,7 +155,7 @@ def test_rerunning_once_adds_nothing(spark, config):
 
 
 def test_file_deleted_between_listing_and_reading_is_skipped_and_logged(spark, config):
-    from streaming.bronze import process_bronze_batch
+    from streaming.bronze.batch import process_bronze_batch
 
     house = Lakehouse(spark, config)
     house.ensure_tables()
@@ -206,7 +206,7 @@ def test_expectations_split_rows_by_action(spark):
 
 
 def test_fail_action_stops_the_batch(spark):
-    from streaming.errors import DataQualityFailure
+    from streaming.core.errors import DataQualityFailure
 
     rows = spark.createDataFrame([(1,), (None,)], "id int")
     with pytest.raises(DataQualityFailure, match="id_present"):
@@ -221,7 +221,7 @@ def test_kill_minus_nine_at_random_moments_keeps_each_file_exactly_once(tmp_path
     landing = lakehouse / "landing"
     environment = {**os.environ, "PYSPARK_PYTHON": sys.executable, "XRAY_SPARK_MASTER": "local[2]",
                    "XRAY_SHUFFLE_PARTITIONS": "2", "XRAY_MAX_FILES_PER_TRIGGER": "3"}
-    command = [sys.executable, "-m", "streaming.cli", "stream", "--lakehouse", str(lakehouse)]
+    command = [sys.executable, "-m", "streaming.cli.main", "stream", "--lakehouse", str(lakehouse)]
     rng = random.Random(7)
     expected: set[str] = set()
     file_number = 0

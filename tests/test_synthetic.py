@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from streaming.paths import parse_xray_path
-from streaming.synthetic import make_xray_array, make_xray_jpeg, write_synthetic_dataset
+from streaming.core.paths import parse_xray_path
+from streaming.imaging.synthetic import make_xray_array, make_xray_jpeg, write_synthetic_dataset
 
 
 def decode(content: bytes) -> Image.Image:

@@ -14,8 +14,8 @@ import pytest
 from fake_kaggle import tiny_jpeg, tiny_png
 from PIL import Image
 
-from streaming.errors import IngestError
-from streaming.watch import InboxWatcher, is_complete_image, watch_inbox
+from streaming.core.errors import IngestError
+from streaming.ingest.watch import InboxWatcher, is_complete_image, watch_inbox
 
 STABLE = 0.3
 
@@ -134,7 +134,7 @@ def test_temporary_and_hidden_names_are_ignored(fast_config, tmp_path):
 
 
 def test_truncated_jpeg_is_reported_once_and_not_moved(fast_config, tmp_path, caplog):
-    caplog.set_level(logging.DEBUG, logger="streaming.watch")
+    caplog.set_level(logging.DEBUG, logger="streaming.ingest.watch")
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     broken = inbox / "person9_virus_21.jpeg"

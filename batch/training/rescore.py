@@ -1,0 +1,62 @@
+"""``xray rescore``: re-score gold predictions made by older models with the current champion.
+
+Idempotent: rows are merged by image id, so running it twice changes nothing the second time, and gold
+always says which model version made each prediction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from streaming.core.config import XrayConfig
+from streaming.core.errors import NoChampionModelError
+from streaming.core.registry import ChampionCache
+from streaming.gold.scoring import score_features, silver_labels, with_true_labels
+from streaming.lakehouse.catalog import GOLD_PREDICTIONS, SILVER_FEATURES
+from streaming.lakehouse.engine import Lakehouse
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RescoreResult:
+    model_version: str
+    stale_rows: int
+    updated_rows: int
+
+
+def rescore(spark: SparkSession, config: XrayConfig) -> RescoreResult:
+    """Replace predictions of non-champion versions by the champion's (MERGE by image id)."""
+    current = ChampionCache(config).current()
+    if current is None:
+        raise NoChampionModelError("no model has the 'champion' alias yet; run 'xray retrain' first")
+    ref, model, tags = current
+    lakehouse = Lakehouse(spark, config)
+    lakehouse.ensure_tables()
+    gold = lakehouse.read(GOLD_PREDICTIONS.name)
+    stale = gold.where((F.col("model_name") != ref.name) | (F.col("model_version") != ref.version)).select(
+        "image_id").distinct()
+    features = lakehouse.read(SILVER_FEATURES.name)
+    if tags.get("feature_version"):
+        features = features.where(F.col("feature_version") == tags["feature_version"])
+    to_score = features.join(stale, "image_id").dropDuplicates(["image_id"]).persist()
+    try:
+        stale_count = stale.count()
+        scored = to_score.count()
+        if scored:
+            predictions = score_features(
+                with_true_labels(to_score, silver_labels(lakehouse)), model, ref,
+                tags.get("feature_version", ""), dt.datetime.now(dt.timezone.utc),
+            )
+            lakehouse.merge_by_key(predictions, GOLD_PREDICTIONS.name, "image_id")
+    finally:
+        to_score.unpersist()
+    print(f"rescored {scored} prediction(s) with {ref.name} version {ref.version}"
+          + (f"; {stale_count - scored} stale row(s) have no features of the champion's version"
+             if stale_count > scored else ""))
+    return RescoreResult(ref.version, stale_count, scored)

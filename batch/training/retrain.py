@@ -1,0 +1,244 @@
+"""``xray retrain``: train on labelled silver features, register the model, promote it only if it is better.
+
+Never trains on split ``test`` (kept for ``xray metrics``). Validation is a patient-grouped hold-out of the
+labelled rows; the current champion is scored on the same hold-out, and the ``champion`` alias moves only
+when the new version beats it (ROC AUC, then accuracy) or there is no champion yet.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from batch import model as model_lib
+from streaming import features as feature_lib
+from streaming.core.config import XrayConfig
+from streaming.core.errors import InsufficientDataError
+from streaming.core.registry import (
+    ModelRef,
+    champion,
+    ensure_experiment,
+    load_model,
+    set_champion,
+    version_tags,
+)
+from streaming.lakehouse.catalog import SILVER_FEATURES, SILVER_METADATA
+from streaming.lakehouse.engine import Lakehouse
+
+log = logging.getLogger(__name__)
+
+TRAINING_SPLITS_EXCLUDED = ("test",)
+
+
+@dataclass
+class LabelledData:
+    """Feature matrix with labels and patient groups, as numpy arrays on the driver."""
+
+    image_ids: list[str]
+    X: np.ndarray
+    y: np.ndarray
+    groups: list[str]
+    splits: list[str | None]
+    silver_batches: np.ndarray  # silver micro-batch of each row: tells which rows a model trained on
+
+
+def labelled_features(lakehouse: Lakehouse, splits_excluded: tuple[str, ...] = TRAINING_SPLITS_EXCLUDED,
+                      only_splits: tuple[str, ...] | None = None) -> DataFrame:
+    """Silver features of the current feature version joined with labels, patients and splits."""
+    features = lakehouse.read(SILVER_FEATURES.name).where(F.col("feature_version") == feature_lib.FEATURE_VERSION)
+    metadata = lakehouse.read(SILVER_METADATA.name).where(F.col("label").isNotNull())
+    if only_splits is not None:
+        metadata = metadata.where(F.col("split").isin(list(only_splits)))
+    elif splits_excluded:
+        metadata = metadata.where(F.col("split").isNull() | ~F.col("split").isin(list(splits_excluded)))
+    return features.join(metadata.select("image_id", "label", "patient_id", "split"), "image_id").select(
+        "image_id", "features", "label", F.coalesce("patient_id", "image_id").alias("group"), "split",
+        features["silver_batch_id"].alias("silver_batch_id"),
+    )
+
+
+def collect_labelled(frame: DataFrame) -> LabelledData:
+    """Bring a labelled feature frame to the driver (features are small: about a thousand floats a row)."""
+    table = frame.orderBy("image_id").toArrow()
+    if table.num_rows == 0:
+        return LabelledData([], np.zeros((0, feature_lib.FEATURE_LENGTH), np.float32), np.zeros(0, int), [], [],
+                            np.zeros(0, int))
+    matrix = np.asarray(table.column("features").to_pylist(), dtype=np.float32)
+    return LabelledData(
+        table.column("image_id").to_pylist(),
+        matrix,
+        np.asarray(table.column("label").to_pylist(), dtype=int),
+        table.column("group").to_pylist(),
+        table.column("split").to_pylist(),
+        # Unknown batches count as old ones: a row is "unseen by the champion" only when provably so.
+        np.asarray([-1 if b is None else b for b in table.column("silver_batch_id").to_pylist()], dtype=np.int64),
+    )
+
+
+@dataclass
+class RetrainResult:
+    """What a retrain did."""
+
+    version: ModelRef
+    promoted: bool
+    validation_metrics: dict
+    champion_metrics: dict | None
+    previous_champion: ModelRef | None
+    reason: str
+
+
+MIN_UNSEEN_PER_CLASS = 10
+
+
+def compare_with_champion(config: XrayConfig, previous: ModelRef, tags: dict[str, str],
+                          result: model_lib.TrainResult, data: LabelledData) -> tuple[dict | None, str]:
+    """The champion's and the new model's metrics on the same validation images, fairly.
+
+    The champion was refit on every labelled row it knew, so scoring it on validation images it trained on
+    would flatter it. Both models are compared on the validation images the champion never saw (rows of
+    silver batches after its training); when too few of those exist for a fair comparison, the new
+    model's hold-out metrics are compared with the champion's own hold-out metrics recorded at training.
+    Returns (champion metrics, how they were obtained); the new model's metrics are updated in place to
+    the same images when the comparison uses unseen rows.
+    """
+    validation = np.asarray(result.validation_index, dtype=int)
+    trained_through = int(tags.get("trained_through_silver_batch", "-1"))
+    unseen = validation[data.silver_batches[validation] > trained_through] if trained_through >= 0 else validation
+    labels = data.y[unseen]
+    if min(int((labels == 0).sum()), int((labels == 1).sum())) >= MIN_UNSEEN_PER_CLASS:
+        champion_metrics = model_lib.evaluate(load_model(config, previous), data.X[unseen], labels)
+        # The new model is judged on the same images by its fit on the training part, which never saw them.
+        challenger = result.held_out_model or result.model
+        result.validation_metrics.update(
+            {k: v for k, v in model_lib.evaluate(challenger, data.X[unseen], labels).items()
+             if k in ("accuracy", "roc_auc")})
+        return champion_metrics, f"compared on {len(unseen)} validation images the champion never saw"
+    recorded = {key: float(tags[f"validation_{key}"]) for key in ("accuracy", "roc_auc")
+                if f"validation_{key}" in tags}
+    return (recorded or None), "compared with the champion's hold-out metrics from its own training"
+
+
+def _model_requirements() -> list[str]:
+    """What loading the model needs, pinned to this environment (spares MLflow inferring it: seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    requirements = []
+    for package in ("scikit-learn", "numpy", "scipy", "xray-lakehouse"):
+        try:
+            requirements.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            requirements.append(package)
+    return requirements
+
+
+def decide_promotion(new: dict, champion_metrics: dict | None, force: bool) -> tuple[bool, str]:
+    """Whether a new version becomes champion: no champion yet, forced, or strictly better on the same
+    validation patients (ROC AUC first, accuracy to break a tie). A tie keeps the champion."""
+    if champion_metrics is None:
+        return True, "no champion yet"
+    if force:
+        return True, "forced"
+    new_key = (new.get("roc_auc") or 0.0, new.get("accuracy") or 0.0)
+    old_key = (champion_metrics.get("roc_auc") or 0.0, champion_metrics.get("accuracy") or 0.0)
+    if new_key > old_key:
+        return True, "beats the champion on the same validation patients"
+    return False, "does not beat the champion on the same validation patients"
+
+
+def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promote: bool = False) -> RetrainResult:
+    """Train, log to MLflow, register a version, and promote it when it beats the champion."""
+    import mlflow
+    import mlflow.models
+    import mlflow.sklearn
+
+    lakehouse = Lakehouse(spark, config)
+    lakehouse.ensure_tables()
+    data = collect_labelled(labelled_features(lakehouse))
+    started = time.monotonic()
+    try:
+        result = model_lib.fit_and_validate(data.X, data.y, data.groups, seed=seed)
+    except model_lib.InsufficientTrainingData as error:
+        raise InsufficientDataError(f"cannot retrain: {error}") from None
+    training_seconds = time.monotonic() - started
+    previous = champion(config)
+    champion_metrics, comparison = None, ""
+    if previous is not None:
+        previous_tags = version_tags(config, previous)
+        if previous_tags.get("feature_version") == feature_lib.FEATURE_VERSION:
+            champion_metrics, comparison = compare_with_champion(
+                config, previous, previous_tags, result, data
+            )
+
+    experiment_id = ensure_experiment(config)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"retrain-seed{seed}") as run:
+        mlflow.log_params({
+            "seed": seed,
+            "feature_version": feature_lib.FEATURE_VERSION,
+            "feature_length": feature_lib.FEATURE_LENGTH,
+            "threshold": round(float(result.model.threshold), 6),
+            "n_labelled": len(data.y),
+            "n_patients": len(set(data.groups)),
+            "class_balance_pneumonia": round(float(np.mean(data.y)), 4) if len(data.y) else 0.0,
+        })
+        numeric = {f"validation_{k}": float(v) for k, v in result.validation_metrics.items()
+                   if isinstance(v, (int, float)) and v is not None}
+        mlflow.log_metrics({**numeric, "training_seconds": training_seconds})
+        if champion_metrics:
+            mlflow.log_metrics({f"champion_validation_{k}": float(v) for k, v in champion_metrics.items()
+                                if isinstance(v, (int, float)) and v is not None})
+        with tempfile.TemporaryDirectory() as folder:
+            report = Path(folder) / "validation.json"
+            report.write_text(json.dumps({"new": result.validation_metrics, "champion": champion_metrics},
+                                         indent=2, default=str))
+            mlflow.log_artifact(str(report))
+        # A signature is required by Unity Catalog's registry and documents the input for everyone else.
+        sample = data.X[:5]
+        signature = mlflow.models.infer_signature(sample, result.model.predict_proba(sample)[:, 1])
+        info = mlflow.sklearn.log_model(result.model, name="model", registered_model_name=config.model_name,
+                                        signature=signature, pip_requirements=_model_requirements(),
+                                        skops_trusted_types=[f"{model_lib.__name__}.ThresholdedClassifier"])
+        run_id = run.info.run_id
+
+    from streaming.core.registry import configure_mlflow
+
+    client = configure_mlflow(config)
+    version = str(info.registered_model_version)
+    ref = ModelRef(config.model_name, version)
+    client.set_model_version_tag(ref.name, ref.version, "feature_version", feature_lib.FEATURE_VERSION)
+    client.set_model_version_tag(ref.name, ref.version, "threshold", str(result.model.threshold))
+    client.set_model_version_tag(ref.name, ref.version, "run_id", run_id)
+    # The model is refit on every labelled row: rows of later silver batches are new to it.
+    trained_through = int(data.silver_batches.max()) if len(data.silver_batches) else -1
+    client.set_model_version_tag(ref.name, ref.version, "trained_through_silver_batch", str(trained_through))
+    for key in ("accuracy", "roc_auc"):
+        if result.validation_metrics.get(key) is not None:
+            client.set_model_version_tag(ref.name, ref.version, f"validation_{key}",
+                                         repr(float(result.validation_metrics[key])))
+
+    if previous is not None and champion_metrics is None and not force_promote:
+        promoted, reason = True, "champion uses other features"
+    else:
+        promoted, reason = decide_promotion(
+            result.validation_metrics, champion_metrics if previous is not None else None, force_promote
+        )
+    if comparison and previous is not None and not force_promote:
+        reason = f"{reason} ({comparison})"
+    if promoted:
+        set_champion(config, ref)
+    log.info("model %s v%s: validation accuracy %.3f, ROC AUC %.3f; %s (%s)", ref.name, ref.version,
+             result.validation_metrics.get("accuracy", float("nan")),
+             result.validation_metrics.get("roc_auc") or float("nan"),
+             "promoted to champion" if promoted else "not promoted", reason)
+    print(f"registered {ref.name} version {ref.version}: validation accuracy "
+          f"{result.validation_metrics.get('accuracy', 0):.3f}, ROC AUC "
+          f"{(result.validation_metrics.get('roc_auc') or 0):.3f}; "
+          f"{'now champion' if promoted else 'champion unchanged'} ({reason})")
+    return RetrainResult(ref, promoted, result.validation_metrics, champion_metrics, previous, reason)

@@ -1,0 +1,344 @@
+"""The ``xray`` command: parses options, builds the config and calls one function per subcommand.
+
+Every subcommand accepts the common options (``--lakehouse``, ``--config``, ``--master``, ...) anywhere
+on the line, so job definitions (Databricks wheel tasks, spark-submit) pass them as they like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import faulthandler
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from streaming.core.config import XrayConfig, load_config
+from streaming.core.errors import XrayError
+from streaming.core.permissions import apply_permissions
+
+LAYERS = ("bronze", "silver", "gold")
+
+# Options every subcommand accepts; each maps to the config key of the same name.
+COMMON_CONFIG_OPTIONS = {
+    "lakehouse": "lakehouse",
+    "master": "spark_master",
+    "delta_engine": "delta_engine",
+    "log_level": "log_level",
+    "mlflow_tracking_uri": "mlflow_tracking_uri",
+}
+
+
+def _common_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("common options")
+    group.add_argument("--lakehouse", metavar="DIR", default=None,
+                       help="lakehouse root holding tables, landing, checkpoints, models "
+                            "(env XRAY_LAKEHOUSE; default ./lakehouse)")
+    group.add_argument("--config", metavar="FILE", default=None,
+                       help="settings file, TOML or YAML (env XRAY_CONFIG; default ./xray.toml if present)")
+    group.add_argument("--master", metavar="URL", default=None,
+                       help="Spark master when no session is active (env XRAY_SPARK_MASTER; default local[*])")
+    group.add_argument("--delta-engine", choices=("auto", "delta-rs", "delta-spark"), default=None,
+                       help="Delta engine: auto uses the native 'delta' format when its jars load, else delta-rs")
+    group.add_argument("--mlflow-tracking-uri", metavar="URI", default=None,
+                       help="MLflow tracking/registry URI (default: SQLite store under the lakehouse)")
+    group.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default=None,
+                       help="log verbosity (default INFO)")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``xray`` argument parser (also read by the Terraform checks under tests/)."""
+    common = _common_parser()
+    parser = argparse.ArgumentParser(
+        prog="xray",
+        description="Chest X-ray lakehouse: stream X-ray files into Delta tables (bronze, silver, gold), "
+                    "train and serve a NORMAL/PNEUMONIA classifier, and report its performance.",
+        parents=[common],
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+
+    stream = add("stream", "Run the streaming layers: landing -> bronze -> silver -> gold, exactly once.")
+    stream.add_argument("--once", action="store_true",
+                        help="process what is in landing now, then exit (availableNow trigger)")
+    stream.add_argument("--layer", choices=(*LAYERS, "all"), action="append", default=None,
+                        help="run only this layer (repeat for several; default all, in one pass per micro-batch): "
+                             "bronze alone ingests without decoding; silver or gold without bronze re-read "
+                             "the layer before as a Delta stream")
+    stream.add_argument("--trigger-seconds", type=float, default=None, metavar="S",
+                        help="processing-time trigger of the continuous mode (default 1)")
+    stream.add_argument("--max-files-per-trigger", type=int, default=None, metavar="N",
+                        help="at most N landing files per bronze micro-batch (default 1000)")
+    stream.add_argument("--watch", metavar="INBOX", default=None,
+                        help="also move completed files from INBOX into landing (see 'xray watch')")
+    stream.add_argument("--timeout", type=float, default=None, metavar="S",
+                        help="stop after S seconds (continuous mode; default: run until Ctrl-C/SIGTERM)")
+
+    watch = add("watch", "Move files copied into INBOX to landing once they are complete.")
+    watch.add_argument("inbox", metavar="INBOX", help="drop-zone folder to watch")
+    watch.add_argument("--stable-seconds", type=float, default=None, metavar="S",
+                       help="a file is complete when its size and mtime are unchanged for S seconds (default 2)")
+    watch.add_argument("--timeout", type=float, default=None, metavar="S", help="stop after S seconds")
+
+    def add_staging_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--sample", type=int, default=None, metavar="N",
+                             help="stage at most N files per class per split (default: all)")
+        command.add_argument("--splits", default="train,test,val", metavar="LIST",
+                             help="comma-separated splits to stage (default train,test,val)")
+        command.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
+        command.add_argument("--batch-files", type=int, default=0, metavar="K",
+                             help="drop K files at a time to simulate arrivals (default 0: all at once)")
+        command.add_argument("--interval-seconds", type=float, default=0.0, metavar="S",
+                             help="pause S seconds between drops of --batch-files files")
+
+    kaggle = add("ingest-kaggle", "Download the Kaggle chest X-ray dataset and stage it into landing.")
+    kaggle.add_argument("--dataset", default=None, metavar="OWNER/SLUG",
+                        help="Kaggle dataset (default paultimothymooney/chest-xray-pneumonia)")
+    kaggle.add_argument("--download-dir", default=None, metavar="DIR",
+                        help="where the archive is downloaded and extracted (default <lakehouse>/downloads)")
+    add_staging_options(kaggle)
+
+    folder = add("ingest-folder", "Stage a local copy of the dataset (or any folder of X-rays) into landing.")
+    folder.add_argument("path", metavar="PATH", help="folder holding split/LABEL/image files (any depth)")
+    add_staging_options(folder)
+
+    retrain = add("retrain", "Train a model on labelled silver features; promote it if it beats the champion.")
+    retrain.add_argument("--seed", type=int, default=0, help="seed of the patient-grouped split and model")
+    retrain.add_argument("--force-promote", action="store_true",
+                         help="make the new version champion even if it does not beat the current one")
+
+    metrics = add("metrics", "Evaluate models per split, refresh the dataset summary and write the report.")
+    metrics.add_argument("--all-versions", action="store_true",
+                         help="evaluate every registered version, not only the champion")
+    metrics.add_argument("--no-report", action="store_true", help="skip the PNG/HTML report")
+
+    add("rescore", "Re-score gold predictions made by older models with the current champion.")
+
+    status = add("status", "Show tables, streams, backlog, champion model and quarantine on one screen.")
+    status.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+    recover = add("recover", "Rewind a stream's checkpoint to the last batch every table holds (after a lost "
+                             "Delta commit), so the next 'xray stream' replays the batches a table lacks.")
+    recover.add_argument("--query", choices=LAYERS, action="append", default=None,
+                         help="the streaming query to recover (repeat for several; default all)")
+
+    demo = add("demo", "Run the whole service once on a sample: stage, stream, train, score, report.")
+    demo.add_argument("--per-class", type=int, default=None, metavar="N",
+                      help="synthetic images per class per split (default 60)")
+    demo.add_argument("--source", choices=("auto", "synthetic", "kaggle"), default="auto",
+                      help="sample source: auto uses Kaggle when credentials exist, else synthetic images")
+
+    bench = add("bench", "Measure throughput, latency, memory and scaling; print a table and write JSON.")
+    bench.add_argument("--data", default=None, metavar="DIR",
+                       help="images to use (default ../shared/data/chest_xray_originals when present, "
+                            "else generated full-size images)")
+    bench.add_argument("--output", default=None, metavar="FILE", help="JSON results file")
+    bench.add_argument("--only", default=None, metavar="LIST",
+                       help="comma-separated parts: sink, baseline, pipeline, latency, scaling, checkpoint")
+    bench.add_argument("--files", type=int, default=None, metavar="N", help="use at most N images")
+    bench.add_argument("--copies", type=int, default=1, metavar="K",
+                       help="measure on K copies of every image, each a new content with the same decode work "
+                            "(bytes added after the end marker): a larger backlog for steady-state figures")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> XrayConfig:
+    """The configuration: file and environment, overridden by the options given on the command line."""
+    overrides: dict[str, Any] = {key: getattr(args, option, None) for option, key in COMMON_CONFIG_OPTIONS.items()}
+    if getattr(args, "trigger_seconds", None) is not None:
+        overrides["trigger_seconds"] = args.trigger_seconds
+    if getattr(args, "max_files_per_trigger", None) is not None:
+        overrides["max_files_per_trigger"] = args.max_files_per_trigger
+    if getattr(args, "stable_seconds", None) is not None:
+        overrides["watch_stable_seconds"] = args.stable_seconds
+    if getattr(args, "dataset", None) is not None:
+        overrides["kaggle_dataset"] = args.dataset
+    return load_config(args.config, **overrides)
+
+
+def _run(args: argparse.Namespace, config: XrayConfig) -> int:
+    handlers: dict[str, Callable[[argparse.Namespace, XrayConfig], int]] = {
+        "stream": _stream,
+        "watch": _watch,
+        "ingest-kaggle": _ingest_kaggle,
+        "ingest-folder": _ingest_folder,
+        "retrain": _retrain,
+        "metrics": _metrics,
+        "rescore": _rescore,
+        "status": _status,
+        "recover": _recover,
+        "demo": _demo,
+        "bench": _bench,
+    }
+    return handlers[args.command](args, config)
+
+
+def _spark(config: XrayConfig):  # noqa: ANN202 - keeps pyspark out of the import path of `--help`
+    from streaming.lakehouse.session import get_spark
+
+    return get_spark(config)
+
+
+def _stream(args: argparse.Namespace, config: XrayConfig) -> int:
+    import threading
+
+    from streaming.pipeline.service import install_stop_signals, run_stream
+
+    layers = LAYERS if not args.layer or "all" in args.layer else tuple(args.layer)
+    # Signals are handled before Spark starts, so SIGTERM during start-up also ends cleanly.
+    stop_event = threading.Event()
+    restore = install_stop_signals(stop_event)
+    warming = None
+    if "gold" in layers:
+        from streaming.gold.scoring import warm_up
+
+        warming = warm_up(config)  # loads the champion while Spark starts
+    try:
+        run_stream(_spark(config), config, layers=layers, once=args.once, watch_inbox=args.watch,
+                   timeout=args.timeout, stop_event=stop_event)
+    finally:
+        restore()
+        if warming is not None:
+            warming.join(timeout=60)  # never exit in the middle of loading native libraries
+    return 0
+
+
+def _watch(args: argparse.Namespace, config: XrayConfig) -> int:
+    from streaming.ingest.watch import watch_inbox
+
+    watch_inbox(config, args.inbox, timeout=args.timeout)
+    return 0
+
+
+def _staging_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "sample_per_class": args.sample,
+        "splits": tuple(s.strip() for s in args.splits.split(",") if s.strip()),
+        "seed": args.seed,
+        "batch_files": args.batch_files,
+        "interval_seconds": args.interval_seconds,
+    }
+
+
+def _ingest_kaggle(args: argparse.Namespace, config: XrayConfig) -> int:
+    from streaming.ingest.staging import ingest_kaggle
+
+    ingest_kaggle(_spark(config), config, download_dir=args.download_dir, **_staging_options(args))
+    return 0
+
+
+def _ingest_folder(args: argparse.Namespace, config: XrayConfig) -> int:
+    from streaming.ingest.staging import ingest_folder
+
+    ingest_folder(_spark(config), config, args.path, **_staging_options(args))
+    return 0
+
+
+def _retrain(args: argparse.Namespace, config: XrayConfig) -> int:
+    from batch.training.retrain import retrain
+
+    retrain(_spark(config), config, seed=args.seed, force_promote=args.force_promote)
+    return 0
+
+
+def _metrics(args: argparse.Namespace, config: XrayConfig) -> int:
+    from batch.evaluation.metrics import run_metrics
+
+    run_metrics(_spark(config), config, all_versions=args.all_versions, write_report=not args.no_report)
+    return 0
+
+
+def _rescore(args: argparse.Namespace, config: XrayConfig) -> int:
+    from batch.training.rescore import rescore
+
+    rescore(_spark(config), config)
+    return 0
+
+
+def _status(args: argparse.Namespace, config: XrayConfig) -> int:
+    from streaming.ops.status import print_status
+
+    # Status reads Delta logs and small columns with delta-rs: no Spark start unless the engine needs it.
+    print_status(_spark(config) if config.delta_engine == "delta-spark" else None, config, as_json=args.json)
+    return 0
+
+
+def _recover(args: argparse.Namespace, config: XrayConfig) -> int:
+    from streaming.pipeline.consistency import recover
+
+    for rewind in recover(config, tuple(args.query or LAYERS)):
+        print(rewind.describe())
+    return 0
+
+
+def _demo(args: argparse.Namespace, config: XrayConfig) -> int:
+    from batch.demo import run_demo
+
+    run_demo(_spark(config), config, per_class=args.per_class, source=args.source)
+    return 0
+
+
+def _bench(args: argparse.Namespace, config: XrayConfig) -> int:
+    from batch.bench.main import run_bench
+
+    run_bench(config, data=args.data, output=args.output, only=args.only, max_files=args.files,
+              copies=args.copies)
+    return 0
+
+
+def _not_a_named_error(record: logging.LogRecord) -> bool:
+    return not (record.exc_info and "XRAY_ERROR[" in str(record.exc_info[1]))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``xray`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # A native crash (a library aborting) then leaves every thread's Python stack in the log.
+    with contextlib.suppress(ValueError, OSError, AttributeError):  # stderr without a file (captured)
+        faulthandler.enable()
+    try:
+        config = config_from_args(args)
+        logging.basicConfig(
+            level=getattr(logging, config.log_level.upper(), logging.INFO),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        for noisy in ("py4j", "urllib3", "alembic", "mlflow"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        # First thing after logging: every file any command writes is private (see streaming/permissions.py).
+        apply_permissions(config)
+        # A named error raised in a micro-batch crosses the JVM and is printed below as one line; py4j's
+        # own report of it would add a Python traceback.
+        logging.getLogger("py4j.clientserver").addFilter(_not_a_named_error)
+        try:
+            return _run(args, config)
+        finally:
+            if "pyspark" in sys.modules:
+                from streaming.lakehouse.session import stop_owned_sessions
+
+                stop_owned_sessions()
+    except XrayError as error:
+        print(f"xray {args.command}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except Exception as error:
+        # A full disk or a damaged Delta log met outside the translated paths: still one line, no trace.
+        from streaming.lakehouse.failures import storage_error
+
+        named = storage_error(error)
+        if named is None:
+            raise
+        print(f"xray {args.command}: error: {named}", file=sys.stderr)
+        return named.exit_code
+    except KeyboardInterrupt:
+        print(f"xray {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""One typed configuration object for every command.
+
+Precedence, lowest to highest: defaults, a config file (``xray.toml`` in the working directory, or the file
+named by ``--config`` / ``XRAY_CONFIG``; TOML or YAML), ``XRAY_<KEY>`` environment variables, command-line
+options. Everything the service writes lives under one lakehouse root.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+import tomllib
+
+from streaming.core.errors import ConfigError
+
+DeltaEngine = Literal["auto", "delta-rs", "delta-spark"]
+CleanSource = Literal["off", "archive", "delete"]
+LakehousePermissions = Literal["owner", "group"]
+
+ENV_PREFIX = "XRAY_"
+DEFAULT_CONFIG_FILE = "xray.toml"
+
+
+@dataclass(frozen=True)
+class XrayConfig:
+    """Settings of the service. Field names are the config-file keys and, upper-cased behind ``XRAY_``,
+    the environment variable names."""
+
+    lakehouse: Path = Path("lakehouse")
+    # Who may read what the service writes: owner only (umask 077) or also the group (027, read-only).
+    lakehouse_permissions: LakehousePermissions = "owner"
+    # Spark
+    spark_master: str = "local[*]"
+    spark_ui: bool = False
+    shuffle_partitions: int = 4
+    spark_conf: dict[str, str] = field(default_factory=dict)
+    delta_engine: DeltaEngine = "auto"
+    # Streaming
+    trigger_seconds: float = 1.0
+    max_files_per_trigger: int = 1000
+    max_bytes_per_trigger: int = 0  # 0: no byte limit
+    modified_after: str = ""  # ISO timestamp (UTC without a zone); older files are ignored (modifiedAfter)
+    clean_source: CleanSource = "off"  # what happens to landing files once ingested
+    # Symlinks in landing are followed only into landing itself or these folders (a site staging by symlink).
+    landing_allowed_roots: tuple[str, ...] = ()
+    # Data quality
+    max_file_bytes: int = 64 * 1024 * 1024  # larger files are recorded without content and quarantined
+    max_image_pixels: int = 40_000_000  # decompression-bomb guard
+    min_image_side: int = 128  # smaller images are too small to be a diagnostic X-ray
+    min_pixel_std: float = 2.0  # below this (0-255 scale) an image is blank/constant
+    patient_id_salt: str = ""  # empty: a random salt generated once and kept under the lakehouse
+    # Models
+    mlflow_tracking_uri: str = ""  # empty: SQLite store under the lakehouse
+    mlflow_registry_uri: str = ""  # empty: same as the tracking URI
+    model_name: str = "xray_pneumonia_classifier"  # on Unity Catalog: catalog.schema.name
+    mlflow_experiment: str = "xray-lakehouse"  # on Databricks: a workspace path such as /Shared/xray-lakehouse
+    # Ingestion
+    kaggle_dataset: str = "paultimothymooney/chest-xray-pneumonia"
+    watch_stable_seconds: float = 2.0
+    log_level: str = "INFO"
+
+    # ---- derived locations -------------------------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        """The lakehouse root as an absolute path."""
+        return Path(self.lakehouse).expanduser().resolve()
+
+    @property
+    def tables_dir(self) -> Path:
+        return self.root / "tables"
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.root / "landing"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.root / "archive"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    def table_path(self, table_name: str) -> Path:
+        """Where a Delta table lives: ``<root>/tables/<table_name>``."""
+        return self.tables_dir / table_name
+
+    def checkpoint_path(self, query_name: str) -> Path:
+        """Where a streaming query keeps its checkpoint: ``<root>/checkpoints/<query>``."""
+        return self.checkpoints_dir / query_name
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow tracking URI: configured, or a SQLite file under the lakehouse."""
+        return self.mlflow_tracking_uri or f"sqlite:///{self.root / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def registry_uri(self) -> str:
+        return self.mlflow_registry_uri or self.tracking_uri
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        return self.root / "mlflow" / "artifacts"
+
+    def patient_salt(self) -> str:
+        """The lakehouse's key for pseudonyms (HMAC of patient identifiers and paths, `streaming.pseudonym`);
+        generated once per lakehouse when not configured.
+
+        Kept in a file readable only by its owner so raw identifiers cannot be recovered by hashing guesses.
+        Losing it breaks joins by patient or path across re-ingestion: back it up with the lakehouse.
+        """
+        if self.patient_id_salt:
+            return self.patient_id_salt
+        from streaming.core.permissions import SECRETS_MODE, secure_directory
+
+        salt_file = self.root / "_secrets" / "patient_id_salt"
+        if salt_file.exists():
+            return salt_file.read_text().strip()
+        secure_directory(salt_file.parent, SECRETS_MODE, "lakehouse key folder")
+        new_salt = secrets.token_hex(16)
+        descriptor = os.open(salt_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(new_salt)
+        return new_salt
+
+    def with_overrides(self, **overrides: Any) -> XrayConfig:
+        """A copy with the given keys replaced (values parsed and checked like any other source)."""
+        return _build({**self._as_raw(), **{k: v for k, v in overrides.items() if v is not None}}, "option")
+
+    def _as_raw(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+_HINTS = get_type_hints(XrayConfig)
+KEYS = tuple(f.name for f in fields(XrayConfig))
+
+
+def _coerce(key: str, value: Any, source: str) -> Any:
+    """Parse one value to the type its field declares; a bad value names the key and the source."""
+    hint = _HINTS[key]
+    try:
+        if hint is Path:
+            if not isinstance(value, (str, Path)) or not str(value).strip():
+                raise ValueError("expected a path")
+            return Path(value)
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError("expected true or false")
+        if hint is int:
+            if isinstance(value, bool):
+                raise ValueError("expected a whole number")
+            number = int(str(value).replace("_", ""))
+            if number < 0:
+                raise ValueError("expected a number >= 0")
+            return number
+        if hint is float:
+            number = float(value)
+            if number < 0:
+                raise ValueError("expected a number >= 0")
+            return number
+        if get_origin(hint) is Literal:
+            allowed = get_args(hint)
+            if value not in allowed:
+                raise ValueError(f"expected one of {', '.join(allowed)}")
+            return value
+        if get_origin(hint) is tuple:
+            if isinstance(value, str):
+                value = [item.strip() for item in value.split(os.pathsep) if item.strip()]
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, (str, Path)) for v in value):
+                raise ValueError(f"expected a list of paths (in the environment: separated by {os.pathsep!r})")
+            return tuple(str(v) for v in value)
+        if get_origin(hint) is dict:
+            if isinstance(value, str):
+                pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+                if any(len(pair) != 2 for pair in pairs):
+                    raise ValueError("expected key=value pairs separated by commas")
+                value = {k.strip(): v.strip() for k, v in pairs}
+            if not isinstance(value, dict):
+                raise ValueError("expected a table of key = value")
+            return {str(k): str(v) for k, v in value.items()}
+        if hint is str:
+            if isinstance(value, (dict, list)):
+                raise ValueError("expected text")
+            return str(value)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"invalid {key!r} from {source}: {value!r} ({error})") from None
+    raise AssertionError(f"unhandled config type for {key}")  # pragma: no cover
+
+
+def _build(raw: dict[str, Any], source: str) -> XrayConfig:
+    values = {}
+    for key, value in raw.items():
+        if key not in _HINTS:
+            raise ConfigError(f"unknown config key {key!r} in {source}; known keys: {', '.join(KEYS)}")
+        values[key] = _coerce(key, value, source)
+    return XrayConfig(**values)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML or YAML config file into a flat dict (keys are checked by `load_config`)."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; create it or drop --config / XRAY_CONFIG")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() in {".yaml", ".yml"}:
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = tomllib.loads(text)
+    except Exception as error:  # noqa: BLE001 - any parser error is the user's file
+        raise ConfigError(f"cannot parse config file {path}: {error}".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold key = value settings at the top level")
+    # A `[xray]` table is accepted so the settings can share a file with other tools.
+    return dict(data.get("xray", data))
+
+
+def load_config(
+    config_file: str | Path | None = None,
+    environ: dict[str, str] | None = None,
+    **overrides: Any,
+) -> XrayConfig:
+    """Build the configuration from defaults, file, ``XRAY_*`` environment and explicit overrides.
+
+    ``overrides`` whose value is None are ignored, so CLI options that were not given do not mask the
+    environment.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    raw: dict[str, Any] = {}
+    file_path = config_file or environ.get(ENV_PREFIX + "CONFIG")
+    if file_path:
+        raw.update(read_config_file(Path(file_path)))
+        source = str(file_path)
+    elif Path(DEFAULT_CONFIG_FILE).is_file():
+        raw.update(read_config_file(Path(DEFAULT_CONFIG_FILE)))
+        source = DEFAULT_CONFIG_FILE
+    else:
+        source = "defaults"
+    config = _build(raw, source)
+    env_values = {
+        key: environ[ENV_PREFIX + key.upper()] for key in KEYS if ENV_PREFIX + key.upper() in environ
+    }
+    for key, value in env_values.items():
+        config = dataclasses.replace(config, **{key: _coerce(key, value, f"${ENV_PREFIX}{key.upper()}")})
+    explicit = {k: v for k, v in overrides.items() if v is not None}
+    for key, value in explicit.items():
+        if key not in _HINTS:
+            raise ConfigError(f"unknown config key {key!r}")
+        config = dataclasses.replace(config, **{key: _coerce(key, value, f"option --{key.replace('_', '-')}")})
+    _check_paths(config)
+    return config
+
+
+def _check_paths(config: XrayConfig) -> None:
+    root = Path(config.lakehouse).expanduser()
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"invalid 'lakehouse': {root} exists and is not a directory; choose another path")

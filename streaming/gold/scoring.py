@@ -1,0 +1,233 @@
+"""Gold: silver features → ``gold_pneumonia_predictions``, scored by the model with alias ``champion``.
+
+Gold normally runs inside bronze's micro-batch (`score_new_images`); alone it is a query over silver
+features (`process_gold_batch`). The champion is looked up at every micro-batch, so a newly promoted model
+serves from the next batch on without a restart. Images that reach silver while no model is champion wait
+there (``xray status`` says why) and `score_unscored` scores them once one is. Gold is only ever appended
+with predictions it does not hold yet, under one lock, so the paths never write a prediction twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame
+
+from streaming.core.config import XrayConfig
+from streaming.core.registry import ChampionCache, ModelRef, champion
+from streaming.imaging.features import FEATURE_VERSION
+from streaming.lakehouse.catalog import GOLD_PREDICTIONS, SILVER_FEATURES, SILVER_METADATA
+from streaming.lakehouse.deltars import arrow_schema_of_spark
+from streaming.lakehouse.engine import Lakehouse
+from streaming.lakehouse.events import BatchEvent, record_event
+
+log = logging.getLogger(__name__)
+
+QUERY_NAME = "gold"
+LABEL_NAMES = ("NORMAL", "PNEUMONIA")
+_caches: dict[str, ChampionCache] = {}
+# Gold is written by micro-batches and by the catch-up of unscored images: never both at once.
+GOLD_WRITE_LOCK = threading.RLock()
+
+
+def champion_available(config: XrayConfig) -> bool:
+    """Whether a model carries the champion alias."""
+    return champion(config) is not None
+
+
+def _cache(config: XrayConfig) -> ChampionCache:
+    key = f"{config.tracking_uri}|{config.registry_uri}|{config.model_name}"
+    if key not in _caches:
+        _caches[key] = ChampionCache(config)
+    return _caches[key]
+
+
+def warm_up(config: XrayConfig) -> threading.Thread:
+    """Load the champion in the background (MLflow's import and the model load take seconds), so the
+    first micro-batch that scores does not wait for it."""
+
+    def load() -> None:
+        try:
+            _cache(config).current()
+        except Exception as error:  # noqa: BLE001 - the first batch loads it again and reports properly
+            log.debug("champion warm-up failed: %s", error)
+
+    thread = threading.Thread(target=load, name="xray-champion-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def prediction_id(image_id: str, ref: ModelRef) -> str:
+    return hashlib.sha256(f"{image_id}|{ref.name}|{ref.version}".encode()).hexdigest()
+
+
+def score_batch(rows: pa.RecordBatch | pa.Table, model: Any, ref: ModelRef, feature_version: str,
+                predicted_time: dt.datetime, arrow_schema: pa.Schema | None = None) -> pa.Table:
+    """Feature rows (image_id, features, label_name) → prediction rows, in Arrow (pure; no Spark).
+
+    ``arrow_schema`` (the gold schema) must be given on executors, where Spark cannot parse table DDL.
+    """
+    arrow_schema = arrow_schema or arrow_schema_of_spark(GOLD_PREDICTIONS.schema)
+    if rows.num_rows == 0:
+        return arrow_schema.empty_table()
+    threshold = float(getattr(model, "threshold", 0.5))
+    image_ids = rows.column("image_id").to_pylist()
+    matrix = np.asarray(rows.column("features").to_pylist(), dtype=np.float32)
+    probabilities = model.predict_proba(matrix)[:, 1]
+    truths = rows.column("label_name").to_pylist()
+    predictions = []
+    for image_id, probability, truth in zip(image_ids, probabilities, truths, strict=True):
+        predicted = LABEL_NAMES[int(probability >= threshold)]
+        predictions.append({
+            "prediction_id": prediction_id(image_id, ref),
+            "image_id": image_id,
+            "predicted_label": predicted,
+            "probability_pneumonia": float(probability),
+            "confidence": float(probability if predicted == "PNEUMONIA" else 1.0 - probability),
+            "true_label": truth,
+            "is_correct": None if truth is None else predicted == truth,
+            "model_name": ref.name,
+            "model_version": ref.version,
+            "feature_version": feature_version,
+            "predicted_time": predicted_time,
+            "prediction_date": predicted_time.date(),
+        })
+    return pa.Table.from_pylist(predictions, schema=arrow_schema)
+
+
+def score_features(
+    features: DataFrame, model: Any, ref: ModelRef, feature_version: str, predicted_time: dt.datetime
+) -> DataFrame:
+    """Feature rows (image_id, features, label_name) → prediction rows, scored on executors (large reads
+    such as ``xray rescore``)."""
+
+    arrow_schema = arrow_schema_of_spark(GOLD_PREDICTIONS.schema)
+
+    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            yield from score_batch(batch, model, ref, feature_version, predicted_time, arrow_schema).to_batches()
+
+    return features.select("image_id", "features", "label_name").mapInArrow(score, GOLD_PREDICTIONS.schema)
+
+
+def attach_labels(rows: pa.Table, lakehouse: Lakehouse) -> pa.Table:
+    """Add ``label_name`` from silver metadata for the batch's images (an Arrow join on the driver)."""
+    ids = rows.column("image_id").to_pylist()
+    labels = lakehouse.read_arrow(
+        SILVER_METADATA.name, columns=["image_id", "label_name"], filters=[("image_id", "in", ids)]
+    ) if ids else pa.table({"image_id": pa.array([], pa.string()), "label_name": pa.array([], pa.string())})
+    # Arrow's join cannot carry list columns, so the labels are looked up by id instead.
+    known = dict(zip(labels.column("image_id").to_pylist(), labels.column("label_name").to_pylist(), strict=True))
+    return rows.append_column("label_name", pa.array([known.get(i) for i in ids], pa.string()))
+
+
+def with_true_labels(features: DataFrame, labels: DataFrame) -> DataFrame:
+    """Attach the known label of each image (``labels``: image_id, label_name)."""
+    return features.join(labels.select("image_id", "label_name"), "image_id", "left")
+
+
+def silver_labels(lakehouse: Lakehouse) -> DataFrame:
+    """Image labels from silver metadata, read on the driver (two small columns) as a local DataFrame."""
+    labels = lakehouse.read_arrow(SILVER_METADATA.name, columns=["image_id", "label_name"])
+    return lakehouse.spark.createDataFrame(labels, schema="image_id string, label_name string")
+
+
+def _unpredicted(lakehouse: Lakehouse, predictions: pa.Table) -> pa.Table:
+    """Predictions whose id is not in gold yet (a catch-up or an earlier run may have written some)."""
+    ids = predictions.column("image_id").to_pylist()
+    if not ids:
+        return predictions
+    existing = lakehouse.read_arrow(GOLD_PREDICTIONS.name, columns=["prediction_id"],
+                                    filters=[("image_id", "in", sorted(set(ids)))])
+    seen = set(existing.column("prediction_id").to_pylist())
+    if not seen:
+        return predictions
+    keep = [i for i, p in enumerate(predictions.column("prediction_id").to_pylist()) if p not in seen]
+    return predictions.take(pa.array(keep, pa.int64()))
+
+
+def write_predictions(lakehouse: Lakehouse, rows: pa.Table, batch_id: int, txn_app: str | None,
+                      current: tuple[ModelRef, Any, dict[str, str]] | None = None, record: bool = True
+                      ) -> BatchEvent:
+    """Score feature rows (image_id, feature_version, features, label_name) with the champion and append
+    the predictions gold does not hold yet, in transaction (``txn_app``, ``batch_id``; None: no
+    transaction, the check for existing predictions alone keeps it idempotent); log the event (unless
+    ``record``: the caller then writes it with its own).
+
+    Raises when the champion alias disappeared, so the batch is retried rather than lost.
+    """
+    event = BatchEvent(QUERY_NAME, batch_id)
+    event.input_rows = rows.num_rows
+    if event.input_rows == 0:
+        return event
+    current = current or _cache(lakehouse.config).current()
+    if current is None:
+        raise RuntimeError("no model has the 'champion' alias any more; gold batch will be retried")
+    ref, model, tags = current
+    model_features = tags.get("feature_version") or ""
+    if model_features:
+        rows = rows.filter(pc.equal(rows.column("feature_version"), model_features))
+    with GOLD_WRITE_LOCK:  # the check for existing predictions and the append are one step
+        predictions = score_batch(rows, model, ref, model_features, dt.datetime.now(dt.timezone.utc))
+        predictions = _unpredicted(lakehouse, predictions)
+        event.output_rows = predictions.num_rows
+        lakehouse.append_arrow(GOLD_PREDICTIONS.name, predictions, txn=(txn_app, batch_id) if txn_app else None)
+    skipped = rows.num_rows - event.output_rows
+    other_versions = event.input_rows - rows.num_rows
+    event.message = f"model {ref.name} v{ref.version}" + (
+        f"; {skipped} image(s) already scored by this model" if skipped else "") + (
+        f"; {other_versions} row(s) of other feature versions not scored (recompute silver features)"
+        if other_versions else "")
+    if record:
+        record_event(lakehouse, event, writer=txn_app, idempotent=txn_app is not None)
+    return event.finish()
+
+
+def score_new_images(lakehouse: Lakehouse, new_images: pa.Table, batch_id: int, txn_app: str,
+                     record: bool = True) -> BatchEvent | None:
+    """Gold inside a silver batch: score the batch's new images (inspected rows) when a champion exists."""
+    current = _cache(lakehouse.config).current()
+    if current is None:
+        return None  # scored later by `score_unscored`, when a champion appears
+    rows = pa.table({
+        "image_id": new_images.column("content_sha256"),
+        "feature_version": pa.array([FEATURE_VERSION] * new_images.num_rows, pa.string()),
+        "features": new_images.column("features"),
+        "label_name": new_images.column("label_name"),
+    })
+    return write_predictions(lakehouse, rows, batch_id, txn_app, current, record)
+
+
+def score_unscored(lakehouse: Lakehouse, chunk_rows: int = 20_000) -> int:
+    """Score every silver image that has no prediction at all yet (images that reached silver while no
+    champion existed). Idempotent; returns the number of predictions written."""
+    if not champion_available(lakehouse.config):
+        return 0
+    with GOLD_WRITE_LOCK:
+        have = set(lakehouse.read_arrow(GOLD_PREDICTIONS.name, columns=["image_id"]).column("image_id").to_pylist())
+        ids = lakehouse.read_arrow(SILVER_FEATURES.name, columns=["image_id"]).column("image_id").to_pylist()
+        missing = sorted(set(ids) - have)
+    written = 0
+    for start in range(0, len(missing), chunk_rows):
+        chunk = missing[start:start + chunk_rows]
+        rows = lakehouse.read_arrow(SILVER_FEATURES.name, columns=["image_id", "feature_version", "features"],
+                                    filters=[("image_id", "in", chunk)])
+        event = write_predictions(lakehouse, attach_labels(rows, lakehouse), -1, None)
+        written += event.output_rows
+    return written
+
+
+def process_gold_batch(lakehouse: Lakehouse, batch: DataFrame, batch_id: int) -> BatchEvent:
+    """One micro-batch of gold reading silver features (``xray stream --layer gold``): score them with the
+    current champion and write the predictions gold does not hold yet."""
+    # A micro-batch of features is small (a few KB a row): it comes to the driver once and is scored there.
+    rows = batch.select("image_id", "feature_version", "features").toArrow()
+    return write_predictions(lakehouse, attach_labels(rows, lakehouse), batch_id, QUERY_NAME)

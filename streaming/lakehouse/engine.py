@@ -1,0 +1,392 @@
+"""The lakehouse: where tables live and the one place that knows which Delta engine reads and writes them.
+
+Code above this module asks for tables by name (``lakehouse.read("silver_xray_metadata")``) and never names
+a format: the native ``delta`` format where the Delta JVM classes load (Databricks, a cluster with
+delta-spark), else ``deltars`` (delta-rs behind a Python data source). Both write plain Delta tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from streaming.core.config import XrayConfig
+from streaming.lakehouse.deltars import SCHEMA_MISMATCH_MARKER, STREAM_CHANGE_MARKER, UNSUPPORTED_MARKER, remove_files
+from streaming.core.errors import ConfigError, DeltaStreamChangeError, SchemaMismatchError, TableNotFoundError, XrayError
+from streaming.lakehouse.failures import damaged_table_error, storage_error
+from streaming.lakehouse.catalog import ALL_TABLES, TABLES_BY_NAME, TableSpec
+
+log = logging.getLogger(__name__)
+
+NATIVE_FORMAT = "delta"
+DELTA_RS_FORMAT = "deltars"
+
+_MARKERS = {
+    SCHEMA_MISMATCH_MARKER: SchemaMismatchError,
+    STREAM_CHANGE_MARKER: DeltaStreamChangeError,
+    UNSUPPORTED_MARKER: XrayError,
+}
+
+
+def native_delta_available(spark: SparkSession) -> bool:
+    """True when the Delta Lake JVM classes are on the session's classpath."""
+    try:
+        jvm = spark._jvm  # type: ignore[attr-defined]
+        if jvm is None:
+            return False
+        jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")
+        return True
+    except Exception:  # noqa: BLE001 - Spark Connect has no JVM; a missing class raises a Py4J error
+        return False
+
+
+def resolve_format(spark: SparkSession, config: XrayConfig) -> str:
+    """The Spark format for Delta tables under this configuration."""
+    if config.delta_engine == "delta-rs":
+        return DELTA_RS_FORMAT
+    if config.delta_engine == "delta-spark":
+        if not native_delta_available(spark):
+            raise ConfigError(
+                "delta_engine is delta-spark but the Delta Lake jars are not on Spark's classpath; add "
+                "io.delta:delta-spark to spark.jars.packages (needs Maven access) or use delta_engine = auto"
+            )
+        return NATIVE_FORMAT
+    return NATIVE_FORMAT if native_delta_available(spark) else DELTA_RS_FORMAT
+
+
+@contextlib.contextmanager
+def translate_errors(table: str | None = None, table_path: str | None = None) -> Iterator[None]:
+    """Turn errors raised inside Spark's Python workers back into named errors with one-line messages,
+    and storage failures (full disk, damaged Delta log) into named errors naming ``table`` when given."""
+    try:
+        yield
+    except XrayError:
+        raise
+    except Exception as error:  # noqa: BLE001 - only errors carrying our markers are translated
+        text = str(error)
+        named = re.search(r"XRAY_ERROR\[(\w+)\]: ([^\n]*)", text)
+        if named:
+            raise _error_class(named.group(1))(named.group(2).strip()) from None
+        for marker, error_class in _MARKERS.items():
+            match = re.search(re.escape(marker) + r": ([^\n]*)", text)
+            if match:
+                raise error_class(match.group(1).strip()) from None
+        storage = storage_error(error, table, Path(table_path) if table_path else None)
+        if storage is not None:
+            raise storage from None
+        raise
+
+
+def _error_class(name: str) -> type[XrayError]:
+    from streaming.core import errors
+
+    found = getattr(errors, name, None)
+    return found if isinstance(found, type) and issubclass(found, XrayError) else XrayError
+
+
+def await_termination(query: StreamingQuery, timeout: float | None = None) -> bool:
+    """Wait for a streaming query; its failure surfaces as a named error when it is one of ours."""
+    with translate_errors():
+        if timeout is None:
+            query.awaitTermination()
+            return True
+        return bool(query.awaitTermination(timeout))
+
+
+class Lakehouse:
+    """Tables by name under ``<root>/tables``, read and written through the configured Delta engine."""
+
+    def __init__(self, spark: SparkSession, config: XrayConfig):
+        self.spark = spark
+        self.config = config
+        self.format = resolve_format(spark, config)
+        self._schema_checked: set[str] = set()  # tables whose columns were compared with their spec
+
+    # -- locations ----------------------------------------------------------------------------------
+    def path(self, table: str) -> str:
+        """Filesystem path of a table."""
+        return str(self.config.table_path(table))
+
+    def exists(self, table: str) -> bool:
+        from deltalake import DeltaTable
+
+        return DeltaTable.is_deltatable(self.path(table))
+
+    # -- tables -------------------------------------------------------------------------------------
+    def ensure_tables(self, specs: tuple[TableSpec, ...] = ALL_TABLES) -> None:
+        """Create the declared tables that do not exist yet (empty, with schema and comments); an existing
+        table whose columns are not the declared ones raises `SchemaMismatchError` (see `check_columns`)."""
+        for spec in specs:
+            if self.exists(spec.name):
+                self.check_columns(spec)
+                continue
+            if self.format == DELTA_RS_FORMAT:
+                from deltalake import DeltaTable
+
+                from streaming.lakehouse.deltars import arrow_schema_of_spark
+
+                with contextlib.suppress(Exception):  # a concurrent creator won: the table exists
+                    DeltaTable.create(
+                        self.path(spec.name), arrow_schema_of_spark(spec.schema), mode="ignore",
+                        name=spec.name, description=spec.description,
+                    )
+            else:
+                empty = self.spark.createDataFrame([], spec.schema)
+                empty.write.format(NATIVE_FORMAT).mode("append").save(self.path(spec.name))
+            log.debug("created table %s", spec.name)
+
+    def check_columns(self, spec: TableSpec) -> None:
+        """Fail with one line when an existing table's columns differ from its declaration.
+
+        A lakehouse written by an older version (e.g. silver with ``file_path`` before ``path_ref``
+        replaced it) would otherwise fail later, inside a micro-batch, with a message naming a column but
+        not the way out. Checked once per table and Lakehouse object.
+        """
+        if spec.name in self._schema_checked:
+            return
+        from streaming.lakehouse.deltars import spark_schema_of
+
+        existing = {f.name.lower() for f in spark_schema_of(self.delta_table(spec.name)).fields}
+        declared = {name.lower() for name in spec.column_names}
+        if existing != declared:
+            missing, extra = sorted(declared - existing), sorted(existing - declared)
+            raise SchemaMismatchError(
+                f"table {spec.name} under {self.config.tables_dir} was written by another version of "
+                f"xray-lakehouse (columns missing: {', '.join(missing) or 'none'}; not declared: "
+                f"{', '.join(extra) or 'none'}); re-create the lakehouse (new --lakehouse folder, then "
+                f"re-ingest landing) or migrate the table by hand (README: Patient identifiers)"
+            )
+        self._schema_checked.add(spec.name)
+
+    def read(self, table: str, version: int | None = None) -> DataFrame:
+        """A batch DataFrame of a table (optionally at a version: time travel)."""
+        if not self.exists(table):
+            raise TableNotFoundError(
+                f"table {table} does not exist under {self.config.tables_dir}; run 'xray stream' first"
+            )
+        reader = self.spark.read.format(self.format)
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        with translate_errors(table, self.path(table)):
+            return reader.load(self.path(table))
+
+    def append(
+        self,
+        df: DataFrame,
+        table: str,
+        txn: tuple[str, int] | None = None,
+        merge_schema: bool = False,
+    ) -> None:
+        """Append rows. ``txn`` = (application id, version) makes the write idempotent: a version already
+        committed by that application is skipped (Delta's txnAppId/txnVersion)."""
+        self._write(df, table, "append", txn, merge_schema)
+
+    def overwrite(self, df: DataFrame, table: str, txn: tuple[str, int] | None = None) -> None:
+        """Replace a table's rows in one transaction."""
+        self._write(df, table, "overwrite", txn, False)
+
+    def _write(self, df: DataFrame, table: str, mode: str, txn: tuple[str, int] | None, merge: bool) -> None:
+        writer = df.write.format(self.format).mode(mode)
+        if txn is not None:
+            writer = writer.option("txnAppId", txn[0]).option("txnVersion", str(txn[1]))
+        if merge:
+            writer = writer.option("mergeSchema", "true")
+        with translate_errors(table, self.path(table)):
+            writer.save(self.path(table))
+
+    def append_rows(self, table: str, rows: list[dict[str, Any]], txn: tuple[str, int] | None = None) -> None:
+        """Append a few rows built on the driver (events, summaries) to a declared table."""
+        if rows:
+            self.append_arrow(table, self._arrow_rows(table, rows), txn)
+
+    def overwrite_rows(self, table: str, rows: list[dict[str, Any]]) -> None:
+        """Replace a small declared table's rows (summaries) with rows built on the driver, in one commit."""
+        self.append_arrow(table, self._arrow_rows(table, rows), mode="overwrite")
+
+    def _arrow_rows(self, table: str, rows: list[dict[str, Any]]) -> Any:
+        import pyarrow as pa
+
+        from streaming.lakehouse.deltars import arrow_schema_of_spark
+
+        schema = arrow_schema_of_spark(TABLES_BY_NAME[table].schema)
+        return pa.Table.from_pylist([{k: row.get(k) for k in schema.names} for row in rows], schema=schema)
+
+    def append_arrow(self, table: str, data: Any, txn: tuple[str, int] | None = None, mode: str = "append") -> None:
+        """Write an Arrow table held by the driver (a micro-batch's small results) to a declared table.
+
+        With delta-rs the rows are committed straight from the driver, sparing a Spark job; the commit is
+        the same idempotent transaction as any other write. ``mode`` is append or overwrite.
+        """
+        if data.num_rows == 0 and mode == "append":
+            return
+        spec = TABLES_BY_NAME[table]
+        if self.format != DELTA_RS_FORMAT:
+            self._write(self.spark.createDataFrame(data, schema=spec.schema), table, mode, txn, False)
+            return
+        from streaming.lakehouse.deltars import (
+            ParquetFileWriter,
+            arrow_schema_of_spark,
+            commit_files,
+            remove_orphans,
+            txn_file_prefix,
+        )
+
+        schema = arrow_schema_of_spark(spec.schema)
+        self.ensure_tables((spec,))
+        app, version = txn if txn else (None, None)
+        with translate_errors(table, self.path(table)):
+            if txn:  # files of a killed attempt of this transaction go before it is redone
+                remove_orphans(self.path(table), txn[0], txn[1])
+            writer = ParquetFileWriter(self.path(table), schema, {}, prefix=txn_file_prefix(app, version))
+            try:
+                for batch in data.select(schema.names).cast(schema).to_batches():
+                    writer.write(batch)
+                message = writer.finish()
+            except BaseException:
+                writer._close()  # noqa: SLF001 - the writer's own clean-up, as its executors do
+                remove_files(self.path(table), writer.files)
+                raise
+            commit_files(self.path(table), spec.schema, [message], mode, app, version)
+
+    def read_arrow(self, table: str, columns: list[str] | None = None, filters: Any = None,
+                   version: int | None = None) -> Any:
+        """A table's rows (current, or as of ``version``) as an Arrow table on the driver, through delta-rs
+        (any engine wrote it). For small reads only (ids, labels, events): no Spark job is started.
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.dataset as ds
+
+        delta = self.delta_table(table)
+        if version is not None:
+            delta.load_as_version(version)
+        if not filters:
+            return delta.to_pyarrow_table(columns=columns)
+        # Filters are applied here, after the read: delta-rs 1.6 prunes files on a filtered column whose
+        # statistics lack min/max (long strings) as if they held no match, and would lose rows.
+        needed = None if columns is None else list(dict.fromkeys([*columns, *(f[0] for f in filters)]))
+        data = delta.to_pyarrow_table(columns=needed)
+        operators = {"=": pc.equal, "==": pc.equal, "!=": pc.not_equal, "<": pc.less, "<=": pc.less_equal,
+                     ">": pc.greater, ">=": pc.greater_equal}
+        expression = None
+        for column, op, value in filters:
+            field = ds.field(column)
+            if op == "in":
+                term = pc.is_in(field, value_set=pa.array(list(value), data.schema.field(column).type))
+            elif op == "not in":
+                term = ~pc.is_in(field, value_set=pa.array(list(value), data.schema.field(column).type))
+            else:
+                term = operators[op](field, value)
+            expression = term if expression is None else expression & term
+        data = data.filter(expression)
+        return data if columns is None else data.select(columns)
+
+    def _txn_commit(self, table: str, txn: tuple[str, int]) -> tuple[int, list[dict]] | None:
+        """(version, actions) of the commit carrying application transaction ``txn``, if any.
+
+        Reads the newest commits of the log only, so the cost does not grow with the table.
+        """
+        import json
+
+        log_dir = self.config.table_path(table) / "_delta_log"
+        commits = sorted((p for p in log_dir.glob("*.json") if p.stem.isdigit()), key=lambda p: int(p.stem),
+                         reverse=True)[:20]
+        for commit in commits:
+            try:
+                actions = [json.loads(line) for line in commit.read_text().splitlines() if line.strip()]
+            except ValueError:
+                raise damaged_table_error(table, commit, "not JSON (truncated or overwritten)") from None
+            txns = [a["txn"] for a in actions if "txn" in a]
+            if any(t.get("appId") == txn[0] and t.get("version") == txn[1] for t in txns):
+                return int(commit.stem), actions
+        return None
+
+    def txn_commit_version(self, table: str, txn: tuple[str, int]) -> int | None:
+        """Version of the commit that carries application transaction ``txn`` (None if not committed)."""
+        found = self._txn_commit(table, txn)
+        return found[0] if found else None
+
+    def committed_rows(self, table: str, txn: tuple[str, int]) -> int | None:
+        """Rows added by the commit that carries application transaction ``txn`` (None if not found)."""
+        import json
+
+        found = self._txn_commit(table, txn)
+        if found is None:
+            return None
+        adds = [a["add"] for a in found[1] if "add" in a]
+        return sum(json.loads(a.get("stats") or "{}").get("numRecords", 0) for a in adds)
+
+    def read_stream(self, table: str, **options: Any) -> DataFrame:
+        """A streaming DataFrame of the rows appended to a table."""
+        self.ensure_tables(tuple(s for s in ALL_TABLES if s.name == table))
+        reader = self.spark.readStream.format(self.format)
+        for key, value in options.items():
+            if value is not None:
+                reader = reader.option(key, str(value))
+        with translate_errors():
+            return reader.load(self.path(table))
+
+    def write_stream(self, df: DataFrame, table: str, query_name: str, **trigger: Any) -> StreamingQuery:
+        """Stream rows into a table, exactly once (checkpoint + idempotent Delta commits)."""
+        writer = (
+            df.writeStream.format(self.format)
+            .queryName(query_name)
+            .option("checkpointLocation", str(self.config.checkpoint_path(query_name)))
+            .option("txnAppId", query_name)
+        )
+        if trigger:
+            writer = writer.trigger(**trigger)
+        with translate_errors():
+            return writer.start(self.path(table))
+
+    # -- inspection ---------------------------------------------------------------------------------
+    def delta_table(self, table: str) -> Any:
+        """The delta-rs handle of a table (works whichever engine wrote it)."""
+        from deltalake import DeltaTable
+
+        if not self.exists(table):
+            raise TableNotFoundError(f"table {table} does not exist under {self.config.tables_dir}")
+        return DeltaTable(self.path(table))
+
+    def version(self, table: str) -> int:
+        return self.delta_table(table).version()
+
+    def row_count(self, table: str) -> int:
+        """Rows in the current version, from the log's file statistics (no data read)."""
+        import pyarrow as pa
+
+        actions = pa.table(self.delta_table(table).get_add_actions(flatten=True))
+        return int(sum(n or 0 for n in actions.column("num_records").to_pylist())) if actions.num_rows else 0
+
+    def merge_by_key(self, source: DataFrame, table: str, key: str) -> dict[str, int]:
+        """Upsert ``source`` rows into ``table`` matching on ``key`` (update when matched, else insert)."""
+        if self.format == NATIVE_FORMAT:
+            from delta.tables import DeltaTable as SparkDeltaTable
+
+            target = SparkDeltaTable.forPath(self.spark, self.path(table))
+            (
+                target.alias("t").merge(source.alias("s"), f"t.{key} = s.{key}")
+                .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
+            )
+            return {}
+        from streaming.lakehouse.deltars import arrow_schema_of_spark
+
+        spec = TABLES_BY_NAME[table]
+        rows = source.select(*spec.column_names).toArrow().cast(arrow_schema_of_spark(spec.schema))
+        if rows.num_rows == 0:
+            return {"num_target_rows_updated": 0, "num_target_rows_inserted": 0}
+        metrics = (
+            self.delta_table(table)
+            .merge(rows, predicate=f"t.{key} = s.{key}", source_alias="s", target_alias="t")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute()
+        )
+        return {k: v for k, v in metrics.items() if isinstance(v, int)}

@@ -1,0 +1,105 @@
+"""``pipeline_events``: one row per layer per micro-batch, written idempotently with the batch."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streaming.lakehouse.engine import Lakehouse
+from streaming.landing.scan import is_landing_image
+from streaming.lakehouse.catalog import PIPELINE_EVENTS
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass
+class BatchEvent:
+    """What one micro-batch of one layer did."""
+
+    query: str
+    batch_id: int
+    started: float = field(default_factory=time.monotonic)
+    input_rows: int = 0
+    output_rows: int = 0
+    quarantined_rows: int = 0
+    duplicate_rows: int = 0
+    expectations: list[dict] = field(default_factory=list)
+    backlog_files: int | None = None
+    backlog_bytes: int | None = None
+    message: str | None = None
+
+    duration_ms: int | None = None
+
+    def finish(self) -> BatchEvent:
+        """Fix the duration now (the row may be written later, with other layers' events)."""
+        self.duration_ms = int((time.monotonic() - self.started) * 1000)
+        return self
+
+    def as_row(self) -> dict:
+        return {
+            "event_time": dt.datetime.now(dt.timezone.utc),
+            "query": self.query,
+            "batch_id": self.batch_id,
+            "input_rows": self.input_rows,
+            "output_rows": self.output_rows,
+            "quarantined_rows": self.quarantined_rows,
+            "duplicate_rows": self.duplicate_rows,
+            "expectations": self.expectations,
+            "duration_ms": self.duration_ms if self.duration_ms is not None
+            else int((time.monotonic() - self.started) * 1000),
+            "backlog_files": self.backlog_files,
+            "backlog_bytes": self.backlog_bytes,
+            "message": self.message,
+        }
+
+
+def record_event(lakehouse: Lakehouse, event: BatchEvent, writer: str | None = None,
+                 idempotent: bool = True) -> None:
+    """Write the event row in its own idempotent transaction (a replayed batch logs once).
+
+    ``writer`` names the streaming query whose batch this is when a layer runs inside another layer's
+    batch; without ``idempotent`` the row is simply appended.
+    """
+    app = f"{event.query}:events" if writer in (None, event.query) else f"{writer}/{event.query}:events"
+    record_events(lakehouse, [event], (app, event.batch_id) if idempotent else None)
+
+
+def record_events(lakehouse: Lakehouse, events: list[BatchEvent], txn: tuple[str, int] | None) -> None:
+    """Write the events of one micro-batch (one per layer it ran) in one transaction."""
+    rows = [event.as_row() for event in events]
+    lakehouse.append_rows(PIPELINE_EVENTS.name, rows, txn=txn)
+    for event, row in zip(events, rows, strict=True):
+        log.info(
+            "%s batch %d: in=%d out=%d quarantined=%d duplicates=%d %dms%s",
+            event.query, event.batch_id, event.input_rows, event.output_rows, event.quarantined_rows,
+            event.duplicate_rows, row["duration_ms"], f" ({event.message})" if event.message else "",
+        )
+
+
+def landing_backlog(landing: Path, newer_than: dt.datetime | None) -> tuple[int, int]:
+    """(files, bytes) in landing modified after ``newer_than``: what the bronze stream has still to read.
+
+    The file source admits files oldest first, so files newer than the newest one ingested are the backlog
+    (files sharing that exact modification time are counted as ingested).
+    """
+    # The listing records modification times in whole milliseconds.
+    threshold_ms = round(newer_than.timestamp() * 1000) if newer_than else -1
+    files = total = 0
+    for folder, subfolders, names in os.walk(landing):
+        subfolders[:] = [d for d in subfolders if not d.startswith((".", "_"))]
+        for name in names:
+            if not is_landing_image(name):
+                continue
+            try:
+                stat = os.stat(os.path.join(folder, name))
+            except FileNotFoundError:
+                continue
+            if stat.st_mtime_ns // 1_000_000 > threshold_ms:
+                files += 1
+                total += stat.st_size
+    return files, total

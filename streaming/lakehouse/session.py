@@ -1,0 +1,137 @@
+"""The Spark session factory: reuse an active session (Databricks, spark-submit), else build one."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+from pyspark.sql import SparkSession
+
+from streaming.core.config import XrayConfig, load_config
+from streaming.core.errors import JavaMissingError
+from streaming.core.permissions import UMASKS, apply_permissions
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MASTER = XrayConfig.spark_master
+JAVA_HELP = (
+    "Spark needs Java 17 or newer: on Debian/Ubuntu run 'sudo apt-get install -y openjdk-17-jre-headless' "
+    "(or ./setup.sh), on macOS 'brew install openjdk@17', elsewhere install a JDK 17+ and set JAVA_HOME"
+)
+
+
+def java_major_version() -> int | None:
+    """The major version of the Java runtime Spark would start, or None when there is none."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java")
+    if not java or not os.path.exists(java):
+        return None
+    try:
+        result = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', result.stderr + result.stdout)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2)) if major == 1 and match.group(2) else major
+
+
+def check_java() -> None:
+    """Raise `JavaMissingError` with install instructions when no Java 17+ is available."""
+    major = java_major_version()
+    if major is None:
+        raise JavaMissingError(f"no Java runtime found. {JAVA_HELP}")
+    if major < 17:
+        raise JavaMissingError(f"Java {major} found. {JAVA_HELP}")
+
+
+def _local_builder(config: XrayConfig) -> SparkSession.Builder:
+    builder = SparkSession.builder
+    # Under spark-submit the master comes from its --master; only an explicitly configured one overrides it.
+    if not os.environ.get("PYSPARK_GATEWAY_PORT") or config.spark_master != DEFAULT_MASTER:
+        builder = builder.master(config.spark_master)
+    builder = (
+        builder
+        .appName("xray-lakehouse")
+        .config("spark.ui.enabled", str(config.spark_ui).lower())
+        .config("spark.sql.shuffle.partitions", str(config.shuffle_partitions))
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.execution.arrow.pyspark.fallback.enabled", "false")
+        # Each micro-batch would otherwise start a Spark job just to list a few landing files.
+        .config("spark.sql.sources.parallelPartitionDiscovery.threshold", "100000")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
+        # Keep the checkpoint metadata small: old batches are not needed for recovery.
+        .config("spark.sql.streaming.minBatchesToRetain", "20")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.python.worker.reuse", "true")
+        .config("spark.driver.memory", os.environ.get("XRAY_DRIVER_MEMORY", "2g"))
+        .config("spark.sql.warehouse.dir", str(config.root / "spark-warehouse"))
+        # The JVM only plans and moves small results here (Python does the image work): its C2 compiler
+        # cost up to a core during the first minutes for no gain; C1 alone starts the service faster.
+        .config("spark.driver.extraJavaOptions",
+                f"-XX:TieredStopAtLevel=1 -Dderby.system.home={config.root / 'derby'}")
+    )
+    # Hadoop's local filesystem (checkpoints) sets modes itself from its own umask (022 by default),
+    # ignoring the process umask: give it the lakehouse's.
+    builder = builder.config("spark.hadoop.fs.permissions.umask-mode",
+                             f"{UMASKS[config.lakehouse_permissions]:03o}")
+    for key, value in config.spark_conf.items():
+        builder = builder.config(key, value)
+    return builder
+
+
+_owned: list[SparkSession] = []  # sessions this process built (not Databricks'/a caller's)
+
+
+def stop_owned_sessions() -> None:
+    """Stop the sessions `get_spark` built, so a command ends with Spark shut down in order (its
+    callback threads and Python workers) rather than torn down at interpreter exit."""
+    while _owned:
+        session = _owned.pop()
+        try:
+            session.stop()
+        except Exception:  # noqa: BLE001 - ending anyway; the JVM exits with this process
+            pass
+
+
+def get_spark(config: XrayConfig | None = None) -> SparkSession:
+    """Return the active SparkSession, or build a local one from the configuration.
+
+    ``config`` None means configuration from file, environment and defaults. The ``deltars`` data source
+    is registered on the session either way.
+    """
+    config = config or load_config()
+    # Before the JVM starts: it, its Python workers and every other writer inherit the umask.
+    apply_permissions(config)
+    active = SparkSession.getActiveSession()
+    if active is None:
+        # Python workers must run this interpreter (a venv's `xray` works without activating the venv).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        if not os.environ.get("SPARK_REMOTE"):
+            check_java()
+        config.root.mkdir(parents=True, exist_ok=True)
+        if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+            # A Databricks job without an active session: the runtime's own settings apply.
+            active = SparkSession.builder.getOrCreate()
+        else:
+            active = _local_builder(config).getOrCreate()
+            _owned.append(active)
+        active.sparkContext.setLogLevel("ERROR")
+    register_data_sources(active)
+    return active
+
+
+def register_data_sources(spark: SparkSession) -> None:
+    """Register the ``deltars`` and ``xray_landing`` Python data sources on a session (idempotent)."""
+    from streaming.lakehouse.deltars import DeltaRsDataSource
+    from streaming.landing.source import LandingDataSource
+
+    spark.dataSource.register(DeltaRsDataSource)
+    spark.dataSource.register(LandingDataSource)

@@ -1,0 +1,186 @@
+"""``spark.readStream.format("xray_landing")``: the landing folder as a streaming source, Auto Loader-style.
+
+Offsets are ``{"seq": n}``: the first n entries of the landing log (`streaming.landing.LandingLog`). Each
+trigger scans landing, logs the new entries (oldest first) and admits up to ``maxFilesPerTrigger`` files or
+``maxBytesPerTrigger`` bytes. The end handed out for a start offset is recorded before Spark sees it, so a
+batch planned again from the same start (a lost ``offsets/N``, a rewound checkpoint) covers exactly the same
+files, and the Delta transactions (query, batch id) then skip or complete it exactly once.
+
+Rows carry no bytes: ``path`` (the filesystem path, never encoded), ``modificationTime``, ``length``,
+``status`` (``file``, ``link`` or a reason the file is never opened), ``target`` (what a link points to) and
+``seq`` (the entry's number in the log).
+Options: ``landing`` (folder), ``log`` (log folder), ``allowedRoots`` (JSON list), ``modifiedAfterMs``,
+``maxFilesPerTrigger``, ``maxBytesPerTrigger`` and ``numPartitions``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
+from pyspark.sql.streaming.datasource import SupportsTriggerAvailableNow
+from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
+
+from streaming.landing.scan import Found, LandingLog, scan_landing
+
+__all__ = ["LANDING_FORMAT", "LANDING_SCHEMA", "LandingDataSource", "LandingPartition", "split_by_size"]
+
+LANDING_FORMAT = "xray_landing"
+LANDING_SCHEMA = StructType(
+    [
+        StructField("path", StringType()),
+        StructField("modificationTime", TimestampType()),
+        StructField("length", LongType()),
+        StructField("status", StringType()),
+        StructField("target", StringType()),
+        StructField("seq", LongType()),
+    ]
+)
+_ARROW_SCHEMA = pa.schema([
+    ("path", pa.string()), ("modificationTime", pa.timestamp("us", tz="UTC")), ("length", pa.int64()),
+    ("status", pa.string()), ("target", pa.string()), ("seq", pa.int64()),
+])
+
+
+class LandingPartition(InputPartition):
+    def __init__(self, entries: list[dict]):
+        self.entries = entries
+
+
+def split_by_size(entries: list[Found], parts: int) -> list[list[Found]]:
+    """Deal entries to ``parts`` groups, largest first, each to the group with the fewest bytes so far:
+    every task gets a like share of the reading and decoding."""
+    groups: list[list[Found]] = [[] for _ in range(max(1, min(parts, len(entries))))]
+    weights = [0] * len(groups)
+    for entry in sorted(entries, key=lambda e: -(e.size or 0)):
+        index = weights.index(min(weights))
+        groups[index].append(entry)
+        weights[index] += (entry.size or 0) + 4096  # a file costs something even when it is small
+    return groups
+
+
+class LandingStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
+    def __init__(self, options: dict[str, str]):
+        self.options = options
+        self.landing = Path(options["landing"])
+        self.allowed = tuple(json.loads(options.get("allowedroots") or "[]"))
+        after = options.get("modifiedafterms")
+        self.modified_after_ms = int(after) if after else None
+        self._log: LandingLog | None = None
+        self._target: int | None = None
+
+    @property
+    def log(self) -> LandingLog:
+        if self._log is None:
+            self._log = LandingLog(Path(self.options["log"]))
+        return self._log
+
+    def _discover(self) -> None:
+        found, problems = scan_landing(self.landing, self.allowed, self.modified_after_ms)
+        self.log.add_new(found)
+        self.log.write_problems(problems)
+
+    # -- offsets --------------------------------------------------------------------------------------
+    def initialOffset(self) -> dict:
+        return {"seq": 0}
+
+    def prepareForTriggerAvailableNow(self) -> None:
+        # availableNow: what landing holds now, in batches of the admission limit, and nothing found later.
+        self._discover()
+        self._target = len(self.log.entries)
+
+    def getDefaultReadLimit(self):
+        from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxBytes, ReadMaxFiles
+
+        if int(self.options.get("maxbytespertrigger", 0) or 0) > 0:
+            return ReadMaxBytes(int(self.options["maxbytespertrigger"]))
+        if int(self.options.get("maxfilespertrigger", 0) or 0) > 0:
+            return ReadMaxFiles(int(self.options["maxfilespertrigger"]))
+        return ReadAllAvailable()
+
+    def latestOffset(self, start: dict, limit: Any) -> dict:
+        begin = int(start["seq"])
+        planned = self.log.plan.get(begin)
+        if planned is not None:
+            return {"seq": planned}  # the same batch again: the same files
+        if self._target is None:
+            self._discover()
+        available = len(self.log.entries) if self._target is None else min(self._target, len(self.log.entries))
+        end = self._admit(begin, available, limit)
+        if end > begin:
+            self.log.record_plan(begin, end)
+        return {"seq": end}
+
+    def _admit(self, begin: int, available: int, limit: Any) -> int:
+        max_files = getattr(limit, "max_files", None)
+        max_bytes = getattr(limit, "max_bytes", None)
+        if max_files is not None:
+            return min(available, begin + max(1, int(max_files)))
+        if max_bytes is None:
+            return max(begin, available)
+        end, taken = begin, 0
+        while end < available:
+            size = self.log.entries[end].size or 0
+            if end > begin and taken + size > max_bytes:
+                break
+            taken += size
+            end += 1
+        return end
+
+    def reportLatestOffset(self) -> dict | None:
+        return {"seq": len(self.log.entries)}
+
+    def partitions(self, start: dict, end: dict) -> Sequence[InputPartition]:
+        entries = self.log.entries[int(start["seq"]):int(end["seq"])]
+        parts = int(self.options.get("numpartitions", 2) or 2)
+        return [LandingPartition([_row(e) for e in group]) for group in split_by_size(entries, parts)]
+
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        if isinstance(partition, LandingPartition) and partition.entries:
+            yield pa.RecordBatch.from_pylist(partition.entries, schema=_ARROW_SCHEMA)
+
+    def commit(self, end: dict) -> None:
+        return None  # clean_source runs on the driver once every table committed (bronze.clean_landing)
+
+
+def _row(entry: Found) -> dict:
+    return {"path": entry.path, "modificationTime": dt.datetime.fromtimestamp(entry.mtime_ms / 1000, dt.timezone.utc),
+            "length": entry.size, "status": entry.status, "target": entry.target, "seq": entry.seq}
+
+
+def clean(path: str, landing: Path, mode: str, archive: Path) -> None:
+    """Move an ingested entry out of landing (to the same relative path under ``archive``) or delete it.
+    A link is moved or deleted as a link: its target is never touched."""
+    if not os.path.lexists(path):
+        return
+    if mode == "delete":
+        os.unlink(path)
+        return
+    destination = Path(archive) / os.path.relpath(path, landing)
+    serial = 1
+    while os.path.lexists(destination):  # the same name archived before: keep both
+        destination = destination.with_name(f"{Path(path).stem}.{serial}{Path(path).suffix}")
+        serial += 1
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(path, destination)
+
+
+class LandingDataSource(DataSource):
+    """Registered as ``xray_landing``; see the module docstring."""
+
+    @classmethod
+    def name(cls) -> str:
+        return LANDING_FORMAT
+
+    def schema(self) -> StructType:
+        return LANDING_SCHEMA
+
+    def streamReader(self, schema: StructType) -> DataSourceStreamReader:
+        return LandingStreamReader({str(k).lower(): str(v) for k, v in self.options.items()})

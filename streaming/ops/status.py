@@ -1,0 +1,390 @@
+"""``xray status``: tables, streams, landing backlog, champion model and quarantine on one screen.
+
+Everything is read from Delta logs, a few small columns through delta-rs, checkpoint folder listings and
+the MLflow registry: no Spark job runs, so the command answers in about a second even while the stream is
+busy, and ``spark`` may be None. Nothing is created: a fresh lakehouse shows its tables as not created yet.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from streaming.core.config import XrayConfig
+from streaming.core.registry import local_store_exists
+from streaming.lakehouse.catalog import (
+    ALL_TABLES,
+    BRONZE_IMAGES,
+    GOLD_MODEL_PERFORMANCE,
+    PIPELINE_EVENTS,
+    SILVER_QUARANTINE,
+)
+from streaming.lakehouse.engine import Lakehouse
+from streaming.lakehouse.events import landing_backlog
+
+log = logging.getLogger(__name__)
+
+LAYERS = ("bronze", "silver", "gold")
+GOLD_WAITING = "gold is waiting: no model has the 'champion' alias; run 'xray retrain'"
+METRIC_KEYS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
+SCREEN_WIDTH = 100
+
+
+# -- collection -----------------------------------------------------------------------------------------
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.astimezone(dt.timezone.utc).isoformat() if value is not None else None
+
+
+def _utc(value: Any) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
+    return dt.datetime.fromtimestamp(float(value) / 1000, dt.timezone.utc)  # Delta log times are epoch ms
+
+
+def table_status(lakehouse: Lakehouse) -> list[dict]:
+    """Rows, version and last commit time of every declared table, from the Delta logs alone."""
+    result = []
+    for spec in ALL_TABLES:
+        entry: dict[str, Any] = {"name": spec.name, "layer": spec.layer, "exists": lakehouse.exists(spec.name),
+                                 "rows": None, "version": None, "last_modified": None}
+        if entry["exists"]:
+            table = lakehouse.delta_table(spec.name)
+            history = table.history(1)
+            entry.update(rows=lakehouse.row_count(spec.name), version=table.version(),
+                         last_modified=_iso(_utc(history[0].get("timestamp"))) if history else None)
+        result.append(entry)
+    return result
+
+
+def _batch_ids(folder: Path) -> list[int]:
+    """Batch ids of a checkpoint log folder (files named 0, 1, ...; checksums and temp files ignored)."""
+    if not folder.is_dir():
+        return []
+    return [int(p.name) for p in folder.iterdir() if p.name.isdigit()]
+
+
+def checkpoint_status(config: XrayConfig, query: str) -> dict:
+    """The newest planned (offsets/) and committed (commits/) micro-batch of a query's checkpoint.
+
+    Spark writes ``offsets/N`` before running batch N and ``commits/N`` after it; an offset without its
+    commit is a batch running now, or one interrupted that the next start replays.
+    """
+    folder = config.checkpoint_path(query)
+    planned = max(_batch_ids(folder / "offsets"), default=None)
+    committed = max(_batch_ids(folder / "commits"), default=None)
+    return {
+        "path": str(folder),
+        "exists": folder.is_dir(),
+        "planned_batch_id": planned,
+        "committed_batch_id": committed,
+        "uncommitted": planned is not None and (committed is None or planned > committed),
+    }
+
+
+def latest_events(lakehouse: Lakehouse) -> dict[str, dict]:
+    """The newest ``pipeline_events`` row of each query (a few columns read with delta-rs)."""
+    if not lakehouse.exists(PIPELINE_EVENTS.name):
+        return {}
+    import pyarrow.compute as pc
+
+    columns = ["event_time", "query", "batch_id", "input_rows", "output_rows", "duration_ms", "backlog_files",
+               "backlog_bytes", "message"]
+    events = lakehouse.delta_table(PIPELINE_EVENTS.name).to_pyarrow_table(columns=columns)
+    newest: dict[str, dict] = {}
+    for query in pc.unique(events.column("query")).to_pylist():
+        if query is None:
+            continue
+        rows = events.filter(pc.equal(events.column("query"), query))
+        position = pc.index(rows.column("event_time"), pc.max(rows.column("event_time"))).as_py()
+        if position >= 0:
+            newest[query] = rows.slice(position, 1).to_pylist()[0]
+    return newest
+
+
+def stream_status(config: XrayConfig, events: dict[str, dict], now: dt.datetime) -> list[dict]:
+    """Per query: its last logged micro-batch, how long ago it finished, and its checkpoint state."""
+    result = []
+    for query in [*LAYERS, *sorted(set(events) - set(LAYERS))]:
+        event = events.get(query)
+        event_time = _utc(event["event_time"]) if event else None
+        result.append({
+            "query": query,
+            "last_batch_id": event["batch_id"] if event else None,
+            "last_event_time": _iso(event_time),
+            "age_seconds": round((now - event_time).total_seconds(), 1) if event_time else None,
+            "input_rows": event["input_rows"] if event else None,
+            "output_rows": event["output_rows"] if event else None,
+            "duration_ms": event["duration_ms"] if event else None,
+            "message": event["message"] if event else None,
+            "checkpoint": checkpoint_status(config, query),
+        })
+    return result
+
+
+def newest_ingested_time(lakehouse: Lakehouse) -> dt.datetime | None:
+    """Modification time of the newest landing file bronze ingested.
+
+    Taken from the file statistics in the Delta log when every file has them (no data read), else from
+    the one ``modification_time`` column (delta-rs writes no timestamp statistics).
+    """
+    if not lakehouse.exists(BRONZE_IMAGES.name):
+        return None
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = lakehouse.delta_table(BRONZE_IMAGES.name)
+    actions = pa.table(table.get_add_actions(flatten=True))
+    if actions.num_rows == 0:
+        return None
+    stat = "max.modification_time"
+    if stat in actions.column_names and actions.column(stat).null_count == 0:
+        return _utc(pc.max(actions.column(stat)).as_py())
+    column = table.to_pyarrow_table(columns=["modification_time"]).column("modification_time")
+    return _utc(pc.max(column).as_py())
+
+
+def backlog_status(lakehouse: Lakehouse, bronze_event: dict | None) -> dict:
+    """Landing files the bronze stream has still to read.
+
+    The file source admits files oldest first, so the backlog is what landing holds modified after the
+    newest file in bronze (`streaming.events.landing_backlog`, the measure bronze logs with each batch).
+    Counting landing minus bronze rows would be wrong once clean_source archives or deletes ingested files
+    and when a file is copied twice. Spark lists modification times in whole milliseconds while the
+    filesystem keeps finer ones, so the threshold is the end of that millisecond: the newest ingested file
+    itself is not reported as waiting.
+    """
+    newest = newest_ingested_time(lakehouse)
+    threshold = newest + dt.timedelta(microseconds=999) if newest is not None else None
+    files, size = landing_backlog(lakehouse.config.landing_dir, threshold)
+    return {
+        "files": files,
+        "bytes": size,
+        "newest_ingested_time": _iso(newest),
+        "landing_dir": str(lakehouse.config.landing_dir),
+        "last_logged_files": bronze_event.get("backlog_files") if bronze_event else None,
+    }
+
+
+def landing_problems(config) -> list[dict]:  # noqa: ANN001 - XrayConfig
+    """What the landing scan skipped at its last pass (unreadable folders, links to folders inside landing,
+    names that are not UTF-8), with the folder relative to landing: the operator has to fix it there."""
+    from streaming.bronze.batch import landing_log_dir
+    from streaming.landing.scan import read_problems
+
+    return read_problems(landing_log_dir(config))
+
+
+def latest_performance(lakehouse: Lakehouse, name: str, version: str) -> list[dict]:
+    """The newest ``gold_model_performance`` row per split of one model version."""
+    if not lakehouse.exists(GOLD_MODEL_PERFORMANCE.name):
+        return []
+    rows = lakehouse.delta_table(GOLD_MODEL_PERFORMANCE.name).to_pyarrow_table(
+        filters=[("model_name", "=", name), ("model_version", "=", version)]).to_pylist()
+    newest: dict[str, dict] = {}
+    for row in rows:
+        split = row["split"] or "unknown"
+        if split not in newest or (row["evaluated_time"] or 0) > (newest[split]["evaluated_time"] or 0):
+            newest[split] = row
+    order = ("train", "val", "test", "unknown")
+    result = []
+    for split in sorted(newest, key=lambda s: (order.index(s) if s in order else len(order), s)):
+        row = newest[split]
+        result.append({
+            "split": split,
+            **{key: row[key] for key in METRIC_KEYS},
+            "confusion_matrix": json.loads(row["confusion_matrix"]) if row["confusion_matrix"] else None,
+            "threshold": row["threshold"],
+            "sample_count": row["sample_count"],
+            "evaluated_time": _iso(_utc(row["evaluated_time"])),
+        })
+    return result
+
+
+def champion_status(lakehouse: Lakehouse) -> dict:
+    """The champion version, its tags and its latest metrics per split; ``version`` None when there is none."""
+    config = lakehouse.config
+    entry: dict[str, Any] = {"name": config.model_name, "version": None, "feature_version": None,
+                             "threshold": None, "metrics": [], "error": None}
+    if not local_store_exists(config):
+        return entry
+    from streaming.core.registry import champion, version_tags
+
+    try:
+        ref = champion(config)
+        tags = version_tags(config, ref) if ref else {}
+    except Exception as error:  # noqa: BLE001 - an unreachable registry must not hide the rest of the screen
+        entry["error"] = f"model registry unavailable: {str(error).splitlines()[0] if str(error) else error!r}"
+        return entry
+    if ref is None:
+        return entry
+    threshold = tags.get("threshold")
+    entry.update(version=ref.version, feature_version=tags.get("feature_version"),
+                 threshold=float(threshold) if threshold else None,
+                 metrics=latest_performance(lakehouse, ref.name, ref.version))
+    return entry
+
+
+def quarantine_status(lakehouse: Lakehouse) -> dict:
+    """Quarantined files per rule (the ``rule`` column only, read with delta-rs)."""
+    if not lakehouse.exists(SILVER_QUARANTINE.name):
+        return {"total": 0, "by_rule": {}}
+    rules = lakehouse.delta_table(SILVER_QUARANTINE.name).to_pyarrow_table(columns=["rule"]).column("rule")
+    counts = {(item["values"].as_py() or "unknown"): item["counts"].as_py() for item in rules.value_counts()}
+    ranked = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return {"total": sum(ranked.values()), "by_rule": ranked}
+
+
+def collect_status(lakehouse: Lakehouse, now: dt.datetime | None = None) -> dict:
+    """Everything ``xray status`` shows, as a JSON-ready dict."""
+    config = lakehouse.config
+    now = now or dt.datetime.now(dt.timezone.utc)
+    events = latest_events(lakehouse)
+    model = champion_status(lakehouse)
+    return {
+        "lakehouse": str(config.root),
+        "generated_time": _iso(now),
+        "tables": table_status(lakehouse),
+        "streams": stream_status(config, events, now),
+        "landing_backlog": backlog_status(lakehouse, events.get("bronze")),
+        "landing_problems": landing_problems(config),
+        "champion": model,
+        "gold_waiting": GOLD_WAITING if model["version"] is None else None,
+        "quarantine": quarantine_status(lakehouse),
+    }
+
+
+# -- rendering ------------------------------------------------------------------------------------------
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0, int(seconds))
+    for unit, size, smaller, smaller_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60), ("m", 60, "s", 1)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} {seconds % size // smaller_size}{smaller}"
+    return f"{seconds}s"
+
+
+def _bytes(size: int | None) -> str:
+    if not size:
+        return "0 B"
+    power = min(int(math.log(size, 1024)), 4)
+    return f"{size / 1024 ** power:.1f} {('B', 'KB', 'MB', 'GB', 'TB')[power]}" if power else f"{size} B"
+
+
+def _time(iso: str | None) -> str:
+    return iso[:19].replace("T", " ") if iso else "-"
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[bool],
+                 indent: int = 2) -> list[str]:
+    """Plain-text columns: widths from the content, numbers right-aligned, the last column never padded."""
+    cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        parts = [(c.rjust(w) if r else c.ljust(w)) for c, w, r in zip(row, widths, right, strict=True)]
+        lines.append((" " * indent + "  ".join(parts)).rstrip())
+    return lines
+
+
+def render_status(status: dict) -> str:
+    """The one-screen text of ``xray status`` (fits a 100-column terminal)."""
+    lines = [f"xray status of {status['lakehouse']} at {_time(status['generated_time'])} UTC", "", "TABLES"]
+    lines += format_table(
+        ("table", "layer", "rows", "version", "last commit (UTC)"),
+        [(t["name"], t["layer"], t["rows"], t["version"], _time(t["last_modified"])) if t["exists"]
+         else (t["name"], t["layer"], "-", "-", "not created yet") for t in status["tables"]],
+        (False, False, True, True, False),
+    )
+
+    lines += ["", "STREAMS"]
+    stream_rows, notes = [], []
+    bronze_checkpoint = any(s["query"] == "bronze" and s["checkpoint"]["exists"] for s in status["streams"])
+    for s in status["streams"]:
+        checkpoint = s["checkpoint"]
+        if not checkpoint["exists"] and bronze_checkpoint and s["query"] in ("silver", "gold"):
+            state = "in bronze's batches"  # the default one-pass plan: no query (checkpoint) of its own
+        elif not checkpoint["exists"]:
+            state = "no checkpoint"
+        elif checkpoint["committed_batch_id"] is None and checkpoint["planned_batch_id"] is None:
+            state = "empty"
+        else:
+            state = f"committed {_num(checkpoint['committed_batch_id'])}"
+            if checkpoint["uncommitted"]:
+                state += f", {checkpoint['planned_batch_id']} planned"
+                notes.append(f"  {s['query']}: batch {checkpoint['planned_batch_id']} is planned but not "
+                             "committed (running now, or replayed on the next start)")
+        last_batch = "catch-up" if s["last_batch_id"] == -1 else _num(s["last_batch_id"])
+        stream_rows.append((s["query"], last_batch, _time(s["last_event_time"]),
+                            _age(s["age_seconds"]), _num(s["input_rows"]), _num(s["output_rows"]), state))
+    lines += format_table(("query", "last batch", "finished (UTC)", "age", "in", "out", "checkpoint"),
+                          stream_rows, (False, True, False, True, True, True, False))
+    lines += notes
+    if status["gold_waiting"]:
+        lines.append(f"  {status['gold_waiting']}")
+
+    backlog = status["landing_backlog"]
+    lines += ["", f"LANDING BACKLOG  {backlog['files']} file(s), {_bytes(backlog['bytes'])} not ingested yet"]
+    if backlog["newest_ingested_time"]:
+        lines.append(f"  (files in landing modified after the newest file in bronze, "
+                     f"{_time(backlog['newest_ingested_time'])} UTC)")
+    elif backlog["files"]:
+        lines.append("  (nothing ingested yet: every image in landing is waiting)")
+    for problem in status["landing_problems"]:
+        lines.append(f"  skipped {problem['kind'].replace('_', ' ')} {problem['path']!r}: {problem['detail']} "
+                     f"(since {_time(problem['first_seen'])} UTC)")
+
+    model = status["champion"]
+    lines.append("")
+    if model.get("error"):
+        lines.append(f"MODEL  {model['name']}: {model['error']}")
+    elif model["version"] is None:
+        lines.append(f"MODEL  {model['name']}: no version has the 'champion' alias yet; run 'xray retrain'")
+    else:
+        threshold = f", threshold {model['threshold']:.3f}" if model["threshold"] is not None else ""
+        lines.append(f"MODEL  {model['name']} version {model['version']} (champion){threshold}")
+        lines.append(f"  feature version {model['feature_version']}")
+        if model["metrics"]:
+            lines += format_table(
+                ("split", "images", "accuracy", "precision", "recall", "specif.", "F1", "ROC AUC", "evaluated"),
+                [(m["split"], m["sample_count"], *[_num(m[k]) for k in METRIC_KEYS], _time(m["evaluated_time"]))
+                 for m in model["metrics"]],
+                (False, True, True, True, True, True, True, True, False),
+            )
+        else:
+            lines.append("  not evaluated yet: run 'xray metrics'")
+
+    quarantine = status["quarantine"]
+    lines += ["", f"QUARANTINE  {quarantine['total']} file(s)"]
+    if quarantine["by_rule"]:
+        lines += format_table(("rule", "files"), [(_shorten(r, 60), n) for r, n in quarantine["by_rule"].items()],
+                              (False, True))
+    return "\n".join(_shorten(line, SCREEN_WIDTH) if len(line) > SCREEN_WIDTH else line for line in lines)
+
+
+def print_status(spark: Any, config: XrayConfig, as_json: bool = False) -> dict:
+    """Print the status screen (or JSON with ``as_json``) and return it as a dict.
+
+    ``spark`` is only handed to `Lakehouse`; no Spark job runs, so None works where the Delta engine is
+    auto or delta-rs.
+    """
+    status = collect_status(Lakehouse(spark, config))
+    print(json.dumps(status, indent=2, default=str) if as_json else render_status(status))
+    return status

@@ -1,0 +1,228 @@
+"""Checkpoint and tables agree, or the service says so; ``xray recover`` rewinds a checkpoint that is ahead.
+
+Every micro-batch of a streaming query writes its tables with the Delta application transaction (query,
+batch id) and ends with one ``pipeline_events`` commit carrying (``<query>:events``, batch id), also for an
+empty batch (a commit without rows, see `mark_empty_batch`). Spark then records the batch in the query's
+checkpoint (``commits/<N>``). So at start, for the last committed batch N of each query:
+
+- ``pipeline_events`` must hold the query's events transaction at N or later, and
+- every table the events rows say a batch wrote (bronze output_rows > 0 → bronze; silver output_rows > 0 →
+  silver metadata and features; quarantined_rows > 0 → quarantine; gold output_rows > 0 → predictions)
+  must hold the query's transaction at that batch or later.
+
+A table behind (its newest commit lost, or the table gone) would otherwise be a silent gap: the checkpoint
+never replays a committed batch. Recovery rewinds the checkpoint to the last batch every table holds; the
+replayed batches are skipped by each table that holds them (idempotent transactions) and written again by
+the one that lost them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from streaming.core.config import XrayConfig
+from streaming.core.errors import CheckpointAheadError
+from streaming.lakehouse.catalog import (
+    BRONZE_IMAGES,
+    GOLD_PREDICTIONS,
+    PIPELINE_EVENTS,
+    SILVER_FEATURES,
+    SILVER_METADATA,
+    SILVER_QUARANTINE,
+)
+
+QUERIES = ("bronze", "silver", "gold")
+# The events commits of the newest batches are read to know which tables they wrote; older batches are
+# only checked through the tables' newest transaction (a bound on the start-up cost of a long-lived log).
+MAX_EVENT_COMMITS = 500
+
+
+@dataclass
+class Lag:
+    """A table behind a query's checkpoint: it holds ``held`` (None: nothing, or no table) of ``needed``."""
+
+    query: str
+    table: str
+    held: int | None
+    needed: int
+    missing: bool = False
+
+
+def events_apps(query: str) -> tuple[str, ...]:
+    """The events transactions a query's batches write: its own first, then gold's inside silver's."""
+    return (f"{query}:events", f"{query}/gold:events") if query == "silver" else (f"{query}:events",)
+
+
+def tables_written(row: dict) -> list[str]:
+    """The tables an events row says its batch wrote."""
+    query, out, quarantined = row.get("query"), row.get("output_rows") or 0, row.get("quarantined_rows") or 0
+    if query == "bronze":
+        return [BRONZE_IMAGES.name] if out else []
+    if query == "silver":
+        return ([SILVER_METADATA.name, SILVER_FEATURES.name] if out else []) + (
+            [SILVER_QUARANTINE.name] if quarantined else [])
+    if query == "gold":
+        return [GOLD_PREDICTIONS.name] if out else []
+    return []
+
+
+def last_committed_batch(checkpoint: Path) -> int | None:
+    """The highest batch id in a checkpoint's ``commits`` folder (None: none committed)."""
+    try:
+        ids = [int(name) for name in os.listdir(checkpoint / "commits") if name.isdigit()]
+    except FileNotFoundError:
+        return None
+    return max(ids, default=None)
+
+
+def _delta_table(path: Path):  # noqa: ANN202 - deltalake stays a lazy import
+    from deltalake import DeltaTable
+
+    return DeltaTable(str(path)) if DeltaTable.is_deltatable(str(path)) else None
+
+
+def _held(path: Path, app: str) -> tuple[int | None, bool]:
+    """(transaction version the table holds for ``app``, whether the table is missing)."""
+    table = _delta_table(path)
+    if table is None:
+        return None, True
+    return table.transaction_version(app), False
+
+
+def newest_batch_per_table(events_path: Path, apps: tuple[str, ...], last: int) -> dict[str, int]:
+    """For each table, the newest batch (≤ ``last``) whose events say it wrote the table, from the JSON
+    commits of ``pipeline_events`` carrying one of ``apps`` (newest first, at most MAX_EVENT_COMMITS)."""
+    log_dir = events_path / "_delta_log"
+    names = sorted((n for n in os.listdir(log_dir) if n.endswith(".json") and n[:-5].isdigit()), reverse=True)
+    found: dict[str, int] = {}
+    for name in names[:MAX_EVENT_COMMITS]:
+        with open(log_dir / name) as handle:
+            actions = [json.loads(line) for line in handle if line.strip()]
+        txns = [a["txn"] for a in actions if "txn" in a and a["txn"].get("appId") in apps]
+        if not txns or txns[0].get("version", last + 1) > last:
+            continue
+        batch = int(txns[0]["version"])
+        for add in (a["add"] for a in actions if "add" in a):
+            columns = ["query", "output_rows", "quarantined_rows"]
+            for row in pq.read_table(events_path / add["path"], columns=columns).to_pylist():
+                for table in tables_written(row):
+                    found.setdefault(table, batch)
+        if len(found) == 5:
+            break
+    return found
+
+
+def query_lags(config: XrayConfig, query: str) -> tuple[int | None, list[Lag]]:
+    """(last committed batch, tables behind it) for one query; no checkpoint: (None, [])."""
+    last = last_committed_batch(config.checkpoint_path(query))
+    if last is None:
+        return None, []
+    events_path = config.table_path(PIPELINE_EVENTS.name)
+    held, missing = _held(events_path, events_apps(query)[0])
+    if missing:
+        return last, [Lag(query, PIPELINE_EVENTS.name, None, last, missing=True)]
+    lags = [Lag(query, PIPELINE_EVENTS.name, held, last)] if held is None or held < last else []
+    for table, needed in sorted(newest_batch_per_table(events_path, events_apps(query), last).items()):
+        version, gone = _held(config.table_path(table), query)
+        if gone or version is None or version < needed:
+            lags.append(Lag(query, table, version, needed, missing=gone))
+    return last, lags
+
+
+def _holds(lag: Lag) -> str:
+    if lag.missing:
+        return "is missing"
+    return f"holds batch {lag.held}" if lag.held is not None else "holds no batch"
+
+
+def check_checkpoints(config: XrayConfig) -> None:
+    """Stop with one line when a table is behind the checkpoint of a query that writes it."""
+    for query in QUERIES:
+        last, lags = query_lags(config, query)
+        if lags:
+            lag = lags[0]
+            more = f" (and {len(lags) - 1} more table(s))" if len(lags) > 1 else ""
+            raise CheckpointAheadError(
+                f"table {lag.table} {_holds(lag)} of query {query} but the query's checkpoint committed batch "
+                f"{last}{' (which wrote it in batch ' + str(lag.needed) + ')' if lag.needed != last else ''}"
+                f"{more}: a Delta commit was lost. Restore the missing commit under "
+                f"{config.table_path(lag.table)}/_delta_log from a backup, or run 'xray recover --query {query}' "
+                "to replay the batches the table lacks (README: Recovery)"
+            )
+
+
+@dataclass
+class Rewind:
+    """What `recover` did to one query's checkpoint."""
+
+    query: str
+    last: int
+    target: int
+    removed: list[str]
+
+    def describe(self) -> str:
+        if self.last == self.target:
+            return f"{self.query}: checkpoint and tables agree at batch {self.last}; nothing to do"
+        first = f"batch {self.target + 1}" if self.target + 1 == self.last else \
+            f"batches {self.target + 1}..{self.last}"
+        return (f"{self.query}: rewound the checkpoint from batch {self.last} to "
+                f"{'before batch 0' if self.target < 0 else 'batch ' + str(self.target)} "
+                f"(removed {len(self.removed)} offsets/commits file(s)); the next 'xray stream' replays {first}")
+
+
+def rewind_target(last: int, lags: list[Lag]) -> int:
+    """The last batch every table holds: each lagging table holds its transactions up to ``held``."""
+    return min([last, *(-1 if lag.held is None else lag.held for lag in lags)])
+
+
+def rewind_checkpoint(checkpoint: Path, target: int) -> list[str]:
+    """Delete ``offsets/<k>`` and ``commits/<k>`` (and Hadoop's ``.<k>.crc``) for every k > target."""
+    removed = []
+    for folder in ("offsets", "commits"):
+        directory = checkpoint / folder
+        if not directory.is_dir():
+            continue
+        for name in sorted(os.listdir(directory)):
+            batch = name[1:-4] if name.startswith(".") and name.endswith(".crc") else name
+            if batch.isdigit() and int(batch) > target:
+                (directory / name).unlink()
+                removed.append(f"{folder}/{name}")
+    return removed
+
+
+def recover(config: XrayConfig, queries: tuple[str, ...] = QUERIES) -> list[Rewind]:
+    """Rewind each query's checkpoint to the last batch every table it writes holds (see module docstring).
+
+    Holds the stream lock: a running stream would race with the rewind.
+    """
+    from streaming.core.locks import stream_lock
+
+    results = []
+    with stream_lock(config.root):
+        for query in queries:
+            last, lags = query_lags(config, query)
+            if last is None:
+                continue
+            target = rewind_target(last, lags)
+            removed = rewind_checkpoint(config.checkpoint_path(query), target) if target < last else []
+            results.append(Rewind(query, last, target, removed))
+    return results
+
+
+def mark_empty_batch(lakehouse, query: str, batch_id: int) -> None:  # noqa: ANN001 - Lakehouse, lazily
+    """Commit the events transaction of a batch that wrote nothing (no rows), so the start-up check can
+    tell "empty batch" from "lost commit". Skipped when the transaction is already held (a replay)."""
+    from streaming.lakehouse.deltars import DeltaRsCommitMessage, commit_files
+    from streaming.lakehouse.engine import DELTA_RS_FORMAT
+
+    txn = (f"{query}:events", batch_id)
+    if lakehouse.format == DELTA_RS_FORMAT:
+        commit_files(lakehouse.path(PIPELINE_EVENTS.name), PIPELINE_EVENTS.schema, [DeltaRsCommitMessage()],
+                     "append", *txn)
+    else:
+        lakehouse.append(lakehouse.spark.createDataFrame([], PIPELINE_EVENTS.schema), PIPELINE_EVENTS.name, txn)

@@ -1,0 +1,316 @@
+"""``xray stream``: landing → bronze → silver → gold as streaming queries, each with its own checkpoint.
+
+By default one query does it all: bronze's micro-batch reads each landing file once on the executors,
+writes bronze, decodes and inspects, and the driver writes silver and gold from the small results (see
+`plan_queries`). Silver alone re-reads bronze as a Delta stream, gold alone reads silver features. In
+``once`` mode (availableNow) the queries run one after the other until the landing folder is drained; in
+continuous mode they run side by side on a processing-time trigger until Ctrl-C, SIGTERM or the timeout,
+and stop at a micro-batch boundary. Images that reach silver while no model is champion are scored when
+one is (checked every few seconds). A query that fails on something transient is restarted from its
+checkpoint (exactly once either way); errors a restart cannot fix stop the service with their message.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from streaming.bronze import batch as bronze
+from streaming.core.config import XrayConfig
+from streaming.core.errors import XrayError
+from streaming.core.locks import stream_lock
+from streaming.gold import scoring as gold
+from streaming.lakehouse.catalog import ALL_TABLES
+from streaming.lakehouse.engine import Lakehouse, await_termination, translate_errors
+from streaming.lakehouse.events import BatchEvent
+from streaming.lakehouse.failures import check_table_logs
+from streaming.pipeline.consistency import check_checkpoints, mark_empty_batch
+from streaming.silver import batch as silver
+
+log = logging.getLogger(__name__)
+
+LAYER_ORDER = ("bronze", "silver", "gold")
+MAX_RESTARTS = 5
+STOP_WAIT_SECONDS = 60.0
+CHAMPION_POLL_SECONDS = 5.0
+
+
+def foreach_batch(process: Callable[[Lakehouse, DataFrame, int], object], lakehouse: Lakehouse):
+    """Wrap a batch function for ``foreachBatch``: our named errors keep their name across the JVM."""
+
+    def run(batch: DataFrame, batch_id: int) -> None:
+        try:
+            # Storage failures in the driver's part of the batch become named errors here: past the JVM
+            # only their text would remain.
+            with translate_errors():
+                result = process(lakehouse, batch, batch_id)
+                if isinstance(result, BatchEvent) and result.input_rows == 0:
+                    # An empty batch writes no events row; its events transaction still marks it done.
+                    mark_empty_batch(lakehouse, result.query, batch_id)
+        except XrayError as error:
+            raise RuntimeError(f"XRAY_ERROR[{type(error).__name__}]: {error}") from error
+
+    return run
+
+
+def _trigger(config: XrayConfig, once: bool) -> dict:
+    return {"availableNow": True} if once else {"processingTime": f"{config.trigger_seconds} seconds"}
+
+
+def plan_queries(layers: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Which streaming queries run for the requested layers, and the layers each writes inside its batches.
+
+    Bronze's query runs silver and gold inside its own micro-batches (one pass over each file from landing
+    to prediction) whenever they are requested with it. Silver alone re-reads bronze as a Delta stream (e.g.
+    after a bronze-only run); gold alone reads silver features as a Delta stream.
+    """
+    wanted = set(layers)
+    if "bronze" in wanted:
+        inline = ("silver", "gold") if "silver" in wanted and "gold" in wanted else (
+            ("silver",) if "silver" in wanted else ())
+        return {"bronze": inline}
+    if "silver" in wanted:
+        return {"silver": ("gold",) if "gold" in wanted else ()}
+    return {"gold": ()} if "gold" in wanted else {}
+
+
+def drop_orphan_checksums(checkpoint: Path) -> None:
+    """Remove the ``.N.crc`` sidecars of offset/commit entries that are gone (lost, or removed by `xray
+    recover`): Spark would refuse to write entry N again, blaming "multiple streaming queries"."""
+    for log_name in ("offsets", "commits"):
+        folder = checkpoint / log_name
+        if not folder.is_dir():
+            continue
+        for sidecar in folder.glob(".*.crc"):
+            if not (folder / sidecar.name[1:-4]).exists():
+                sidecar.unlink(missing_ok=True)
+
+
+def start_query(lakehouse: Lakehouse, name: str, inline: Sequence[str], once: bool) -> StreamingQuery | None:
+    """Start one streaming query; None when it cannot run yet (gold alone without a champion model)."""
+    spark, config = lakehouse.spark, lakehouse.config
+    drop_orphan_checksums(config.checkpoint_path(name))
+    if name == "bronze":
+        source = bronze.landing_stream(spark, config)
+        process = functools.partial(bronze.process_bronze_batch, silver_inline="silver" in inline,
+                                    gold_inline="gold" in inline)
+    elif name == "silver":
+        source = lakehouse.read_stream(bronze.BRONZE_IMAGES.name, maxFilesPerTrigger=config.max_files_per_trigger)
+        process = functools.partial(silver.process_silver_batch, gold_inline="gold" in inline)
+    elif name == "gold":
+        if not gold.champion_available(config):
+            return None
+        source = lakehouse.read_stream(silver.SILVER_FEATURES.name, maxFilesPerTrigger=config.max_files_per_trigger)
+        process = gold.process_gold_batch
+    else:
+        raise ValueError(f"unknown query {name}")
+    with translate_errors():
+        return (
+            source.writeStream.queryName(name)
+            .foreachBatch(foreach_batch(process, lakehouse))
+            .option("checkpointLocation", str(config.checkpoint_path(name)))
+            .trigger(**_trigger(config, once))
+            .start()
+        )
+
+
+@dataclass
+class StreamService:
+    """The running queries of ``xray stream`` and how to stop them."""
+
+    lakehouse: Lakehouse
+    layers: Sequence[str]
+    once: bool = False
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    queries: dict[str, StreamingQuery] = field(default_factory=dict)
+    restarts: dict[str, list[float]] = field(default_factory=dict)
+    next_champion_check: float = 0.0
+    scored_for: object = None  # the champion the last catch-up of unscored images ran for
+
+    @property
+    def plan(self) -> dict[str, tuple[str, ...]]:
+        return plan_queries(self.layers)
+
+    @property
+    def gold_inline(self) -> bool:
+        return any("gold" in inline for inline in self.plan.values())
+
+    def catch_up_gold(self) -> None:
+        """Score silver images that have no prediction yet, once per champion (images that reached silver
+        while no champion existed); cheap to skip while the champion is the same."""
+        ref = gold.champion(self.lakehouse.config)
+        if ref is None or ref == self.scored_for:
+            return
+        written = gold.score_unscored(self.lakehouse)
+        self.scored_for = ref
+        if written:
+            log.info("gold: scored %d image(s) that reached silver before model %s v%s was champion",
+                     written, ref.name, ref.version)
+
+    def run_once(self) -> None:
+        """Drain landing through every query, one after the other."""
+        for name, inline in self.plan.items():
+            query = start_query(self.lakehouse, name, inline, once=True)
+            if query is None:
+                log.warning("gold: no model has the 'champion' alias yet; run 'xray retrain' to score images")
+                continue
+            self.queries[name] = query
+            while not await_termination(query, timeout=0.5):
+                if self.stop_event.is_set():
+                    self.stop()
+                    return
+        if self.gold_inline:
+            self.catch_up_gold()
+
+    def run_continuous(self, timeout: float | None = None) -> None:
+        """Run the queries side by side until stopped; restart failed queries from their checkpoints."""
+        deadline = time.monotonic() + timeout if timeout else None
+        waiting_logged = False
+        try:
+            while not self.stop_event.is_set():
+                for name, inline in self.plan.items():
+                    query = self.queries.get(name)
+                    if query is not None and query.isActive:
+                        continue
+                    if query is not None:
+                        self._handle_stopped(name, query)
+                    if name == "gold" and time.monotonic() < self.next_champion_check:
+                        continue
+                    started = start_query(self.lakehouse, name, inline, once=False)
+                    if started is None:
+                        self.next_champion_check = time.monotonic() + CHAMPION_POLL_SECONDS
+                        if not waiting_logged:
+                            log.warning("gold: waiting for a model with the 'champion' alias (xray retrain); "
+                                        "new images wait in silver until then")
+                            waiting_logged = True
+                        continue
+                    log.info("%s: streaming%s (checkpoint %s)", name,
+                             f", with {' and '.join(inline)} in its batches" if inline else "",
+                             self.lakehouse.config.checkpoint_path(name))
+                    self.queries[name] = started
+                if self.gold_inline and time.monotonic() >= self.next_champion_check:
+                    # Looking the registry up costs a little CPU: not at every tick.
+                    self.next_champion_check = time.monotonic() + CHAMPION_POLL_SECONDS
+                    self.catch_up_gold()
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                self.stop_event.wait(min(1.0, self.lakehouse.config.trigger_seconds))
+        finally:
+            self.stop()
+
+    def _handle_stopped(self, layer: str, query: StreamingQuery) -> None:
+        error = query.exception()
+        if error is None:
+            return
+        try:
+            with translate_errors():
+                raise error
+        except XrayError:
+            raise
+        except Exception:  # noqa: BLE001 - anything else may be transient: restart from the checkpoint
+            recent = [t for t in self.restarts.get(layer, []) if time.monotonic() - t < 600]
+            if len(recent) >= MAX_RESTARTS:
+                raise
+            self.restarts[layer] = [*recent, time.monotonic()]
+            log.error("%s: query failed (%s); restarting from its checkpoint", layer, str(error).splitlines()[0])
+            time.sleep(min(30.0, 2.0 ** len(recent)))
+
+    def stop(self) -> None:
+        """Stop every query at a micro-batch boundary (or after STOP_WAIT_SECONDS)."""
+        for layer, query in list(self.queries.items()):
+            deadline = time.monotonic() + STOP_WAIT_SECONDS
+            while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if query.isActive:
+                query.stop()
+                log.info("%s: stopped", layer)
+
+
+def run_stream(
+    spark: SparkSession,
+    config: XrayConfig,
+    layers: Sequence[str] = LAYER_ORDER,
+    once: bool = False,
+    watch_inbox: str | None = None,
+    timeout: float | None = None,
+    stop_event: threading.Event | None = None,
+) -> StreamService:
+    """Run the streaming layers (see module docstring). Returns the service after it stopped.
+
+    Holds the lakehouse's stream lock throughout: a second stream on the same lakehouse is refused at
+    once (two would race on the same checkpoints and tables, and on the orphan clean-up of bronze).
+    """
+    with stream_lock(config.root):
+        return _run_locked(spark, config, layers, once, watch_inbox, timeout, stop_event)
+
+
+def _run_locked(spark: SparkSession, config: XrayConfig, layers: Sequence[str], once: bool,
+                watch_inbox: str | None, timeout: float | None, stop_event: threading.Event | None
+                ) -> StreamService:
+    lakehouse = Lakehouse(spark, config)
+    # Before any table is created or written: a damaged log is named with its file, not a parser error.
+    check_table_logs(config.tables_dir, [spec.name for spec in ALL_TABLES])
+    # Before tables are created: a table that vanished behind its checkpoint must not come back empty.
+    check_checkpoints(config)
+    lakehouse.ensure_tables()
+    config.landing_dir.mkdir(parents=True, exist_ok=True)
+    ordered = [layer for layer in LAYER_ORDER if layer in layers]
+    service = StreamService(lakehouse, ordered, once, stop_event or threading.Event())
+    warming = gold.warm_up(config) if "gold" in ordered else None  # a lookup when `xray stream` loaded it
+    watcher = _start_watcher(config, watch_inbox, service.stop_event) if watch_inbox else None
+    restore = install_stop_signals(service.stop_event)
+    try:
+        if service.stop_event.is_set():
+            return service  # asked to stop before anything started
+        if once:
+            service.run_once()
+        else:
+            service.run_continuous(timeout)
+    finally:
+        restore()
+        service.stop_event.set()
+        if watcher is not None:
+            watcher.join(timeout=10)
+        if warming is not None:
+            warming.join(timeout=60)  # never leave a thread loading native libraries behind
+    return service
+
+
+def _start_watcher(config: XrayConfig, inbox: str, stop_event: threading.Event) -> threading.Thread:
+    from streaming.ingest.watch import watch_inbox
+
+    thread = threading.Thread(target=watch_inbox, args=(config, inbox), kwargs={"stop_event": stop_event},
+                              name="xray-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def install_stop_signals(stop_event: threading.Event) -> Callable[[], None]:
+    """SIGINT/SIGTERM ask the service to stop at the next batch boundary (a second Ctrl-C aborts)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handle(signum, frame):  # noqa: ANN001
+        if stop_event.is_set():
+            signal.default_int_handler(signum, frame)
+        log.info("stopping at the next micro-batch boundary (signal %d)", signum)
+        stop_event.set()
+
+    for sig in previous:
+        signal.signal(sig, handle)
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
