@@ -1,0 +1,5 @@
+"""Batch jobs over the lakehouse: model training and rescoring (``training``), evaluation, metrics and the
+report (``evaluation``), the benchmark (``bench``) and the demo (``demo``).
+"""
+
+__all__ = ["bench", "demo", "evaluation", "training"]

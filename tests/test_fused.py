@@ -12,9 +12,12 @@ from imagefiles import bad_inputs, jpeg_bytes, write, xray_like
 from streaming.core.errors import DataQualityFailure
 from streaming.lakehouse.engine import Lakehouse
 from streaming.lakehouse.events import BatchEvent
-from streaming.pipeline.service import plan_queries, run_stream
+from streaming.pipeline.plan import plan_queries
+from streaming.pipeline.service import run_stream
 from streaming.quality.expectations import Expectation, apply_expectations, flag_expectations, split_flagged
-from streaming.silver.batch import first_copies, silver_expectations, to_metadata_rows, write_silver
+from streaming.silver.batch import write_silver
+from streaming.silver.expectations import silver_expectations
+from streaming.silver.transform import first_copies, to_metadata_rows
 
 
 def table_rows(config, name: str) -> list[dict]:
@@ -85,7 +88,7 @@ def test_read_arrow_filters_do_not_lose_rows_of_long_strings(spark, config):
 
 def _flagged_batch(spark, config, shas: list[str]) -> pa.Table:
     """Inspected-like rows for `write_silver`: valid 160 px JPEG measures, one row per sha."""
-    from streaming.silver.batch import INSPECTED_SCHEMA
+    from streaming.silver.inspect import INSPECTED_SCHEMA
 
     rows = [{
         "path": f"file:/l/train/NORMAL/IM-{i:04d}-0001.jpeg", "file_name": f"IM-{i:04d}-0001.jpeg",

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 from imagefiles import jpeg_bytes, write, xray_like
 
-from streaming.imaging.images import read_file
-from streaming.landing.scan import LandingLog, is_landing_image, scan_landing
+from streaming.bronze.read import read_file
+from streaming.core.names import is_image_name
+from streaming.landing.log import LandingLog
+from streaming.landing.scan import scan_landing
 
 # Every name a filesystem allows that once broke the promise (URL-decoded, cut at '#' or '?', ...).
 AWKWARD_NAMES = [
@@ -48,7 +50,7 @@ def test_hidden_temporary_and_other_names_are_left_alone(tmp_path):
     write(landing / ".cache" / "a.jpeg", b"x")
     write(landing / "ok.JPG", b"x")
     assert list(found_by_name(landing)) == ["ok.JPG"]
-    assert is_landing_image("A.PNG") and not is_landing_image("a.gif")
+    assert is_image_name("A.PNG") and not is_image_name("a.gif")
 
 
 def test_symlinks_out_of_landing_are_listed_but_never_opened(tmp_path):

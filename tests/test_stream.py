@@ -17,7 +17,7 @@ from imagefiles import bad_inputs, jpeg_bytes, png_bytes, write, xray_like
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from streaming.bronze.batch import read_landing_files
+from streaming.bronze.read import read_landing_files
 from streaming.core.pseudonym import path_ref
 from streaming.lakehouse.engine import Lakehouse
 from streaming.pipeline.service import run_stream
@@ -155,7 +155,7 @@ def test_rerunning_once_adds_nothing(spark, config):
 
 
 def test_file_deleted_between_listing_and_reading_is_skipped_and_logged(spark, config):
-    from streaming.bronze.batch import process_bronze_batch
+    from streaming.pipeline.fused import process_bronze_batch
 
     house = Lakehouse(spark, config)
     house.ensure_tables()

@@ -1,0 +1,6 @@
+"""Bronze, the raw layer (``bronze_xray_images``): the landing source with the lakehouse's settings and
+``clean_source`` (``source``), and the executors' read of each entry into its bronze row (``read``).
+The only layer holding paths and file names.
+"""
+
+__all__ = ["read", "source"]

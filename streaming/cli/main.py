@@ -16,9 +16,8 @@ from typing import Any
 
 from streaming.core.config import XrayConfig, load_config
 from streaming.core.errors import XrayError
+from streaming.core.names import LAYERS
 from streaming.core.permissions import apply_permissions
-
-LAYERS = ("bronze", "silver", "gold")
 
 # Options every subcommand accepts; each maps to the config key of the same name.
 COMMON_CONFIG_OPTIONS = {

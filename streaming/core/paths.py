@@ -18,10 +18,12 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlparse
 
+from streaming.core.names import LABELS, SPLIT_ALIASES
+
 __all__ = ["PathInfo", "parse_xray_path"]
 
-_LABELS = {"normal": "NORMAL", "pneumonia": "PNEUMONIA"}
-_SPLITS = {"train": "train", "test": "test", "val": "val", "validation": "val"}
+_LABELS = {label.lower(): label for label in LABELS}
+_SPLITS = SPLIT_ALIASES
 
 # Patient prefixes the dataset uses; "NORMAL2-" is the second batch of normal studies, kept in the key
 # because its IM numbers overlap with (and are not the same patients as) the plain "IM-" ones.

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 
 from streaming.core.config import XrayConfig
+from streaming.core.names import LABELS
 from streaming.core.registry import ChampionCache, ModelRef, champion
 from streaming.imaging.features import FEATURE_VERSION
 from streaming.lakehouse.catalog import GOLD_PREDICTIONS, SILVER_FEATURES, SILVER_METADATA
@@ -32,7 +33,7 @@ from streaming.lakehouse.events import BatchEvent, record_event
 log = logging.getLogger(__name__)
 
 QUERY_NAME = "gold"
-LABEL_NAMES = ("NORMAL", "PNEUMONIA")
+LABEL_NAMES = LABELS
 _caches: dict[str, ChampionCache] = {}
 # Gold is written by micro-batches and by the catch-up of unscored images: never both at once.
 GOLD_WRITE_LOCK = threading.RLock()

@@ -6,17 +6,13 @@ expectations of the silver layer turn into a quarantine row with a readable reas
 
 from __future__ import annotations
 
-import hashlib
 import io
-import os
-import stat
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from streaming.core.pseudonym import patient_ref
-from streaming.landing.scan import special_kind, within
 
 # Magic numbers of formats users really drop. Non-image kinds are named so the reason is useful.
 _SIGNATURES: tuple[tuple[bytes, str, bool], ...] = (
@@ -50,56 +46,6 @@ def sniff(content: bytes) -> tuple[str | None, str]:
         return None, "text"
     except UnicodeDecodeError:
         return None, "unknown binary data"
-
-
-@dataclass
-class FileRead:
-    content: bytes | None
-    sha256: str | None
-    status: str  # ok, too_large, missing, unreadable, or a reason it was never opened (landing.NEVER_OPENED)
-
-
-_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-
-
-def read_file(path: str, size: int | None, max_bytes: int, status: str = "file", target: str | None = None,
-              roots: tuple[str, ...] = ()) -> FileRead:
-    """Read a landing entry whole, unless it is larger than ``max_bytes``, gone, or must not be opened.
-
-    ``path`` is a filesystem path, used as it is (never URL-decoded). ``status`` comes from the landing scan:
-    ``file`` reads ``path``, ``link`` reads ``target`` (a symlink's resolved target), anything else is never
-    opened. The scan may be seconds old, so the checks are made again here, on what is about to be opened:
-    the resolved path must be inside ``roots`` (landing and the allowed roots; empty: no check), it is opened
-    without following a symlink and without blocking (a FIFO swapped in cannot hang the task), and it must be
-    the regular file ``lstat`` saw.
-    """
-    if status not in ("file", "link"):
-        return FileRead(None, None, status)
-    source = target if status == "link" and target else path
-    try:
-        if roots and not within(os.path.realpath(source), roots):
-            return FileRead(None, None, "outside_landing")
-        seen = os.lstat(source)
-        if stat.S_ISLNK(seen.st_mode):
-            return FileRead(None, None, "outside_landing")  # a file replaced by a link since the scan
-        if not stat.S_ISREG(seen.st_mode):
-            return FileRead(None, None, special_kind(seen.st_mode))
-        if seen.st_size > max_bytes:
-            return FileRead(None, None, "too_large")
-        descriptor = os.open(source, _OPEN_FLAGS)
-        with os.fdopen(descriptor, "rb") as handle:
-            opened = os.fstat(descriptor)
-            if (opened.st_dev, opened.st_ino) != (seen.st_dev, seen.st_ino) or not stat.S_ISREG(opened.st_mode):
-                return FileRead(None, None, special_kind(opened.st_mode) if not stat.S_ISREG(opened.st_mode)
-                                else "missing")
-            content = handle.read(max_bytes + 1)
-    except FileNotFoundError:
-        return FileRead(None, None, "missing")
-    except OSError:
-        return FileRead(None, None, "unreadable")
-    if len(content) > max_bytes:  # grew since it was listed
-        return FileRead(None, None, "too_large")
-    return FileRead(content, hashlib.sha256(content).hexdigest(), "ok")
 
 
 @dataclass

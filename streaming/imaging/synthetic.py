@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from streaming.core.names import LABELS
+
 __all__ = ["LABELS", "make_xray_jpeg", "make_xray_array", "write_synthetic_dataset"]
 
-LABELS = ("NORMAL", "PNEUMONIA")
 _MAX_RENDER_SIDE = 384  # render at most this big, then upscale: big "originals" stay cheap to generate
 
 

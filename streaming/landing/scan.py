@@ -1,5 +1,5 @@
-"""The landing folder as the service sees it: a scan that reads every path as the filesystem path it is, and
-a durable log of what the scans found.
+"""The landing folder as the service sees it: a scan that reads every path as the filesystem path it is
+(what the scans found is kept by `streaming.landing.log`).
 
 Why not Spark's file source: it hands back URI-like strings (a file named ``a%41.jpeg`` or ``x#y.jpeg`` came
 back as another file's name), follows symlinks out of landing and around directory loops, opens FIFOs and
@@ -18,37 +18,23 @@ fails the whole query on one unreadable folder. Here:
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import os
 import stat
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+
+from streaming.core.names import is_image_name
 
 __all__ = [
     "NEVER_OPENED",
     "Found",
-    "LandingLog",
     "Problem",
-    "is_landing_image",
-    "read_problems",
     "scan_landing",
     "within",
 ]
 
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
-IGNORED_SUFFIXES = (".tmp", ".part", "._copying_")
 # Listing statuses of entries whose bytes are never read (the silver rules quarantine them).
 NEVER_OPENED = ("outside_landing", "fifo", "socket", "char_device", "block_device", "broken_link", "not_regular")
-
-
-def is_landing_image(name: str) -> bool:
-    """Whether bronze picks up a file of this name: image extensions in any case, hidden (``.*``, ``_*``)
-    and temporary (``*.tmp``, ``*.part``, ``*._COPYING_``) names left alone."""
-    lower = name.lower()
-    if name.startswith((".", "_")) or lower.endswith(IGNORED_SUFFIXES):
-        return False
-    return lower.endswith(IMAGE_SUFFIXES)
 
 
 def within(path: str, roots: tuple[str, ...]) -> bool:
@@ -108,13 +94,13 @@ def _classify_link(entry: os.DirEntry, shown: str, roots: tuple[str, ...]) -> tu
     try:
         target_info = os.stat(target)
     except OSError:
-        return (Found(shown, mtime, None, "broken_link") if is_landing_image(entry.name) else None), None
+        return (Found(shown, mtime, None, "broken_link") if is_image_name(entry.name) else None), None
     if not within(target, roots):
         # Reported whatever its name: a link leading out of landing is worth a quarantine row.
         return Found(shown, mtime, None, "outside_landing"), None
     if stat.S_ISDIR(target_info.st_mode):
         return None, target
-    if not is_landing_image(entry.name):
+    if not is_image_name(entry.name):
         return None, None
     if stat.S_ISREG(target_info.st_mode):
         return Found(shown, int(target_info.st_mtime_ns // 1_000_000), target_info.st_size, "link", target), None
@@ -174,7 +160,7 @@ def _scan_entry(entry: os.DirEntry, shown: str, roots: tuple[str, ...]) -> tuple
         return _classify_link(entry, shown, roots)
     if entry.is_dir(follow_symlinks=False):
         return None, entry.path
-    if not is_landing_image(entry.name):
+    if not is_image_name(entry.name):
         return None, None
     info = entry.stat(follow_symlinks=False)
     mtime = int(info.st_mtime_ns // 1_000_000)
@@ -185,113 +171,3 @@ def _scan_entry(entry: os.DirEntry, shown: str, roots: tuple[str, ...]) -> tuple
     return Found(shown, mtime, info.st_size, "file"), None
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
-def _append_line(path: Path, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _read_lines(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut by a crash was never acted on (it is written before the offset is returned)
-    return records
-
-
-class LandingLog:
-    """The durable record of a landing source under ``folder``: every entry found (``files/*.jsonl``, one
-    segment per scan that found something), the end planned for each start offset (``plan.jsonl``), the
-    entries moved out of landing by ``clean_source`` (``cleaned.jsonl``) and the scan's problems.
-
-    Entries are replayed in order at load; cleaned records then forget what left landing."""
-
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
-        self.entries: list[Found] = []
-        self.plan: dict[int, int] = {}
-        self._seen: dict[str, int] = {}
-        (self.folder / "files").mkdir(parents=True, exist_ok=True)
-        for segment in sorted((self.folder / "files").glob("*.jsonl")):
-            for record in _read_lines(segment):
-                if record.get("seq") == len(self.entries):
-                    self.entries.append(Found(**record))
-        self.plan = {r["start"]: r["end"] for r in _read_lines(self.folder / "plan.jsonl")}
-        self._seen = {e.path: e.seq for e in self.entries}
-        self._cleaned_offset = 0
-        self.refresh_cleaned()
-
-    def add_new(self, found: list[Found]) -> list[Found]:
-        """Log the entries not seen before (oldest first), each with its sequence number; returns them."""
-        self.refresh_cleaned()
-        new = sorted((f for f in found if f.path not in self._seen), key=lambda f: (f.mtime_ms, f.path))
-        if not new:
-            return []
-        for offset, item in enumerate(new):
-            item.seq = len(self.entries) + offset
-        text = "".join(json.dumps(asdict(item)) + "\n" for item in new)
-        _write_atomically(self.folder / "files" / f"{new[0].seq:012d}.jsonl", text)
-        self.entries.extend(new)
-        self._seen.update((item.path, item.seq) for item in new)
-        return new
-
-    def record_plan(self, start: int, end: int) -> None:
-        _append_line(self.folder / "plan.jsonl", {"start": start, "end": end})
-        self.plan[start] = end
-
-    @staticmethod
-    def record_cleaned(folder: Path, sequence_numbers: list[int]) -> None:
-        """Log entries that left landing (archived or deleted by ``clean_source``, on the driver): a file
-        dropped later at the same path is a new file."""
-        if sequence_numbers:
-            with open(Path(folder) / "cleaned.jsonl", "a", encoding="utf-8") as handle:
-                handle.write("".join(json.dumps({"seq": seq}) + "\n" for seq in sequence_numbers))
-                handle.flush()
-                os.fsync(handle.fileno())
-
-    def refresh_cleaned(self) -> None:
-        """Forget the entries cleaned since the last call (read on from where the last call stopped). Only
-        the entry that was cleaned is forgotten, not a newer file dropped at the same path since."""
-        try:
-            with open(self.folder / "cleaned.jsonl", "rb") as handle:
-                handle.seek(self._cleaned_offset)
-                data = handle.read()
-        except FileNotFoundError:
-            return
-        complete = data[: data.rfind(b"\n") + 1]  # a line still being written is read next time
-        self._cleaned_offset += len(complete)
-        for line in complete.decode("utf-8").splitlines():
-            seq = json.loads(line)["seq"]
-            if 0 <= seq < len(self.entries) and self._seen.get(self.entries[seq].path) == seq:
-                del self._seen[self.entries[seq].path]
-
-    def write_problems(self, problems: list[Problem]) -> None:
-        """Keep the current problems (with when each was first seen) for the driver and `xray status`."""
-        previous = {(p["kind"], p["path"]): p for p in read_problems(self.folder)}
-        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        current = [{**asdict(p), "first_seen": previous.get((p.kind, p.path), {}).get("first_seen", now)}
-                   for p in problems]
-        if current != list(previous.values()):
-            _write_atomically(self.folder / "problems.json", json.dumps(current))
-
-
-def read_problems(folder: Path) -> list[dict]:
-    """The problems the landing scan recorded last (kind, path relative to landing, detail, first_seen)."""
-    try:
-        return json.loads((Path(folder) / "problems.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return []

@@ -28,7 +28,8 @@ from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPart
 from pyspark.sql.streaming.datasource import SupportsTriggerAvailableNow
 from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
 
-from streaming.landing.scan import Found, LandingLog, scan_landing
+from streaming.landing.log import LandingLog
+from streaming.landing.scan import Found, scan_landing
 
 __all__ = ["LANDING_FORMAT", "LANDING_SCHEMA", "LandingDataSource", "LandingPartition", "split_by_size"]
 

@@ -1,0 +1,4 @@
+"""Operating the service: ``xray status`` (``status``).
+"""
+
+__all__ = ["status"]

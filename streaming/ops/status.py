@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from streaming.core.config import XrayConfig
+from streaming.core.names import LAYERS
 from streaming.core.registry import local_store_exists
 from streaming.lakehouse.catalog import (
     ALL_TABLES,
@@ -25,11 +26,10 @@ from streaming.lakehouse.catalog import (
     SILVER_QUARANTINE,
 )
 from streaming.lakehouse.engine import Lakehouse
-from streaming.lakehouse.events import landing_backlog
+from streaming.landing.backlog import landing_backlog
 
 log = logging.getLogger(__name__)
 
-LAYERS = ("bronze", "silver", "gold")
 GOLD_WAITING = "gold is waiting: no model has the 'champion' alias; run 'xray retrain'"
 METRIC_KEYS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
 SCREEN_WIDTH = 100
@@ -175,8 +175,8 @@ def backlog_status(lakehouse: Lakehouse, bronze_event: dict | None) -> dict:
 def landing_problems(config) -> list[dict]:  # noqa: ANN001 - XrayConfig
     """What the landing scan skipped at its last pass (unreadable folders, links to folders inside landing,
     names that are not UTF-8), with the folder relative to landing: the operator has to fix it there."""
-    from streaming.bronze.batch import landing_log_dir
-    from streaming.landing.scan import read_problems
+    from streaming.bronze.source import landing_log_dir
+    from streaming.landing.log import read_problems
 
     return read_problems(landing_log_dir(config))
 

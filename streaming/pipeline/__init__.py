@@ -1,0 +1,6 @@
+"""The streaming service: which queries run (``plan``), the one-pass micro-batch across the layers
+(``fused``, the only module that knows it), the queries' lifecycle (``service.run_stream``), and the
+checkpoint-versus-tables check with ``xray recover`` (``consistency``).
+"""
+
+__all__ = ["consistency", "fused", "plan", "service"]

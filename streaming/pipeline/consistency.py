@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from streaming.core.config import XrayConfig
 from streaming.core.errors import CheckpointAheadError
+from streaming.core.names import LAYERS
 from streaming.lakehouse.catalog import (
     BRONZE_IMAGES,
     GOLD_PREDICTIONS,
@@ -36,7 +37,7 @@ from streaming.lakehouse.catalog import (
     SILVER_QUARANTINE,
 )
 
-QUERIES = ("bronze", "silver", "gold")
+QUERIES = LAYERS
 # The events commits of the newest batches are read to know which tables they wrote; older batches are
 # only checked through the tables' newest transaction (a bound on the start-up cost of a long-lived log).
 MAX_EVENT_COMMITS = 500

@@ -24,21 +24,21 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from streaming.bronze import batch as bronze
+from streaming.bronze.source import landing_stream
 from streaming.core.config import XrayConfig
 from streaming.core.errors import XrayError
 from streaming.core.locks import stream_lock
 from streaming.gold import scoring as gold
-from streaming.lakehouse.catalog import ALL_TABLES
+from streaming.lakehouse.catalog import ALL_TABLES, BRONZE_IMAGES, SILVER_FEATURES
 from streaming.lakehouse.engine import Lakehouse, await_termination, translate_errors
 from streaming.lakehouse.events import BatchEvent
 from streaming.lakehouse.failures import check_table_logs
+from streaming.pipeline import fused
 from streaming.pipeline.consistency import check_checkpoints, mark_empty_batch
-from streaming.silver import batch as silver
+from streaming.pipeline.plan import LAYER_ORDER, plan_queries
 
 log = logging.getLogger(__name__)
 
-LAYER_ORDER = ("bronze", "silver", "gold")
 MAX_RESTARTS = 5
 STOP_WAIT_SECONDS = 60.0
 CHAMPION_POLL_SECONDS = 5.0
@@ -66,23 +66,6 @@ def _trigger(config: XrayConfig, once: bool) -> dict:
     return {"availableNow": True} if once else {"processingTime": f"{config.trigger_seconds} seconds"}
 
 
-def plan_queries(layers: Sequence[str]) -> dict[str, tuple[str, ...]]:
-    """Which streaming queries run for the requested layers, and the layers each writes inside its batches.
-
-    Bronze's query runs silver and gold inside its own micro-batches (one pass over each file from landing
-    to prediction) whenever they are requested with it. Silver alone re-reads bronze as a Delta stream (e.g.
-    after a bronze-only run); gold alone reads silver features as a Delta stream.
-    """
-    wanted = set(layers)
-    if "bronze" in wanted:
-        inline = ("silver", "gold") if "silver" in wanted and "gold" in wanted else (
-            ("silver",) if "silver" in wanted else ())
-        return {"bronze": inline}
-    if "silver" in wanted:
-        return {"silver": ("gold",) if "gold" in wanted else ()}
-    return {"gold": ()} if "gold" in wanted else {}
-
-
 def drop_orphan_checksums(checkpoint: Path) -> None:
     """Remove the ``.N.crc`` sidecars of offset/commit entries that are gone (lost, or removed by `xray
     recover`): Spark would refuse to write entry N again, blaming "multiple streaming queries"."""
@@ -100,16 +83,16 @@ def start_query(lakehouse: Lakehouse, name: str, inline: Sequence[str], once: bo
     spark, config = lakehouse.spark, lakehouse.config
     drop_orphan_checksums(config.checkpoint_path(name))
     if name == "bronze":
-        source = bronze.landing_stream(spark, config)
-        process = functools.partial(bronze.process_bronze_batch, silver_inline="silver" in inline,
+        source = landing_stream(spark, config)
+        process = functools.partial(fused.process_bronze_batch, silver_inline="silver" in inline,
                                     gold_inline="gold" in inline)
     elif name == "silver":
-        source = lakehouse.read_stream(bronze.BRONZE_IMAGES.name, maxFilesPerTrigger=config.max_files_per_trigger)
-        process = functools.partial(silver.process_silver_batch, gold_inline="gold" in inline)
+        source = lakehouse.read_stream(BRONZE_IMAGES.name, maxFilesPerTrigger=config.max_files_per_trigger)
+        process = functools.partial(fused.process_silver_batch, gold_inline="gold" in inline)
     elif name == "gold":
         if not gold.champion_available(config):
             return None
-        source = lakehouse.read_stream(silver.SILVER_FEATURES.name, maxFilesPerTrigger=config.max_files_per_trigger)
+        source = lakehouse.read_stream(SILVER_FEATURES.name, maxFilesPerTrigger=config.max_files_per_trigger)
         process = gold.process_gold_batch
     else:
         raise ValueError(f"unknown query {name}")

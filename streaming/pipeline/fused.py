@@ -1,11 +1,10 @@
-"""Bronze: the Auto Loader role. Landing files → ``bronze_xray_images``, exactly once.
+"""The one-pass micro-batch: landing files → bronze → silver → gold in one Spark job.
 
-The project's own landing source (`streaming.landing_source`) lists the landing folder (recursive, image
-extensions only, hidden/temporary names ignored, files admitted oldest first) and logs what it found. Paths
-are the filesystem paths they are, from listing to table. The listing carries no bytes: executors read each
-file in Python, so a file too large for ``max_file_bytes`` is recorded without content instead of failing
-the query, a file deleted between listing and reading is skipped and logged, and an entry that must not be
-opened (a symlink leading out of landing, a FIFO, a device) is recorded without content and quarantined.
+This is the only module that knows how the layers are fused. Executors read each listed file once
+(`streaming.bronze.read`), write bronze's Parquet files themselves and inspect the bytes for silver in the same
+pass (`streaming.silver.inspect`); the driver then commits bronze and writes silver and gold from the small
+results (no image bytes reach the driver), and the batch's events in one last commit. With only bronze
+requested, the same pass skips the inspection.
 """
 
 from __future__ import annotations
@@ -13,23 +12,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
+from streaming.bronze.read import BRONZE_EXPECTATIONS, bronze_record, read_landing_files
+from streaming.bronze.source import QUERY_NAME, clean_landing, landing_roots, report_landing_problems
 from streaming.core.config import XrayConfig
-from streaming.core.errors import ConfigError
-from streaming.core.paths import parse_xray_path
-from streaming.core.pseudonym import path_ref, short_ref
-from streaming.imaging.images import read_file
+from streaming.core.pseudonym import short_ref
 from streaming.lakehouse.catalog import BRONZE_IMAGES, SILVER_METADATA
 from streaming.lakehouse.deltars import (
     DeltaRsCommitMessage,
@@ -42,101 +38,15 @@ from streaming.lakehouse.deltars import (
     txn_file_prefix,
 )
 from streaming.lakehouse.engine import DELTA_RS_FORMAT, Lakehouse, translate_errors
-from streaming.lakehouse.events import BatchEvent, landing_backlog, record_events
-from streaming.quality.expectations import Expectation, apply_expectations, flag_expectations
-from streaming.silver.batch import INSPECTED_SCHEMA, inspect_record, inspected_batch
+from streaming.lakehouse.events import BatchEvent, record_events
+from streaming.landing.backlog import landing_backlog
+from streaming.quality.expectations import apply_expectations, flag_expectations
+from streaming.silver.inspect import INSPECTED_SCHEMA, inspect_record, inspected_batch
 
 log = logging.getLogger(__name__)
 
-QUERY_NAME = "bronze"
-BRONZE_EXPECTATIONS = (
-    Expectation(
-        "file_still_exists", "content_status <> 'missing'", "drop",
-        # The reason never names the file: the path is raw patient data, only bronze keeps it.
-        "concat('file was deleted between listing and reading (path_ref ', left(path_ref, 12), ')')",
-    ),
-)
 # Bronze counts its one rule from the commit (rows listed - rows written), sparing a pass over the bytes.
 BRONZE_EXPECTATION_COUNT = {"table": BRONZE_IMAGES.name, "rule": "file_still_exists", "action": "drop"}
-
-
-def landing_stream(spark: SparkSession, config: XrayConfig) -> DataFrame:
-    """The landing folder as a stream of entries (path, modificationTime, length, status, target), from the
-    project's own source (`streaming.landing_source`): exact paths, nothing outside landing opened."""
-    from streaming.landing.source import LANDING_FORMAT
-
-    config.landing_dir.mkdir(parents=True, exist_ok=True)
-    after = modified_after_time(config)
-    options = {
-        "landing": str(config.landing_dir),
-        "log": str(landing_log_dir(config)),
-        "allowedRoots": json.dumps([str(Path(r).expanduser().resolve()) for r in config.landing_allowed_roots]),
-        "modifiedAfterMs": "" if after is None else str(int(after.timestamp() * 1000)),
-        # Two tasks a core: a slow file does not hold the whole batch back.
-        "numPartitions": str(max(1, spark.sparkContext.defaultParallelism * 2)),
-        "cleanSource": config.clean_source,
-        "archiveDir": str(config.archive_dir),
-    }
-    # One admission limit at a time; bytes win when both are configured.
-    if config.max_bytes_per_trigger:
-        options["maxBytesPerTrigger"] = str(config.max_bytes_per_trigger)
-    else:
-        options["maxFilesPerTrigger"] = str(config.max_files_per_trigger)
-    return spark.readStream.format(LANDING_FORMAT).options(**options).load()
-
-
-def landing_log_dir(config: XrayConfig) -> Path:
-    """Where the landing source keeps what it found, planned and cleaned (beside Spark's checkpoint)."""
-    return config.checkpoint_path(QUERY_NAME) / "landing"
-
-
-def landing_roots(config: XrayConfig) -> tuple[str, ...]:
-    """Landing and the allowed roots, resolved: the only places a landing file may be read from."""
-    return (os.path.realpath(config.landing_dir),
-            *(os.path.realpath(Path(r).expanduser()) for r in config.landing_allowed_roots))
-
-
-def bronze_record(record: dict, max_file_bytes: int, batch_id: int, ingest_time: dt.datetime, key: str,
-                  roots: tuple[str, ...] = ()) -> dict:
-    """One landing entry (path, modificationTime, length, status, target) → its bronze row, the file read
-    whole when it may be opened. Executors.
-
-    ``key`` is the lakehouse's secret: the row's ``path_ref`` (keyed hash of the path) is what every later
-    layer carries instead of the path, which names the patient.
-    """
-    path = record["path"]
-    read = read_file(path, record.get("length"), max_file_bytes, record.get("status") or "file",
-                     record.get("target"), roots)
-    info = parse_xray_path(path)
-    return {
-        "path": path,
-        "file_name": os.path.basename(path),
-        "path_ref": path_ref(path, key),
-        "size_bytes": record.get("length") if read.content is None else len(read.content),
-        "modification_time": record.get("modificationTime"),
-        "content": read.content,
-        "content_sha256": read.sha256,
-        "content_status": read.status,
-        "label": info.label,
-        "split": info.split,
-        "ingest_time": ingest_time,
-        "batch_id": batch_id,
-    }
-
-
-def read_landing_files(listing: DataFrame, max_file_bytes: int, batch_id: int, key: str,
-                       roots: tuple[str, ...] = ()) -> DataFrame:
-    """Landing entries → bronze rows: bytes, checksum, path labels. Runs on executors (Arrow batches)."""
-    schema = BRONZE_IMAGES.schema
-    arrow_schema = arrow_schema_of_spark(schema)
-    ingest_time = dt.datetime.now(dt.timezone.utc)
-
-    def read_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            rows = [bronze_record(r, max_file_bytes, batch_id, ingest_time, key, roots) for r in batch.to_pylist()]
-            yield pa.RecordBatch.from_pylist(rows, schema=arrow_schema)
-
-    return listing.mapInArrow(read_batches, schema)
 
 
 # What executors hand back from a fused batch: the inspected row of every file (no bytes), and one extra
@@ -190,22 +100,10 @@ def record_and_inspect(listing: DataFrame, config: XrayConfig, batch_id: int, br
     return _as_landing_entries(listing).mapInArrow(record_batches, RECORDED_SCHEMA)
 
 
-def modified_after_time(config: XrayConfig) -> dt.datetime | None:
-    """``modified_after`` as a UTC time (an ISO timestamp without zone is UTC, like the Spark session)."""
-    if not config.modified_after:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(config.modified_after)
-    except ValueError:
-        raise ConfigError(f"modified_after must be an ISO timestamp such as 2024-05-01T00:00:00, "
-                          f"not {config.modified_after!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
-
-
 def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, silver_inline: bool
                           ) -> tuple[pa.Table, bool]:
     """Executors write bronze files and inspect; the driver commits the files. (inspected rows, committed)"""
-    from streaming.silver.batch import silver_expectations
+    from streaming.silver.expectations import silver_expectations
 
     config = lakehouse.config
     # Files an attempt killed between writing and committing left behind (found by their prefix).
@@ -228,7 +126,8 @@ def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int
 def _record_with_spark(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, silver_inline: bool) -> pa.Table:
     """The same through Spark's writer (native ``delta`` format): the read rows are cached, bronze is
     written from the cache and the inspection reads it again (no image bytes reach the driver)."""
-    from streaming.silver.batch import inspect_bronze_rows, silver_expectations
+    from streaming.silver.expectations import silver_expectations
+    from streaming.silver.inspect import inspect_bronze_rows
 
     config = lakehouse.config
     rows = read_landing_files(listed, config.max_file_bytes, batch_id, config.patient_salt(),
@@ -259,42 +158,6 @@ def _as_landing_entries(listing: DataFrame) -> DataFrame:
     seq = F.col("seq") if "seq" in columns else F.lit(-1).cast("long")
     return listing.select("path", "modificationTime", "length", status.alias("status"), target.alias("target"),
                           seq.alias("seq"))
-
-
-_reported_problems: set[tuple[str, str]] = set()
-
-
-def report_landing_problems(config: XrayConfig) -> list[str]:
-    """What the landing scan had to skip (unreadable folders, folder links inside landing, names that are
-    not UTF-8): one WARNING line per problem and process, naming the folder by a keyed reference (`xray
-    status` shows the folder itself); returns a note for the batch's event, or nothing."""
-    from streaming.landing.scan import read_problems
-
-    problems = read_problems(landing_log_dir(config))
-    if not problems:
-        return []
-    for problem in problems:
-        key = (problem["kind"], problem["path"])
-        if key not in _reported_problems:
-            _reported_problems.add(key)
-            log.warning("landing: skipped %s (ref %s): %s; see 'xray status'", problem["kind"].replace("_", " "),
-                        short_ref(path_ref(problem["path"], config.patient_salt())), problem["detail"])
-    kinds = sorted({p["kind"].replace("_", " ") for p in problems})
-    return [f"landing: {len(problems)} entr{'y' if len(problems) == 1 else 'ies'} skipped ({', '.join(kinds)}; "
-            "see xray status)"]
-
-
-def clean_landing(config: XrayConfig, entries: pa.Table) -> None:
-    """``clean_source``: move a batch's entries (path, landing log number) out of landing (to the same
-    relative path under the archive folder) or delete them, and log them as cleaned so that the same name
-    dropped again is a new file."""
-    from streaming.landing.scan import LandingLog
-    from streaming.landing.source import clean
-
-    for path in entries.column("path").to_pylist():
-        clean(path, config.landing_dir, config.clean_source, config.archive_dir)
-    LandingLog.record_cleaned(landing_log_dir(config), [s for s in entries.column(SEQ_COLUMN).to_pylist()
-                                                        if s is not None and s >= 0])
 
 
 def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int, silver_inline: bool = False,
@@ -354,6 +217,20 @@ def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int
     phases["events"] = time.perf_counter() - clock - sum(phases.values())
     if config.clean_source != "off":
         # After every table committed the batch: a replay finds them all committed and needs no file.
-        clean_landing(config, inspected.filter(pc.invert(missing)).select(["path", SEQ_COLUMN]))
+        kept = inspected.filter(pc.invert(missing))
+        clean_landing(config, kept.column("path").to_pylist(), kept.column(SEQ_COLUMN).to_pylist())
     log.debug("bronze batch %d phases: %s", batch_id, ", ".join(f"{k} {v:.3f} s" for k, v in phases.items()))
+    return event
+
+
+def process_silver_batch(lakehouse: Lakehouse, bronze_batch: DataFrame, batch_id: int,
+                         gold_inline: bool = False) -> BatchEvent:
+    """Silver re-reading bronze (`streaming.silver.batch.process_silver_batch`) and, when ``gold_inline``,
+    gold scoring the batch's new images in the same micro-batch."""
+    from streaming.gold import scoring as gold
+    from streaming.silver import batch as silver
+
+    event, new_images = silver.process_silver_batch(lakehouse, bronze_batch, batch_id)
+    if gold_inline and new_images is not None:
+        gold.score_new_images(lakehouse, new_images, batch_id, silver.QUERY_NAME)
     return event

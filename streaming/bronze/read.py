@@ -1,0 +1,131 @@
+"""Bronze's read of one landing entry: the bytes exactly as they are, or the reason they were not read.
+
+Runs on executors. ``read_file`` opens only what may be opened (see its docstring); ``bronze_record`` makes
+the bronze row (raw path, its keyed reference, bytes, checksum, labels from the path).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+from pyspark.sql import DataFrame
+
+from streaming.core.paths import parse_xray_path
+from streaming.core.pseudonym import path_ref
+from streaming.lakehouse.catalog import BRONZE_IMAGES
+from streaming.lakehouse.deltars import (
+    arrow_schema_of_spark,
+)
+from streaming.landing.scan import special_kind, within
+from streaming.quality.expectations import Expectation
+
+__all__ = ["BRONZE_EXPECTATIONS", "FileRead", "bronze_record", "read_file", "read_landing_files"]
+
+BRONZE_EXPECTATIONS = (
+    Expectation(
+        "file_still_exists", "content_status <> 'missing'", "drop",
+        # The reason never names the file: the path is raw patient data, only bronze keeps it.
+        "concat('file was deleted between listing and reading (path_ref ', left(path_ref, 12), ')')",
+    ),
+)
+
+
+def bronze_record(record: dict, max_file_bytes: int, batch_id: int, ingest_time: dt.datetime, key: str,
+                  roots: tuple[str, ...] = ()) -> dict:
+    """One landing entry (path, modificationTime, length, status, target) → its bronze row, the file read
+    whole when it may be opened. Executors.
+
+    ``key`` is the lakehouse's secret: the row's ``path_ref`` (keyed hash of the path) is what every later
+    layer carries instead of the path, which names the patient.
+    """
+    path = record["path"]
+    read = read_file(path, record.get("length"), max_file_bytes, record.get("status") or "file",
+                     record.get("target"), roots)
+    info = parse_xray_path(path)
+    return {
+        "path": path,
+        "file_name": os.path.basename(path),
+        "path_ref": path_ref(path, key),
+        "size_bytes": record.get("length") if read.content is None else len(read.content),
+        "modification_time": record.get("modificationTime"),
+        "content": read.content,
+        "content_sha256": read.sha256,
+        "content_status": read.status,
+        "label": info.label,
+        "split": info.split,
+        "ingest_time": ingest_time,
+        "batch_id": batch_id,
+    }
+
+
+def read_landing_files(listing: DataFrame, max_file_bytes: int, batch_id: int, key: str,
+                       roots: tuple[str, ...] = ()) -> DataFrame:
+    """Landing entries → bronze rows: bytes, checksum, path labels. Runs on executors (Arrow batches)."""
+    schema = BRONZE_IMAGES.schema
+    arrow_schema = arrow_schema_of_spark(schema)
+    ingest_time = dt.datetime.now(dt.timezone.utc)
+
+    def read_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            rows = [bronze_record(r, max_file_bytes, batch_id, ingest_time, key, roots) for r in batch.to_pylist()]
+            yield pa.RecordBatch.from_pylist(rows, schema=arrow_schema)
+
+    return listing.mapInArrow(read_batches, schema)
+
+
+
+
+@dataclass
+class FileRead:
+    content: bytes | None
+    sha256: str | None
+    status: str  # ok, too_large, missing, unreadable, or a reason it was never opened (landing.NEVER_OPENED)
+
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+
+def read_file(path: str, size: int | None, max_bytes: int, status: str = "file", target: str | None = None,
+              roots: tuple[str, ...] = ()) -> FileRead:
+    """Read a landing entry whole, unless it is larger than ``max_bytes``, gone, or must not be opened.
+
+    ``path`` is a filesystem path, used as it is (never URL-decoded). ``status`` comes from the landing scan:
+    ``file`` reads ``path``, ``link`` reads ``target`` (a symlink's resolved target), anything else is never
+    opened. The scan may be seconds old, so the checks are made again here, on what is about to be opened:
+    the resolved path must be inside ``roots`` (landing and the allowed roots; empty: no check), it is opened
+    without following a symlink and without blocking (a FIFO swapped in cannot hang the task), and it must be
+    the regular file ``lstat`` saw.
+    """
+    if status not in ("file", "link"):
+        return FileRead(None, None, status)
+    source = target if status == "link" and target else path
+    try:
+        if roots and not within(os.path.realpath(source), roots):
+            return FileRead(None, None, "outside_landing")
+        seen = os.lstat(source)
+        if stat.S_ISLNK(seen.st_mode):
+            return FileRead(None, None, "outside_landing")  # a file replaced by a link since the scan
+        if not stat.S_ISREG(seen.st_mode):
+            return FileRead(None, None, special_kind(seen.st_mode))
+        if seen.st_size > max_bytes:
+            return FileRead(None, None, "too_large")
+        descriptor = os.open(source, _OPEN_FLAGS)
+        with os.fdopen(descriptor, "rb") as handle:
+            opened = os.fstat(descriptor)
+            if (opened.st_dev, opened.st_ino) != (seen.st_dev, seen.st_ino) or not stat.S_ISREG(opened.st_mode):
+                return FileRead(None, None, special_kind(opened.st_mode) if not stat.S_ISREG(opened.st_mode)
+                                else "missing")
+            content = handle.read(max_bytes + 1)
+    except FileNotFoundError:
+        return FileRead(None, None, "missing")
+    except OSError:
+        return FileRead(None, None, "unreadable")
+    if len(content) > max_bytes:  # grew since it was listed
+        return FileRead(None, None, "too_large")
+    return FileRead(content, hashlib.sha256(content).hexdigest(), "ok")

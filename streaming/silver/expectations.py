@@ -1,0 +1,48 @@
+"""The silver rules, declared as data: which inspected rows are quarantined, dropped or only counted."""
+
+from __future__ import annotations
+
+from streaming.core.config import XrayConfig
+from streaming.landing.scan import NEVER_OPENED
+from streaming.quality.expectations import Expectation
+
+# Listing statuses of entries that are not regular files (see `streaming.landing.NEVER_OPENED`).
+NOT_REGULAR = tuple(status for status in NEVER_OPENED if status != "outside_landing")
+
+
+def _quoted(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{value}'" for value in values)
+
+
+def silver_expectations(config: XrayConfig) -> tuple[Expectation, ...]:
+    """The rules of the silver tables, in the order a failing file is blamed."""
+    return (
+        Expectation("file_still_exists", "content_status <> 'missing'", "drop",
+                    "'file was deleted before it was read'"),
+        Expectation("inside_landing", "content_status <> 'outside_landing'", "quarantine",
+                    "'symbolic link leading outside the landing folder: its target was not opened (allow a "
+                    "folder with landing_allowed_roots)'"),
+        Expectation("regular_file", f"content_status NOT IN ({_quoted(NOT_REGULAR)})", "quarantine",
+                    "concat('not a regular file (', content_status, '): it was not opened')"),
+        Expectation("file_size_limit", "content_status <> 'too_large'", "quarantine",
+                    f"concat('file of ', size_bytes, ' bytes exceeds max_file_bytes ({config.max_file_bytes})')"),
+        Expectation("file_readable", "content_status = 'ok' OR content_status = 'too_large'", "quarantine",
+                    "concat('file could not be read (', content_status, ')')"),
+        Expectation("not_empty", "size_bytes > 0", "quarantine", "'zero-byte file'"),
+        Expectation("is_image", "detected_format IS NOT NULL OR content_status <> 'ok'", "quarantine",
+                    "concat('not an image: the content is ', content_kind)"),
+        Expectation("format_matches_name", "detected_format = expected_format", "quarantine",
+                    # No file name in the reason: it may name the patient (the row has path_ref).
+                    "concat(detected_format, ' content disguised as ', coalesce(expected_format, 'an image'))"),
+        Expectation("decodes", "decode_error IS NULL", "quarantine", "decode_error"),
+        Expectation("pixel_limit", f"pixel_count <= {config.max_image_pixels}", "quarantine",
+                    f"concat('decompression bomb guard: ', pixel_count, ' pixels exceed max_image_pixels "
+                    f"({config.max_image_pixels})')"),
+        Expectation("min_dimensions", f"least(width, height) >= {config.min_image_side}", "quarantine",
+                    f"concat('too small to be a chest X-ray: ', width, 'x', height, ' px (minimum "
+                    f"{config.min_image_side} px a side)')"),
+        Expectation("not_blank", f"std_intensity >= {config.min_pixel_std}", "quarantine",
+                    "concat('blank or constant image (gray level std ', round(std_intensity, 2), ')')"),
+        Expectation("label_known", "label_name IS NOT NULL", "warn", "'no NORMAL/PNEUMONIA folder in the path'"),
+        Expectation("patient_known", "patient_id IS NOT NULL", "warn", "'no patient identifier in the file name'"),
+    )

@@ -1,0 +1,130 @@
+"""Silver's inspection of bronze rows, on executors: decode, measure, compute features, parse the path,
+hash the patient. Never raises for a bad file: every problem is a value the expectations judge."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+from pyspark.sql import DataFrame
+from pyspark.sql.types import (
+    ArrayType,
+    DoubleType,
+    FloatType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from streaming.core.config import XrayConfig
+from streaming.core.paths import parse_xray_path
+from streaming.core.pseudonym import path_ref
+from streaming.imaging.images import EXPECTED_FORMAT_BY_EXTENSION, hash_patient, inspect_image
+from streaming.lakehouse.catalog import (
+    BRONZE_IMAGES,
+)
+from streaming.lakehouse.deltars import arrow_schema_of_spark
+
+# `path` and `file_name` travel from executors to the driver in memory only (first-copy order); no table
+# but bronze and no event is ever written from them: silver carries `path_ref` (see streaming/pseudonym.py).
+INSPECTED_SCHEMA = StructType(
+    [
+        StructField("path", StringType()),
+        StructField("file_name", StringType()),
+        StructField("path_ref", StringType()),
+        StructField("size_bytes", LongType()),
+        StructField("content_status", StringType()),
+        StructField("content_sha256", StringType()),
+        StructField("label_name", StringType()),
+        StructField("split", StringType()),
+        StructField("source_batch_id", LongType()),
+        StructField("modification_time", TimestampType()),
+        StructField("expected_format", StringType()),
+        StructField("detected_format", StringType()),
+        StructField("content_kind", StringType()),
+        StructField("width", IntegerType()),
+        StructField("height", IntegerType()),
+        StructField("mode", StringType()),
+        StructField("pixel_count", LongType()),
+        StructField("decode_error", StringType()),
+        StructField("mean_intensity", DoubleType()),
+        StructField("std_intensity", DoubleType()),
+        StructField("dynamic_range", DoubleType()),
+        StructField("features", ArrayType(FloatType())),
+        StructField("patient_id", StringType()),
+        StructField("pneumonia_type", StringType()),
+    ]
+)
+
+
+def inspect_record(record: dict, salt: str, max_pixels: int) -> dict:
+    """One bronze row (a dict with its content) → its inspected row (no bytes). Never raises for a bad file."""
+    content = record["content"]
+    info = parse_xray_path(record["path"] or "")
+    name = record["file_name"] or ""
+    extension = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    inspected = inspect_image(content, max_pixels) if content is not None else None
+    return {
+        "path": record["path"],
+        "file_name": name,
+        # Bronze's own ref when the row comes from the bronze table; the same keyed hash otherwise.
+        "path_ref": record.get("path_ref") or path_ref(record["path"], salt),
+        "size_bytes": record["size_bytes"],
+        "content_status": record["content_status"],
+        "content_sha256": record["content_sha256"],
+        "label_name": info.label,
+        "split": info.split,
+        "source_batch_id": record["batch_id"],
+        "modification_time": record.get("modification_time"),
+        "expected_format": EXPECTED_FORMAT_BY_EXTENSION.get(extension),
+        "detected_format": inspected.detected_format if inspected else None,
+        "content_kind": inspected.content_kind if inspected else None,
+        "width": inspected.width if inspected else None,
+        "height": inspected.height if inspected else None,
+        "mode": inspected.mode if inspected else None,
+        "pixel_count": inspected.pixel_count if inspected else None,
+        "decode_error": inspected.decode_error if inspected else None,
+        "mean_intensity": inspected.mean_intensity if inspected else None,
+        "std_intensity": inspected.std_intensity if inspected else None,
+        "dynamic_range": inspected.dynamic_range if inspected else None,
+        "features": inspected.features if inspected is not None else None,  # numpy: see `inspected_batch`
+        "patient_id": hash_patient(info.patient_key, salt),
+        "pneumonia_type": info.pneumonia_type,
+    }
+
+
+def inspected_batch(rows: list[dict], schema: pa.Schema) -> pa.RecordBatch:
+    """Inspected rows (features as numpy arrays) → an Arrow batch; the vectors are copied in one piece
+    rather than converted float by float."""
+    vectors = [row.pop("features", None) for row in rows]
+    batch = pa.RecordBatch.from_pylist(rows, schema=schema)
+    lengths = [0 if v is None else len(v) for v in vectors]
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    values = np.concatenate([v for v in vectors if v is not None]) if any(lengths) else np.zeros(0)
+    index = schema.get_field_index("features")
+    list_type = schema.field(index).type
+    column = pa.ListArray.from_arrays(
+        pa.array(offsets), pa.array(values.astype(np.float32), list_type.value_type),
+        type=list_type, mask=pa.array([v is None for v in vectors], pa.bool_()))
+    return batch.set_column(index, schema.field(index), column)
+
+
+def inspect_bronze_rows(bronze: DataFrame, config: XrayConfig) -> DataFrame:
+    """Bronze rows → one inspected row each (no bytes): decode, measures, features, parsed path, hashed patient.
+
+    Runs on executors; never raises for a bad file.
+    """
+    salt = config.patient_salt()
+    max_pixels = config.max_image_pixels
+    arrow_schema = arrow_schema_of_spark(INSPECTED_SCHEMA)
+
+    def inspect_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            rows = [inspect_record(record, salt, max_pixels) for record in batch.to_pylist()]
+            yield inspected_batch(rows, arrow_schema)
+
+    return bronze.select(*BRONZE_IMAGES.column_names).mapInArrow(inspect_batches, INSPECTED_SCHEMA)
