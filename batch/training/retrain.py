@@ -155,10 +155,6 @@ def decide_promotion(new: dict, champion_metrics: dict | None, force: bool) -> t
 
 def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promote: bool = False) -> RetrainResult:
     """Train, log to MLflow, register a version, and promote it when it beats the champion."""
-    import mlflow
-    import mlflow.models
-    import mlflow.sklearn
-
     lakehouse = Lakehouse(spark, config)
     lakehouse.ensure_tables()
     data = collect_labelled(labelled_features(lakehouse))
@@ -176,6 +172,26 @@ def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promot
             champion_metrics, comparison = compare_with_champion(
                 config, previous, previous_tags, result, data
             )
+    ref = _log_and_register(config, seed, result, data, champion_metrics, training_seconds)
+
+    if previous is not None and champion_metrics is None and not force_promote:
+        promoted, reason = True, "champion uses other features"
+    else:
+        promoted, reason = decide_promotion(
+            result.validation_metrics, champion_metrics if previous is not None else None, force_promote
+        )
+    if comparison and previous is not None and not force_promote:
+        reason = f"{reason} ({comparison})"
+    if promoted:
+        set_champion(config, ref)
+    _report(ref, result.validation_metrics, promoted, reason)
+    return RetrainResult(ref, promoted, result.validation_metrics, champion_metrics, previous, reason)
+
+
+def _log_and_register(config: XrayConfig, seed: int, result: model_lib.TrainResult, data: LabelledData,
+                      champion_metrics: dict | None, training_seconds: float) -> ModelRef:
+    """Log the run (parameters, metrics, validation report, model) to MLflow and tag the registered version."""
+    import mlflow
 
     experiment_id = ensure_experiment(config)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"retrain-seed{seed}") as run:
@@ -199,19 +215,30 @@ def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promot
             report.write_text(json.dumps({"new": result.validation_metrics, "champion": champion_metrics},
                                          indent=2, default=str))
             mlflow.log_artifact(str(report))
-        # A signature is required by Unity Catalog's registry and documents the input for everyone else.
-        sample = data.X[:5]
-        signature = mlflow.models.infer_signature(sample, result.model.predict_proba(sample)[:, 1])
-        info = mlflow.sklearn.log_model(result.model, name="model", registered_model_name=config.model_name,
-                                        signature=signature, pip_requirements=_model_requirements(),
-                                        skops_trusted_types=[f"{model_lib.__name__}.ThresholdedClassifier"])
+        info = _log_model(config, result, data)
         run_id = run.info.run_id
+    ref = ModelRef(config.model_name, str(info.registered_model_version))
+    _tag_version(config, ref, result, data, run_id)
+    return ref
 
+
+def _log_model(config: XrayConfig, result: model_lib.TrainResult, data: LabelledData):  # noqa: ANN202
+    import mlflow.models
+    import mlflow.sklearn
+
+    # A signature is required by Unity Catalog's registry and documents the input for everyone else.
+    sample = data.X[:5]
+    signature = mlflow.models.infer_signature(sample, result.model.predict_proba(sample)[:, 1])
+    return mlflow.sklearn.log_model(result.model, name="model", registered_model_name=config.model_name,
+                                    signature=signature, pip_requirements=_model_requirements(),
+                                    skops_trusted_types=[f"{model_lib.__name__}.ThresholdedClassifier"])
+
+
+def _tag_version(config: XrayConfig, ref: ModelRef, result: model_lib.TrainResult, data: LabelledData,
+                 run_id: str) -> None:
     from streaming.core.registry import configure_mlflow
 
     client = configure_mlflow(config)
-    version = str(info.registered_model_version)
-    ref = ModelRef(config.model_name, version)
     client.set_model_version_tag(ref.name, ref.version, "feature_version", feature_lib.FEATURE_VERSION)
     client.set_model_version_tag(ref.name, ref.version, "threshold", str(result.model.threshold))
     client.set_model_version_tag(ref.name, ref.version, "run_id", run_id)
@@ -223,22 +250,11 @@ def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promot
             client.set_model_version_tag(ref.name, ref.version, f"validation_{key}",
                                          repr(float(result.validation_metrics[key])))
 
-    if previous is not None and champion_metrics is None and not force_promote:
-        promoted, reason = True, "champion uses other features"
-    else:
-        promoted, reason = decide_promotion(
-            result.validation_metrics, champion_metrics if previous is not None else None, force_promote
-        )
-    if comparison and previous is not None and not force_promote:
-        reason = f"{reason} ({comparison})"
-    if promoted:
-        set_champion(config, ref)
+
+def _report(ref: ModelRef, metrics: dict, promoted: bool, reason: str) -> None:
     log.info("model %s v%s: validation accuracy %.3f, ROC AUC %.3f; %s (%s)", ref.name, ref.version,
-             result.validation_metrics.get("accuracy", float("nan")),
-             result.validation_metrics.get("roc_auc") or float("nan"),
+             metrics.get("accuracy", float("nan")), metrics.get("roc_auc") or float("nan"),
              "promoted to champion" if promoted else "not promoted", reason)
-    print(f"registered {ref.name} version {ref.version}: validation accuracy "
-          f"{result.validation_metrics.get('accuracy', 0):.3f}, ROC AUC "
-          f"{(result.validation_metrics.get('roc_auc') or 0):.3f}; "
+    print(f"registered {ref.name} version {ref.version}: validation accuracy {metrics.get('accuracy', 0):.3f}, "
+          f"ROC AUC {(metrics.get('roc_auc') or 0):.3f}; "
           f"{'now champion' if promoted else 'champion unchanged'} ({reason})")
-    return RetrainResult(ref, promoted, result.validation_metrics, champion_metrics, previous, reason)

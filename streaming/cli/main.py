@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, description=help_text, parents=[common])
 
+    for add_commands in (_stream_commands, _ingest_commands, _model_commands, _operations_commands):
+        add_commands(add)
+    return parser
+
+
+def _stream_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     stream = add("stream", "Run the streaming layers: landing -> bronze -> silver -> gold, exactly once.")
     stream.add_argument("--once", action="store_true",
                         help="process what is in landing now, then exit (availableNow trigger)")
@@ -77,35 +83,44 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also move completed files from INBOX into landing (see 'xray watch')")
     stream.add_argument("--timeout", type=float, default=None, metavar="S",
                         help="stop after S seconds (continuous mode; default: run until Ctrl-C/SIGTERM)")
+    recover = add("recover", "Rewind a stream's checkpoint to the last batch every table holds (after a lost "
+                             "Delta commit), so the next 'xray stream' replays the batches a table lacks.")
+    recover.add_argument("--query", choices=LAYERS, action="append", default=None,
+                         help="the streaming query to recover (repeat for several; default all)")
 
+
+def _add_staging_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--sample", type=int, default=None, metavar="N",
+                         help="stage at most N files per class per split (default: all)")
+    command.add_argument("--splits", default="train,test,val", metavar="LIST",
+                         help="comma-separated splits to stage (default train,test,val)")
+    command.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
+    command.add_argument("--batch-files", type=int, default=0, metavar="K",
+                         help="drop K files at a time to simulate arrivals (default 0: all at once)")
+    command.add_argument("--interval-seconds", type=float, default=0.0, metavar="S",
+                         help="pause S seconds between drops of --batch-files files")
+
+
+def _ingest_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     watch = add("watch", "Move files copied into INBOX to landing once they are complete.")
     watch.add_argument("inbox", metavar="INBOX", help="drop-zone folder to watch")
     watch.add_argument("--stable-seconds", type=float, default=None, metavar="S",
                        help="a file is complete when its size and mtime are unchanged for S seconds (default 2)")
     watch.add_argument("--timeout", type=float, default=None, metavar="S", help="stop after S seconds")
 
-    def add_staging_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument("--sample", type=int, default=None, metavar="N",
-                             help="stage at most N files per class per split (default: all)")
-        command.add_argument("--splits", default="train,test,val", metavar="LIST",
-                             help="comma-separated splits to stage (default train,test,val)")
-        command.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
-        command.add_argument("--batch-files", type=int, default=0, metavar="K",
-                             help="drop K files at a time to simulate arrivals (default 0: all at once)")
-        command.add_argument("--interval-seconds", type=float, default=0.0, metavar="S",
-                             help="pause S seconds between drops of --batch-files files")
-
     kaggle = add("ingest-kaggle", "Download the Kaggle chest X-ray dataset and stage it into landing.")
     kaggle.add_argument("--dataset", default=None, metavar="OWNER/SLUG",
                         help="Kaggle dataset (default paultimothymooney/chest-xray-pneumonia)")
     kaggle.add_argument("--download-dir", default=None, metavar="DIR",
                         help="where the archive is downloaded and extracted (default <lakehouse>/downloads)")
-    add_staging_options(kaggle)
+    _add_staging_options(kaggle)
 
     folder = add("ingest-folder", "Stage a local copy of the dataset (or any folder of X-rays) into landing.")
     folder.add_argument("path", metavar="PATH", help="folder holding split/LABEL/image files (any depth)")
-    add_staging_options(folder)
+    _add_staging_options(folder)
 
+
+def _model_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     retrain = add("retrain", "Train a model on labelled silver features; promote it if it beats the champion.")
     retrain.add_argument("--seed", type=int, default=0, help="seed of the patient-grouped split and model")
     retrain.add_argument("--force-promote", action="store_true",
@@ -118,13 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("rescore", "Re-score gold predictions made by older models with the current champion.")
 
+
+def _operations_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     status = add("status", "Show tables, streams, backlog, champion model and quarantine on one screen.")
     status.add_argument("--json", action="store_true", help="print machine-readable JSON")
-
-    recover = add("recover", "Rewind a stream's checkpoint to the last batch every table holds (after a lost "
-                             "Delta commit), so the next 'xray stream' replays the batches a table lacks.")
-    recover.add_argument("--query", choices=LAYERS, action="append", default=None,
-                         help="the streaming query to recover (repeat for several; default all)")
 
     demo = add("demo", "Run the whole service once on a sample: stage, stream, train, score, report.")
     demo.add_argument("--per-class", type=int, default=None, metavar="N",
@@ -143,7 +155,6 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--copies", type=int, default=1, metavar="K",
                        help="measure on K copies of every image, each a new content with the same decode work "
                             "(bytes added after the end marker): a larger backlog for steady-state figures")
-    return parser
 
 
 def config_from_args(args: argparse.Namespace) -> XrayConfig:

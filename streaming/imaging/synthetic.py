@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,10 @@ def _check_label(label: str) -> str:
 
 
 def make_xray_array(label: str, seed: int, size: tuple[int, int] = (256, 256)) -> np.ndarray:
-    """The picture as a uint8 array of shape (height, width); ``size`` is (width, height) like Pillow."""
+    """The picture as a uint8 array of shape (height, width); ``size`` is (width, height) like Pillow.
+
+    The random draws happen in a fixed order (body, lungs, ribs, opacities, overlays, exposure), so a
+    (label, seed, size) always gives the same picture."""
     name = _check_label(label)
     width, height = int(size[0]), int(size[1])
     if width < 8 or height < 8:
@@ -46,65 +50,98 @@ def make_xray_array(label: str, seed: int, size: tuple[int, int] = (256, 256)) -
     # terms (blobs, spine) be built as outer products, several times cheaper than full 2-D exps.
     u_axis = (np.arange(w, dtype=np.float32) + 0.5) / w
     v_axis = (np.arange(h, dtype=np.float32) + 0.5) / h
-    u = u_axis[None, :]
-    v = v_axis[:, None]
+    grid = _Grid(u_axis, v_axis, u_axis[None, :], v_axis[:, None])
 
+    picture, cx, cy, body_h = _body(rng, grid)
+    lungs, lung_centres = _lungs(rng, grid, cx, cy)
+    ribs = _ribs(rng, grid, cx)
+    opacity = _opacities(rng, grid, lungs, lung_centres) if name == "PNEUMONIA" else np.zeros((h, w), np.float32)
+    lung_darkness = rng.uniform(0.27, 0.33)
+    picture -= lung_darkness * lungs
+    picture += 0.17 * ribs * lungs * (1.0 - np.clip(opacity, 0.0, 1.0))  # opacities hide the ribs
+    picture += 0.3 * opacity
+    picture = _overlays(rng, grid, picture, cx, cy, body_h)
+    array = _exposure(rng, picture)
+    if (w, h) != (width, height):
+        array = np.asarray(Image.fromarray(array).resize((width, height), Image.Resampling.BICUBIC))
+    return array
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """Normalised coordinates: 1-D axes and their broadcastable 2-D views."""
+
+    u_axis: np.ndarray
+    v_axis: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+
+
+def _body(rng: np.random.Generator, grid: _Grid) -> tuple[np.ndarray, float, float, float]:
+    """Background and the soft ellipse of the body; (picture, centre x, centre y, body half-height)."""
     cx = 0.5 + rng.uniform(-0.04, 0.04)
     cy = 0.52 + rng.uniform(-0.04, 0.04)
     body_w = rng.uniform(0.36, 0.44)
     body_h = rng.uniform(0.48, 0.56)
-    picture = np.full((h, w), rng.uniform(0.02, 0.08), dtype=np.float32)
-
-    body = ((u - cx) / body_w) ** 2 + ((v - cy) / body_h) ** 2
+    picture = np.full((len(grid.v_axis), len(grid.u_axis)), rng.uniform(0.02, 0.08), dtype=np.float32)
+    body = ((grid.u - cx) / body_w) ** 2 + ((grid.v - cy) / body_h) ** 2
     picture += 0.38 * np.sqrt(np.clip(1.6 - 1.6 * body, 0.0, 1.0))
+    return picture, cx, cy, body_h
 
-    lungs = np.zeros((h, w), dtype=np.float32)
+
+def _lungs(rng: np.random.Generator, grid: _Grid, cx: float, cy: float) -> tuple[np.ndarray, list[tuple]]:
+    """Both lung fields (flat inside, soft edge) and their (x, y, half-width, half-height)."""
+    lungs = np.zeros((len(grid.v_axis), len(grid.u_axis)), dtype=np.float32)
     lung_centres = []
     for side in (-1, 1):
         lx = cx + side * rng.uniform(0.15, 0.19)
         ly = cy - rng.uniform(0.02, 0.06)
         lw, lh = rng.uniform(0.1, 0.13), rng.uniform(0.26, 0.32)
-        lung = ((u - lx) / lw) ** 2 + ((v - ly) / lh) ** 2
+        lung = ((grid.u - lx) / lw) ** 2 + ((grid.v - ly) / lh) ** 2
         lungs = np.maximum(lungs, np.clip(1.3 - 1.3 * lung, 0.0, 1.0))
         lung_centres.append((lx, ly, lw, lh))
-    lungs = np.minimum(lungs * 2.0, 1.0)  # flat inside, soft edge
+    return np.minimum(lungs * 2.0, 1.0), lung_centres
 
-    # Ribs: bright curved bands, denser than the lung they cross.
+
+def _ribs(rng: np.random.Generator, grid: _Grid, cx: float) -> np.ndarray:
+    """Ribs: bright curved bands, denser than the lung they cross."""
     spacing = rng.uniform(0.055, 0.07)
     curvature = rng.uniform(1.2, 2.0)
     phase = rng.uniform(0.0, 1.0)
-    band = 0.5 + 0.5 * np.cos(2 * np.pi * ((v + curvature * (u - cx) ** 2) / spacing + phase))
+    band = 0.5 + 0.5 * np.cos(2 * np.pi * ((grid.v + curvature * (grid.u - cx) ** 2) / spacing + phase))
     ribs = band * band
-    ribs = ribs * ribs * ribs
+    return ribs * ribs * ribs
 
-    opacity = np.zeros((h, w), dtype=np.float32)
-    if name == "PNEUMONIA":
-        # Patchy consolidation: a few broad blobs plus finer mottling, in one or both lungs.
-        sides = [0, 1] if rng.random() < 0.8 else [int(rng.integers(0, 2))]
-        for index in sides:
-            lx, ly, lw, lh = lung_centres[index]
-            for _ in range(int(rng.integers(3, 6))):
-                bx = lx + rng.uniform(-0.6, 0.6) * lw
-                by = ly + rng.uniform(-0.2, 0.8) * lh  # lower zones more often, as in real cases
-                sx, sy = rng.uniform(0.05, 0.1), rng.uniform(0.06, 0.13)
-                weight = rng.uniform(0.7, 1.0)
-                opacity += np.outer(weight * np.exp(-(((v_axis - by) / sy) ** 2)), np.exp(-(((u_axis - bx) / sx) ** 2)))
-        # Mottling: a product of two smooth random profiles, far cheaper than resizing 2-D noise.
-        knots = 20
-        rows = np.interp(v_axis, np.linspace(0, 1, knots), rng.standard_normal(knots)).astype(np.float32)
-        cols = np.interp(u_axis, np.linspace(0, 1, knots), rng.standard_normal(knots)).astype(np.float32)
-        opacity *= 0.75 + 0.25 * np.clip(np.outer(rows, cols), -2.0, 2.0)
-        # Plus a diffuse haze over both lungs: interstitial/bilateral involvement, and what makes the
-        # class learnable from a few dozen examples wherever the blobs land.
-        opacity = np.clip(opacity + rng.uniform(0.15, 0.4), 0.0, 1.2) * lungs
 
-    lung_darkness = rng.uniform(0.27, 0.33)
-    picture -= lung_darkness * lungs
-    picture += 0.17 * ribs * lungs * (1.0 - np.clip(opacity, 0.0, 1.0))  # opacities hide the ribs
-    picture += 0.3 * opacity
+def _opacities(rng: np.random.Generator, grid: _Grid, lungs: np.ndarray, lung_centres: list[tuple]) -> np.ndarray:
+    """Patchy consolidation: a few broad blobs plus finer mottling, in one or both lungs."""
+    u_axis, v_axis = grid.u_axis, grid.v_axis
+    opacity = np.zeros_like(lungs)
+    sides = [0, 1] if rng.random() < 0.8 else [int(rng.integers(0, 2))]
+    for index in sides:
+        lx, ly, lw, lh = lung_centres[index]
+        for _ in range(int(rng.integers(3, 6))):
+            bx = lx + rng.uniform(-0.6, 0.6) * lw
+            by = ly + rng.uniform(-0.2, 0.8) * lh  # lower zones more often, as in real cases
+            sx, sy = rng.uniform(0.05, 0.1), rng.uniform(0.06, 0.13)
+            weight = rng.uniform(0.7, 1.0)
+            opacity += np.outer(weight * np.exp(-(((v_axis - by) / sy) ** 2)), np.exp(-(((u_axis - bx) / sx) ** 2)))
+    # Mottling: a product of two smooth random profiles, far cheaper than resizing 2-D noise.
+    knots = 20
+    rows = np.interp(v_axis, np.linspace(0, 1, knots), rng.standard_normal(knots)).astype(np.float32)
+    cols = np.interp(u_axis, np.linspace(0, 1, knots), rng.standard_normal(knots)).astype(np.float32)
+    opacity *= 0.75 + 0.25 * np.clip(np.outer(rows, cols), -2.0, 2.0)
+    # Plus a diffuse haze over both lungs: interstitial/bilateral involvement, and what makes the
+    # class learnable from a few dozen examples wherever the blobs land.
+    return np.clip(opacity + rng.uniform(0.15, 0.4), 0.0, 1.2) * lungs
 
+
+def _overlays(rng: np.random.Generator, grid: _Grid, picture: np.ndarray, cx: float, cy: float,
+              body_h: float) -> np.ndarray:
+    """Spine, heart and clavicles over the lungs."""
+    u, v = grid.u, grid.v
     spine_w = rng.uniform(0.03, 0.045)
-    picture += np.outer(0.32 * (v_axis > cy - body_h * 0.9), np.exp(-(((u_axis - cx) / spine_w) ** 2)))
+    picture += np.outer(0.32 * (grid.v_axis > cy - body_h * 0.9), np.exp(-(((grid.u_axis - cx) / spine_w) ** 2)))
     heart_x = cx + rng.uniform(0.03, 0.07)
     heart_y = cy + rng.uniform(0.08, 0.14)
     heart = ((u - heart_x) / rng.uniform(0.1, 0.14)) ** 2 + ((v - heart_y) / rng.uniform(0.1, 0.13)) ** 2
@@ -114,16 +151,17 @@ def make_xray_array(label: str, seed: int, size: tuple[int, int] = (256, 256)) -
         clavicle_y = cy - body_h * 0.6 - rng.uniform(0.15, 0.3) * np.abs(u - cx)
         near = np.abs(u - cx - side * 0.13) < 0.12
         picture += 0.16 * np.exp(-(((v - clavicle_y) / 0.014) ** 2)) * near
+    return picture
 
-    # Exposure, contrast and gamma vary more than the opacities change the mean: brightness is no shortcut.
+
+def _exposure(rng: np.random.Generator, picture: np.ndarray) -> np.ndarray:
+    """Exposure, contrast and gamma vary more than the opacities change the mean: brightness is no shortcut."""
+    h, w = picture.shape
     picture = picture * rng.uniform(0.75, 1.35) + rng.uniform(-0.08, 0.12)
     picture += np.float32(0.04) * (rng.random((h, w), dtype=np.float32) - np.float32(0.5))  # quantum noise
     levels = (np.clip(picture, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     gamma = np.linspace(0.0, 1.0, 256) ** rng.uniform(0.75, 1.3)  # a lookup table: pow per pixel is slow
-    array = (gamma * 255.0 + 0.5).astype(np.uint8)[levels]
-    if (w, h) != (width, height):
-        array = np.asarray(Image.fromarray(array).resize((width, height), Image.Resampling.BICUBIC))
-    return array
+    return (gamma * 255.0 + 0.5).astype(np.uint8)[levels]
 
 
 def make_xray_jpeg(label: str, seed: int, size: tuple[int, int] = (256, 256), quality: int = 90) -> bytes:
