@@ -313,35 +313,45 @@ def render_status(status: dict) -> str:
          else (t["name"], t["layer"], "-", "-", "not created yet") for t in status["tables"]],
         (False, False, True, True, False),
     )
+    for section in (_streams_section, _landing_section, _model_section, _quarantine_section):
+        lines += ["", *section(status)]
+    return "\n".join(_shorten(line, SCREEN_WIDTH) if len(line) > SCREEN_WIDTH else line for line in lines)
 
-    lines += ["", "STREAMS"]
-    stream_rows, notes = [], []
+
+def _checkpoint_state(stream: dict, bronze_checkpoint: bool) -> tuple[str, str | None]:
+    """(what the checkpoint column says, a note below the table or None)."""
+    checkpoint = stream["checkpoint"]
+    if not checkpoint["exists"] and bronze_checkpoint and stream["query"] in ("silver", "gold"):
+        return "in bronze's batches", None  # the default one-pass plan: no query (checkpoint) of its own
+    if not checkpoint["exists"]:
+        return "no checkpoint", None
+    if checkpoint["committed_batch_id"] is None and checkpoint["planned_batch_id"] is None:
+        return "empty", None
+    state = f"committed {_num(checkpoint['committed_batch_id'])}"
+    if not checkpoint["uncommitted"]:
+        return state, None
+    return (f"{state}, {checkpoint['planned_batch_id']} planned",
+            f"  {stream['query']}: batch {checkpoint['planned_batch_id']} is planned but not committed "
+            "(running now, or replayed on the next start)")
+
+
+def _streams_section(status: dict) -> list[str]:
+    rows, notes = [], []
     bronze_checkpoint = any(s["query"] == "bronze" and s["checkpoint"]["exists"] for s in status["streams"])
     for s in status["streams"]:
-        checkpoint = s["checkpoint"]
-        if not checkpoint["exists"] and bronze_checkpoint and s["query"] in ("silver", "gold"):
-            state = "in bronze's batches"  # the default one-pass plan: no query (checkpoint) of its own
-        elif not checkpoint["exists"]:
-            state = "no checkpoint"
-        elif checkpoint["committed_batch_id"] is None and checkpoint["planned_batch_id"] is None:
-            state = "empty"
-        else:
-            state = f"committed {_num(checkpoint['committed_batch_id'])}"
-            if checkpoint["uncommitted"]:
-                state += f", {checkpoint['planned_batch_id']} planned"
-                notes.append(f"  {s['query']}: batch {checkpoint['planned_batch_id']} is planned but not "
-                             "committed (running now, or replayed on the next start)")
+        state, note = _checkpoint_state(s, bronze_checkpoint)
+        notes += [note] if note else []
         last_batch = "catch-up" if s["last_batch_id"] == -1 else _num(s["last_batch_id"])
-        stream_rows.append((s["query"], last_batch, _time(s["last_event_time"]),
-                            _age(s["age_seconds"]), _num(s["input_rows"]), _num(s["output_rows"]), state))
-    lines += format_table(("query", "last batch", "finished (UTC)", "age", "in", "out", "checkpoint"),
-                          stream_rows, (False, True, False, True, True, True, False))
-    lines += notes
-    if status["gold_waiting"]:
-        lines.append(f"  {status['gold_waiting']}")
+        rows.append((s["query"], last_batch, _time(s["last_event_time"]),
+                     _age(s["age_seconds"]), _num(s["input_rows"]), _num(s["output_rows"]), state))
+    lines = ["STREAMS", *format_table(("query", "last batch", "finished (UTC)", "age", "in", "out", "checkpoint"),
+                                      rows, (False, True, False, True, True, True, False)), *notes]
+    return lines + ([f"  {status['gold_waiting']}"] if status["gold_waiting"] else [])
 
+
+def _landing_section(status: dict) -> list[str]:
     backlog = status["landing_backlog"]
-    lines += ["", f"LANDING BACKLOG  {backlog['files']} file(s), {_bytes(backlog['bytes'])} not ingested yet"]
+    lines = [f"LANDING BACKLOG  {backlog['files']} file(s), {_bytes(backlog['bytes'])} not ingested yet"]
     if backlog["newest_ingested_time"]:
         lines.append(f"  (files in landing modified after the newest file in bronze, "
                      f"{_time(backlog['newest_ingested_time'])} UTC)")
@@ -350,33 +360,35 @@ def render_status(status: dict) -> str:
     for problem in status["landing_problems"]:
         lines.append(f"  skipped {problem['kind'].replace('_', ' ')} {problem['path']!r}: {problem['detail']} "
                      f"(since {_time(problem['first_seen'])} UTC)")
+    return lines
 
+
+def _model_section(status: dict) -> list[str]:
     model = status["champion"]
-    lines.append("")
     if model.get("error"):
-        lines.append(f"MODEL  {model['name']}: {model['error']}")
-    elif model["version"] is None:
-        lines.append(f"MODEL  {model['name']}: no version has the 'champion' alias yet; run 'xray retrain'")
-    else:
-        threshold = f", threshold {model['threshold']:.3f}" if model["threshold"] is not None else ""
-        lines.append(f"MODEL  {model['name']} version {model['version']} (champion){threshold}")
-        lines.append(f"  feature version {model['feature_version']}")
-        if model["metrics"]:
-            lines += format_table(
-                ("split", "images", "accuracy", "precision", "recall", "specif.", "F1", "ROC AUC", "evaluated"),
-                [(m["split"], m["sample_count"], *[_num(m[k]) for k in METRIC_KEYS], _time(m["evaluated_time"]))
-                 for m in model["metrics"]],
-                (False, True, True, True, True, True, True, True, False),
-            )
-        else:
-            lines.append("  not evaluated yet: run 'xray metrics'")
+        return [f"MODEL  {model['name']}: {model['error']}"]
+    if model["version"] is None:
+        return [f"MODEL  {model['name']}: no version has the 'champion' alias yet; run 'xray retrain'"]
+    threshold = f", threshold {model['threshold']:.3f}" if model["threshold"] is not None else ""
+    lines = [f"MODEL  {model['name']} version {model['version']} (champion){threshold}",
+             f"  feature version {model['feature_version']}"]
+    if not model["metrics"]:
+        return [*lines, "  not evaluated yet: run 'xray metrics'"]
+    return lines + format_table(
+        ("split", "images", "accuracy", "precision", "recall", "specif.", "F1", "ROC AUC", "evaluated"),
+        [(m["split"], m["sample_count"], *[_num(m[k]) for k in METRIC_KEYS], _time(m["evaluated_time"]))
+         for m in model["metrics"]],
+        (False, True, True, True, True, True, True, True, False),
+    )
 
+
+def _quarantine_section(status: dict) -> list[str]:
     quarantine = status["quarantine"]
-    lines += ["", f"QUARANTINE  {quarantine['total']} file(s)"]
+    lines = [f"QUARANTINE  {quarantine['total']} file(s)"]
     if quarantine["by_rule"]:
         lines += format_table(("rule", "files"), [(_shorten(r, 60), n) for r, n in quarantine["by_rule"].items()],
                               (False, True))
-    return "\n".join(_shorten(line, SCREEN_WIDTH) if len(line) > SCREEN_WIDTH else line for line in lines)
+    return lines
 
 
 def print_status(spark: Any, config: XrayConfig, as_json: bool = False) -> dict:

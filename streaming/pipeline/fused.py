@@ -160,6 +160,25 @@ def _as_landing_entries(listing: DataFrame) -> DataFrame:
                           seq.alias("seq"))
 
 
+def _describe_bronze(config: XrayConfig, inspected: pa.Table, missing: pa.ChunkedArray, event: BatchEvent) -> None:
+    """Fill bronze's event: rows written, files gone before they were read, landing problems, backlog."""
+    gone = [short_ref(ref) for ref in inspected.filter(missing).column("path_ref").to_pylist()]
+    event.output_rows = event.input_rows - len(gone)
+    event.expectations = [{**BRONZE_EXPECTATION_COUNT, "failed": len(gone)}]
+    notes = []
+    if gone:
+        # Path refs, never paths: events leave bronze (look a file up with bronze.path_ref LIKE 'ref%').
+        notes.append(f"skipped {len(gone)} file(s) deleted before they were read (path_ref): " + ", ".join(
+            gone[:5]) + (" ..." if len(gone) > 5 else ""))
+    notes.extend(report_landing_problems(config))
+    event.message = "; ".join(notes) or None
+    times = [t for t in inspected.column(MODIFIED_COLUMN).to_pylist() if t is not None]
+    newest = max(times) if times else None
+    if newest is not None and newest.tzinfo is None:
+        newest = newest.replace(tzinfo=dt.timezone.utc)
+    event.backlog_files, event.backlog_bytes = landing_backlog(config.landing_dir, newest)
+
+
 def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int, silver_inline: bool = False,
                          gold_inline: bool = False) -> BatchEvent:
     """One bronze micro-batch: read the listed files on executors into bronze and, when ``silver_inline``,
@@ -181,21 +200,7 @@ def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int
     if event.input_rows == 0:
         return event
     missing = pc.equal(inspected.column("content_status"), "missing")
-    gone = [short_ref(ref) for ref in inspected.filter(missing).column("path_ref").to_pylist()]
-    event.output_rows = event.input_rows - len(gone)
-    event.expectations = [{**BRONZE_EXPECTATION_COUNT, "failed": len(gone)}]
-    notes = []
-    if gone:
-        # Path refs, never paths: events leave bronze (look a file up with bronze.path_ref LIKE 'ref%').
-        notes.append(f"skipped {len(gone)} file(s) deleted before they were read (path_ref): " + ", ".join(
-            gone[:5]) + (" ..." if len(gone) > 5 else ""))
-    notes.extend(report_landing_problems(config))
-    event.message = "; ".join(notes) or None
-    times = [t for t in inspected.column(MODIFIED_COLUMN).to_pylist() if t is not None]
-    newest = max(times) if times else None
-    if newest is not None and newest.tzinfo is None:
-        newest = newest.replace(tzinfo=dt.timezone.utc)
-    event.backlog_files, event.backlog_bytes = landing_backlog(config.landing_dir, newest)
+    _describe_bronze(config, inspected, missing, event)
     events = [event.finish()]
     if silver_inline:
         from streaming.silver import batch as silver
