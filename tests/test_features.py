@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from streaming import features
+from streaming.imaging import features
 from streaming.imaging.features import (
     FEATURE_LENGTH,
     FEATURE_SIZE,

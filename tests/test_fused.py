@@ -14,7 +14,9 @@ from streaming.lakehouse.engine import Lakehouse
 from streaming.lakehouse.events import BatchEvent
 from streaming.pipeline.plan import plan_queries
 from streaming.pipeline.service import run_stream
-from streaming.quality.expectations import Expectation, apply_expectations, flag_expectations, split_flagged
+from streaming.quality.arrow import split_flagged
+from streaming.quality.expectations import Expectation
+from streaming.quality.spark import apply_expectations, flag_expectations
 from streaming.silver.batch import write_silver
 from streaming.silver.expectations import silver_expectations
 from streaming.silver.transform import first_copies, to_metadata_rows
@@ -147,7 +149,7 @@ def test_images_ingested_without_champion_are_scored_once_when_one_appears(spark
     from imagefiles import stage_labelled_dataset
 
     from batch.training.retrain import retrain
-    from streaming import gold
+    from streaming.gold import scoring as gold
 
     stage_labelled_dataset(config.landing_dir, per_class=20, split="train", seed=5)
     run_stream(spark, config, once=True)

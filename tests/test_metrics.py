@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from deltalake import DeltaTable
 
-from streaming import features as feature_lib
 from streaming.core.config import load_config
 from streaming.core.errors import NoChampionModelError
+from streaming.imaging import features as feature_lib
 from streaming.lakehouse.engine import Lakehouse
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

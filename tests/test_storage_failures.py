@@ -13,12 +13,12 @@ import pytest
 from deltalake import DeltaTable
 from imagefiles import jpeg_bytes, write, xray_like
 
-from streaming import bronze
 from streaming.cli.main import main
 from streaming.core.errors import DamagedTableError, DiskFullError
 from streaming.lakehouse.deltars import txn_file_prefix
 from streaming.lakehouse.engine import Lakehouse
 from streaming.lakehouse.failures import storage_error
+from streaming.pipeline import fused
 from streaming.pipeline.service import run_stream
 
 
@@ -122,7 +122,7 @@ def test_files_of_a_killed_attempt_are_removed_when_the_batch_is_redone(spark, c
         "modificationTime": pa.array([now] * len(names), pa.timestamp("us", tz="UTC")),
         "length": pa.array([None] * len(names), pa.int64()),
     })
-    bronze.record_and_inspect(spark.createDataFrame(listing), config, 0, bronze_path, inspect=True).toArrow()
+    fused.record_and_inspect(spark.createDataFrame(listing), config, 0, bronze_path, inspect=True).toArrow()
     orphans = sorted(p.name for p in Path(bronze_path).glob(txn_file_prefix("bronze", 0) + "*"))
     assert orphans, "the killed attempt left files"
     # The same for a silver table written from the driver, and a file of another batch (not touched).

@@ -21,7 +21,8 @@ from streaming.bronze.read import read_landing_files
 from streaming.core.pseudonym import path_ref
 from streaming.lakehouse.engine import Lakehouse
 from streaming.pipeline.service import run_stream
-from streaming.quality.expectations import Expectation, apply_expectations
+from streaming.quality.expectations import Expectation
+from streaming.quality.spark import apply_expectations
 
 
 def table_rows(config, name: str) -> list[dict]:

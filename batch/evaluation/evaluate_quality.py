@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from batch import model as model_lib
-from streaming import features as feature_lib
+from batch.training import model as model_lib
 from streaming.core.paths import parse_xray_path
+from streaming.imaging import features as feature_lib
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "chest_xray_224" / "train"

@@ -24,7 +24,6 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from batch.training.retrain import collect_labelled, labelled_features
-from streaming import features as feature_lib
 from streaming.core.config import XrayConfig
 from streaming.core.errors import NoChampionModelError
 from streaming.core.registry import (
@@ -34,6 +33,7 @@ from streaming.core.registry import (
     model_versions,
     version_tags,
 )
+from streaming.imaging import features as feature_lib
 from streaming.lakehouse.catalog import (
     GOLD_DATASET_SUMMARY,
     GOLD_MODEL_PERFORMANCE,
@@ -161,7 +161,7 @@ def _plain(value: Any) -> Any:
 
 def evaluate_split(model: Any, ref: ModelRef, split: str, X: np.ndarray, y: np.ndarray) -> SplitEvaluation:
     """Score one split with `batch.model.evaluate`, keeping the probabilities for the ROC chart."""
-    from batch import model as model_lib
+    from batch.training import model as model_lib
 
     metrics = {k: _plain(v) for k, v in model_lib.evaluate(model, X, y).items()}
     if len(np.unique(y)) < 2:

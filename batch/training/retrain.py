@@ -18,8 +18,7 @@ import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from batch import model as model_lib
-from streaming import features as feature_lib
+from batch.training import model as model_lib
 from streaming.core.config import XrayConfig
 from streaming.core.errors import InsufficientDataError
 from streaming.core.registry import (
@@ -30,6 +29,7 @@ from streaming.core.registry import (
     set_champion,
     version_tags,
 )
+from streaming.imaging import features as feature_lib
 from streaming.lakehouse.catalog import SILVER_FEATURES, SILVER_METADATA
 from streaming.lakehouse.engine import Lakehouse
 

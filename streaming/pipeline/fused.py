@@ -40,7 +40,7 @@ from streaming.lakehouse.deltars import (
 from streaming.lakehouse.engine import DELTA_RS_FORMAT, Lakehouse, translate_errors
 from streaming.lakehouse.events import BatchEvent, record_events
 from streaming.landing.backlog import landing_backlog
-from streaming.quality.expectations import apply_expectations, flag_expectations
+from streaming.quality.spark import apply_expectations, flag_expectations
 from streaming.silver.inspect import INSPECTED_SCHEMA, inspect_record, inspected_batch
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,6 @@
-"""Data-quality expectations declared as data (rule, SQL condition, action, reason) and the one engine that
-flags, splits and counts them on Spark DataFrames and on Arrow tables.
+"""Data-quality expectations declared as data (``expectations``: rule, SQL condition, action, reason) and the
+one engine that evaluates them as flag columns in Spark (``spark``) and splits the flagged rows with Spark or,
+on the driver, with Arrow (``arrow``).
 """
 
-__all__ = ["expectations"]
+__all__ = ["arrow", "expectations", "spark"]

@@ -19,7 +19,8 @@ from streaming.lakehouse.catalog import (
 )
 from streaming.lakehouse.engine import Lakehouse
 from streaming.lakehouse.events import BatchEvent, record_event
-from streaming.quality.expectations import flag_expectations, split_flagged
+from streaming.quality.arrow import split_flagged
+from streaming.quality.spark import flag_expectations
 from streaming.silver.expectations import silver_expectations
 from streaming.silver.inspect import inspect_bronze_rows
 from streaming.silver.transform import first_copies, to_feature_rows, to_metadata_rows, to_quarantine_rows
