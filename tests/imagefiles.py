@@ -88,3 +88,10 @@ def stage_labelled_dataset(landing: Path, per_class: int, split: str = "train", 
         sick = landing / split / "PNEUMONIA" / f"person{patient}_bacteria_{index}.jpeg"
         written.append(write(sick, labelled_xray("PNEUMONIA", seed * 10_000 + 5000 + index)))
     return written
+
+
+# Every name a filesystem allows that once broke the promise (URL-decoded, cut at '#' or '?', ...).
+AWKWARD_NAMES = [
+    "person9018_a%41b_18.jpeg", "x 11 %20%.jpeg", "x#y?z.jpeg", "new\nline.jpeg", "a.jpeg", "a.jpeg#x.jpeg",
+    "-leading-dash.jpeg", "ünïcödé_Ω.jpeg", "file:not-a-uri.jpeg", "%2Fslash.jpeg",
+]

@@ -10,13 +10,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from support import REPO
 
 from streaming.cli.main import main
 from streaming.core.errors import LakehouseBusyError
 from streaming.core.locks import stream_lock
 from streaming.pipeline.service import run_stream
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def hold_lock_in_another_process(root: Path) -> subprocess.Popen:

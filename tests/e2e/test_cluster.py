@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "standalone_cluster.sh"
 PATIENTS_PER_CLASS = 5
 IMAGES_PER_PATIENT = 3  # 5 patients x 3 images x 2 classes = 30 files

@@ -15,17 +15,16 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import hcl2
 import pytest
+from support import REPO
 
 from streaming.cli.main import build_parser
 from streaming.core.config import KEYS as CONFIG_KEYS
 from streaming.lakehouse.catalog import ALL_TABLES, TABLES_BY_NAME
 
-REPO = Path(__file__).resolve().parents[1]
 INFRA = REPO / "infra"
 PLACEHOLDER = "0"  # stands for a Terraform expression the checks cannot evaluate (valid for str/int/float)
 EXPECTED_COMMANDS = {"stream", "retrain", "metrics", "rescore", "ingest-kaggle"}

@@ -10,18 +10,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from imagefiles import jpeg_bytes, write, xray_like
+from imagefiles import AWKWARD_NAMES, jpeg_bytes, write, xray_like
+from support import REPO
 
 from streaming.bronze.read import read_file
 from streaming.core.names import is_image_name
-from streaming.landing.log import LandingLog
 from streaming.landing.scan import scan_landing
-
-# Every name a filesystem allows that once broke the promise (URL-decoded, cut at '#' or '?', ...).
-AWKWARD_NAMES = [
-    "person9018_a%41b_18.jpeg", "x 11 %20%.jpeg", "x#y?z.jpeg", "new\nline.jpeg", "a.jpeg", "a.jpeg#x.jpeg",
-    "-leading-dash.jpeg", "ünïcödé_Ω.jpeg", "file:not-a-uri.jpeg", "%2Fslash.jpeg",
-]
 
 
 def found_by_name(landing: Path, **options) -> dict[str, object]:
@@ -143,29 +137,9 @@ def test_an_unreadable_folder_is_skipped_and_reported_the_rest_flows(tmp_path):
         # As root the folder would still be readable: drop the capabilities that bypass permissions.
         out = subprocess.run(["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search",
                               sys.executable, "-c", script, str(landing)],
-                             capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1]).stdout
+                             capture_output=True, text=True, check=True, cwd=REPO).stdout
     finally:
         os.chmod(landing / "locked", 0o755)
     assert out.strip() == "['ok'] [('unreadable_folder', 'locked')]"
 
 
-def test_the_log_numbers_entries_once_and_remembers_plans_and_cleaning(tmp_path):
-    landing = tmp_path / "landing"
-    write(landing / "b.jpeg", b"b")
-    write(landing / "a.jpeg", b"a")
-    os.utime(landing / "a.jpeg", (1_000, 1_000))  # older: admitted first
-    log = LandingLog(tmp_path / "log")
-    found, _ = scan_landing(landing)
-    assert [os.path.basename(f.path) for f in log.add_new(found)] == ["a.jpeg", "b.jpeg"]
-    assert log.add_new(scan_landing(landing)[0]) == []
-    log.record_plan(0, 1)
-    LandingLog.record_cleaned(tmp_path / "log", [0])
-    again = LandingLog(tmp_path / "log")
-    assert [e.seq for e in again.entries] == [0, 1] and again.plan == {0: 1}
-    # A file dropped again at a path that was cleaned out of landing is a new file; a known one is not.
-    assert [e.path for e in again.add_new(scan_landing(landing)[0])] == [str(landing / "a.jpeg")]
-    assert again.add_new(scan_landing(landing)[0]) == []
-    assert LandingLog(tmp_path / "log").add_new(scan_landing(landing)[0]) == [], "the new copy is remembered"
-    with open(tmp_path / "log" / "plan.jsonl", "a") as handle:
-        handle.write('{"start": 1, "en')  # cut by a crash: never acted upon
-    assert LandingLog(tmp_path / "log").plan == {0: 1}

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
-from imagefiles import jpeg_bytes, write, xray_like
-from test_landing import AWKWARD_NAMES
+from imagefiles import AWKWARD_NAMES, jpeg_bytes, write, xray_like
+from support import REPO
 
 from streaming.pipeline.service import run_stream
 
@@ -129,7 +129,7 @@ def test_an_unreadable_subfolder_is_skipped_and_reported_while_the_rest_flows(co
         # Root reads every folder; without these two capabilities it obeys the permission bits like anyone.
         run = subprocess.run(["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search",
                               sys.executable, "-m", "streaming.cli.main", "stream", "--once", "--layer", "bronze"],
-                             capture_output=True, text=True, env=env, timeout=300, cwd=Path(__file__).parents[1])
+                             capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
     finally:
         os.chmod(landing / "locked", 0o755)
     assert run.returncode == 0, run.stderr[-2000:]

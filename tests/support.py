@@ -1,0 +1,16 @@
+"""Helpers shared by the test modules (fixtures live in conftest.py): where the repository is, and a table's
+rows read straight from Delta (no Spark), as a test checks them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deltalake import DeltaTable
+
+REPO = Path(__file__).resolve().parents[1]
+"""The repository root: the working folder of subprocesses that import the project."""
+
+
+def table_rows(config, name: str, columns: list[str] | None = None) -> list[dict]:  # noqa: ANN001 - XrayConfig
+    """A table's rows (all, or the named columns) as dicts."""
+    return DeltaTable(str(config.table_path(name))).to_pyarrow_table(columns=columns).to_pylist()
