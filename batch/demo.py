@@ -64,7 +64,7 @@ def run_demo(spark: SparkSession, config: XrayConfig, per_class: int | None = No
     from batch.evaluation.metrics import run_metrics
     from batch.training.retrain import retrain
     from streaming.imaging.synthetic import write_synthetic_dataset
-    from streaming.ingest.staging import ingest_folder, ingest_kaggle
+    from streaming.ingest import ingest_folder, ingest_kaggle
 
     started = time.monotonic()
     per_class = per_class or DEFAULT_PER_CLASS

@@ -236,14 +236,14 @@ def _staging_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _ingest_kaggle(args: argparse.Namespace, config: XrayConfig) -> int:
-    from streaming.ingest.staging import ingest_kaggle
+    from streaming.ingest import ingest_kaggle
 
     ingest_kaggle(_spark(config), config, download_dir=args.download_dir, **_staging_options(args))
     return 0
 
 
 def _ingest_folder(args: argparse.Namespace, config: XrayConfig) -> int:
-    from streaming.ingest.staging import ingest_folder
+    from streaming.ingest import ingest_folder
 
     ingest_folder(_spark(config), config, args.path, **_staging_options(args))
     return 0

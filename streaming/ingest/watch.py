@@ -5,7 +5,7 @@ network share, a PACS export). The landing folder must only ever see whole files
 when (1) it has been closed after writing (``FileClosedEvent``, Linux inotify) or its size and mtime have
 not changed for ``watch_stable_seconds``, and (2) its bytes end like a whole image: the JPEG end-of-image
 marker ``FF D9`` (trailing zero padding allowed) or the PNG ``IEND`` chunk. The move itself is atomic
-(`streaming.ingest.place_file`). A file that stays incomplete is reported once and left in the inbox.
+(`streaming.ingest.place.place_file`). A file that stays incomplete is reported once and left in the inbox.
 
 Runs on its own (``xray watch INBOX``, Ctrl-C stops) or in a thread next to ``xray stream`` with a
 ``stop_event``. Uses native file events where the platform has them, else watchdog's polling observer.
@@ -31,7 +31,8 @@ from watchdog.events import (
 
 from streaming.core.config import XrayConfig
 from streaming.core.errors import IngestError
-from streaming.ingest.staging import IMAGE_SUFFIXES, is_ignored_name, place_file
+from streaming.core.names import IMAGE_SUFFIXES, is_ignored_name
+from streaming.ingest.place import place_file
 
 log = logging.getLogger(__name__)
 # File names encode patient identifiers: INFO and WARNING lines give counts, DEBUG names the files.

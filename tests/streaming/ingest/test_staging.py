@@ -17,16 +17,17 @@ import pytest
 from fake_kaggle import FakeKaggle, kaggle_layout_files, make_zip, port_is_free, tiny_jpeg, tiny_png
 
 from streaming.core.errors import IngestError
-from streaming.ingest.staging import (
+from streaming.ingest import (
     SourceImage,
+    StagingOptions,
     archive_images,
     ingest_folder,
     ingest_kaggle,
+    is_complete_image,
     place_file,
     plan_staging,
     safe_extract,
 )
-from streaming.ingest.watch import is_complete_image
 
 TABLE = "bronze_kaggle_dataset_info"
 
@@ -138,18 +139,18 @@ def test_plan_staging_layout_sampling_and_duplicates():
     assert {"unlabelled/scan.png", "unlabelled/unknown-label.jpeg"} <= set(targets)
     assert sum(1 for p in plan if p.group != "unlabelled") == 3 * 2 * 4
 
-    sample = plan_staging(images, sample_per_class=2, splits=("train", "test"), seed=7)
+    sample = plan_staging(images, StagingOptions(sample_per_class=2, splits=("train", "test"), seed=7))
     groups = {}
     for planned in sample:
         groups[planned.group] = groups.get(planned.group, 0) + 1
     assert groups == {"train/NORMAL": 2, "train/PNEUMONIA": 2, "test/NORMAL": 2, "test/PNEUMONIA": 2,
                       "unlabelled": 1}, "the val split and the val-less unknown label are left out"
-    assert sample == plan_staging(images, sample_per_class=2, splits=("test", "train"), seed=7)
-    reseeded = plan_staging(images, sample_per_class=2, splits=("train", "test"), seed=8)
+    assert sample == plan_staging(images, StagingOptions(sample_per_class=2, splits=("test", "train"), seed=7))
+    reseeded = plan_staging(images, StagingOptions(sample_per_class=2, splits=("train", "test"), seed=8))
     assert {p.source for p in reseeded} != {p.source for p in sample}
 
     with pytest.raises(IngestError, match="unknown split"):
-        plan_staging(images, splits=("training",))
+        StagingOptions(splits=("training",))
 
 
 def test_place_file_is_atomic_and_handles_name_clashes(tmp_path):
