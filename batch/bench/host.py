@@ -105,17 +105,41 @@ def _role(pid: int, root: int, name: str) -> str:
     return "python_workers" if name.startswith("python") else "other"
 
 
-class TreeSampler:
+class PollingThread:
+    """Calls ``poll`` every ``every`` seconds in a daemon thread until stopped, skipping while paused."""
+
+    def __init__(self, every: float, name: str):
+        self._every = every
+        self._stop = threading.Event()
+        self._paused = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def poll(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            if not self._paused.is_set():
+                self.poll()
+
+    def pause(self, paused: bool = True) -> None:
+        (self._paused.set if paused else self._paused.clear)()
+
+    def _halt(self, timeout: float) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout)
+
+
+class TreeSampler(PollingThread):
     """Samples the memory of a process tree every SAMPLE_SECONDS in a thread (peaks per role)."""
 
     def __init__(self, root: int):
+        super().__init__(SAMPLE_SECONDS, "bench-sampler")
         self.root = root
         self.available = os.path.isdir("/proc")
         self.peak: dict[str, float] = {}
         self.hwm: dict[int, tuple[str, float]] = {}
-        self._stop = threading.Event()
-        self._paused = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
 
     def start(self) -> TreeSampler:
         if self.available:
@@ -147,18 +171,11 @@ class TreeSampler:
             self.peak[key] = max(self.peak.get(key, 0.0), value)
         return {key: round(value, 1) for key, value in totals.items()}
 
-    def _run(self) -> None:
-        while not self._stop.wait(SAMPLE_SECONDS):
-            if not self._paused.is_set():
-                self.snapshot()
-
-    def pause(self, paused: bool = True) -> None:
-        (self._paused.set if paused else self._paused.clear)()
+    def poll(self) -> None:
+        self.snapshot()
 
     def stop(self) -> dict[str, Any]:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        self._halt(timeout=5)
         hwm: dict[str, float] = {}
         for role, value in self.hwm.values():
             hwm[role] = hwm.get(role, 0.0) + value

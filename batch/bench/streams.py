@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -14,28 +13,26 @@ from typing import Any
 
 from batch.bench.champion import ensure_champion
 from batch.bench.context import BenchContext, BenchFile, drop
-from batch.bench.host import TreeSampler
+from batch.bench.host import PollingThread, TreeSampler
 from batch.bench.processes import child_env, kill_group, xray_args
 from batch.bench.settings import LATENCY_POLL_SECONDS, LATENCY_WARMUP_FILES
 from batch.bench.tables import epoch
 
 
-class GoldWatcher:
+class GoldWatcher(PollingThread):
     """Polls the gold table in a thread; records when each expected image id first becomes visible."""
 
     def __init__(self, lakehouse: Path):
+        super().__init__(LATENCY_POLL_SECONDS, "bench-gold-watcher")
         self.path = lakehouse / "tables" / "gold_pneumonia_predictions"
         self.visible: dict[str, float] = {}
         self.predicted: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._paused = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-gold-watcher", daemon=True)
 
     def start(self) -> GoldWatcher:
         self._thread.start()
         return self
 
-    def _poll(self) -> None:
+    def poll(self) -> None:
         from deltalake import DeltaTable
 
         began = time.time()
@@ -49,14 +46,6 @@ class GoldWatcher:
                 self.visible[row["image_id"]] = began
                 self.predicted[row["image_id"]] = epoch(row["predicted_time"])
 
-    def _run(self) -> None:
-        while not self._stop.wait(LATENCY_POLL_SECONDS):
-            if not self._paused.is_set():
-                self._poll()
-
-    def pause(self, paused: bool = True) -> None:
-        (self._paused.set if paused else self._paused.clear)()
-
     def wait_for(self, image_ids: Iterable[str], timeout: float, alive: Callable[[], bool]) -> bool:
         wanted = set(image_ids)
         deadline = time.monotonic() + timeout
@@ -67,8 +56,7 @@ class GoldWatcher:
         return wanted <= self.visible.keys()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+        self._halt(timeout=10)
 
 
 def warmup_images(ctx: BenchContext) -> list[BenchFile]:
