@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from imagefiles import jpeg_bytes, png_bytes, write, xray_like
 
-from batch.bench.main import resolve_dataset
+from batch.bench import resolve_dataset
 from streaming.imaging.images import inspect_image
 
 

@@ -1,0 +1,37 @@
+"""The bench's parts, sizes, timings and targets, in one place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "chest_xray_originals"
+PARTS = ("baseline", "pipeline", "scaling", "latency", "sink", "checkpoint")
+PART_ALIASES = {"memory": "latency", "idle": "latency", "throughput": "pipeline"}
+
+DEFAULT_GENERATED_FILES = 120
+GENERATED_SIZE = (1800, 1500)
+BASELINE_REPEATS = 3
+MODEL_IMAGES_PER_CLASS = 20
+MEASURED_MASTER = "local[2]"
+LATENCY_WARMUP_FILES = 2
+LATENCY_DROPS = 20
+LATENCY_INTERVAL_SECONDS = 2.0
+LATENCY_TRIGGER_SECONDS = 0.5
+LATENCY_POLL_SECONDS = 0.2
+IDLE_SECONDS = 20.0
+MEMORY_ROUND_MAX = 120
+MEMORY_BURST = 5
+SAMPLE_SECONDS = 0.25
+SINK_ROWS = 8192
+SINK_ROW_BYTES = 16 * 1024
+CHECKPOINT_NEW_FILES = 5
+CHECKPOINT_ROUNDS = 2
+
+TARGETS = {
+    "pipeline_vs_baseline": 0.8,
+    "latency_p95_seconds": 3.0,
+    "idle_cpu_percent": 5.0,
+    "driver_memory_growth": 0.10,
+    "scaling_2_vs_1": 1.7,
+}
