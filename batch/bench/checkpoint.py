@@ -178,7 +178,7 @@ def bench_checkpoint(ctx: BenchContext) -> dict[str, Any]:
 
 def _time_landing_log_load(folder: Path, size: int) -> float:
     """What loading a landing log of ``size`` entries costs the source at a restart (in Python)."""
-    from streaming.landing.scan import LandingLog
+    from streaming.landing.log import LandingLog
 
     craft = folder / "files"
     craft.mkdir(parents=True, exist_ok=True)
