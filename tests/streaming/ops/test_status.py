@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import os
 
-from test_metrics import populated_lakehouse
+from populated import populated_lakehouse
 
 from streaming.ops.status import GOLD_WAITING, print_status
 
