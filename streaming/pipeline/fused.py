@@ -46,7 +46,8 @@ from streaming.silver.inspect import INSPECTED_SCHEMA, inspect_record, inspected
 log = logging.getLogger(__name__)
 
 # Bronze counts its one rule from the commit (rows listed - rows written), sparing a pass over the bytes.
-BRONZE_EXPECTATION_COUNT = {"table": BRONZE_IMAGES.name, "rule": "file_still_exists", "action": "drop"}
+BRONZE_EXPECTATION_COUNT = {"table": BRONZE_IMAGES.name, "rule": BRONZE_EXPECTATIONS[0].name,
+                            "action": BRONZE_EXPECTATIONS[0].action}
 
 
 # What executors hand back from a fused batch: the inspected row of every file (no bytes), and one extra
