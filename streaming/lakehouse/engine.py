@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from streaming.core.config import XrayConfig
-from streaming.lakehouse.deltars import SCHEMA_MISMATCH_MARKER, STREAM_CHANGE_MARKER, UNSUPPORTED_MARKER, remove_files
+from streaming.lakehouse.deltars import SCHEMA_MISMATCH_MARKER, STREAM_CHANGE_MARKER, UNSUPPORTED_MARKER
 from streaming.core.errors import ConfigError, DeltaStreamChangeError, SchemaMismatchError, TableNotFoundError, XrayError
 from streaming.lakehouse.failures import damaged_table_error, storage_error
 from streaming.lakehouse.catalog import ALL_TABLES, TABLES_BY_NAME, TableSpec
@@ -250,8 +250,7 @@ class Lakehouse:
                     writer.write(batch)
                 message = writer.finish()
             except BaseException:
-                writer._close()  # noqa: SLF001 - the writer's own clean-up, as its executors do
-                remove_files(self.path(table), writer.files)
+                writer.discard()
                 raise
             commit_files(self.path(table), spec.schema, [message], mode, app, version)
 

@@ -135,6 +135,11 @@ class ParquetFileWriter:
         self._close()
         return DeltaRsCommitMessage(files=self.files)
 
+    def discard(self) -> None:
+        """Close and delete every file written: a failed write, whose files no commit will ever name."""
+        self._close()
+        remove_files(self.table_path, self.files)
+
 
 def write_partition(table_path: str, schema: pa.Schema, options: dict[str, str],
                     iterator: Iterator[pa.RecordBatch]) -> DeltaRsCommitMessage:
@@ -144,9 +149,7 @@ def write_partition(table_path: str, schema: pa.Schema, options: dict[str, str],
             writer.write(batch)
         return writer.finish()
     except BaseException:
-        # A failed task must not leave files behind (the driver never hears of them).
-        writer._close()
-        remove_files(table_path, writer.files)
+        writer.discard()  # a failed task must not leave files behind (the driver never hears of them)
         raise
 
 
