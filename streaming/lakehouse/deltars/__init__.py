@@ -21,7 +21,8 @@ Limits: local or mounted (POSIX) paths; tables using deletion vectors or column 
 
 Modules: ``source`` (the data source), ``read`` and ``stream`` (batch and stream readers), ``write`` (batch and
 stream writers), ``files`` (Parquet files on executors, orphans), ``commit`` (one Delta transaction on the
-driver), ``schema`` (Spark <-> Arrow), ``table`` (opening a table), ``options``, ``errors`` (markers).
+driver), ``txn`` (application transactions: file prefixes, the commit's marker, finding that commit again),
+``schema`` (Spark <-> Arrow), ``table`` (opening a table), ``options``, ``errors`` (markers).
 """
 
 from streaming.lakehouse.deltars.commit import commit_files
@@ -39,7 +40,6 @@ from streaming.lakehouse.deltars.files import (
     conform_batch,
     remove_files,
     remove_orphans,
-    txn_file_prefix,
 )
 from streaming.lakehouse.deltars.options import TRUE_VALUES, local_path
 from streaming.lakehouse.deltars.read import DeltaRsPartition, DeltaRsReader, FileSlice, read_slices
@@ -53,6 +53,7 @@ from streaming.lakehouse.deltars.schema import (
 )
 from streaming.lakehouse.deltars.source import DeltaRsDataSource
 from streaming.lakehouse.deltars.stream import DeltaRsStreamReader, VersionFiles
+from streaming.lakehouse.deltars.txn import TXN_METADATA_KEY, txn_commit_version, txn_file_prefix
 from streaming.lakehouse.deltars.write import DeltaRsStreamWriter, DeltaRsWriter
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "STREAM_CHANGE_MARKER",
     "TIMESTAMP_ZONE",
     "TRUE_VALUES",
+    "TXN_METADATA_KEY",
     "UNSUPPORTED_MARKER",
     "DeltaRsCommitMessage",
     "DeltaRsDataSource",
@@ -85,5 +87,6 @@ __all__ = [
     "remove_orphans",
     "schema_differences",
     "spark_schema_of",
+    "txn_commit_version",
     "txn_file_prefix",
 ]

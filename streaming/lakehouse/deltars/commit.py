@@ -17,6 +17,7 @@ from streaming.lakehouse.deltars.schema import (
     spark_schema_of,
 )
 from streaming.lakehouse.deltars.table import open_table
+from streaming.lakehouse.deltars.txn import txn_metadata
 
 
 def commit_files(
@@ -32,15 +33,13 @@ def commit_files(
     """Commit the files of one write as one Delta transaction. Returns False when the application
     transaction (app_id, app_version) was already committed: the write is then skipped and its files deleted.
     """
-    from deltalake import CommitProperties
-    from deltalake.transaction import AddAction, Transaction, create_table_with_add_actions
+    from deltalake.transaction import AddAction, create_table_with_add_actions
 
     files = [f for message in messages if message is not None for f in message.files]
     actions = [
         AddAction(f.path, f.size, {}, f.modification_time, True, f.stats) for f in files
     ]
-    transactions = [Transaction(app_id, app_version)] if app_id is not None and app_version is not None else None
-    properties = CommitProperties(app_transactions=transactions, custom_metadata=operation_metadata or None)
+    properties = _commit_properties(app_id, app_version, operation_metadata)
     for attempt in range(5):
         table = open_table(table_path)
         if table is not None and app_id is not None and app_version is not None:
@@ -60,19 +59,38 @@ def commit_files(
                     raise
                 time.sleep(0.05 * (attempt + 1))
                 continue
-        table_schema = spark_schema_of(table)
-        commit_schema = check_append_schema(table_path, table_schema, incoming_schema, merge_schema)
-        if len(commit_schema.fields) > len(table_schema.fields):
-            # delta-rs keeps the table schema on a write transaction, so new columns are added first (a
-            # separate metadata commit: readers see the new nullable columns a moment before the rows).
-            added = delta_schema(arrow_schema_of_spark(StructType(commit_schema.fields[len(table_schema.fields):])))
-            table.alter.add_columns(list(added.fields))
-            table = open_table(table_path)
-        table.create_write_transaction(
-            actions,
-            mode,
-            delta_schema(arrow_schema_of_spark(commit_schema)),
-            commit_properties=properties,
-        )
+        _write_transaction(table, table_path, incoming_schema, merge_schema, actions, mode, properties)
         return True
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _commit_properties(app_id: str | None, app_version: int | None,
+                       operation_metadata: dict[str, Any] | None) -> Any:
+    """The caller's commit metadata and the application transaction, which the commit also names in its
+    metadata (for `txn_commit_version`)."""
+    from deltalake import CommitProperties
+    from deltalake.transaction import Transaction
+
+    if app_id is None or app_version is None:
+        return CommitProperties(custom_metadata=operation_metadata or None)
+    return CommitProperties(app_transactions=[Transaction(app_id, app_version)],
+                            custom_metadata={**(operation_metadata or {}), **txn_metadata(app_id, app_version)})
+
+
+def _write_transaction(table: Any, table_path: str, incoming_schema: StructType, merge_schema: bool,
+                       actions: list[Any], mode: str, properties: Any) -> None:
+    """Commit add actions to an existing table, adding the incoming new columns first when allowed."""
+    table_schema = spark_schema_of(table)
+    commit_schema = check_append_schema(table_path, table_schema, incoming_schema, merge_schema)
+    if len(commit_schema.fields) > len(table_schema.fields):
+        # delta-rs keeps the table schema on a write transaction, so new columns are added first (a
+        # separate metadata commit: readers see the new nullable columns a moment before the rows).
+        added = delta_schema(arrow_schema_of_spark(StructType(commit_schema.fields[len(table_schema.fields):])))
+        table.alter.add_columns(list(added.fields))
+        table = open_table(table_path)
+    table.create_write_transaction(
+        actions,
+        mode,
+        delta_schema(arrow_schema_of_spark(commit_schema)),
+        commit_properties=properties,
+    )

@@ -4,7 +4,6 @@ statistics, named by their application transaction, and removed when no commit w
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import uuid
@@ -18,6 +17,7 @@ import pyarrow.parquet as pq
 from pyspark.sql.datasource import WriterCommitMessage
 
 from streaming.lakehouse.deltars.table import open_table
+from streaming.lakehouse.deltars.txn import txn_file_prefix
 
 MAX_STAT_STRING = 256  # exact min/max only (never truncated): ids and most paths fit
 
@@ -151,17 +151,6 @@ def write_partition(table_path: str, schema: pa.Schema, options: dict[str, str],
     except BaseException:
         writer.discard()  # a failed task must not leave files behind (the driver never hears of them)
         raise
-
-
-def txn_file_prefix(app_id: str | None, version: int | None) -> str:
-    """The name prefix of the files written for application transaction (app_id, version), so a redo of
-    the transaction can find the files a killed attempt left behind (see `remove_orphans`)."""
-    if app_id is None or version is None:
-        return "part-"
-    slug = "".join(c if c.isalnum() else "-" for c in app_id)[:24]
-    # The hash keeps apps whose slugs coincide ("bronze:events", "bronze-events") apart.
-    digest = hashlib.sha1(app_id.encode()).hexdigest()[:8]
-    return f"part-txn-{slug}-{digest}-v{version}-"
 
 
 def remove_orphans(table_path: str, app_id: str, version: int) -> list[str]:
