@@ -18,9 +18,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from streaming.core.config import XrayConfig
-from streaming.lakehouse.deltars import SCHEMA_MISMATCH_MARKER, STREAM_CHANGE_MARKER, UNSUPPORTED_MARKER, remove_files
+from streaming.lakehouse.deltars import SCHEMA_MISMATCH_MARKER, STREAM_CHANGE_MARKER, UNSUPPORTED_MARKER
 from streaming.core.errors import ConfigError, DeltaStreamChangeError, SchemaMismatchError, TableNotFoundError, XrayError
-from streaming.lakehouse.failures import damaged_table_error, storage_error
+from streaming.lakehouse.failures import storage_error
 from streaming.lakehouse.catalog import ALL_TABLES, TABLES_BY_NAME, TableSpec
 
 log = logging.getLogger(__name__)
@@ -250,8 +250,7 @@ class Lakehouse:
                     writer.write(batch)
                 message = writer.finish()
             except BaseException:
-                writer._close()  # noqa: SLF001 - the writer's own clean-up, as its executors do
-                remove_files(self.path(table), writer.files)
+                writer.discard()
                 raise
             commit_files(self.path(table), spec.schema, [message], mode, app, version)
 
@@ -288,40 +287,12 @@ class Lakehouse:
         data = data.filter(expression)
         return data if columns is None else data.select(columns)
 
-    def _txn_commit(self, table: str, txn: tuple[str, int]) -> tuple[int, list[dict]] | None:
-        """(version, actions) of the commit carrying application transaction ``txn``, if any.
-
-        Reads the newest commits of the log only, so the cost does not grow with the table.
-        """
-        import json
-
-        log_dir = self.config.table_path(table) / "_delta_log"
-        commits = sorted((p for p in log_dir.glob("*.json") if p.stem.isdigit()), key=lambda p: int(p.stem),
-                         reverse=True)[:20]
-        for commit in commits:
-            try:
-                actions = [json.loads(line) for line in commit.read_text().splitlines() if line.strip()]
-            except ValueError:
-                raise damaged_table_error(table, commit, "not JSON (truncated or overwritten)") from None
-            txns = [a["txn"] for a in actions if "txn" in a]
-            if any(t.get("appId") == txn[0] and t.get("version") == txn[1] for t in txns):
-                return int(commit.stem), actions
-        return None
-
     def txn_commit_version(self, table: str, txn: tuple[str, int]) -> int | None:
         """Version of the commit that carries application transaction ``txn`` (None if not committed)."""
-        found = self._txn_commit(table, txn)
-        return found[0] if found else None
+        from streaming.lakehouse.deltars import txn_commit_version
 
-    def committed_rows(self, table: str, txn: tuple[str, int]) -> int | None:
-        """Rows added by the commit that carries application transaction ``txn`` (None if not found)."""
-        import json
-
-        found = self._txn_commit(table, txn)
-        if found is None:
-            return None
-        adds = [a["add"] for a in found[1] if "add" in a]
-        return sum(json.loads(a.get("stats") or "{}").get("numRecords", 0) for a in adds)
+        with translate_errors(table, self.path(table)):
+            return txn_commit_version(self.path(table), txn[0], txn[1])
 
     def read_stream(self, table: str, **options: Any) -> DataFrame:
         """A streaming DataFrame of the rows appended to a table."""

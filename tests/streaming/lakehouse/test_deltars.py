@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from streaming.core.errors import DeltaStreamChangeError, SchemaMismatchError
-from streaming.lakehouse.deltars import ParquetFileWriter, commit_files
+from streaming.lakehouse.deltars import ParquetFileWriter, commit_files, txn_commit_version
 from streaming.lakehouse.engine import Lakehouse, await_termination
 
 
@@ -185,6 +185,46 @@ def test_exactly_once_when_killed_while_writing_files(spark, house, config):
 
     assertDataFrameEqual(house.read("dst"), sample_rows(spark, 0, 20))
     assert DeltaTable(house.path("dst")).to_pyarrow_table().num_rows == 20
+
+
+def _commit_rows(table_path: str, app: str | None, version: int | None, marked: bool = True) -> None:
+    """One commit of five rows carrying (app, version); ``marked=False`` writes it as xray before the
+    commit marker (or delta-spark) did: the txn action without our commit metadata."""
+    schema = pa.schema([pa.field("writer", pa.int64()), pa.field("seq", pa.int64())])
+    from pyspark.sql.types import LongType, StructField, StructType
+
+    spark_schema = StructType([StructField("writer", LongType()), StructField("seq", LongType())])
+    writer = ParquetFileWriter(table_path, schema, {})
+    writer.write(pa.record_batch([pa.array([1] * 5), pa.array([version or 0] * 5)], schema=schema))
+    if marked:
+        commit_files(table_path, spark_schema, [writer.finish()], "append", app, version)
+        return
+    from deltalake import CommitProperties
+    from deltalake.transaction import AddAction, Transaction
+
+    table = DeltaTable(table_path)
+    actions = [AddAction(f.path, f.size, {}, f.modification_time, True, f.stats) for f in writer.finish().files]
+    table.create_write_transaction(actions, "append", table.schema(),
+                                   commit_properties=CommitProperties(app_transactions=[Transaction(app, version)]))
+
+
+@pytest.mark.parametrize("marked", [True, False])
+def test_txn_commit_version_finds_the_commit_of_a_transaction(tmp_path, marked):
+    table_path = str(tmp_path / "t")
+    Path(table_path).mkdir()
+    _commit_rows(table_path, None, None)  # version 0: no transaction
+    for app, version in [("bronze", 0), ("other", 0), ("bronze", 1), ("other", 1), ("bronze", 3)]:
+        _commit_rows(table_path, app, version, marked)  # table versions 1 to 5; bronze skips 2
+    _commit_rows(table_path, None, None)  # version 6
+
+    assert txn_commit_version(table_path, "bronze", 0) == 1
+    assert txn_commit_version(table_path, "bronze", 1) == 3
+    assert txn_commit_version(table_path, "other", 1) == 4
+    assert txn_commit_version(table_path, "bronze", 3) == 5
+    assert txn_commit_version(table_path, "bronze", 2) is None  # skipped: never committed
+    assert txn_commit_version(table_path, "bronze", 4) is None  # not reached
+    assert txn_commit_version(table_path, "nobody", 0) is None
+    assert txn_commit_version(str(tmp_path / "missing"), "bronze", 0) is None
 
 
 def _append_in_process(table_path: str, writer_id: int, commits: int) -> None:
