@@ -18,10 +18,16 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from streaming.core.config import XrayConfig
-from streaming.lakehouse.deltars import SCHEMA_MISMATCH_MARKER, STREAM_CHANGE_MARKER, UNSUPPORTED_MARKER
-from streaming.core.errors import ConfigError, DeltaStreamChangeError, SchemaMismatchError, TableNotFoundError, XrayError
-from streaming.lakehouse.failures import storage_error
+from streaming.core.errors import (
+    ConfigError,
+    DeltaStreamChangeError,
+    SchemaMismatchError,
+    TableNotFoundError,
+    XrayError,
+)
 from streaming.lakehouse.catalog import ALL_TABLES, TABLES_BY_NAME, TableSpec
+from streaming.lakehouse.deltars import SCHEMA_MISMATCH_MARKER, STREAM_CHANGE_MARKER, UNSUPPORTED_MARKER
+from streaming.lakehouse.failures import storage_error
 
 log = logging.getLogger(__name__)
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from streaming.lakehouse.engine import Lakehouse
 from streaming.lakehouse.catalog import PIPELINE_EVENTS
+from streaming.lakehouse.engine import Lakehouse
 
 log = logging.getLogger(__name__)
 
