@@ -1,7 +1,7 @@
 # The jobs: every task is a python_wheel_task calling the `xray` console script of the xray-lakehouse
 # wheel (setup.cfg: xray = streaming.cli:main) with the same options as on a laptop. Every task passes
 # --lakehouse <volume root> and --delta-engine delta-spark (the runtime's native Delta).
-# tests/test_infra.py parses these parameter lists with streaming.cli.build_parser(): keep them literal
+# tests/infra/test_infra.py parses these parameter lists with streaming.cli.build_parser(): keep them literal
 # lists (no concat()), so a renamed or removed CLI option fails the tests, not a 3 a.m. run.
 #
 # Each job runs on its own job cluster (jobs-compute rate, terminated when the run ends); none uses the

@@ -175,7 +175,7 @@ launcher="$work/xray_app.py"
 cat >"$launcher" <<'PY'
 import sys
 
-from streaming.cli.main import main
+from streaming.cli import main
 
 sys.exit(main())
 PY

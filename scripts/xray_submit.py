@@ -7,7 +7,7 @@ The xray-lakehouse wheel must be installed for the driver's and the executors' P
 
 import sys
 
-from streaming.cli.main import main
+from streaming.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

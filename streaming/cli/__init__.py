@@ -1,5 +1,8 @@
 """The ``xray`` command: parses arguments, builds the configuration and calls one importable function per
-subcommand (``main.main`` is the console script).
+subcommand. ``streaming.cli:main`` is the console script (setup.cfg) and the Databricks wheel entry point;
+``python -m streaming.cli`` runs it too.
 """
 
-__all__ = ["main"]
+from streaming.cli.main import build_parser, main
+
+__all__ = ["build_parser", "main"]

@@ -1,0 +1,7 @@
+"""``python -m streaming.cli``: the ``xray`` command without the console script."""
+
+import sys
+
+from streaming.cli.main import main
+
+sys.exit(main())
