@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from streaming.core.config import XrayConfig, load_config
-from streaming.core.errors import XrayError
+from streaming.core.errors import XrayError, is_transported
 from streaming.core.names import LAYERS
 from streaming.core.permissions import apply_permissions
 
@@ -302,7 +302,7 @@ def _bench(args: argparse.Namespace, config: XrayConfig) -> int:
 
 
 def _not_a_named_error(record: logging.LogRecord) -> bool:
-    return not (record.exc_info and "XRAY_ERROR[" in str(record.exc_info[1]))
+    return not (record.exc_info and is_transported(str(record.exc_info[1])))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,6 +6,8 @@ stack trace. Internal bugs stay ordinary exceptions.
 
 from __future__ import annotations
 
+import re
+
 
 class XrayError(Exception):
     """Base class of every error the `xray` command reports as a one-line message (exit code 2)."""
@@ -63,3 +65,29 @@ class DamagedTableError(XrayError):
 
 class CheckpointAheadError(XrayError):
     """A streaming query's checkpoint committed a batch that a table it writes does not hold."""
+
+
+# ---- carrying a named error across the JVM --------------------------------------------------------------
+# An error raised in a Spark Python worker, or in a foreachBatch function, reaches the driver as a JVM
+# exception whose text contains the original message. One form, ``XRAY_ERROR[ClassName]: message``, lets the
+# lakehouse layer raise the named error again (see `received`).
+_TRANSPORT = re.compile(r"XRAY_ERROR\[(\w+)\]: ([^\n]*)")
+
+
+def transported(error_class: type[XrayError], message: str) -> str:
+    """The text that carries ``error_class(message)`` across the JVM."""
+    return f"XRAY_ERROR[{error_class.__name__}]: {message}"
+
+
+def is_transported(text: str) -> bool:
+    return _TRANSPORT.search(text) is not None
+
+
+def received(text: str) -> XrayError | None:
+    """The named error a text carries (the first one), or None."""
+    match = _TRANSPORT.search(text)
+    if match is None:
+        return None
+    found = globals().get(match.group(1))
+    error_class = found if isinstance(found, type) and issubclass(found, XrayError) else XrayError
+    return error_class(match.group(2).strip())

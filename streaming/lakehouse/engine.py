@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,12 @@ from pyspark.sql.streaming import StreamingQuery
 from streaming.core.config import XrayConfig
 from streaming.core.errors import (
     ConfigError,
-    DeltaStreamChangeError,
     SchemaMismatchError,
     TableNotFoundError,
     XrayError,
+    received,
 )
 from streaming.lakehouse.catalog import ALL_TABLES, TABLES_BY_NAME, TableSpec
-from streaming.lakehouse.deltars import SCHEMA_MISMATCH_MARKER, STREAM_CHANGE_MARKER, UNSUPPORTED_MARKER
 from streaming.lakehouse.failures import storage_error
 
 log = logging.getLogger(__name__)
@@ -34,11 +32,6 @@ log = logging.getLogger(__name__)
 NATIVE_FORMAT = "delta"
 DELTA_RS_FORMAT = "deltars"
 
-_MARKERS = {
-    SCHEMA_MISMATCH_MARKER: SchemaMismatchError,
-    STREAM_CHANGE_MARKER: DeltaStreamChangeError,
-    UNSUPPORTED_MARKER: XrayError,
-}
 
 
 def native_delta_available(spark: SparkSession) -> bool:
@@ -76,25 +69,13 @@ def translate_errors(table: str | None = None, table_path: str | None = None) ->
     except XrayError:
         raise
     except Exception as error:  # noqa: BLE001 - only errors carrying our markers are translated
-        text = str(error)
-        named = re.search(r"XRAY_ERROR\[(\w+)\]: ([^\n]*)", text)
-        if named:
-            raise _error_class(named.group(1))(named.group(2).strip()) from None
-        for marker, error_class in _MARKERS.items():
-            match = re.search(re.escape(marker) + r": ([^\n]*)", text)
-            if match:
-                raise error_class(match.group(1).strip()) from None
+        named = received(str(error))
+        if named is not None:
+            raise named from None
         storage = storage_error(error, table, Path(table_path) if table_path else None)
         if storage is not None:
             raise storage from None
         raise
-
-
-def _error_class(name: str) -> type[XrayError]:
-    from streaming.core import errors
-
-    found = getattr(errors, name, None)
-    return found if isinstance(found, type) and issubclass(found, XrayError) else XrayError
 
 
 def await_termination(query: StreamingQuery, timeout: float | None = None) -> bool:

@@ -26,7 +26,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from streaming.bronze.source import landing_stream
 from streaming.core.config import XrayConfig
-from streaming.core.errors import XrayError
+from streaming.core.errors import XrayError, transported
 from streaming.core.locks import stream_lock
 from streaming.gold import scoring as gold
 from streaming.lakehouse.catalog import ALL_TABLES, BRONZE_IMAGES, SILVER_FEATURES
@@ -57,7 +57,7 @@ def foreach_batch(process: Callable[[Lakehouse, DataFrame, int], object], lakeho
                     # An empty batch writes no events row; its events transaction still marks it done.
                     mark_empty_batch(lakehouse, result.query, batch_id)
         except XrayError as error:
-            raise RuntimeError(f"XRAY_ERROR[{type(error).__name__}]: {error}") from error
+            raise RuntimeError(transported(type(error), str(error))) from error
 
     return run
 

@@ -1,12 +1,14 @@
-"""The errors of the deltars data source and the markers that carry them across the JVM."""
+"""The errors of the deltars data source, in the one form that carries a named error across the JVM."""
 
 from __future__ import annotations
 
-# Markers let the lakehouse layer turn an error raised in a Python worker (which reaches the driver wrapped
-# in a JVM exception) back into a named error with a one-line message.
-SCHEMA_MISMATCH_MARKER = "XRAY_SCHEMA_MISMATCH"
-STREAM_CHANGE_MARKER = "XRAY_DELTA_STREAM_CHANGE"
-UNSUPPORTED_MARKER = "XRAY_DELTA_UNSUPPORTED"
+from streaming.core.errors import DeltaStreamChangeError, SchemaMismatchError, XrayError
+
+# A DeltaRsError's message starts with one of these (`streaming.core.errors.transported`), so the lakehouse
+# layer raises the named error again on the driver with a one-line message.
+SCHEMA_MISMATCH_MARKER = f"XRAY_ERROR[{SchemaMismatchError.__name__}]"
+STREAM_CHANGE_MARKER = f"XRAY_ERROR[{DeltaStreamChangeError.__name__}]"
+UNSUPPORTED_MARKER = f"XRAY_ERROR[{XrayError.__name__}]"
 
 
 class DeltaRsError(Exception):
