@@ -134,7 +134,7 @@ def plot_class_balance(summary: Sequence[dict], path: Path) -> Path:
     axes.set_ylabel("distinct valid images")
     axes.set_title("Class balance per split")
     axes.margins(y=0.15)
-    axes.legend()
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the bars, never over them
     axes.grid(axis="y", alpha=0.3)
     return save(figure, path)
 
