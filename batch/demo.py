@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
+import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pyspark.sql import SparkSession
 
@@ -20,9 +24,41 @@ from streaming.lakehouse.catalog import ALL_TABLES
 from streaming.lakehouse.engine import Lakehouse
 from streaming.pipeline.service import run_stream
 
+if TYPE_CHECKING:
+    from batch.training.retrain import RetrainResult
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PER_CLASS = 60
+SYNTHETIC_SEED = 0
+# What each deliberately bad file is, by the rule silver quarantines it under.
+BAD_EXAMPLES = {"decodes": "a truncated JPEG", "is_image": "a text file named .jpeg", "not_empty": "an empty file"}
+
+
+def xray_command(argv0: str | None = None, executable: str | None = None,
+                 environ: dict[str, str] | None = None) -> list[str]:
+    """The words that run this very ``xray`` again when typed in a shell, from any folder.
+
+    The absolute path of the running ``xray`` script when started as one (``.venv/bin/xray``, no venv
+    activation needed), else this interpreter with ``-m streaming.cli.main``; a ``PYTHONPATH`` the run
+    depends on is kept in front (``env PYTHONPATH=...``), made absolute.
+    """
+    argv0 = sys.argv[0] if argv0 is None else argv0
+    environ = os.environ if environ is None else environ
+    script = Path(argv0)
+    if script.name.startswith("xray") and script.suffix != ".py" and script.is_file():
+        return [os.path.abspath(script)]
+    words = [os.path.abspath(executable or sys.executable), "-m", "streaming.cli.main"]
+    pythonpath = environ.get("PYTHONPATH")
+    if pythonpath:
+        absolute = os.pathsep.join(os.path.abspath(part) for part in pythonpath.split(os.pathsep) if part)
+        words = ["env", f"PYTHONPATH={absolute}", *words]
+    return words
+
+
+def command_line(words: Sequence[str]) -> str:
+    """Words joined for a POSIX shell, quoted where needed."""
+    return " ".join(shlex.quote(str(word)) for word in words)
 
 
 def kaggle_credentials_present() -> bool:
@@ -59,12 +95,72 @@ def _step(title: str) -> float:
     return time.monotonic()
 
 
+def _stage(spark: SparkSession, config: XrayConfig, per_class: int, use_kaggle: bool) -> None:
+    from batch.evaluation.provenance import mark_synthetic
+    from streaming.imaging.synthetic import write_synthetic_dataset
+    from streaming.ingest import ingest_folder, ingest_kaggle
+
+    _step(f"staging a sample into {config.landing_dir}")
+    if use_kaggle:
+        ingest_kaggle(spark, config, sample_per_class=per_class, splits=("train", "test"))
+        return
+    with tempfile.TemporaryDirectory(prefix="xray-demo-") as folder:
+        written = write_synthetic_dataset(Path(folder), per_class=per_class, splits=("train", "test"),
+                                          seed=SYNTHETIC_SEED)
+        mark_synthetic(config, images=len(written), seed=SYNTHETIC_SEED)  # before any of them is ingested
+        ingest_folder(spark, config, folder, splits=("train", "test"))
+    print(f"    synthetic X-ray-like images ({per_class} per class per split), not patient data: the report "
+          "says so", flush=True)
+    bad = stage_bad_examples(config.landing_dir)
+    print(f"    plus {len(bad)} deliberately bad files ({', '.join(BAD_EXAMPLES.values())}): silver quarantines "
+          "them instead of failing", flush=True)
+
+
+def _champion_line(config: XrayConfig, trained: RetrainResult) -> str:
+    """Which version serves now: the alias holder in the registry, whatever this run's retrain decided."""
+    from streaming.core.registry import champion, version_tags
+
+    current = champion(config)
+    if current is None:
+        return f"Champion model: none (this run registered {trained.version.name} version " \
+               f"{trained.version.version}, not promoted: {trained.reason})"
+    accuracy = version_tags(config, current).get("validation_accuracy")
+    detail = f"validation accuracy {float(accuracy):.3f}" if accuracy else "no validation accuracy recorded"
+    line = f"Champion model: {current.name} version {current.version} ({detail})"
+    if current.version != trained.version.version:
+        line += f"; this run's version {trained.version.version} was not promoted ({trained.reason})"
+    return line
+
+
+def _quarantine_line(quarantine_by_rule: dict[str, int], status: str) -> str:
+    """What quarantine holds by rule, the deliberately bad files named, and where to see them."""
+    if not quarantine_by_rule:
+        return f"Quarantine: empty. Progress: {status}"
+    ranked = sorted(quarantine_by_rule.items(), key=lambda kv: (-kv[1], kv[0]))
+    parts = [f"{rule} {count}" + (f" ({BAD_EXAMPLES[rule]})" if rule in BAD_EXAMPLES else "")
+             for rule, count in ranked]
+    total = sum(quarantine_by_rule.values())
+    return (f"Quarantined on purpose: {total} file(s) by rule: {', '.join(parts)}. See them in the report's "
+            f"'Quarantine by rule' and with: {status}")
+
+
+def _look_next(config: XrayConfig, report: Path | None, quarantine_by_rule: dict[str, int]) -> None:
+    """Where to look, as commands that run as printed (absolute paths, the lakehouse used)."""
+    xray = xray_command()
+    lakehouse = ["--lakehouse", str(config.root)]
+    mlflow = Path(sys.executable).parent / "mlflow"
+    mlflow_words = [str(mlflow)] if mlflow.is_file() else [os.path.abspath(sys.executable), "-m", "mlflow"]
+    if report:
+        print(f"Report: {report}")
+    print(_quarantine_line(quarantine_by_rule, command_line([*xray, "status", *lakehouse])))
+    print(f"MLflow UI: {command_line([*mlflow_words, 'ui', '--backend-store-uri', config.tracking_uri])}")
+    print(f"Keep streaming: {command_line([*xray, 'stream', *lakehouse])}  (drop files into {config.landing_dir})")
+
+
 def run_demo(spark: SparkSession, config: XrayConfig, per_class: int | None = None, source: str = "auto") -> dict:
     """Run the demo end to end; returns a summary (counts, metrics, paths, seconds)."""
     from batch.evaluation.metrics import run_metrics
     from batch.training.retrain import retrain
-    from streaming.imaging.synthetic import write_synthetic_dataset
-    from streaming.ingest import ingest_folder, ingest_kaggle
 
     started = time.monotonic()
     per_class = per_class or DEFAULT_PER_CLASS
@@ -73,15 +169,7 @@ def run_demo(spark: SparkSession, config: XrayConfig, per_class: int | None = No
     lakehouse.ensure_tables()
     print(f"xray demo: lakehouse {config.root} (Delta engine: {lakehouse.format})")
 
-    _step(f"staging a sample into {config.landing_dir}")
-    if use_kaggle:
-        ingest_kaggle(spark, config, sample_per_class=per_class, splits=("train", "test"))
-    else:
-        with tempfile.TemporaryDirectory(prefix="xray-demo-") as folder:
-            write_synthetic_dataset(Path(folder), per_class=per_class, splits=("train", "test"), seed=0)
-            ingest_folder(spark, config, folder, splits=("train", "test"))
-
-        stage_bad_examples(config.landing_dir)
+    _stage(spark, config, per_class, use_kaggle)
 
     _step("streaming landing -> bronze -> silver (xray stream --once)")
     run_stream(spark, config, layers=("bronze", "silver"), once=True)
@@ -101,13 +189,12 @@ def run_demo(spark: SparkSession, config: XrayConfig, per_class: int | None = No
     print(f"Done in {seconds:.0f} s. Tables under {config.tables_dir}:")
     for name, count in counts.items():
         print(f"  {name:<28} {count:>7} rows")
-    print(f"Champion model: {trained.version.name} version {trained.version.version} "
-          f"(validation accuracy {trained.validation_metrics.get('accuracy', 0):.3f})")
+    from streaming.core.registry import champion
+
+    print(_champion_line(config, trained))
+    current = champion(config)
     report = getattr(metrics, "report_path", None)
-    if report:
-        print(f"Report: {report}")
-    print(f"Quarantine and progress: xray status --lakehouse {config.root}")
-    print(f"MLflow UI: mlflow ui --backend-store-uri {config.tracking_uri}")
-    print(f"Keep streaming: xray stream --lakehouse {config.root}  (drop files into {config.landing_dir})")
+    _look_next(config, report, metrics.quarantine_by_rule)
     return {"seconds": seconds, "counts": counts, "model_version": trained.version.version,
+            "promoted": trained.promoted, "champion_version": current.version if current else None,
             "report": str(report) if report else None}

@@ -64,6 +64,17 @@ class SplitEvaluation:
 
 
 @dataclass
+class HoldOut:
+    """A version's figures on the patients `xray retrain` held out before refitting (recorded in MLflow)."""
+
+    model_name: str
+    model_version: str
+    metrics: dict[str, Any]
+    images: int | None = None
+    patients: int | None = None
+
+
+@dataclass
 class MetricsResult:
     """What ``xray metrics`` did."""
 
@@ -74,6 +85,7 @@ class MetricsResult:
     skipped_versions: list[str] = field(default_factory=list)
     summary: list[dict] = field(default_factory=list)
     quarantine_by_rule: dict[str, int] = field(default_factory=dict)
+    holdouts: list[HoldOut] = field(default_factory=list)
 
 
 # -- dataset summary ------------------------------------------------------------------------------------
@@ -114,7 +126,7 @@ def dataset_summary(lakehouse: Lakehouse, quarantine_by_rule: dict[str, int], up
         rows.append({"split": r["split"], "label_name": r["label_name"], "images": int(r["images"]),
                      "patients": int(r["patients"]), "quarantined": None, "duplicates": None,
                      "updated_time": updated_time})
-    from batch.evaluation.report import split_sort_key
+    from batch.evaluation.figures import split_sort_key
 
     rows.sort(key=lambda r: (split_sort_key(r["split"]), r["label_name"]))
     rows.append({"split": ALL, "label_name": ALL, **total, "quarantined": sum(quarantine_by_rule.values()),
@@ -171,6 +183,38 @@ def evaluate_split(model: Any, ref: ModelRef, split: str, X: np.ndarray, y: np.n
     return SplitEvaluation(ref.name, ref.version, split, metrics, threshold, np.asarray(y), scores)
 
 
+HOLD_OUT_KEYS = ("accuracy", "balanced_accuracy", "roc_auc", "recall", "specificity", "precision", "f1")
+MAX_HOLD_OUT_VERSIONS = 10
+
+
+def hold_out(config: XrayConfig, ref: ModelRef) -> HoldOut | None:
+    """The version's validation metrics: its training run's ``validation_*`` metrics, else its tags."""
+    from streaming.core.registry import configure_mlflow
+
+    client = configure_mlflow(config)
+    try:
+        version = client.get_model_version(ref.name, ref.version)
+        tags = dict(version.tags)
+        run_id = tags.get("run_id") or version.run_id
+        logged = client.get_run(run_id).data.metrics if run_id else {}
+    except Exception as error:  # noqa: BLE001 - a pruned run must not stop the report
+        log.warning("no training run for %s version %s (%s)", ref.name, ref.version, str(error).splitlines()[0])
+        tags, logged = {}, {}
+    values = {key: logged.get(f"validation_{key}", tags.get(f"validation_{key}")) for key in HOLD_OUT_KEYS}
+    metrics = {key: float(value) for key, value in values.items() if value is not None}
+    if not metrics:
+        return None
+    images, patients = logged.get("validation_n_validation"), logged.get("validation_n_validation_patients")
+    return HoldOut(ref.name, ref.version, metrics, None if images is None else int(images),
+                   None if patients is None else int(patients))
+
+
+def hold_outs(config: XrayConfig) -> list[HoldOut]:
+    """Hold-out figures of the latest registered versions (oldest first): cheap, from the registry."""
+    found = (hold_out(config, ref) for ref in model_versions(config)[-MAX_HOLD_OUT_VERSIONS:])
+    return [h for h in found if h is not None]
+
+
 def performance_row(evaluation: SplitEvaluation, evaluated_time: dt.datetime) -> dict:
     """The ``gold_model_performance`` row of one evaluation."""
     m = evaluation.metrics
@@ -212,21 +256,27 @@ def _print_summary(result: MetricsResult, threshold_of: dict[str, float]) -> Non
     by_version: dict[str, list[SplitEvaluation]] = defaultdict(list)
     for evaluation in result.evaluations:
         by_version[evaluation.model_version].append(evaluation)
-    from batch.evaluation.report import split_sort_key
+    from batch.evaluation.figures import split_role, split_sort_key
 
+    def fmt(value: Any, width: int) -> str:
+        return f"{value:>{width}.3f}" if value is not None else f"{'-':>{width}}"
+
+    def line(name: str, images: Any, m: dict) -> str:
+        return (f"  {name:<22} {images if images is not None else '-':>7} {fmt(m.get('accuracy'), 9)} "
+                f"{fmt(m.get('roc_auc'), 8)} {fmt(m.get('recall'), 7)} {fmt(m.get('specificity'), 12)}")
+
+    holdout_of = {h.model_version: h for h in result.holdouts}
     for version in sorted(by_version, key=int):
         ref = result.champion
         role = " (champion)" if ref and version == ref.version else ""
         print(f"{ref.name if ref else ''} version {version}{role}, threshold {threshold_of[version]:.3f}")
-        print(f"  {'split':<8} {'images':>7} {'accuracy':>9} {'ROC AUC':>8} {'recall':>7} {'specificity':>12}")
-        for e in sorted(by_version[version], key=lambda e: split_sort_key(e.split)):
-            m = e.metrics
-
-            def fmt(value: Any, width: int) -> str:
-                return f"{value:>{width}.3f}" if value is not None else f"{'-':>{width}}"
-
-            print(f"  {e.split:<8} {len(e.y):>7} {fmt(m.get('accuracy'), 9)} {fmt(m.get('roc_auc'), 8)} "
-                  f"{fmt(m.get('recall'), 7)} {fmt(m.get('specificity'), 12)}")
+        print(f"  {'split':<22} {'images':>7} {'accuracy':>9} {'ROC AUC':>8} {'recall':>7} {'specificity':>12}")
+        if version in holdout_of:
+            print(line("validation (held out)", holdout_of[version].images, holdout_of[version].metrics))
+        ordered = sorted(by_version[version], key=lambda e: (split_role(e.split) != "held out",
+                                                             split_sort_key(e.split)))
+        for e in ordered:
+            print(line(f"{e.split} ({split_role(e.split)})", len(e.y), e.metrics))
     if result.skipped_versions:
         print(f"skipped version(s) {', '.join(result.skipped_versions)}: other feature version than "
               f"{feature_lib.FEATURE_VERSION}")
@@ -280,12 +330,16 @@ def run_metrics(spark: SparkSession, config: XrayConfig, all_versions: bool = Fa
     rows = [performance_row(e, now) for e in evaluations]
     lakehouse.append_rows(GOLD_MODEL_PERFORMANCE.name, rows)
 
+    holdouts = hold_outs(config)
     report_path = None
     if write_report:
+        from batch.evaluation.provenance import synthetic_data
         from batch.evaluation.report import write_report as render
 
         report_path = render(lakehouse, current, evaluations, summary, quarantine_by_rule, now,
-                             champion_tags=champion_tags or version_tags(config, current))
-    result = MetricsResult(len(rows), report_path, current, evaluations, skipped, summary, quarantine_by_rule)
+                             champion_tags=champion_tags or version_tags(config, current), holdouts=holdouts,
+                             synthetic=synthetic_data(config))
+    result = MetricsResult(len(rows), report_path, current, evaluations, skipped, summary, quarantine_by_rule,
+                           holdouts)
     _print_summary(result, threshold_of)
     return result

@@ -70,9 +70,10 @@ def record_events(lakehouse: Lakehouse, events: list[BatchEvent], txn: tuple[str
     rows = [event.as_row() for event in events]
     lakehouse.append_rows(PIPELINE_EVENTS.name, rows, txn=txn)
     for event, row in zip(events, rows, strict=True):
+        # Work outside any micro-batch (gold scoring images that waited for a champion) uses batch id -1.
         log.info(
-            "%s batch %d: in=%d out=%d quarantined=%d duplicates=%d %dms%s",
-            event.query, event.batch_id, event.input_rows, event.output_rows, event.quarantined_rows,
+            "%s %s: in=%d out=%d quarantined=%d duplicates=%d %dms%s",
+            event.query, f"batch {event.batch_id}" if event.batch_id >= 0 else "catch-up", event.input_rows, event.output_rows, event.quarantined_rows,
             event.duplicate_rows, row["duration_ms"], f" ({event.message})" if event.message else "",
         )
 

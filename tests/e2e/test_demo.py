@@ -1,15 +1,47 @@
-"""`xray demo` end to end on the embedded default (synthetic images, offline)."""
+"""`xray demo` end to end on the embedded default (synthetic images, offline), run twice like a new user."""
 
 from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
 
 import pytest
 from deltalake import DeltaTable
 
-from batch.demo import run_demo
+from batch.demo import command_line, run_demo, xray_command
+
+
+def printed_command(output: str, prefix: str) -> list[str]:
+    line = next(line for line in output.splitlines() if line.startswith(prefix))
+    return shlex.split(line.split(": ", 1)[1].split("  (")[0]) if prefix != "Quarantined" else \
+        shlex.split(line.rsplit("with: ", 1)[1])
+
+
+def runs_as_printed(words: list[str], tmp_path) -> None:
+    """The command's program and module resolve from another folder, without the caller's environment."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = "/usr/bin:/bin"  # no venv on the PATH: the printed words must carry it
+    done = subprocess.run([*words, "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, (words, done.stderr[-2000:])
+
+
+def test_xray_command_runs_as_typed(tmp_path):
+    script = tmp_path / "venv" / "bin" / "xray"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    assert xray_command(str(script), environ={}) == [str(script)]
+    module = xray_command("/src/streaming/cli/main.py", executable="/v/bin/python", environ={})
+    assert module == ["/v/bin/python", "-m", "streaming.cli.main"]
+    kept = xray_command("main.py", executable="/v/bin/python", environ={"PYTHONPATH": "."})
+    assert kept[:2] == ["env", f"PYTHONPATH={os.getcwd()}"]
+    assert command_line(["/a b/xray", "status"]) == "'/a b/xray' status"
 
 
 @pytest.mark.slow
-def test_demo_runs_end_to_end(spark, config, monkeypatch, capsys):
+def test_demo_runs_end_to_end_twice(spark, config, monkeypatch, capsys, caplog, tmp_path):
     for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(config.root / "no-kaggle"))
@@ -26,5 +58,27 @@ def test_demo_runs_end_to_end(spark, config, monkeypatch, capsys):
     assert rules == {"decodes", "is_image", "not_empty"}
     assert counts["gold_model_performance"] >= 2
     assert summary["report"] and (config.reports_dir / "index.html").exists()
+    page = (config.reports_dir / "index.html").read_text()
+    assert "Synthetic data" in page and "Hold-out performance per model version" in page
     output = capsys.readouterr().out
     assert "Report:" in output and "MLflow UI:" in output
+    assert "3 deliberately bad files" in output
+    assert re.search(r"Quarantined on purpose: 3 file\(s\) by rule: .*decodes 1 \(a truncated JPEG\)", output)
+    assert f"Champion model: {config.model_name} version 1 (validation accuracy" in output
+    status = printed_command(output, "Quarantined")
+    program = next(word for word in status if word != "env" and not word.startswith("PYTHONPATH="))
+    assert status[-3:] == ["status", "--lakehouse", str(config.root)] and os.path.isabs(program)
+    runs_as_printed(status[:-3], tmp_path)
+    keep = printed_command(output, "Keep streaming")
+    assert keep[-3:] == ["stream", "--lakehouse", str(config.root)]
+    mlflow = printed_command(output, "MLflow UI")
+    assert mlflow[0] in (sys.executable, os.path.join(os.path.dirname(sys.executable), "mlflow"))
+
+    # The second run registers version 2 on the same images; a tie keeps version 1 as champion.
+    again = run_demo(spark, config, per_class=12)
+    output = capsys.readouterr().out
+    assert again["model_version"] == "2" and not again["promoted"] and again["champion_version"] == "1"
+    assert f"Champion model: {config.model_name} version 1 (" in output
+    assert "this run's version 2 was not promoted" in output
+    assert "version 2 (" not in output.split("Champion model:", 1)[1].split(";")[0]
+    assert not any("batch -1" in record.getMessage() for record in caplog.records)
