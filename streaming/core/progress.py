@@ -8,6 +8,7 @@ that, and a closing line when periodic lines were written.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -62,11 +63,15 @@ class Progress:
         self._closed = False
         if self.terminal:
             from tqdm import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
 
             scale = unit == "B"
             self._bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=scale,
                              unit_divisor=1024 if scale else 1000, file=self._stream, leave=False,
                              dynamic_ncols=True)
+            # Log lines written while the bar is shown go above it instead of breaking it.
+            self._redirect = contextlib.ExitStack()
+            self._redirect.enter_context(logging_redirect_tqdm(tqdm_class=tqdm))
 
     # -- reporting -------------------------------------------------------------------------------------
     def update(self, n: float = 1, step: str | None = None) -> None:
@@ -108,6 +113,7 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+            self._redirect.close()
         elif self.lines and not self._closed:  # long work said how it went along: say it ended too
             self.lines += 1
             self._log.info("%s (done)", self.describe())
