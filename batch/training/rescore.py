@@ -10,17 +10,21 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from streaming.core.config import XrayConfig
 from streaming.core.errors import NoChampionModelError
-from streaming.core.registry import ChampionCache
+from streaming.core.progress import progress
+from streaming.core.registry import ChampionCache, ModelRef
 from streaming.gold.scoring import score_features, silver_labels, with_true_labels
 from streaming.lakehouse.catalog import GOLD_PREDICTIONS, SILVER_FEATURES
 from streaming.lakehouse.engine import Lakehouse
 
 log = logging.getLogger(__name__)
+
+
+CHUNK_ROWS = 20_000  # rows scored and merged at a time: the progress step (and what an interruption keeps)
 
 
 @dataclass
@@ -49,14 +53,28 @@ def rescore(spark: SparkSession, config: XrayConfig) -> RescoreResult:
         stale_count = stale.count()
         scored = to_score.count()
         if scored:
-            predictions = score_features(
-                with_true_labels(to_score, silver_labels(lakehouse)), model, ref,
-                tags.get("feature_version", ""), dt.datetime.now(dt.timezone.utc),
-            )
-            lakehouse.merge_by_key(predictions, GOLD_PREDICTIONS.name, "image_id")
+            _merge_in_chunks(lakehouse, to_score, scored, model, ref, tags.get("feature_version", ""))
     finally:
         to_score.unpersist()
     print(f"rescored {scored} prediction(s) with {ref.name} version {ref.version}"
           + (f"; {stale_count - scored} stale row(s) have no features of the champion's version"
              if stale_count > scored else ""))
     return RescoreResult(ref.version, stale_count, scored)
+
+
+def _merge_in_chunks(lakehouse: Lakehouse, to_score: DataFrame, count: int, model: object, ref: ModelRef,
+                     feature_version: str, chunk_rows: int = CHUNK_ROWS) -> None:
+    """Score ``to_score`` and MERGE it into gold ``chunk_rows`` at a time (chunks by a hash of the image
+    id), with progress in rows; each chunk is its own MERGE, so an interrupted rescore keeps what it merged
+    and the next run rescores only the rest."""
+    chunks = max(1, -(-count // chunk_rows))
+    key = F.pmod(F.xxhash64("image_id"), F.lit(chunks))
+    sizes = {0: count} if chunks == 1 else {row[0]: row[1] for row in to_score.groupBy(key).count().collect()}
+    labels = silver_labels(lakehouse)
+    now = dt.datetime.now(dt.timezone.utc)
+    with progress(count, "rescore", unit="row") as bar:
+        for chunk in sorted(sizes):
+            part = to_score if chunks == 1 else to_score.where(key == chunk)
+            predictions = score_features(with_true_labels(part, labels), model, ref, feature_version, now)
+            lakehouse.merge_by_key(predictions, GOLD_PREDICTIONS.name, "image_id")
+            bar.update(sizes[chunk])

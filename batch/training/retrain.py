@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from batch.training import model as model_lib
 from streaming.core.config import XrayConfig
 from streaming.core.errors import InsufficientDataError
+from streaming.core.progress import progress
 from streaming.core.registry import (
     ModelRef,
     champion,
@@ -36,6 +37,8 @@ from streaming.lakehouse.engine import Lakehouse
 log = logging.getLogger(__name__)
 
 TRAINING_SPLITS_EXCLUDED = ("test",)
+# What `xray retrain` shows as it goes (a bar on a terminal, INFO lines elsewhere).
+RETRAIN_STEPS = ("collect", "fit", "validate", "register")
 
 
 @dataclass
@@ -155,35 +158,40 @@ def decide_promotion(new: dict, champion_metrics: dict | None, force: bool) -> t
 
 def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promote: bool = False) -> RetrainResult:
     """Train, log to MLflow, register a version, and promote it when it beats the champion."""
-    lakehouse = Lakehouse(spark, config)
-    lakehouse.ensure_tables()
-    data = collect_labelled(labelled_features(lakehouse))
-    started = time.monotonic()
-    try:
-        result = model_lib.fit_and_validate(data.X, data.y, data.groups, seed=seed)
-    except model_lib.InsufficientTrainingData as error:
-        raise InsufficientDataError(f"cannot retrain: {error}") from None
-    training_seconds = time.monotonic() - started
-    previous = champion(config)
-    champion_metrics, comparison = None, ""
-    if previous is not None:
-        previous_tags = version_tags(config, previous)
-        if previous_tags.get("feature_version") == feature_lib.FEATURE_VERSION:
-            champion_metrics, comparison = compare_with_champion(
-                config, previous, previous_tags, result, data
+    with progress(len(RETRAIN_STEPS), "retrain", unit="step") as steps:
+        steps.update(0, step=RETRAIN_STEPS[0])
+        lakehouse = Lakehouse(spark, config)
+        lakehouse.ensure_tables()
+        data = collect_labelled(labelled_features(lakehouse))
+        steps.update(1, step=RETRAIN_STEPS[1])
+        started = time.monotonic()
+        try:
+            result = model_lib.fit_and_validate(data.X, data.y, data.groups, seed=seed)
+        except model_lib.InsufficientTrainingData as error:
+            raise InsufficientDataError(f"cannot retrain: {error}") from None
+        training_seconds = time.monotonic() - started
+        steps.update(1, step=RETRAIN_STEPS[2])
+        previous = champion(config)
+        champion_metrics, comparison = None, ""
+        if previous is not None:
+            previous_tags = version_tags(config, previous)
+            if previous_tags.get("feature_version") == feature_lib.FEATURE_VERSION:
+                champion_metrics, comparison = compare_with_champion(
+                    config, previous, previous_tags, result, data
+                )
+        steps.update(1, step=RETRAIN_STEPS[3])
+        ref = _log_and_register(config, seed, result, data, champion_metrics, training_seconds)
+        if previous is not None and champion_metrics is None and not force_promote:
+            promoted, reason = True, "champion uses other features"
+        else:
+            promoted, reason = decide_promotion(
+                result.validation_metrics, champion_metrics if previous is not None else None, force_promote
             )
-    ref = _log_and_register(config, seed, result, data, champion_metrics, training_seconds)
-
-    if previous is not None and champion_metrics is None and not force_promote:
-        promoted, reason = True, "champion uses other features"
-    else:
-        promoted, reason = decide_promotion(
-            result.validation_metrics, champion_metrics if previous is not None else None, force_promote
-        )
-    if comparison and previous is not None and not force_promote:
-        reason = f"{reason} ({comparison})"
-    if promoted:
-        set_champion(config, ref)
+        if comparison and previous is not None and not force_promote:
+            reason = f"{reason} ({comparison})"
+        if promoted:
+            set_champion(config, ref)
+        steps.update(1)
     _report(ref, result.validation_metrics, promoted, reason)
     return RetrainResult(ref, promoted, result.validation_metrics, champion_metrics, previous, reason)
 

@@ -18,6 +18,7 @@ from streaming.core.config import XrayConfig, load_config
 from streaming.core.errors import XrayError, is_transported
 from streaming.core.names import LAYERS
 from streaming.core.permissions import apply_permissions
+from streaming.ops.sql import SQL_HELP, add_sql_arguments, sql_command
 
 # Options every subcommand accepts; each maps to the config key of the same name.
 COMMON_CONFIG_OPTIONS = {
@@ -137,6 +138,7 @@ def _model_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
 def _operations_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     status = add("status", "Show tables, streams, backlog, champion model and quarantine on one screen.")
     status.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    add_sql_arguments(add("sql", SQL_HELP))
 
     demo = add("demo", "Run the whole service once on a sample: stage, stream, train, score, report.")
     demo.add_argument("--per-class", type=int, default=None, metavar="N",
@@ -181,6 +183,7 @@ def _run(args: argparse.Namespace, config: XrayConfig) -> int:
         "metrics": _metrics,
         "rescore": _rescore,
         "status": _status,
+        "sql": sql_command,
         "recover": _recover,
         "demo": _demo,
         "bench": _bench,

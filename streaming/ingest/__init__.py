@@ -5,7 +5,7 @@
 - ``plan``: what to stage where (layout, sampling, copies staged once); pure.
 - ``archive``: safe zip/tar reading and extraction; ``place``: atomic placement into landing.
 - ``stage``: a plan put into landing, and the `StagingReport`; ``record``: the run's
-  ``bronze_kaggle_dataset_info`` row; ``progress``: the terminal progress bar.
+  ``bronze_kaggle_dataset_info`` row (progress is shown by ``streaming.core.progress``).
 - ``watch``: the inbox drop zone that moves completed files into landing.
 """
 

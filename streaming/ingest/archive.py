@@ -16,8 +16,8 @@ from typing import Any
 
 from streaming.core.errors import IngestError
 from streaming.core.names import is_image_name
+from streaming.core.progress import progress
 from streaming.ingest.plan import SourceImage, in_ignored_folder
-from streaming.ingest.progress import progress
 
 __all__ = ["archive_images", "safe_extract"]
 
@@ -127,7 +127,7 @@ def safe_extract(archive: str | Path, target: str | Path, members: Iterable[str]
             )
         root = target.resolve()
         written: list[Path] = []
-        with progress(total, f"extract {archive.name}") as bar:
+        with progress(total, f"extract {archive.name}", unit="B") as bar:
             for name, _size, member in files:
                 destination = root.joinpath(*re.split(r"[\\/]+", name.strip("/\\")))
                 if not destination.resolve().is_relative_to(root):  # defence in depth after the name check

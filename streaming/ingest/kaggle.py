@@ -13,6 +13,7 @@ import logging
 import os
 import stat
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 from streaming.core.config import XrayConfig
 from streaming.core.errors import IngestError
+from streaming.core.progress import attached_to_terminal, progress
 from streaming.ingest.options import StagingOptions
 from streaming.ingest.record import record_run
 from streaming.ingest.stage import StagingReport, stage_archive
@@ -122,6 +124,38 @@ def _quiet_stdout(secrets: Iterable[str]) -> Iterator[None]:
         for line in buffer.getvalue().splitlines():
             if line.strip():
                 log.debug("kaggle: %s", _redact(line, secrets))
+
+
+@contextlib.contextmanager
+def _logged_growth(path: Path, enabled: bool, poll_seconds: float = 1.0) -> Iterator[None]:
+    """While the body runs, report the bytes ``path`` gains (a download without a terminal)."""
+    if not enabled:
+        yield
+        return
+    done = threading.Event()
+
+    def size() -> int:
+        try:
+            return path.stat().st_size
+        except OSError:
+            return 0
+
+    def watch() -> None:
+        last = size()
+        with progress(None, f"download {path.name}", unit="B", terminal=False) as bar:
+            while not done.wait(poll_seconds):
+                now = size()
+                if now > last:
+                    bar.update(now - last)
+                last = now
+
+    watcher = threading.Thread(target=watch, name="download-progress", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join(timeout=poll_seconds + 1)
 
 
 def _kaggle_endpoint() -> str:
@@ -304,8 +338,10 @@ def _download(dataset: str, owner: str, slug: str, downloads: Path) -> dict[str,
                 metadata = {}
             downloads.mkdir(parents=True, exist_ok=True)
             log.info("downloading Kaggle dataset %s to %s", dataset, downloads)
-            api.dataset_download_files(dataset, path=str(downloads), unzip=False,
-                                       quiet=not sys.stderr.isatty())
+            # On a terminal the client draws its own tqdm bar; elsewhere the archive's growth is logged.
+            terminal = attached_to_terminal()
+            with _logged_growth(downloads / f"{slug}.zip", enabled=not terminal):
+                api.dataset_download_files(dataset, path=str(downloads), unzip=False, quiet=not terminal)
     except IngestError:
         raise
     except Exception as error:  # noqa: BLE001 - every client failure becomes one line without secrets

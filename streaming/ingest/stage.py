@@ -15,11 +15,11 @@ from pathlib import Path, PurePosixPath
 
 from streaming.core.config import XrayConfig
 from streaming.core.errors import IngestError
+from streaming.core.progress import progress
 from streaming.ingest.archive import archive_images, safe_extract
 from streaming.ingest.options import StagingOptions
 from streaming.ingest.place import place_file
 from streaming.ingest.plan import PlannedFile, plan_staging
-from streaming.ingest.progress import progress
 
 __all__ = ["StagingReport", "stage_archive", "stage_plan"]
 

@@ -6,8 +6,10 @@ The streaming layers, the batch jobs, the Terraform views and the docs all read 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from pyspark.sql.types import StructField, StructType, _parse_datatype_string
+if TYPE_CHECKING:  # pyspark is imported when a schema is asked for: `xray sql` never loads it
+    from pyspark.sql.types import StructType
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,8 @@ class TableSpec:
     @property
     def schema(self) -> StructType:
         """The Spark schema, each column's comment in its metadata (Delta keeps it in the table schema)."""
+        from pyspark.sql.types import StructField, StructType, _parse_datatype_string
+
         return StructType(
             [
                 StructField(name, _parse_datatype_string(sql_type), True, {"comment": comment})

@@ -11,7 +11,6 @@ import datetime as dt
 import json
 import logging
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from streaming.lakehouse.catalog import (
 )
 from streaming.lakehouse.engine import Lakehouse
 from streaming.landing.backlog import landing_backlog
+from streaming.ops.text import format_table
 
 log = logging.getLogger(__name__)
 
@@ -290,18 +290,6 @@ def _num(value: Any) -> str:
 
 def _shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[bool],
-                 indent: int = 2) -> list[str]:
-    """Plain-text columns: widths from the content, numbers right-aligned, the last column never padded."""
-    cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = []
-    for row in cells:
-        parts = [(c.rjust(w) if r else c.ljust(w)) for c, w, r in zip(row, widths, right, strict=True)]
-        lines.append((" " * indent + "  ".join(parts)).rstrip())
-    return lines
 
 
 def render_status(status: dict) -> str:

@@ -35,6 +35,7 @@ from streaming.lakehouse.events import BatchEvent
 from streaming.lakehouse.failures import check_table_logs
 from streaming.pipeline import fused
 from streaming.pipeline.consistency import check_checkpoints, mark_empty_batch
+from streaming.pipeline.drain import DrainProgress
 from streaming.pipeline.plan import LAYER_ORDER, plan_queries
 
 log = logging.getLogger(__name__)
@@ -147,10 +148,16 @@ class StreamService:
                 log.warning("gold: no model has the 'champion' alias yet; run 'xray retrain' to score images")
                 continue
             self.queries[name] = query
-            while not await_termination(query, timeout=0.5):
-                if self.stop_event.is_set():
-                    self.stop()
-                    return
+            drain = DrainProgress(name)  # files out of the backlog, per micro-batch: a bar or INFO lines
+            try:
+                while not await_termination(query, timeout=0.5):
+                    drain.poll(query)
+                    if self.stop_event.is_set():
+                        self.stop()
+                        return
+                drain.poll(query)
+            finally:
+                drain.close()
         if self.gold_inline:
             self.catch_up_gold()
 
