@@ -23,6 +23,7 @@ from streaming.cli.exits import (
     package_version,
     terminate_on_sigterm,
 )
+from streaming.cli.preflight import preflight
 from streaming.core.config import XrayConfig, load_config
 from streaming.core.errors import XrayError
 from streaming.core.names import LAYERS
@@ -258,14 +259,15 @@ def _staging_options(args: argparse.Namespace) -> dict[str, Any]:
 def _ingest_kaggle(args: argparse.Namespace, config: XrayConfig) -> int:
     from streaming.ingest import ingest_kaggle
 
-    ingest_kaggle(_spark(config), config, download_dir=args.download_dir, **_staging_options(args))
+    # Spark starts only to record the run, after the download and staging checked everything.
+    ingest_kaggle(None, config, download_dir=args.download_dir, **_staging_options(args))
     return 0
 
 
 def _ingest_folder(args: argparse.Namespace, config: XrayConfig) -> int:
     from streaming.ingest import ingest_folder
 
-    ingest_folder(_spark(config), config, args.path, **_staging_options(args))
+    ingest_folder(None, config, args.path, **_staging_options(args))
     return 0
 
 
@@ -351,6 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _configure_logging(config)
         # First thing after logging: every file any command writes is private (see streaming/permissions.py).
         apply_permissions(config)
+        # Arguments, paths and the command's input, before any JVM starts: mistakes answered in a second.
+        preflight(args, config)
         try:
             return _run(args, config)
         finally:

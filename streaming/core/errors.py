@@ -63,3 +63,11 @@ class DamagedTableError(XrayError):
 
 class CheckpointAheadError(XrayError):
     """A streaming query's checkpoint committed a batch that a table it writes does not hold."""
+
+
+class InputPathError(XrayError):
+    """A path given on the command line (a folder to stage, an inbox) does not exist or cannot be read."""
+
+
+class NothingToDoError(XrayError):
+    """A command has no input yet (an empty lakehouse, no champion model): the message names the step first."""
