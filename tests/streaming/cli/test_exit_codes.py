@@ -26,7 +26,8 @@ def start_stream(tmp_path: Path) -> subprocess.Popen:
 
 
 def wait_until_streaming(process: subprocess.Popen, timeout: float = 300) -> list[str]:
-    """Lines until every layer reports it is streaming (so the signal meets a running service)."""
+    """Lines until the bronze query (with the layers it carries) streams, so the signal meets a running
+    service."""
     lines: list[str] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -34,7 +35,7 @@ def wait_until_streaming(process: subprocess.Popen, timeout: float = 300) -> lis
         if not line:
             break
         lines.append(line)
-        if "gold: streaming" in line:
+        if "bronze: streaming" in line:
             return lines
     process.kill()
     pytest.fail("the stream did not start:\n" + "".join(lines[-30:]))
