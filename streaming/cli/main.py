@@ -14,6 +14,16 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from streaming.cli.exits import (
+    EXIT_CODES_HELP,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    Terminated,
+    package_version,
+    terminate_on_sigterm,
+)
+from streaming.cli.preflight import preflight
 from streaming.core.config import XrayConfig, load_config
 from streaming.core.errors import XrayError, is_transported
 from streaming.core.names import LAYERS
@@ -30,38 +40,46 @@ COMMON_CONFIG_OPTIONS = {
 }
 
 
-def _common_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    group = common.add_argument_group("common options")
-    group.add_argument("--lakehouse", metavar="DIR", default=None,
+def _common_parser(default: Any) -> argparse.ArgumentParser:
+    """The common options. The main parser gives them ``default`` None; each subcommand's copy gives them
+    ``argparse.SUPPRESS``, so an option not repeated after the subcommand keeps the value given before it
+    (argparse would otherwise overwrite it with the subparser's default) and one given after wins."""
+    common = argparse.ArgumentParser(add_help=False, argument_default=default)
+    group = common.add_argument_group("common options (before or after COMMAND; given in both places, "
+                                      "the one after COMMAND wins)")
+    group.add_argument("--lakehouse", metavar="DIR",
                        help="lakehouse root holding tables, landing, checkpoints, models "
                             "(env XRAY_LAKEHOUSE; default ./lakehouse)")
-    group.add_argument("--config", metavar="FILE", default=None,
+    group.add_argument("--config", metavar="FILE",
                        help="settings file, TOML or YAML (env XRAY_CONFIG; default ./xray.toml if present)")
-    group.add_argument("--master", metavar="URL", default=None,
+    group.add_argument("--master", metavar="URL",
                        help="Spark master when no session is active (env XRAY_SPARK_MASTER; default local[*])")
-    group.add_argument("--delta-engine", choices=("auto", "delta-rs", "delta-spark"), default=None,
+    group.add_argument("--delta-engine", choices=("auto", "delta-rs", "delta-spark"),
                        help="Delta engine: auto uses the native 'delta' format when its jars load, else delta-rs")
-    group.add_argument("--mlflow-tracking-uri", metavar="URI", default=None,
+    group.add_argument("--mlflow-tracking-uri", metavar="URI",
                        help="MLflow tracking/registry URI (default: SQLite store under the lakehouse)")
-    group.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default=None,
-                       help="log verbosity (default INFO)")
+    group.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                       help="log verbosity (default INFO); Spark's own warnings show only at DEBUG")
     return common
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``xray`` argument parser (also read by the Terraform checks under tests/)."""
-    common = _common_parser()
     parser = argparse.ArgumentParser(
         prog="xray",
         description="Chest X-ray lakehouse: stream X-ray files into Delta tables (bronze, silver, gold), "
                     "train and serve a NORMAL/PNEUMONIA classifier, and report its performance.",
-        parents=[common],
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_common_parser(default=None)],
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    after = _common_parser(default=argparse.SUPPRESS)
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+        return sub.add_parser(name, help=help_text, description=help_text, parents=[after],
+                              epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
 
     for add_commands in (_stream_commands, _ingest_commands, _model_commands, _operations_commands):
         add_commands(add)
@@ -198,13 +216,13 @@ def _spark(config: XrayConfig):  # noqa: ANN202 - keeps pyspark out of the impor
 
 
 def _stream(args: argparse.Namespace, config: XrayConfig) -> int:
-    import threading
+    import signal
 
-    from streaming.pipeline.service import install_stop_signals, run_stream
+    from streaming.pipeline.service import StopEvent, install_stop_signals, run_stream
 
     layers = LAYERS if not args.layer or "all" in args.layer else tuple(args.layer)
     # Signals are handled before Spark starts, so SIGTERM during start-up also ends cleanly.
-    stop_event = threading.Event()
+    stop_event = StopEvent()
     restore = install_stop_signals(stop_event)
     warming = None
     if "gold" in layers:
@@ -218,7 +236,10 @@ def _stream(args: argparse.Namespace, config: XrayConfig) -> int:
         restore()
         if warming is not None:
             warming.join(timeout=60)  # never exit in the middle of loading native libraries
-    return 0
+    if stop_event.signum == signal.SIGINT:
+        print("xray stream: interrupted (Ctrl-C); stopped at a micro-batch boundary", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK  # SIGTERM included: the service's normal stop (see streaming/cli/exits.py)
 
 
 def _watch(args: argparse.Namespace, config: XrayConfig) -> int:
@@ -241,14 +262,15 @@ def _staging_options(args: argparse.Namespace) -> dict[str, Any]:
 def _ingest_kaggle(args: argparse.Namespace, config: XrayConfig) -> int:
     from streaming.ingest import ingest_kaggle
 
-    ingest_kaggle(_spark(config), config, download_dir=args.download_dir, **_staging_options(args))
+    # Spark starts only to record the run, after the download and staging checked everything.
+    ingest_kaggle(None, config, download_dir=args.download_dir, **_staging_options(args))
     return 0
 
 
 def _ingest_folder(args: argparse.Namespace, config: XrayConfig) -> int:
     from streaming.ingest import ingest_folder
 
-    ingest_folder(_spark(config), config, args.path, **_staging_options(args))
+    ingest_folder(None, config, args.path, **_staging_options(args))
     return 0
 
 
@@ -308,27 +330,34 @@ def _not_a_named_error(record: logging.LogRecord) -> bool:
     return not (record.exc_info and is_transported(str(record.exc_info[1])))
 
 
+def _configure_logging(config: XrayConfig) -> None:
+    logging.basicConfig(
+        level=getattr(logging, config.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("py4j", "urllib3", "alembic", "mlflow"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # A named error raised in a micro-batch crosses the JVM and is printed below as one line; py4j's
+    # own report of it would add a Python traceback.
+    logging.getLogger("py4j.clientserver").addFilter(_not_a_named_error)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``xray`` console script."""
+    """Entry point of the ``xray`` console script; returns the exit code (see streaming/cli/exits.py)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     # A native crash (a library aborting) then leaves every thread's Python stack in the log.
     with contextlib.suppress(ValueError, OSError, AttributeError):  # stderr without a file (captured)
         faulthandler.enable()
+    restore_sigterm = terminate_on_sigterm()
     try:
         config = config_from_args(args)
-        logging.basicConfig(
-            level=getattr(logging, config.log_level.upper(), logging.INFO),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
-        for noisy in ("py4j", "urllib3", "alembic", "mlflow"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+        _configure_logging(config)
         # First thing after logging: every file any command writes is private (see streaming/permissions.py).
         apply_permissions(config)
-        # A named error raised in a micro-batch crosses the JVM and is printed below as one line; py4j's
-        # own report of it would add a Python traceback.
-        logging.getLogger("py4j.clientserver").addFilter(_not_a_named_error)
+        # Arguments, paths and the command's input, before any JVM starts: mistakes answered in a second.
+        preflight(args, config)
         try:
             return _run(args, config)
         finally:
@@ -350,7 +379,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return named.exit_code
     except KeyboardInterrupt:
         print(f"xray {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print(f"xray {args.command}: terminated (SIGTERM) before it finished; run it again",
+              file=sys.stderr)
+        return EXIT_TERMINATED
+    finally:
+        restore_sigterm()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -67,6 +67,14 @@ class CheckpointAheadError(XrayError):
     """A streaming query's checkpoint committed a batch that a table it writes does not hold."""
 
 
+class InputPathError(XrayError):
+    """A path given on the command line (a folder to stage, an inbox) does not exist or cannot be read."""
+
+
+class NothingToDoError(XrayError):
+    """A command has no input yet (an empty lakehouse, no champion model): the message names the step first."""
+
+
 # ---- carrying a named error across the JVM --------------------------------------------------------------
 # An error raised in a Spark Python worker, or in a foreachBatch function, reaches the driver as a JVM
 # exception whose text contains the original message. One form, ``XRAY_ERROR[ClassName]: message``, lets the

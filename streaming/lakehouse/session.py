@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -50,6 +51,24 @@ def check_java() -> None:
         raise JavaMissingError(f"Java {major} found. {JAVA_HELP}")
 
 
+LOG4J2_FILE = Path(__file__).with_name("log4j2.properties")
+
+
+def spark_is_quiet(config: XrayConfig) -> bool:
+    """Spark's own log is errors only unless `--log-level DEBUG` (then its default profile and warnings)."""
+    return config.log_level.upper() != "DEBUG"
+
+
+def _driver_java_options(config: XrayConfig) -> str:
+    # The JVM only plans and moves small results here (Python does the image work): its C2 compiler
+    # cost up to a core during the first minutes for no gain; C1 alone starts the service faster.
+    options = ["-XX:TieredStopAtLevel=1", f"-Dderby.system.home={config.root / 'derby'}"]
+    if spark_is_quiet(config) and LOG4J2_FILE.is_file():
+        # Read before Spark logs its first line; a URI has no spaces for Spark to split on.
+        options.append(f"-Dlog4j2.configurationFile={LOG4J2_FILE.resolve().as_uri()}")
+    return " ".join(options)
+
+
 def _local_builder(config: XrayConfig) -> SparkSession.Builder:
     builder = SparkSession.builder
     # Under spark-submit the master comes from its --master; only an explicitly configured one overrides it.
@@ -72,10 +91,7 @@ def _local_builder(config: XrayConfig) -> SparkSession.Builder:
         .config("spark.python.worker.reuse", "true")
         .config("spark.driver.memory", os.environ.get("XRAY_DRIVER_MEMORY", "2g"))
         .config("spark.sql.warehouse.dir", str(config.root / "spark-warehouse"))
-        # The JVM only plans and moves small results here (Python does the image work): its C2 compiler
-        # cost up to a core during the first minutes for no gain; C1 alone starts the service faster.
-        .config("spark.driver.extraJavaOptions",
-                f"-XX:TieredStopAtLevel=1 -Dderby.system.home={config.root / 'derby'}")
+        .config("spark.driver.extraJavaOptions", _driver_java_options(config))
     )
     # Hadoop's local filesystem (checkpoints) sets modes itself from its own umask (022 by default),
     # ignoring the process umask: give it the lakehouse's.
@@ -123,7 +139,7 @@ def get_spark(config: XrayConfig | None = None) -> SparkSession:
         else:
             active = _local_builder(config).getOrCreate()
             _owned.append(active)
-        active.sparkContext.setLogLevel("ERROR")
+        active.sparkContext.setLogLevel("ERROR" if spark_is_quiet(config) else "WARN")
     register_data_sources(active)
     return active
 

@@ -284,6 +284,13 @@ def _start_watcher(config: XrayConfig, inbox: str, stop_event: threading.Event) 
     return thread
 
 
+class StopEvent(threading.Event):
+    """A stop request that remembers the signal asking for it (None: a timeout, the end of --once, code),
+    so the command can exit with the code that signal calls for."""
+
+    signum: int | None = None
+
+
 def install_stop_signals(stop_event: threading.Event) -> Callable[[], None]:
     """SIGINT/SIGTERM ask the service to stop at the next batch boundary (a second Ctrl-C aborts)."""
     if threading.current_thread() is not threading.main_thread():
@@ -294,6 +301,8 @@ def install_stop_signals(stop_event: threading.Event) -> Callable[[], None]:
         if stop_event.is_set():
             signal.default_int_handler(signum, frame)
         log.info("stopping at the next micro-batch boundary (signal %d)", signum)
+        if isinstance(stop_event, StopEvent):
+            stop_event.signum = signum
         stop_event.set()
 
     for sig in previous:

@@ -1,0 +1,116 @@
+"""What each command needs, checked before Spark starts (seconds, not the minute a JVM and a job take).
+
+Every failure is a named error (exit 2, one line saying what to do next). The checks read only the file
+system and Delta logs with delta-rs: no JVM, no MLflow import unless a model store exists. A check that
+cannot decide (a table delta-rs cannot read) lets the command run; the command then reports for itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from streaming.core.checks import check_folder, check_input_path, check_lakehouse_writable
+from streaming.core.config import XrayConfig
+from streaming.core.errors import NothingToDoError
+
+__all__ = ["preflight"]
+
+NO_LABELLED_SILVER = ("no labelled images in silver yet: stage images (xray ingest-folder / ingest-kaggle) "
+                      "and run xray stream first")
+# Commands that only read the lakehouse: it is not created for them.
+READ_ONLY = frozenset({"status", "recover"})
+
+
+def preflight(args: argparse.Namespace, config: XrayConfig) -> None:
+    """Check the arguments, the lakehouse path and the command's input; raise a named error."""
+    check_lakehouse_writable(config.root, create=False)  # a file in the way
+    check = _CHECKS.get(args.command)
+    if check is not None:
+        check(args, config)  # before the folder is made: a mistaken command leaves no lakehouse behind
+    if args.command not in READ_ONLY:
+        check_lakehouse_writable(config.root, create=True)
+
+
+def _stream(args: argparse.Namespace, config: XrayConfig) -> None:  # noqa: ARG001
+    if args.watch:
+        check_folder(args.watch, "inbox", "create it (mkdir -p) or pass the drop-zone folder to --watch")
+
+
+def _watch(args: argparse.Namespace, config: XrayConfig) -> None:  # noqa: ARG001
+    check_folder(args.inbox, "inbox", "create it (mkdir -p) or pass the drop-zone folder to watch")
+
+
+def _ingest_folder(args: argparse.Namespace, config: XrayConfig) -> None:  # noqa: ARG001
+    check_input_path(args.path, "source", "pass a folder (or .zip/.tar) holding split/LABEL/*.jpeg images")
+
+
+def _retrain(args: argparse.Namespace, config: XrayConfig) -> None:  # noqa: ARG001
+    if _labelled_silver_rows(config) == 0:
+        raise NothingToDoError(f"cannot retrain: {NO_LABELLED_SILVER}")
+
+
+def _metrics(args: argparse.Namespace, config: XrayConfig) -> None:  # noqa: ARG001
+    if _rows(config, "silver_xray_metadata") == 0 and not _has_champion(config):
+        raise NothingToDoError("nothing to evaluate: no images in silver and no champion model yet: stage "
+                               "images (xray ingest-folder / ingest-kaggle), run xray stream, then xray retrain")
+
+
+def _rescore(args: argparse.Namespace, config: XrayConfig) -> None:  # noqa: ARG001
+    if _rows(config, "gold_pneumonia_predictions") == 0:
+        raise NothingToDoError("nothing to rescore: gold holds no predictions yet; run xray stream (with a "
+                               "champion model from xray retrain) first")
+    if not _has_champion(config):
+        raise NothingToDoError("nothing to rescore with: no model has the 'champion' alias yet; "
+                               "run xray retrain first")
+
+
+_CHECKS = {
+    "stream": _stream,
+    "watch": _watch,
+    "ingest-folder": _ingest_folder,
+    "retrain": _retrain,
+    "metrics": _metrics,
+    "rescore": _rescore,
+}
+
+
+def _table(config: XrayConfig, name: str):  # noqa: ANN202 - deltalake stays out of `--help`'s imports
+    """The table with delta-rs; None when it does not exist yet; raises when delta-rs cannot read it."""
+    path: Path = config.table_path(name)
+    if not (path / "_delta_log").is_dir():
+        return None
+    from deltalake import DeltaTable
+
+    return DeltaTable(str(path))
+
+
+def _rows(config: XrayConfig, name: str) -> int | None:
+    """Rows of a table from its log's statistics (0 when it does not exist; None when unknown)."""
+    try:
+        table = _table(config, name)
+        if table is None:
+            return 0
+        return table.to_pyarrow_dataset().count_rows()
+    except Exception:  # noqa: BLE001 - cannot decide here: the command itself reports
+        return None
+
+
+def _labelled_silver_rows(config: XrayConfig) -> int | None:
+    """Silver images with a label and features (what `xray retrain` can learn from); None when unknown."""
+    try:
+        metadata = _table(config, "silver_xray_metadata")
+        if metadata is None or _rows(config, "silver_image_features") == 0:
+            return 0
+        import pyarrow.dataset as ds
+
+        return metadata.to_pyarrow_dataset().count_rows(filter=ds.field("label").is_valid())
+    except Exception:  # noqa: BLE001 - cannot decide here: the command itself reports
+        return None
+
+
+def _has_champion(config: XrayConfig) -> bool:
+    from streaming.core.registry import champion, local_store_exists
+
+    # Without a store there is no champion: no need to import MLflow (seconds) to say so.
+    return local_store_exists(config) and champion(config) is not None

@@ -1,0 +1,59 @@
+"""Exit codes of a real `xray stream` (continuous mode) stopped by a signal: SIGTERM is the service's
+normal stop (0), Ctrl-C is an interruption (130). Both end at a micro-batch boundary."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def start_stream(tmp_path: Path) -> subprocess.Popen:
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "PYSPARK_PYTHON": sys.executable,
+                   "XRAY_SHUFFLE_PARTITIONS": "1", "XRAY_DRIVER_MEMORY": "1g"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "streaming.cli.main", "stream", "--lakehouse", str(tmp_path / "lh"),
+         "--master", "local[1]", "--trigger-seconds", "0.5"],
+        cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def wait_until_streaming(process: subprocess.Popen, timeout: float = 300) -> list[str]:
+    """Lines until the bronze query (with the layers it carries) streams, so the signal meets a running
+    service."""
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "bronze: streaming" in line:
+            return lines
+    process.kill()
+    pytest.fail("the stream did not start:\n" + "".join(lines[-30:]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("stop_signal", "expected"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)],
+                         ids=["SIGTERM", "SIGINT"])
+def test_a_running_stream_stops_cleanly_with_the_documented_exit_code(tmp_path, stop_signal, expected):
+    process = start_stream(tmp_path)
+    started = wait_until_streaming(process)
+    process.send_signal(stop_signal)
+    rest, _ = process.communicate(timeout=120)
+    output = "".join(started) + rest
+    assert process.returncode == expected, output[-3000:]
+    assert "stopping at the next micro-batch boundary" in output
+    assert "Traceback" not in output
+    # Quiet by default: none of Spark's start-up warnings.
+    for noise in ("NativeCodeLoader", "resolves to a loopback address", "Using Spark's default log4j profile",
+                  "Setting default log level"):
+        assert noise not in output, output[-3000:]

@@ -1,0 +1,136 @@
+"""Every user error is answered before Spark starts: one line saying what to do, exit 2, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from streaming.cli.main import main
+from streaming.cli.preflight import NO_LABELLED_SILVER
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def no_spark(monkeypatch):
+    """Fail the test if anything asks for a Spark session."""
+    import streaming.cli.main as cli
+    import streaming.lakehouse.session as session
+
+    def refuse(*args, **kwargs):  # noqa: ARG001
+        pytest.fail("Spark was started for a user error")
+
+    monkeypatch.setattr(session, "get_spark", refuse)
+    monkeypatch.setattr(cli, "_spark", refuse)
+
+
+def one_line_error(capsys, command: str) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(f"xray {command}: error: ")
+    assert "Traceback" not in captured.err + captured.out
+    return lines[0]
+
+
+@pytest.fixture
+def empty_lakehouse(tmp_path):
+    root = tmp_path / "lh"
+    root.mkdir()
+    return root
+
+
+@pytest.mark.parametrize("command", [["retrain"], ["stream", "--once"], ["ingest-folder", "."], ["demo"]])
+def test_a_lakehouse_that_cannot_be_created_is_one_line(tmp_path, capsys, no_spark, command):
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("x")
+    assert main([*command, "--lakehouse", str(in_the_way / "lh")]) == 2
+    line = one_line_error(capsys, command[0])
+    assert f"{in_the_way} is a file, not a folder" in line and "--lakehouse" in line
+
+
+def test_a_lakehouse_under_proc_is_one_line(capsys, no_spark):
+    assert main(["--lakehouse", "/proc/no-such-process/lh", "stream", "--once"]) == 2
+    line = one_line_error(capsys, "stream")
+    assert "cannot create the lakehouse /proc/no-such-process/lh" in line and "--lakehouse" in line
+
+
+def test_a_lakehouse_that_is_a_file_is_one_line(tmp_path, capsys, no_spark):
+    lakehouse = tmp_path / "lh"
+    lakehouse.write_text("x")
+    assert main(["status", "--lakehouse", str(lakehouse)]) == 2
+    assert "is not a directory" in one_line_error(capsys, "status")
+
+
+def test_ingest_folder_of_a_missing_folder(tmp_path, capsys, no_spark, empty_lakehouse):
+    missing = tmp_path / "does/not/exist"
+    assert main(["ingest-folder", str(missing), "--lakehouse", str(empty_lakehouse)]) == 2
+    line = one_line_error(capsys, "ingest-folder")
+    assert f"{missing} does not exist; pass a folder" in line
+
+
+def test_a_user_error_leaves_no_lakehouse_behind(tmp_path, capsys, no_spark):
+    lakehouse = tmp_path / "new-lh"
+    assert main(["ingest-folder", str(tmp_path / "missing"), "--lakehouse", str(lakehouse)]) == 2
+    one_line_error(capsys, "ingest-folder")
+    assert not lakehouse.exists()
+
+
+def test_a_bad_config_file(tmp_path, capsys, no_spark):
+    settings = tmp_path / "bad.toml"
+    settings.write_text("max_files_per_trigger = [\n")
+    assert main(["--config", str(settings), "stream", "--once"]) == 2
+    assert f"cannot parse config file {settings}" in one_line_error(capsys, "stream")
+    assert main(["--config", str(tmp_path / "none.toml"), "retrain"]) == 2
+    assert "does not exist" in one_line_error(capsys, "retrain")
+
+
+def test_retrain_on_an_empty_lakehouse_says_what_to_do(capsys, no_spark, empty_lakehouse):
+    assert main(["retrain", "--lakehouse", str(empty_lakehouse)]) == 2
+    assert one_line_error(capsys, "retrain").endswith(NO_LABELLED_SILVER)
+    assert "xray ingest-folder" in NO_LABELLED_SILVER and "xray stream" in NO_LABELLED_SILVER
+
+
+def test_rescore_and_metrics_with_nothing_to_do(capsys, no_spark, empty_lakehouse):
+    assert main(["rescore", "--lakehouse", str(empty_lakehouse)]) == 2
+    assert "nothing to rescore" in one_line_error(capsys, "rescore")
+    assert main(["metrics", "--lakehouse", str(empty_lakehouse)]) == 2
+    line = one_line_error(capsys, "metrics")
+    assert "nothing to evaluate" in line and "xray retrain" in line
+
+
+@pytest.mark.parametrize("command", [["stream", "--watch"], ["watch"]])
+def test_a_missing_inbox(tmp_path, capsys, no_spark, empty_lakehouse, command):
+    inbox = tmp_path / "inbox"
+    assert main([*command, str(inbox), "--lakehouse", str(empty_lakehouse)]) == 2
+    line = one_line_error(capsys, command[0])
+    assert f"inbox {inbox} does not exist" in line and "mkdir -p" in line
+
+
+def test_preflight_table_names_are_the_catalogs():
+    from streaming.cli import preflight
+    from streaming.lakehouse.catalog import GOLD_PREDICTIONS, SILVER_FEATURES, SILVER_METADATA
+
+    source = Path(preflight.__file__).read_text()
+    for spec in (GOLD_PREDICTIONS, SILVER_FEATURES, SILVER_METADATA):
+        assert f'"{spec.name}"' in source
+
+
+def test_ingest_folder_of_a_missing_folder_answers_in_a_second_or_two(tmp_path):
+    """The real command in a fresh interpreter: no JVM, no traceback, fast (it took 53 s before)."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "streaming.cli.main", "ingest-folder", "/does/not/exist",
+         "--lakehouse", str(tmp_path / "lh")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "xray ingest-folder: error: source /does/not/exist does not exist; pass a folder (or .zip/.tar) "
+        "holding split/LABEL/*.jpeg images"]
+    assert elapsed < 5, elapsed  # about 1 s on an idle machine; slack for a loaded CI host
