@@ -40,7 +40,7 @@ def xray_command(argv0: str | None = None, executable: str | None = None,
     """The words that run this very ``xray`` again when typed in a shell, from any folder.
 
     The absolute path of the running ``xray`` script when started as one (``.venv/bin/xray``, no venv
-    activation needed), else this interpreter with ``-m streaming.cli.main``; a ``PYTHONPATH`` the run
+    activation needed), else this interpreter with ``-m streaming.cli``; a ``PYTHONPATH`` the run
     depends on is kept in front (``env PYTHONPATH=...``), made absolute.
     """
     argv0 = sys.argv[0] if argv0 is None else argv0
@@ -48,7 +48,7 @@ def xray_command(argv0: str | None = None, executable: str | None = None,
     script = Path(argv0)
     if script.name.startswith("xray") and script.suffix != ".py" and script.is_file():
         return [os.path.abspath(script)]
-    words = [os.path.abspath(executable or sys.executable), "-m", "streaming.cli.main"]
+    words = [os.path.abspath(executable or sys.executable), "-m", "streaming.cli"]
     pythonpath = environ.get("PYTHONPATH")
     if pythonpath:
         absolute = os.pathsep.join(os.path.abspath(part) for part in pythonpath.split(os.pathsep) if part)

@@ -31,7 +31,7 @@ def child_env(master: str) -> dict[str, str]:
 
 
 def xray_args(command: Sequence[str], lakehouse: Path, master: str, tracking_uri: str | None) -> list[str]:
-    args = [sys.executable, "-m", "streaming.cli.main", *command, "--lakehouse", str(lakehouse), "--master", master,
+    args = [sys.executable, "-m", "streaming.cli", *command, "--lakehouse", str(lakehouse), "--master", master,
             "--log-level", "INFO"]
     if tracking_uri:
         args += ["--mlflow-tracking-uri", tracking_uri]

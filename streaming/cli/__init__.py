@@ -3,6 +3,6 @@ subcommand. ``streaming.cli:main`` is the console script (setup.cfg) and the Dat
 ``python -m streaming.cli`` runs it too.
 """
 
-from streaming.cli.main import build_parser, main
+from streaming.cli.commands import build_parser, main
 
 __all__ = ["build_parser", "main"]

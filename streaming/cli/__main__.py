@@ -2,6 +2,6 @@
 
 import sys
 
-from streaming.cli.main import main
+from streaming.cli.commands import main
 
 sys.exit(main())

@@ -33,8 +33,8 @@ def test_xray_command_runs_as_typed(tmp_path):
     script.parent.mkdir(parents=True)
     script.write_text("#!/bin/sh\n")
     assert xray_command(str(script), environ={}) == [str(script)]
-    module = xray_command("/src/streaming/cli/main.py", executable="/v/bin/python", environ={})
-    assert module == ["/v/bin/python", "-m", "streaming.cli.main"]
+    module = xray_command("/src/streaming/cli/commands.py", executable="/v/bin/python", environ={})
+    assert module == ["/v/bin/python", "-m", "streaming.cli"]
     kept = xray_command("main.py", executable="/v/bin/python", environ={"PYTHONPATH": "."})
     assert kept[:2] == ["env", f"PYTHONPATH={os.getcwd()}"]
     assert command_line(["/a b/xray", "status"]) == "'/a b/xray' status"

@@ -27,7 +27,7 @@ def test_kill_minus_nine_at_random_moments_keeps_each_file_exactly_once(tmp_path
     landing = lakehouse / "landing"
     environment = {**os.environ, "PYSPARK_PYTHON": sys.executable, "XRAY_SPARK_MASTER": "local[2]",
                    "XRAY_SHUFFLE_PARTITIONS": "2", "XRAY_MAX_FILES_PER_TRIGGER": "3"}
-    command = [sys.executable, "-m", "streaming.cli.main", "stream", "--lakehouse", str(lakehouse)]
+    command = [sys.executable, "-m", "streaming.cli", "stream", "--lakehouse", str(lakehouse)]
     rng = random.Random(7)
     expected: set[str] = set()
     file_number = 0

@@ -225,7 +225,7 @@ def test_group_mode_lets_the_group_read_only(tmp_path):
         os.umask(previous)
     environment = {**os.environ, "PYSPARK_PYTHON": sys.executable, "XRAY_SPARK_MASTER": "local[1]",
                    "XRAY_SHUFFLE_PARTITIONS": "1", "XRAY_LAKEHOUSE_PERMISSIONS": "group"}
-    finished = subprocess.run([sys.executable, "-m", "streaming.cli.main", "stream", "--once", "--lakehouse",
+    finished = subprocess.run([sys.executable, "-m", "streaming.cli", "stream", "--once", "--lakehouse",
                                str(lakehouse)], env=environment, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert open_entries(lakehouse, allowed=0o050) == []  # group read (and enter) at most, others nothing

@@ -21,7 +21,7 @@ import hcl2
 import pytest
 from support import REPO
 
-from streaming.cli.main import build_parser
+from streaming.cli.commands import build_parser
 from streaming.core.config import KEYS as CONFIG_KEYS
 from streaming.lakehouse.catalog import ALL_TABLES, TABLES_BY_NAME
 

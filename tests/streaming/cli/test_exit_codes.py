@@ -19,7 +19,7 @@ def start_stream(tmp_path: Path) -> subprocess.Popen:
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "PYSPARK_PYTHON": sys.executable,
                    "XRAY_SHUFFLE_PARTITIONS": "1", "XRAY_DRIVER_MEMORY": "1g"}
     return subprocess.Popen(
-        [sys.executable, "-m", "streaming.cli.main", "stream", "--lakehouse", str(tmp_path / "lh"),
+        [sys.executable, "-m", "streaming.cli", "stream", "--lakehouse", str(tmp_path / "lh"),
          "--master", "local[1]", "--trigger-seconds", "0.5"],
         cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

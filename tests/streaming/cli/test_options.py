@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from streaming.cli.main import build_parser, config_from_args, main
+from streaming.cli.commands import build_parser, config_from_args, main
 
 # option, a value, another value, the attribute argparse stores it in
 COMMON = [

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streaming.cli.main import main
+from streaming.cli.commands import main
 from streaming.cli.preflight import NO_LABELLED_SILVER
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[3]
 @pytest.fixture
 def no_spark(monkeypatch):
     """Fail the test if anything asks for a Spark session."""
-    import streaming.cli.main as cli
+    import streaming.cli.commands as cli
     import streaming.lakehouse.session as session
 
     def refuse(*args, **kwargs):  # noqa: ARG001
@@ -124,7 +124,7 @@ def test_ingest_folder_of_a_missing_folder_answers_in_a_second_or_two(tmp_path):
     """The real command in a fresh interpreter: no JVM, no traceback, fast (it took 53 s before)."""
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "streaming.cli.main", "ingest-folder", "/does/not/exist",
+        [sys.executable, "-m", "streaming.cli", "ingest-folder", "/does/not/exist",
          "--lakehouse", str(tmp_path / "lh")],
         cwd=ROOT, capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streaming.cli.main import build_parser, main
+from streaming.cli.commands import build_parser, main
 from streaming.core.config import load_config
 from streaming.core.errors import ConfigError, JavaMissingError
 from streaming.lakehouse.session import check_java

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from support import REPO
 
-from streaming.cli.main import main
+from streaming.cli.commands import main
 from streaming.core.errors import LakehouseBusyError
 from streaming.core.locks import stream_lock
 from streaming.pipeline.service import run_stream

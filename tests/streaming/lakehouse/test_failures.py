@@ -13,7 +13,7 @@ import pytest
 from deltalake import DeltaTable
 from imagefiles import jpeg_bytes, write, xray_like
 
-from streaming.cli.main import main
+from streaming.cli.commands import main
 from streaming.core.errors import DamagedTableError, DiskFullError
 from streaming.lakehouse.deltars import txn_file_prefix
 from streaming.lakehouse.engine import Lakehouse

@@ -128,7 +128,7 @@ def test_an_unreadable_subfolder_is_skipped_and_reported_while_the_rest_flows(co
     try:
         # Root reads every folder; without these two capabilities it obeys the permission bits like anyone.
         run = subprocess.run(["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search",
-                              sys.executable, "-m", "streaming.cli.main", "stream", "--once", "--layer", "bronze"],
+                              sys.executable, "-m", "streaming.cli", "stream", "--once", "--layer", "bronze"],
                              capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
     finally:
         os.chmod(landing / "locked", 0o755)

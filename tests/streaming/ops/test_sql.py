@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from populated import T0, ops_rows
 
-from streaming.cli.main import main
+from streaming.cli.commands import main
 from streaming.ops.sql import SqlError, render, run_query
 
 REPO = Path(__file__).resolve().parents[3]
@@ -136,7 +136,7 @@ def test_spark_sql_answers_the_same(small, config, capsys):
 
 def test_the_command_never_imports_pyspark(small, config):
     """The whole command in a fresh interpreter: no pyspark module, so no JVM, ever."""
-    code = ("import sys; from streaming.cli.main import main; "
+    code = ("import sys; from streaming.cli.commands import main; "
             f"rc = main(['sql', '--lakehouse', {str(config.root)!r}, 'SELECT count(*) AS n FROM pipeline_events']); "
             "assert 'pyspark' not in sys.modules, 'pyspark imported'; sys.exit(rc)")
     env = {**os.environ, "PYTHONPATH": str(REPO)}

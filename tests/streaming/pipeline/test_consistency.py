@@ -9,7 +9,7 @@ import pytest
 from deltalake import DeltaTable
 from imagefiles import jpeg_bytes, write, xray_like
 
-from streaming.cli.main import main
+from streaming.cli.commands import main
 from streaming.core.errors import CheckpointAheadError
 from streaming.pipeline.consistency import check_checkpoints, recover, rewind_checkpoint
 from streaming.pipeline.service import run_stream
