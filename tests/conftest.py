@@ -55,3 +55,10 @@ def lakehouse(spark, config):
 
 def pytest_report_header(config):  # noqa: ARG001
     return f"xray-lakehouse tests; python {sys.executable}; cwd {Path.cwd()}"
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_shared_session(monkeypatch):
+    """`xray` commands stop the Spark sessions they built when they finish; in tests the one session of the
+    run is shared (the `spark` fixture stops it at the end), so a command called in-process must leave it."""
+    monkeypatch.setattr("streaming.lakehouse.session.stop_owned_sessions", lambda: None)
