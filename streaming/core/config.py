@@ -21,6 +21,7 @@ from streaming.core.errors import ConfigError
 DeltaEngine = Literal["auto", "delta-rs", "delta-spark"]
 CleanSource = Literal["off", "archive", "delete"]
 LakehousePermissions = Literal["owner", "group"]
+RuleAction = Literal["warn", "quarantine"]
 
 ENV_PREFIX = "XRAY_"
 DEFAULT_CONFIG_FILE = "xray.toml"
@@ -53,6 +54,8 @@ class XrayConfig:
     max_image_pixels: int = 40_000_000  # decompression-bomb guard
     min_image_side: int = 128  # smaller images are too small to be a diagnostic X-ray
     min_pixel_std: float = 2.0  # below this (0-255 scale) an image is blank/constant
+    # DICOM images flagged BurnedInAnnotation=YES (text such as a name in the pixels): counted, or quarantined.
+    burned_in_annotation: RuleAction = "warn"
     patient_id_salt: str = ""  # empty: a random salt generated once and kept under the lakehouse
     # Models
     mlflow_tracking_uri: str = ""  # empty: SQLite store under the lakehouse

@@ -37,6 +37,7 @@ __all__ = [
     "FEATURE_LENGTH",
     "FEATURE_BLOCKS",
     "fixed_size_gray",
+    "fixed_size_levels",
     "extract_features",
     "features_from_bytes",
 ]
@@ -116,6 +117,22 @@ def fixed_size_gray(image: Image.Image) -> np.ndarray:
     if image.size != size:
         image = image.resize(size, Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.float32) * np.float32(1.0 / 255.0)
+
+
+def fixed_size_levels(levels: np.ndarray) -> np.ndarray:
+    """Gray levels already in [0, 1] at any size (a decoded DICOM frame) → the ``fixed_size_gray`` array.
+
+    A large frame is first box-reduced by the largest power of two (up to 8) that keeps both sides at
+    least ``FEATURE_SIZE``, as libjpeg's draft mode scales a JPEG, so a DICOM and its JPEG export are
+    reduced alike (and a 3000 px frame is not resized in one costly step)."""
+    image = Image.fromarray(np.ascontiguousarray(levels, dtype=np.float32))  # float32: mode "F"
+    factor = 1
+    while min(image.size) // (factor * 2) >= FEATURE_SIZE and factor < 8:
+        factor *= 2
+    if factor > 1:
+        image = image.reduce(factor)
+    resized = image.resize((FEATURE_SIZE, FEATURE_SIZE), Image.Resampling.BILINEAR)
+    return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
 
 
 def _pool(image: np.ndarray, factor: int) -> np.ndarray:

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streaming.core.dicomfile import has_dicom_preamble
+from streaming.core.names import may_be_dicom_name
 from streaming.core.pseudonym import patient_ref
+from streaming.imaging.dicom import DicomAttributes
 
 # Magic numbers of formats users really drop. Non-image kinds are named so the reason is useful.
 _SIGNATURES: tuple[tuple[bytes, str, bool], ...] = (
@@ -25,18 +28,30 @@ _SIGNATURES: tuple[tuple[bytes, str, bool], ...] = (
     (b"MM\x00*", "TIFF", True),
     (b"RIFF", "WEBP", True),
     (b"\x00\x00\x00\x0cjP  ", "JPEG2000", True),
-    (b"DICM", "DICOM", False),
     (b"%PDF", "PDF document", False),
     (b"PK\x03\x04", "ZIP archive", False),
     (b"\x1f\x8b", "gzip archive", False),
 )
-EXPECTED_FORMAT_BY_EXTENSION = {".jpeg": "JPEG", ".jpg": "JPEG", ".png": "PNG"}
+EXPECTED_FORMAT_BY_EXTENSION = {".jpeg": "JPEG", ".jpg": "JPEG", ".png": "PNG", ".dcm": "DICOM",
+                                 ".dicom": "DICOM"}
+DECODED_FORMATS = ("JPEG", "PNG", "DICOM")
+"""Formats silver decodes; any other image format is quarantined as disguised (no landing name has it)."""
+
+
+def expected_format(file_name: str) -> str | None:
+    """The format a landing name promises: by extension, and DICOM for the extensionless or UID names the
+    landing scan only admits for DICOM content."""
+    lowered = file_name.lower()
+    extension = "." + lowered.rsplit(".", 1)[-1] if "." in lowered else ""
+    if extension in EXPECTED_FORMAT_BY_EXTENSION:
+        return EXPECTED_FORMAT_BY_EXTENSION[extension]
+    return "DICOM" if may_be_dicom_name(file_name) else None
 
 
 def sniff(content: bytes) -> tuple[str | None, str]:
     """(image format or None, kind) from the first bytes: ("JPEG", "JPEG image"), (None, "PDF document")."""
-    if len(content) >= 132 and content[128:132] == b"DICM":
-        return None, "DICOM file"
+    if has_dicom_preamble(content):
+        return "DICOM", "DICOM image"
     for signature, name, is_image in _SIGNATURES:
         if content.startswith(signature):
             return (name, f"{name} image") if is_image else (None, name)
@@ -63,24 +78,66 @@ class Inspection:
     std_intensity: float | None = None
     dynamic_range: float | None = None
     features: np.ndarray | None = None
+    dicom: DicomAttributes | None = None
 
 
-def inspect_image(content: bytes, max_pixels: int) -> Inspection:
+def inspect_image(content: bytes, max_pixels: int, expected: str | None = None) -> Inspection:
     """Sniff, bound-check and decode an image at the feature size; compute quality measures and features.
 
     The header gives the size before any pixel is decoded, so a decompression bomb is never expanded.
+    ``expected`` is the format the file's name promises: a ``.dcm`` file without the ``DICM`` preamble
+    (an old or raw export) is still tried as DICOM.
     """
-    from PIL import Image
-
-    from streaming.imaging import features
-
     result = Inspection()
     if not content:
         result.content_kind = "empty file"
         return result
     result.detected_format, result.content_kind = sniff(content)
-    if result.detected_format not in ("JPEG", "PNG"):
+    if result.detected_format is None and expected == "DICOM":
+        gray = _decode_dicom(content, max_pixels, result, without_preamble=True)
+    elif result.detected_format == "DICOM":
+        gray = _decode_dicom(content, max_pixels, result)
+    elif result.detected_format in DECODED_FORMATS:
+        gray = _decode_raster(content, max_pixels, result)
+    else:
         return result
+    if gray is None:
+        return result
+    levels = gray.astype(np.float32) * 255.0
+    low, high = np.percentile(levels, [1, 99])
+    result.mean_intensity = float(levels.mean())
+    result.std_intensity = float(levels.std())
+    result.dynamic_range = float(high - low)
+    from streaming.imaging import features
+
+    result.features = features.extract_features(gray)
+    return result
+
+
+def _decode_dicom(content: bytes, max_pixels: int, result: Inspection, without_preamble: bool = False
+                  ) -> np.ndarray | None:
+    from streaming.imaging import features
+    from streaming.imaging.dicom import read_dicom
+
+    read = read_dicom(content, max_pixels)
+    if without_preamble:
+        if read.attributes.header_error or not (read.attributes.has_pixel_data or read.attributes.modality):
+            return None  # not DICOM after all: judged as what the bytes look like (text, unknown data, ...)
+        result.detected_format, result.content_kind = "DICOM", "DICOM image without preamble"
+    result.dicom = read.attributes
+    result.width, result.height = read.width, read.height
+    result.mode = read.attributes.photometric_interpretation
+    result.pixel_count = (read.width or 0) * (read.height or 0) if read.width and read.height else None
+    result.decode_error = read.decode_error
+    return None if read.gray is None else features.fixed_size_levels(read.gray)
+
+
+def _decode_raster(content: bytes, max_pixels: int, result: Inspection) -> np.ndarray | None:
+    """JPEG/PNG bytes → the fixed-size gray array (None when not decoded; ``result`` says why)."""
+    from PIL import Image
+
+    from streaming.imaging import features
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -90,24 +147,17 @@ def inspect_image(content: bytes, max_pixels: int) -> Inspection:
             result.mode = image.mode
             result.pixel_count = result.width * result.height
             if result.pixel_count > max_pixels:
-                return result
-            gray = features.fixed_size_gray(image)
+                return None
+            return features.fixed_size_gray(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         result.decode_error = None
         result.pixel_count = result.pixel_count or _pixels_from_message(str(error), max_pixels)
-        return result
+        return None
     except Exception as error:  # noqa: BLE001 - any decoder failure is a property of the file
         message = str(error) or type(error).__name__
         kind = result.detected_format or "image"
         result.decode_error = f"corrupt or truncated {kind}: {message}"[:300]
-        return result
-    levels = gray.astype(np.float32) * 255.0
-    low, high = np.percentile(levels, [1, 99])
-    result.mean_intensity = float(levels.mean())
-    result.std_intensity = float(levels.std())
-    result.dynamic_range = float(high - low)
-    result.features = features.extract_features(gray)
-    return result
+        return None
 
 
 def _pixels_from_message(message: str, max_pixels: int) -> int:

@@ -38,6 +38,26 @@ class TableSpec:
         return [name for name, _, _ in self.columns]
 
 
+# What silver keeps of a DICOM header (null for JPEG/PNG): de-identified attributes only. UIDs are keyed
+# hashes (stable, so a series still groups); dates are reduced to the year (README: DICOM).
+DICOM_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("modality", "string", "DICOM Modality (CR, DX, DR)"),
+    ("body_part", "string", "DICOM BodyPartExamined (CHEST)"),
+    ("view_position", "string", "DICOM ViewPosition (PA, AP, LATERAL, ...)"),
+    ("pixel_spacing_mm", "array<double>", "DICOM PixelSpacing, else ImagerPixelSpacing: [row, column] in mm"),
+    ("photometric_interpretation", "string", "DICOM PhotometricInterpretation (MONOCHROME1 is shown inverted)"),
+    ("bits_stored", "int", "DICOM BitsStored"),
+    ("manufacturer", "string", "DICOM Manufacturer"),
+    ("manufacturer_model", "string", "DICOM ManufacturerModelName"),
+    ("transfer_syntax_uid", "string", "DICOM transfer syntax of the file"),
+    ("frame_count", "int", "DICOM NumberOfFrames (features come from the first frame)"),
+    ("burned_in_annotation", "string", "DICOM BurnedInAnnotation (YES: the pixels may show identifying text)"),
+    ("study_year", "int", "Year of the DICOM StudyDate (else series, acquisition or content date): no full date"),
+    ("study_ref", "string", "Keyed hash of the DICOM StudyInstanceUID"),
+    ("series_ref", "string", "Keyed hash of the DICOM SeriesInstanceUID"),
+    ("instance_ref", "string", "Keyed hash of the DICOM SOPInstanceUID"),
+)
+
 BRONZE_IMAGES = TableSpec(
     "bronze_xray_images",
     "bronze",
@@ -85,17 +105,18 @@ SILVER_METADATA = TableSpec(
         ("label", "int", "1 PNEUMONIA, 0 NORMAL, null unknown"),
         ("label_name", "string", "NORMAL, PNEUMONIA or null"),
         ("split", "string", "train, test, val or null"),
-        ("patient_id", "string", "Keyed hash (HMAC-SHA256) of the patient identifier in the file name; null if none"),
+        ("patient_id", "string", "Keyed hash (HMAC-SHA256) of the DICOM PatientID, else of the patient in the file name; null if none"),
         ("pneumonia_type", "string", "bacteria, virus or null"),
         ("width", "int", "Width in pixels"),
         ("height", "int", "Height in pixels"),
-        ("mode", "string", "Pillow color mode of the file (L, RGB, ...)"),
-        ("image_format", "string", "Decoded format (JPEG, PNG)"),
+        ("mode", "string", "Pillow color mode of the file (L, RGB, ...); DICOM: its photometric interpretation"),
+        ("image_format", "string", "Decoded format (JPEG, PNG, DICOM)"),
         ("mean_intensity", "double", "Mean gray level at the feature size, 0-255"),
         ("std_intensity", "double", "Standard deviation of gray levels at the feature size, 0-255"),
         ("dynamic_range", "double", "Gray level range between the 1st and 99th percentile, 0-255"),
         ("path_ref", "string", "Keyed hash of the first copy's landing path (bronze path_ref; never the path)"),
         ("file_size", "bigint", "File size in bytes"),
+        *DICOM_COLUMNS,
         ("processed_time", "timestamp", "When silver processed the image (UTC)"),
         ("source_batch_id", "bigint", "Bronze micro-batch of the image"),
         ("silver_batch_id", "bigint", "Silver micro-batch that wrote the row"),

@@ -142,6 +142,10 @@ class Lakehouse:
 
         existing = {f.name.lower() for f in spark_schema_of(self.delta_table(spec.name)).fields}
         declared = {name.lower() for name in spec.column_names}
+        if existing < declared:
+            # An upgrade that only adds columns (e.g. the DICOM columns of silver): older rows read as null.
+            self._add_columns(spec, [name for name in spec.column_names if name.lower() not in existing])
+            existing = declared
         if existing != declared:
             missing, extra = sorted(declared - existing), sorted(existing - declared)
             raise SchemaMismatchError(
@@ -151,6 +155,24 @@ class Lakehouse:
                 f"re-ingest landing) or migrate the table by hand (README: Patient identifiers)"
             )
         self._schema_checked.add(spec.name)
+
+    def _add_columns(self, spec: TableSpec, names: list[str]) -> None:
+        """Add declared nullable columns to an existing table (one INFO line says which)."""
+        fields = [f for f in spec.schema.fields if f.name in names]
+        if self.format == DELTA_RS_FORMAT:
+            from deltalake import Schema
+            from pyspark.sql.types import StructType
+
+            from streaming.lakehouse.deltars import arrow_schema_of_spark
+
+            self.delta_table(spec.name).alter.add_columns(
+                list(Schema.from_arrow(arrow_schema_of_spark(StructType(fields))).fields))
+        else:
+            columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()} COMMENT '{f.metadata.get('comment', '')}'"
+                                for f in fields)
+            self.spark.sql(f"ALTER TABLE {NATIVE_FORMAT}.`{self.path(spec.name)}` ADD COLUMNS ({columns})")
+        log.info("table %s: added the columns %s (this version declares them; older rows read as null)",
+                 spec.name, ", ".join(names))
 
     def read(self, table: str, version: int | None = None) -> DataFrame:
         """A batch DataFrame of a table (optionally at a version: time travel)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from streaming.core.config import XrayConfig
+from streaming.imaging.dicom import RADIOGRAPH_MODALITIES
 from streaming.landing.scan import NEVER_OPENED
 from streaming.quality.expectations import Expectation
 
@@ -33,6 +34,7 @@ def silver_expectations(config: XrayConfig) -> tuple[Expectation, ...]:
         Expectation("format_matches_name", "detected_format = expected_format", "quarantine",
                     # No file name in the reason: it may name the patient (the row has path_ref).
                     "concat(detected_format, ' content disguised as ', coalesce(expected_format, 'an image'))"),
+        *_dicom_file_rules(),
         Expectation("decodes", "decode_error IS NULL", "quarantine", "decode_error"),
         Expectation("pixel_limit", f"pixel_count <= {config.max_image_pixels}", "quarantine",
                     f"concat('decompression bomb guard: ', pixel_count, ' pixels exceed max_image_pixels "
@@ -42,6 +44,41 @@ def silver_expectations(config: XrayConfig) -> tuple[Expectation, ...]:
                     f"{config.min_image_side} px a side)')"),
         Expectation("not_blank", f"std_intensity >= {config.min_pixel_std}", "quarantine",
                     "concat('blank or constant image (gray level std ', round(std_intensity, 2), ')')"),
+        *_dicom_content_rules(config),
         Expectation("label_known", "label_name IS NOT NULL", "warn", "'no NORMAL/PNEUMONIA folder in the path'"),
         Expectation("patient_known", "patient_id IS NOT NULL", "warn", "'no patient identifier in the file name'"),
+    )
+
+
+def _dicom_file_rules() -> tuple[Expectation, ...]:
+    """DICOM files whose pixels cannot or must not be read (judged before decoding errors: the reason is
+    the cause, not its symptom). A condition ``detected_format <> 'DICOM' OR ...`` leaves JPEG/PNG alone."""
+    return (
+        Expectation("dicom_readable", "detected_format <> 'DICOM' OR dicom_header_error IS NULL", "quarantine",
+                    "dicom_header_error"),
+        Expectation("dicom_radiograph",
+                    f"detected_format <> 'DICOM' OR coalesce(modality, '') IN ({_quoted(RADIOGRAPH_MODALITIES)})",
+                    "quarantine", "concat('not a radiograph: DICOM modality ', coalesce(modality, 'missing'), "
+                    f"' (expected {', '.join(RADIOGRAPH_MODALITIES)})')"),
+        Expectation("dicom_pixel_data", "detected_format <> 'DICOM' OR coalesce(has_pixel_data, false)",
+                    "quarantine", "'DICOM file without pixel data (a report, a presentation state, or a "
+                    "truncated file)'"),
+        Expectation("dicom_transfer_syntax",
+                    "detected_format <> 'DICOM' OR coalesce(transfer_syntax_supported, false)", "quarantine",
+                    "concat('unsupported DICOM transfer syntax ', coalesce(transfer_syntax_uid, '(none)'), "
+                    "': no pixel-data handler for it here (README: DICOM)')"),
+    )
+
+
+def _dicom_content_rules(config: XrayConfig) -> tuple[Expectation, ...]:
+    """What a decoded DICOM says about itself: burned-in text (``burned_in_annotation``: warn or
+    quarantine), a body part other than the chest, several frames (the first is used)."""
+    return (
+        Expectation("dicom_burned_in_annotation", "coalesce(burned_in_annotation, 'NO') <> 'YES'",
+                    config.burned_in_annotation,
+                    "'DICOM BurnedInAnnotation is YES: the pixels may show identifying text'"),
+        Expectation("dicom_chest", "detected_format <> 'DICOM' OR coalesce(body_part, '') = 'CHEST'", "warn",
+                    "concat('DICOM body part ', coalesce(body_part, 'not recorded'), ', not CHEST')"),
+        Expectation("dicom_single_frame", "coalesce(frame_count, 1) <= 1", "warn",
+                    "concat('multi-frame DICOM (', frame_count, ' frames): features from the first frame')"),
     )

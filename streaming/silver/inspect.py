@@ -10,6 +10,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql.types import (
     ArrayType,
+    BooleanType,
     DoubleType,
     FloatType,
     IntegerType,
@@ -22,12 +23,14 @@ from pyspark.sql.types import (
 
 from streaming.core.config import XrayConfig
 from streaming.core.paths import parse_xray_path
-from streaming.core.pseudonym import path_ref
-from streaming.imaging.images import EXPECTED_FORMAT_BY_EXTENSION, hash_patient, inspect_image
-from streaming.lakehouse.catalog import (
-    BRONZE_IMAGES,
-)
+from streaming.core.pseudonym import keyed_hash, path_ref
+from streaming.imaging.dicom import DicomAttributes
+from streaming.imaging.images import Inspection, expected_format, hash_patient, inspect_image
+from streaming.lakehouse.catalog import BRONZE_IMAGES, DICOM_COLUMNS
 from streaming.lakehouse.deltars import arrow_schema_of_spark
+
+# The types the DICOM columns use (a DDL string needs a running Spark session to parse: not at import).
+_SIMPLE_TYPES = {"string": StringType(), "int": IntegerType(), "array<double>": ArrayType(DoubleType())}
 
 # `path` and `file_name` travel from executors to the driver in memory only (first-copy order); no table
 # but bronze and no event is ever written from them: silver carries `path_ref` (see streaming/pseudonym.py).
@@ -57,8 +60,33 @@ INSPECTED_SCHEMA = StructType(
         StructField("features", ArrayType(FloatType())),
         StructField("patient_id", StringType()),
         StructField("pneumonia_type", StringType()),
+        # DICOM: what the rules judge (not kept in silver), then the columns silver keeps.
+        StructField("dicom_header_error", StringType()),
+        StructField("has_pixel_data", BooleanType()),
+        StructField("transfer_syntax_supported", BooleanType()),
+        *(StructField(name, _SIMPLE_TYPES[sql_type]) for name, sql_type, _ in DICOM_COLUMNS),
     ]
 )
+_DICOM_FIELDS = ("modality", "body_part", "view_position", "photometric_interpretation", "bits_stored",
+                 "manufacturer", "manufacturer_model", "transfer_syntax_uid", "frame_count",
+                 "burned_in_annotation", "study_year", "has_pixel_data", "transfer_syntax_supported")
+
+
+def dicom_values(attributes: DicomAttributes | None, salt: str) -> dict:
+    """A DICOM file's inspected columns: attributes as they are, identifiers as keyed hashes only."""
+    if attributes is None:
+        return {"dicom_header_error": None, "pixel_spacing_mm": None, "study_ref": None, "series_ref": None,
+                "instance_ref": None, **dict.fromkeys(_DICOM_FIELDS)}
+    hashed = {f"{kind}_ref": keyed_hash(salt, kind, attributes.identifiers[kind]) if kind in attributes.identifiers
+              else None for kind in ("study", "series", "instance")}
+    return {"dicom_header_error": attributes.header_error, "pixel_spacing_mm": attributes.pixel_spacing,
+            **hashed, **{name: getattr(attributes, name) for name in _DICOM_FIELDS}}
+
+
+def _patient(inspected: Inspection | None, file_patient: str | None, salt: str) -> str | None:
+    """The keyed hash of the DICOM PatientID, else of the patient the file name gives."""
+    dicom_patient = inspected.dicom.identifiers.get("patient") if inspected and inspected.dicom else None
+    return hash_patient(dicom_patient or file_patient, salt)
 
 
 def inspect_record(record: dict, salt: str, max_pixels: int) -> dict:
@@ -66,8 +94,8 @@ def inspect_record(record: dict, salt: str, max_pixels: int) -> dict:
     content = record["content"]
     info = parse_xray_path(record["path"] or "")
     name = record["file_name"] or ""
-    extension = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    inspected = inspect_image(content, max_pixels) if content is not None else None
+    expected = expected_format(name)
+    inspected = inspect_image(content, max_pixels, expected) if content is not None else None
     return {
         "path": record["path"],
         "file_name": name,
@@ -80,7 +108,7 @@ def inspect_record(record: dict, salt: str, max_pixels: int) -> dict:
         "split": info.split,
         "source_batch_id": record["batch_id"],
         "modification_time": record.get("modification_time"),
-        "expected_format": EXPECTED_FORMAT_BY_EXTENSION.get(extension),
+        "expected_format": expected,
         "detected_format": inspected.detected_format if inspected else None,
         "content_kind": inspected.content_kind if inspected else None,
         "width": inspected.width if inspected else None,
@@ -92,8 +120,9 @@ def inspect_record(record: dict, salt: str, max_pixels: int) -> dict:
         "std_intensity": inspected.std_intensity if inspected else None,
         "dynamic_range": inspected.dynamic_range if inspected else None,
         "features": inspected.features if inspected is not None else None,  # numpy: see `inspected_batch`
-        "patient_id": hash_patient(info.patient_key, salt),
+        "patient_id": _patient(inspected, info.patient_key, salt),
         "pneumonia_type": info.pneumonia_type,
+        **dicom_values(inspected.dicom if inspected else None, salt),
     }
 
 

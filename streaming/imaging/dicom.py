@@ -1,0 +1,244 @@
+"""Reading DICOM on executors: the header attributes silver keeps, and the pixels as a radiologist sees them.
+
+Pixels go through the display pipeline of PS3.3 C.11 before the features: the modality LUT (rescale
+slope/intercept), then the VOI LUT or the first window center/width (LINEAR, LINEAR_EXACT or SIGMOID),
+else the image's own range; ``MONOCHROME1`` is inverted so bone is bright as in ``MONOCHROME2``; any bit
+depth ends as gray levels in [0, 1]. A multi-frame image contributes its **first frame** (``frame_count``
+keeps how many there were, and a warning rule counts them). Colour images (RGB, YBR) are converted to
+luminance; ``PALETTE COLOR`` is quarantined.
+
+What leaves this module is either a de-identified attribute (modality, view, spacing, ...) or a raw
+identifier meant to be hashed at once by the caller (``DicomAttributes.identifiers``: patient ID and the
+study, series and instance UIDs). Error texts never quote values from the file, and pydicom's warnings
+and logging (which do) are silenced here.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["RADIOGRAPH_MODALITIES", "DicomAttributes", "DicomRead", "read_dicom", "safe_error"]
+
+RADIOGRAPH_MODALITIES = ("CR", "DX", "DR")
+_DATE_KEYWORDS = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
+_UID_KEYWORDS = {"study": "StudyInstanceUID", "series": "SeriesInstanceUID", "instance": "SOPInstanceUID"}
+
+
+@dataclass
+class DicomAttributes:
+    """What silver keeps of a DICOM header (each None when absent)."""
+
+    modality: str | None = None
+    body_part: str | None = None
+    view_position: str | None = None
+    pixel_spacing: list[float] | None = None
+    photometric_interpretation: str | None = None
+    bits_stored: int | None = None
+    manufacturer: str | None = None
+    manufacturer_model: str | None = None
+    transfer_syntax_uid: str | None = None
+    transfer_syntax_supported: bool | None = None
+    has_pixel_data: bool | None = None
+    frame_count: int | None = None
+    burned_in_annotation: str | None = None
+    study_year: int | None = None
+    header_error: str | None = None
+    identifiers: dict[str, str] = field(default_factory=dict)
+    """Raw ``patient``, ``study``, ``series`` and ``instance`` identifiers: hash them, never store them."""
+
+
+@dataclass
+class DicomRead:
+    """A DICOM file read: its attributes, its size, and its first frame as gray levels in [0, 1] (None when
+    not decoded: no pixels, too many, unsupported or broken; ``decode_error`` says which)."""
+
+    attributes: DicomAttributes
+    width: int | None = None
+    height: int | None = None
+    gray: np.ndarray | None = None
+    decode_error: str | None = None
+
+
+def safe_error(error: BaseException, what: str) -> str:
+    """A readable error text that quotes nothing from the file (pydicom puts values between quotes)."""
+    message = re.sub(r"(['\"]).*?\1", "'…'", str(error)) or type(error).__name__
+    return f"{what}: {type(error).__name__}: {message}"[:300]
+
+
+def _quiet() -> None:
+    """pydicom warns and logs with the offending values (a malformed name or date): nothing of that may
+    reach a log. GDCM's C++ messages are switched off for the same reason."""
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL + 1)
+    from pydicom import config
+
+    config.settings.reading_validation_mode = config.IGNORE
+    try:
+        import gdcm
+
+        gdcm.Trace.WarningOff()
+        gdcm.Trace.ErrorOff()
+        gdcm.Trace.DebugOff()
+    except ImportError:
+        pass
+
+
+def _text(ds, keyword: str) -> str | None:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = value[0] if len(value) else None
+    text = str(value).strip() if value is not None else ""
+    return text.upper() if text else None
+
+
+def _number(ds, keyword: str) -> float | None:
+    value = ds.get(keyword)
+    if type(value).__name__ == "MultiValue" or isinstance(value, (list, tuple)):
+        value = value[0] if len(value) else None
+    try:
+        return None if value is None or value == "" else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _study_year(ds) -> int | None:
+    for keyword in _DATE_KEYWORDS:
+        text = str(ds.get(keyword) or "")
+        if re.fullmatch(r"\d{8}", text) and 1900 <= int(text[:4]) <= 2200:
+            return int(text[:4])
+    return None
+
+
+def _spacing(ds) -> list[float] | None:
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = ds.get(keyword)
+        try:
+            if value is not None and len(value) == 2:
+                return [float(value[0]), float(value[1])]
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def _syntax_supported(transfer_syntax) -> bool:
+    from pydicom.pixels import get_decoder
+
+    if transfer_syntax is None:
+        return False
+    if not transfer_syntax.is_compressed:
+        return True
+    try:
+        return get_decoder(transfer_syntax).is_available
+    except (NotImplementedError, ValueError):
+        return False
+
+
+def _attributes(ds) -> DicomAttributes:
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    attributes = DicomAttributes(
+        modality=_text(ds, "Modality"), body_part=_text(ds, "BodyPartExamined"),
+        view_position=_text(ds, "ViewPosition"), pixel_spacing=_spacing(ds),
+        photometric_interpretation=_text(ds, "PhotometricInterpretation"),
+        bits_stored=int(ds.BitsStored) if _number(ds, "BitsStored") else None,
+        manufacturer=_text(ds, "Manufacturer"), manufacturer_model=_text(ds, "ManufacturerModelName"),
+        transfer_syntax_uid=str(syntax) if syntax else None,
+        transfer_syntax_supported=_syntax_supported(syntax),
+        has_pixel_data="PixelData" in ds,
+        frame_count=int(_number(ds, "NumberOfFrames") or 1) if "PixelData" in ds else None,
+        burned_in_annotation=_text(ds, "BurnedInAnnotation"), study_year=_study_year(ds),
+    )
+    patient = str(ds.get("PatientID") or "").strip()
+    if patient:
+        attributes.identifiers["patient"] = patient
+    for kind, keyword in _UID_KEYWORDS.items():
+        uid = str(ds.get(keyword) or "").strip()
+        if uid:
+            attributes.identifiers[kind] = uid
+    return attributes
+
+
+def _window(values: np.ndarray, ds) -> np.ndarray | None:
+    """The first VOI window (PS3.3 C.11.2.1.2) mapped to [0, 1]; None when there is no usable one."""
+    center, width = _number(ds, "WindowCenter"), _number(ds, "WindowWidth")
+    if center is None or width is None:
+        return None
+    function = (_text(ds, "VOILUTFunction") or "LINEAR").upper()
+    if function == "SIGMOID" and width > 0:
+        return 1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))
+    if function == "LINEAR_EXACT" and width > 0:
+        return np.clip((values - center) / width + 0.5, 0.0, 1.0)
+    if width >= 1:
+        return np.clip((values - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0) if width > 1 \
+            else (values >= center).astype(np.float32)
+    return None
+
+
+def _to_unit_range(values: np.ndarray) -> np.ndarray:
+    low, high = float(values.min()), float(values.max())
+    return (values - low) / (high - low) if high > low else np.zeros_like(values)
+
+
+def display_gray(frame: np.ndarray, ds) -> np.ndarray:
+    """One decoded frame → float32 gray levels in [0, 1] as displayed (see the module docstring)."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    photometric = _text(ds, "PhotometricInterpretation") or "MONOCHROME2"
+    if frame.ndim == 3:  # colour, already RGB (pydicom converts YBR): luminance as Pillow's convert("L")
+        frame = frame[..., 0] * 0.299 + frame[..., 1] * 0.587 + frame[..., 2] * 0.114
+        return _to_unit_range(frame.astype(np.float32))
+    values = np.asarray(apply_modality_lut(frame, ds), dtype=np.float64)
+    if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
+        shown = _to_unit_range(np.asarray(apply_voi_lut(values, ds, prefer_lut=True), dtype=np.float64))
+    else:
+        windowed = _window(values, ds)
+        shown = windowed if windowed is not None else _to_unit_range(values)
+    if photometric == "MONOCHROME1":
+        shown = 1.0 - shown
+    return shown.astype(np.float32)
+
+
+def _first_frame(ds) -> np.ndarray:
+    from pydicom.pixels import pixel_array
+
+    # Only the first frame is decoded: a multi-frame file costs one frame's work and memory.
+    return pixel_array(ds, index=0)
+
+
+def read_dicom(content: bytes, max_pixels: int) -> DicomRead:
+    """Parse a DICOM file's bytes and decode its first frame. Never raises: a broken header sets
+    ``header_error``, a pixel problem ``decode_error``; the size comes from the header before any pixel is
+    decoded, so a file claiming too many pixels is never expanded."""
+    import pydicom
+
+    _quiet()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            ds = pydicom.dcmread(io.BytesIO(content), force=True)
+            if len(ds) == 0:
+                raise EOFError("no data elements after the file meta information")
+            attributes = _attributes(ds)
+        except Exception as error:  # noqa: BLE001 - a broken header is a property of the file
+            return DicomRead(DicomAttributes(header_error=safe_error(error, "unreadable or truncated DICOM")))
+        read = DicomRead(attributes, width=int(_number(ds, "Columns") or 0) or None,
+                         height=int(_number(ds, "Rows") or 0) or None)
+        if not attributes.has_pixel_data or not attributes.transfer_syntax_supported:
+            return read
+        if (read.width or 0) * (read.height or 0) > max_pixels:
+            return read
+        if attributes.photometric_interpretation == "PALETTE COLOR":
+            read.decode_error = "DICOM photometric interpretation PALETTE COLOR is not supported"
+            return read
+        try:
+            read.gray = display_gray(_first_frame(ds), ds)
+        except Exception as error:  # noqa: BLE001 - any decoder failure is a property of the file
+            read.decode_error = safe_error(error, "DICOM pixel data could not be decoded")
+        return read
