@@ -212,6 +212,20 @@ def _first_frame(ds) -> np.ndarray:
     return pixel_array(ds, index=0)
 
 
+def _unparsed(content: bytes, error: Exception) -> DicomAttributes:
+    """A file pydicom could not parse: its transfer syntax is the cause when it is one pydicom does not
+    know (the dataset cannot be read without knowing its encoding); else the header is broken."""
+    from pydicom.uid import UID
+
+    # The file meta group is always explicit VR little endian: (0002,0010) UI, 2-byte length, the UID.
+    at = content.find(b"\x02\x00\x10\x00UI", 132, 4096)
+    length = int.from_bytes(content[at + 6:at + 8], "little") if at >= 0 else 0
+    syntax = UID(content[at + 8:at + 8 + length].rstrip(b"\0 ").decode("ascii", "replace") if length else "")
+    if syntax and syntax.is_valid and not syntax.is_transfer_syntax:
+        return DicomAttributes(transfer_syntax_uid=str(syntax), transfer_syntax_supported=False)
+    return DicomAttributes(header_error=safe_error(error, "unreadable or truncated DICOM"))
+
+
 def read_dicom(content: bytes, max_pixels: int) -> DicomRead:
     """Parse a DICOM file's bytes and decode its first frame. Never raises: a broken header sets
     ``header_error``, a pixel problem ``decode_error``; the size comes from the header before any pixel is
@@ -227,7 +241,7 @@ def read_dicom(content: bytes, max_pixels: int) -> DicomRead:
                 raise EOFError("no data elements after the file meta information")
             attributes = _attributes(ds)
         except Exception as error:  # noqa: BLE001 - a broken header is a property of the file
-            return DicomRead(DicomAttributes(header_error=safe_error(error, "unreadable or truncated DICOM")))
+            return DicomRead(_unparsed(content, error))
         read = DicomRead(attributes, width=int(_number(ds, "Columns") or 0) or None,
                          height=int(_number(ds, "Rows") or 0) or None)
         if not attributes.has_pixel_data or not attributes.transfer_syntax_supported:

@@ -11,6 +11,8 @@ fails the whole query on one unreadable folder. Here:
 * a folder is walked once (by device and inode), so loops never repeat a file, and a symlinked folder that
   points inside landing is not walked again (its files are read at their own path);
 * an unreadable folder (or a name that is not UTF-8) is skipped and recorded as a *problem*; the rest flows;
+* DICOM is picked up by extension (``.dcm``, ``.dicom``) and, for the extensionless or UID names PACS
+  exports use, by content: the first 132 bytes of such a regular file are read once (``DICM`` preamble);
 * every file found gets a sequence number in the log (``<checkpoint>/landing``) before any offset naming it
   is handed to Spark, and the end offset planned for a start offset is recorded too, so a batch re-planned
   from the same start (lost ``offsets/N``, ``xray recover``) gets exactly the same files.
@@ -23,7 +25,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from streaming.core.names import is_image_name
+from streaming.core.dicomfile import is_dicom_file
+from streaming.core.names import is_image_name, may_be_dicom_name
 
 __all__ = [
     "NEVER_OPENED",
@@ -35,6 +38,27 @@ __all__ = [
 
 # Listing statuses of entries whose bytes are never read (the silver rules quarantine them).
 NEVER_OPENED = ("outside_landing", "fifo", "socket", "char_device", "block_device", "broken_link", "not_regular")
+
+
+# Whether a DICOM-named file (no extension, or a UID) starts like DICOM, by (device, inode, size, mtime):
+# each scan looks at a new or changed file's first bytes once, not at every trigger.
+_SNIFFED: dict[tuple[int, int, int, int], bool] = {}
+_SNIFFED_LIMIT = 100_000
+
+
+def _is_input(name: str, path: str, info: os.stat_result) -> bool:
+    """Whether a regular file is an input: an image or DICOM extension, or a DICOM name with DICOM content
+    (a file still being copied has fewer than 132 bytes, or another mtime: it is looked at again)."""
+    if is_image_name(name):
+        return True
+    if not may_be_dicom_name(name) or not stat.S_ISREG(info.st_mode):
+        return False
+    key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    if key not in _SNIFFED:
+        if len(_SNIFFED) >= _SNIFFED_LIMIT:
+            _SNIFFED.clear()
+        _SNIFFED[key] = is_dicom_file(path)
+    return _SNIFFED[key]
 
 
 def within(path: str, roots: tuple[str, ...]) -> bool:
@@ -94,13 +118,14 @@ def _classify_link(entry: os.DirEntry, shown: str, roots: tuple[str, ...]) -> tu
     try:
         target_info = os.stat(target)
     except OSError:
+        # A dangling DICOM-named link cannot be looked into: reported only with an image/DICOM extension.
         return (Found(shown, mtime, None, "broken_link") if is_image_name(entry.name) else None), None
     if not within(target, roots):
         # Reported whatever its name: a link leading out of landing is worth a quarantine row.
         return Found(shown, mtime, None, "outside_landing"), None
     if stat.S_ISDIR(target_info.st_mode):
         return None, target
-    if not is_image_name(entry.name):
+    if not (is_image_name(entry.name) or _is_input(entry.name, target, target_info)):
         return None, None
     if stat.S_ISREG(target_info.st_mode):
         return Found(shown, int(target_info.st_mtime_ns // 1_000_000), target_info.st_size, "link", target), None
@@ -160,9 +185,11 @@ def _scan_entry(entry: os.DirEntry, shown: str, roots: tuple[str, ...]) -> tuple
         return _classify_link(entry, shown, roots)
     if entry.is_dir(follow_symlinks=False):
         return None, entry.path
-    if not is_image_name(entry.name):
-        return None, None
+    if not (is_image_name(entry.name) or may_be_dicom_name(entry.name)):
+        return None, None  # decided by the name alone: no stat for a README.txt at every trigger
     info = entry.stat(follow_symlinks=False)
+    if not _is_input(entry.name, entry.path, info):
+        return None, None
     mtime = int(info.st_mtime_ns // 1_000_000)
     if not stat.S_ISREG(info.st_mode):
         return Found(shown, mtime, None, special_kind(info.st_mode)), None

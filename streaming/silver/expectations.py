@@ -56,6 +56,10 @@ def _dicom_file_rules() -> tuple[Expectation, ...]:
     return (
         Expectation("dicom_readable", "detected_format <> 'DICOM' OR dicom_header_error IS NULL", "quarantine",
                     "dicom_header_error"),
+        Expectation("dicom_transfer_syntax",
+                    "detected_format <> 'DICOM' OR coalesce(transfer_syntax_supported, false)", "quarantine",
+                    "concat('unsupported DICOM transfer syntax ', coalesce(transfer_syntax_uid, '(none)'), "
+                    "': no pixel-data handler for it here (README: DICOM)')"),
         Expectation("dicom_radiograph",
                     f"detected_format <> 'DICOM' OR coalesce(modality, '') IN ({_quoted(RADIOGRAPH_MODALITIES)})",
                     "quarantine", "concat('not a radiograph: DICOM modality ', coalesce(modality, 'missing'), "
@@ -63,10 +67,6 @@ def _dicom_file_rules() -> tuple[Expectation, ...]:
         Expectation("dicom_pixel_data", "detected_format <> 'DICOM' OR coalesce(has_pixel_data, false)",
                     "quarantine", "'DICOM file without pixel data (a report, a presentation state, or a "
                     "truncated file)'"),
-        Expectation("dicom_transfer_syntax",
-                    "detected_format <> 'DICOM' OR coalesce(transfer_syntax_supported, false)", "quarantine",
-                    "concat('unsupported DICOM transfer syntax ', coalesce(transfer_syntax_uid, '(none)'), "
-                    "': no pixel-data handler for it here (README: DICOM)')"),
     )
 
 

@@ -143,3 +143,21 @@ def test_an_unreadable_folder_is_skipped_and_reported_the_rest_flows(tmp_path):
     assert out.strip() == "['ok'] [('unreadable_folder', 'locked')]"
 
 
+
+
+def test_dicom_is_found_by_extension_and_extensionless_dicom_by_content(tmp_path):
+    from dicomfiles import dicom_of, radiograph
+
+    landing = tmp_path / "landing"
+    dicom = dicom_of(radiograph(1))
+    write(landing / "a.dcm", b"named .dcm: listed whatever it holds")
+    write(landing / "b.DICOM", dicom)
+    write(landing / "IM000001", dicom)  # a PACS export without extension
+    write(landing / "1.2.840.113619.2.55.3.7", dicom)  # named by its SOP instance UID
+    write(landing / "README", b"notes\n" * 40)  # no extension, not DICOM: left alone
+    write(landing / "notes.txt", dicom)  # another extension: not looked into
+    growing = write(landing / "IM000002", dicom[:100])  # still being copied: not yet DICOM
+    os.mkfifo(landing / "IM000003")  # never opened (the scan must not block on it)
+    assert sorted(found_by_name(landing)) == ["1.2.840.113619.2.55.3.7", "IM000001", "a.dcm", "b.DICOM"]
+    growing.write_bytes(dicom)
+    assert "IM000002" in found_by_name(landing)
