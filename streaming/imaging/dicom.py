@@ -166,7 +166,8 @@ def _attributes(ds) -> DicomAttributes:
 
 
 def _window(values: np.ndarray, ds) -> np.ndarray | None:
-    """The first VOI window (PS3.3 C.11.2.1.2) mapped to [0, 1]; None when there is no usable one."""
+    """The first VOI window (PS3.3 C.11.2.1.2) mapped to [0, 1], computed in place on float32 ``values``;
+    None (``values`` untouched) when there is no usable one."""
     center, width = _number(ds, "WindowCenter"), _number(ds, "WindowWidth")
     if center is None or width is None:
         return None
@@ -174,35 +175,65 @@ def _window(values: np.ndarray, ds) -> np.ndarray | None:
     if function == "SIGMOID" and width > 0:
         return 1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))
     if function == "LINEAR_EXACT" and width > 0:
-        return np.clip((values - center) / width + 0.5, 0.0, 1.0)
-    if width >= 1:
-        return np.clip((values - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0) if width > 1 \
-            else (values >= center).astype(np.float32)
-    return None
+        offset, scale = center, width
+    elif function != "SIGMOID" and width > 1:
+        offset, scale = center - 0.5, width - 1
+    elif function != "SIGMOID" and width == 1:
+        return (values >= center).astype(np.float32)
+    else:
+        return None
+    values -= np.float32(offset)
+    values *= np.float32(1.0 / scale)
+    values += np.float32(0.5)
+    return np.clip(values, 0.0, 1.0, out=values)
 
 
 def _to_unit_range(values: np.ndarray) -> np.ndarray:
+    """Float32 ``values`` scaled in place to [0, 1] by their own range (all zeros when constant)."""
     low, high = float(values.min()), float(values.max())
-    return (values - low) / (high - low) if high > low else np.zeros_like(values)
+    if high <= low:
+        values[...] = 0.0
+        return values
+    values -= np.float32(low)
+    values *= np.float32(1.0 / (high - low))
+    return values
+
+
+def _modality(frame: np.ndarray, ds) -> np.ndarray:
+    """Stored values → modality values, as a float32 array of their own (rescale in place; a modality LUT
+    sequence through pydicom)."""
+    if "ModalityLUTSequence" in ds:
+        from pydicom.pixels import apply_modality_lut
+
+        return np.asarray(apply_modality_lut(frame, ds), dtype=np.float32)
+    values = frame.astype(np.float32)
+    slope, intercept = _number(ds, "RescaleSlope"), _number(ds, "RescaleIntercept")
+    if slope not in (None, 1.0):
+        values *= np.float32(slope)
+    if intercept not in (None, 0.0):
+        values += np.float32(intercept)
+    return values
 
 
 def display_gray(frame: np.ndarray, ds) -> np.ndarray:
-    """One decoded frame → float32 gray levels in [0, 1] as displayed (see the module docstring)."""
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    """One decoded frame → float32 gray levels in [0, 1] as displayed (see the module docstring).
 
+    Float32 and in place: a 2500 × 2000 frame costs one 20 MB array, not several of float64."""
     photometric = _text(ds, "PhotometricInterpretation") or "MONOCHROME2"
     if frame.ndim == 3:  # colour, already RGB (pydicom converts YBR): luminance as Pillow's convert("L")
         frame = frame[..., 0] * 0.299 + frame[..., 1] * 0.587 + frame[..., 2] * 0.114
         return _to_unit_range(frame.astype(np.float32))
-    values = np.asarray(apply_modality_lut(frame, ds), dtype=np.float64)
+    values = _modality(frame, ds)
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
-        shown = _to_unit_range(np.asarray(apply_voi_lut(values, ds, prefer_lut=True), dtype=np.float64))
+        from pydicom.pixels import apply_voi_lut
+
+        shown = _to_unit_range(np.asarray(apply_voi_lut(values, ds, prefer_lut=True), dtype=np.float32))
     else:
         windowed = _window(values, ds)
         shown = windowed if windowed is not None else _to_unit_range(values)
     if photometric == "MONOCHROME1":
-        shown = 1.0 - shown
-    return shown.astype(np.float32)
+        np.subtract(np.float32(1.0), shown, out=shown)
+    return shown.astype(np.float32, copy=False)
 
 
 def _first_frame(ds) -> np.ndarray:

@@ -77,18 +77,19 @@ def test_a_narrow_window_changes_what_is_seen(exported):
 
 
 def test_window_functions_follow_the_standard():
-    values = np.array([0.0, 99.5, 100.0, 100.5, 200.0])
+    def values():  # a fresh float32 array each time: the window works in place
+        return np.array([0.0, 99.5, 100.0, 100.5, 200.0], dtype=np.float32)
 
     class Header(dict):
         get = dict.get
 
-    linear = _window(values, Header(WindowCenter=100.0, WindowWidth=101.0))
+    linear = _window(values(), Header(WindowCenter=100.0, WindowWidth=101.0))
     assert linear[0] == 0.0 and linear[-1] == 1.0 and linear[2] == pytest.approx(0.505, abs=1e-3)
-    exact = _window(values, Header(WindowCenter=100.0, WindowWidth=100.0, VOILUTFunction="LINEAR_EXACT"))
+    exact = _window(values(), Header(WindowCenter=100.0, WindowWidth=100.0, VOILUTFunction="LINEAR_EXACT"))
     assert exact[2] == pytest.approx(0.5)
-    sigmoid = _window(values, Header(WindowCenter=100.0, WindowWidth=50.0, VOILUTFunction="SIGMOID"))
+    sigmoid = _window(values(), Header(WindowCenter=100.0, WindowWidth=50.0, VOILUTFunction="SIGMOID"))
     assert sigmoid[2] == pytest.approx(0.5) and 0 < sigmoid[0] < 0.01
-    assert _window(values, Header()) is None
+    assert _window(values(), Header()) is None
 
 
 def test_voi_lut_sequence_is_applied():
