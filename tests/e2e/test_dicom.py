@@ -183,3 +183,15 @@ def test_no_identifying_value_leaves_bronze(streamed):
     for text in [p.read_text(errors="replace") for p in reports] + [output]:
         assert not [v for v in forbidden if v in text]
     assert "bronze batch" in output  # the INFO log was captured
+
+
+def test_the_readme_dicom_query_answers_without_spark(streamed):
+    from streaming.ops.sql import run_query
+
+    config, _ = streamed
+    result = run_query(config, "SELECT modality, view_position, count(*) AS images, count(DISTINCT study_ref) "
+                               "AS studies FROM silver_xray_metadata WHERE image_format = 'DICOM' GROUP BY 1, 2 "
+                               "ORDER BY images DESC")
+    rows = result.rows
+    assert {(r["modality"], r["view_position"]): r["images"] for r in rows} == {("DX", "PA"): 7, ("DX", "AP"): 1}
+    assert next(r["studies"] for r in result.rows if r["view_position"] == "PA") == 6  # two images share a study
