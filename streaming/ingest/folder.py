@@ -14,8 +14,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from streaming.core.config import XrayConfig
+from streaming.core.dicomfile import is_dicom_file
 from streaming.core.errors import IngestError
-from streaming.core.names import is_image_name
+from streaming.core.names import DICOM_SUFFIXES, is_image_name, may_be_dicom_name
 from streaming.ingest.options import StagingOptions
 from streaming.ingest.plan import IGNORED_FOLDERS, PlannedFile, SourceImage, plan_staging
 from streaming.ingest.record import record_run
@@ -48,7 +49,7 @@ def ingest_folder(
     else:
         images = _folder_images(source, skip=[config.root])
         if not images:
-            raise IngestError(f"no X-ray images (.jpeg/.jpg/.png) under {source}; check the path")
+            raise IngestError(f"no X-ray images (.jpeg/.jpg/.png/.dcm or DICOM) under {source}; check the path")
         plan = plan_staging(images, options, source_prefix=source.name)
         if not plan:
             raise IngestError(
@@ -87,8 +88,15 @@ def _folder_images(folder: Path, skip: Iterable[Path]) -> list[SourceImage]:
         )
         for name in sorted(names):
             path = here / name
+            # Extensionless PACS exports (IM000001, a UID) are inputs only when their content is DICOM;
+            # `is_dicom_file` neither follows a link nor blocks on a FIFO.
             if is_image_name(name) and path.is_file():
-                images.append(SourceImage(path.relative_to(folder).as_posix(), path.stat().st_size))
+                dicom = name.lower().endswith(DICOM_SUFFIXES)
+            elif may_be_dicom_name(name) and is_dicom_file(path):
+                dicom = True
+            else:
+                continue
+            images.append(SourceImage(path.relative_to(folder).as_posix(), path.stat().st_size, dicom=dicom))
     return _fingerprint_clashes(folder, images)
 
 

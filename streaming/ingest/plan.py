@@ -38,12 +38,15 @@ class SourceImage:
     """An image found in a source: its path relative to the source (``/``-separated) and size.
 
     ``fingerprint`` identifies the content when that is cheap to know (a zip member's CRC); two sources
-    with the same landing name and fingerprint are the same image and staged once.
+    with the same landing name and fingerprint are the same image and staged once. ``dicom``: DICOM by
+    extension, or by content for an extensionless or UID name (the listing read its first 132 bytes, so
+    the plan keeps it although its name is no image name).
     """
 
     source: str
     size: int
     fingerprint: str | None = None
+    dicom: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ def plan_staging(
     seen: dict[tuple[PurePosixPath, str], str] = {}
     for image in sorted(files, key=lambda f: (f.source.count("/"), f.source)):
         parts = PurePosixPath(image.source).parts
-        if not parts or not is_image_name(parts[-1]) or in_ignored_folder(parts[:-1]):
+        if not parts or not (image.dicom or is_image_name(parts[-1])) or in_ignored_folder(parts[:-1]):
             continue
         planned = PlannedFile.of(image, source_prefix)
         if planned.split is not None and planned.split not in wanted:

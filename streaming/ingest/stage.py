@@ -96,7 +96,7 @@ def stage_archive(config: XrayConfig, archive: Path, report: StagingReport, opti
     """Plan the images of ``archive``, extract only those (checked whole) outside landing, then place them."""
     images = archive_images(archive)  # refuses an unsafe archive before anything is extracted
     if not images:
-        raise IngestError(f"no X-ray images (.jpeg/.jpg/.png) in archive {archive}; check the dataset")
+        raise IngestError(f"no X-ray images (.jpeg/.jpg/.png/.dcm or DICOM) in archive {archive}; check the dataset")
     plan = plan_staging(images, options)
     if not plan:
         raise IngestError(
