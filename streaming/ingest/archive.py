@@ -18,9 +18,10 @@ from streaming.core.dicomfile import DICOM_PREAMBLE_LENGTH, has_dicom_preamble
 from streaming.core.errors import IngestError
 from streaming.core.names import DICOM_SUFFIXES, is_image_name, may_be_dicom_name
 from streaming.core.progress import progress
+from streaming.ingest.labels import read_sop_uid
 from streaming.ingest.plan import SourceImage, in_ignored_folder
 
-__all__ = ["archive_images", "open_member", "safe_extract"]
+__all__ = ["archive_images", "archive_sop_uids", "open_member", "safe_extract"]
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -109,6 +110,22 @@ def archive_images(archive: str | Path) -> list[SourceImage]:
             fingerprint = f"{member.CRC:08x}:{size}" if isinstance(member, zipfile.ZipInfo) else None
             images.append(SourceImage(name, size, fingerprint, dicom=dicom))
     return images
+
+
+def archive_sop_uids(archive: str | Path, images: Iterable[SourceImage]) -> dict[str, str]:
+    """The SOP Instance UID of each DICOM image of ``archive`` that has one, by member name (headers only:
+    pydicom stops before the pixel data)."""
+    archive = Path(archive)
+    wanted = {image.source for image in images}
+    uids = {}
+    with _open_archive(archive) as handle:
+        for name, _size, member in _checked_members(archive, handle):
+            if name in wanted:
+                with open_member(archive, handle, member) as content:
+                    uid = read_sop_uid(content)
+                if uid:
+                    uids[name] = uid
+    return uids
 
 
 def open_member(archive: Path, handle: zipfile.ZipFile | tarfile.TarFile, member: Any) -> IO[bytes]:

@@ -261,8 +261,8 @@ class InboxWatcher:
             return
         if _ignored(relative):
             return
-        accepted = None if path.is_symlink() else _is_input_name(path)
-        if accepted is None and not path.is_symlink():
+        accepted = False if path.is_symlink() else _is_input_name(path)
+        if accepted is None:
             return  # too short to tell yet: the next event or scan looks again
         if not accepted:
             if path not in self._warned_other and (path.is_file() or path.is_symlink()):
