@@ -235,3 +235,14 @@ def test_ingest_folder_command_checks_labels_before_anything(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "line 2: label 'MAYBE' is neither NORMAL nor PNEUMONIA" in err
     assert not lakehouse.exists(), "a wrong labels file leaves no lakehouse behind"
+
+
+def test_backlog_counts_extensionless_dicom_by_content(tmp_path):
+    from streaming.landing.backlog import landing_backlog
+
+    landing = tmp_path / "landing"
+    data = dicom(71)
+    write(landing / "train" / "NORMAL" / "IM000001", data)
+    write(landing / "train" / "NORMAL" / "scan.dcm", data)
+    write(landing / "README", b"not an image " * 20)
+    assert landing_backlog(landing, None) == (2, 2 * len(data))
