@@ -17,8 +17,9 @@ from typing import Any
 
 from batch.bench.settings import DEFAULT_DATA, DEFAULT_GENERATED_FILES, GENERATED_SIZE
 from streaming.core.config import XrayConfig
+from streaming.core.dicomfile import is_input_file
 from streaming.core.errors import ConfigError
-from streaming.core.names import LABELS, NORMAL, PNEUMONIA, is_image_name
+from streaming.core.names import LABELS, NORMAL, PNEUMONIA
 
 
 @dataclass(frozen=True)
@@ -146,12 +147,12 @@ def resolve_dataset(data: str | Path | None, max_files: int | None, work: Path,
     silver). A larger backlog measures steady-state throughput and scaling rather than per-batch costs.
     """
     root, source = _data_root(data, max_files, work)
-    found = [(p, p.relative_to(root)) for p in root.rglob("*") if p.is_file() and is_image_name(p.name)]
+    found = [(p, p.relative_to(root)) for p in root.rglob("*") if p.is_file() and is_input_file(p)]
     ordered = _interleave_by_label(found)
     if max_files:
         ordered = ordered[:max_files]
     if not ordered:
-        raise ConfigError(f"no .jpeg/.jpg/.png images under {root}; pass --data DIR holding images")
+        raise ConfigError(f"no .jpeg/.jpg/.png/.dcm or DICOM images under {root}; pass --data DIR holding images")
     # Reading every file also brings it into the page cache before anything is timed.
     files = [_bench_file(path, relative, path.read_bytes()) for path, relative in ordered]
     files += _add_copies(list(files), work, copies)

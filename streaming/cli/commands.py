@@ -135,7 +135,13 @@ def _ingest_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None
     _add_staging_options(kaggle)
 
     folder = add("ingest-folder", "Stage a local copy of the dataset (or any folder of X-rays) into landing.")
-    folder.add_argument("path", metavar="PATH", help="folder holding split/LABEL/image files (any depth)")
+    folder.add_argument("path", metavar="PATH",
+                        help="folder (or .zip/.tar) holding split/LABEL/image files at any depth: JPEG, PNG, "
+                             "DICOM (.dcm, or extensionless PACS exports found by content)")
+    folder.add_argument("--labels", default=None, metavar="FILE.csv",
+                        help="CSV with a header giving each file's label when its folders do not: a "
+                             "file_name and/or sop_instance_uid column, label (NORMAL or PNEUMONIA), optional "
+                             "split (train, test, val); a labelled file lands in <split>/<LABEL>/")
     _add_staging_options(folder)
 
 
@@ -270,7 +276,7 @@ def _ingest_kaggle(args: argparse.Namespace, config: XrayConfig) -> int:
 def _ingest_folder(args: argparse.Namespace, config: XrayConfig) -> int:
     from streaming.ingest import ingest_folder
 
-    ingest_folder(None, config, args.path, **_staging_options(args))
+    ingest_folder(None, config, args.path, labels=args.labels, **_staging_options(args))
     return 0
 
 

@@ -43,6 +43,10 @@ def _watch(args: argparse.Namespace, config: XrayConfig) -> None:  # noqa: ARG00
 
 def _ingest_folder(args: argparse.Namespace, config: XrayConfig) -> None:  # noqa: ARG001
     check_input_path(args.path, "source", "pass a folder (or .zip/.tar) holding split/LABEL/*.jpeg images")
+    if args.labels is not None:
+        from streaming.ingest.labels import read_labels
+
+        read_labels(args.labels)  # the whole CSV is checked now: a wrong row is answered before Spark
 
 
 def _retrain(args: argparse.Namespace, config: XrayConfig) -> None:  # noqa: ARG001

@@ -122,7 +122,8 @@ def _set_pixels(ds: Any, pixels: np.ndarray, spec: DicomSpec) -> None:
         from pydicom import uid
 
         ds.file_meta.TransferSyntaxUID = uid.ExplicitVRLittleEndian  # compress() starts from native data
-        ds.compress(getattr(uid, COMPRESSIONS[spec.compression]))
+        # The instance keeps its UID: a labels file or a test may key it (compress() makes a new one).
+        ds.compress(getattr(uid, COMPRESSIONS[spec.compression]), generate_instance_uid=False)
 
 
 def dicom_bytes(pixels: np.ndarray | None, spec: DicomSpec | None = None) -> bytes:

@@ -3,6 +3,7 @@
 - ``kaggle``: the Kaggle source (credentials, download, errors); ``folder``: a local folder or archive.
 - ``options``: `StagingOptions`, how a run samples and paces its files, checked once.
 - ``plan``: what to stage where (layout, sampling, copies staged once); pure.
+- ``labels``: a labels CSV (``--labels``), checked whole, matched by file name or DICOM SOPInstanceUID.
 - ``archive``: safe zip/tar reading and extraction; ``place``: atomic placement into landing.
 - ``stage``: a plan put into landing, and the `StagingReport`; ``record``: the run's
   ``bronze_kaggle_dataset_info`` row (progress is shown by ``streaming.core.progress``).
@@ -12,6 +13,7 @@
 from streaming.ingest.archive import archive_images, safe_extract
 from streaming.ingest.folder import ingest_folder
 from streaming.ingest.kaggle import ingest_kaggle, kaggle_config_file
+from streaming.ingest.labels import LabelsFile, read_labels
 from streaming.ingest.options import StagingOptions
 from streaming.ingest.place import place_file
 from streaming.ingest.plan import UNLABELLED, PlannedFile, SourceImage, plan_staging
@@ -21,6 +23,7 @@ from streaming.ingest.watch import InboxWatcher, is_complete_image, watch_inbox
 __all__ = [
     "UNLABELLED",
     "InboxWatcher",
+    "LabelsFile",
     "PlannedFile",
     "SourceImage",
     "StagingOptions",
@@ -32,6 +35,7 @@ __all__ = [
     "kaggle_config_file",
     "place_file",
     "plan_staging",
+    "read_labels",
     "safe_extract",
     "watch_inbox",
 ]

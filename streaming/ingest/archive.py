@@ -12,14 +12,16 @@ import tarfile
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
+from streaming.core.dicomfile import DICOM_PREAMBLE_LENGTH, has_dicom_preamble
 from streaming.core.errors import IngestError
-from streaming.core.names import is_image_name
+from streaming.core.names import DICOM_SUFFIXES, is_image_name, may_be_dicom_name
 from streaming.core.progress import progress
+from streaming.ingest.labels import read_sop_uid
 from streaming.ingest.plan import SourceImage, in_ignored_folder
 
-__all__ = ["archive_images", "safe_extract"]
+__all__ = ["archive_images", "archive_sop_uids", "open_member", "safe_extract"]
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -89,18 +91,61 @@ def archive_images(archive: str | Path) -> list[SourceImage]:
     """The images in a zip or tar archive, after checking that every member is safe to extract.
 
     Raises `IngestError` naming the first member that would escape the extraction folder (``..``,
-    absolute path, drive letter, link, device). Zip members carry their CRC as fingerprint.
+    absolute path, drive letter, link, device). Zip members carry their CRC as fingerprint. A member with an
+    extensionless or UID name (a PACS export) is an image when its first 132 bytes are DICOM's preamble.
     """
     archive = Path(archive)
-    with _open_archive(archive) as handle:
-        members = _checked_members(archive, handle)
     images = []
-    for name, size, member in members:
-        parts = PurePosixPath(name).parts
-        if parts and is_image_name(parts[-1]) and not in_ignored_folder(parts[:-1]):
+    with _open_archive(archive) as handle:
+        for name, size, member in _checked_members(archive, handle):
+            parts = PurePosixPath(name).parts
+            if not parts or in_ignored_folder(parts[:-1]):
+                continue
+            if is_image_name(parts[-1]):
+                dicom = parts[-1].lower().endswith(DICOM_SUFFIXES)
+            elif may_be_dicom_name(parts[-1]) and has_dicom_preamble(_member_head(archive, handle, member)):
+                dicom = True
+            else:
+                continue
             fingerprint = f"{member.CRC:08x}:{size}" if isinstance(member, zipfile.ZipInfo) else None
-            images.append(SourceImage(name, size, fingerprint))
+            images.append(SourceImage(name, size, fingerprint, dicom=dicom))
     return images
+
+
+def archive_sop_uids(archive: str | Path, images: Iterable[SourceImage]) -> dict[str, str]:
+    """The SOP Instance UID of each DICOM image of ``archive`` that has one, by member name (headers only:
+    pydicom stops before the pixel data)."""
+    archive = Path(archive)
+    wanted = {image.source for image in images}
+    uids = {}
+    with _open_archive(archive) as handle:
+        for name, _size, member in _checked_members(archive, handle):
+            if name in wanted:
+                with open_member(archive, handle, member) as content:
+                    uid = read_sop_uid(content)
+                if uid:
+                    uids[name] = uid
+    return uids
+
+
+def open_member(archive: Path, handle: zipfile.ZipFile | tarfile.TarFile, member: Any) -> IO[bytes]:
+    """A member's content as a (seekable) binary file; `IngestError` when the archive is damaged there."""
+    try:
+        opened = handle.open(member) if isinstance(handle, zipfile.ZipFile) else handle.extractfile(member)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError) as error:
+        raise IngestError(f"archive {archive.name} is damaged ({error}); download it again") from None
+    if opened is None:  # tar: not a regular file (already refused by _checked_members)
+        raise IngestError(f"archive {archive.name} has a member that is not a file; download it again")
+    return opened
+
+
+def _member_head(archive: Path, handle: zipfile.ZipFile | tarfile.TarFile, member: Any) -> bytes:
+    """The first bytes of a member: enough to tell DICOM (only those are decompressed, not the member)."""
+    with open_member(archive, handle, member) as content:
+        try:
+            return content.read(DICOM_PREAMBLE_LENGTH)
+        except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as error:
+            raise IngestError(f"archive {archive.name} is damaged ({error}); download it again") from None
 
 
 def safe_extract(archive: str | Path, target: str | Path, members: Iterable[str] | None = None) -> list[Path]:

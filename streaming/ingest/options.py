@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from streaming.core.errors import IngestError
 from streaming.core.names import SPLITS
+from streaming.ingest.labels import LabelsFile, read_labels
 
 __all__ = ["StagingOptions"]
 
@@ -17,10 +19,11 @@ __all__ = ["StagingOptions"]
 class StagingOptions:
     """``sample_per_class``: at most N random images per split/LABEL (None: all), drawn with ``seed``;
     ``splits``: the splits to stage (a sequence, or a comma-separated string); ``batch_files`` and
-    ``interval_seconds``: drop K files at a time, S seconds apart, to simulate arrivals (0: all at once).
+    ``interval_seconds``: drop K files at a time, S seconds apart, to simulate arrivals (0: all at once);
+    ``labels``: a labels CSV (`streaming.ingest.labels`), read and checked here, before anything is staged.
 
-    Checked once, when made: `IngestError` for an unknown split, a sample below 1 or a negative pace.
-    ``splits`` is kept lower-case, without repeats, in the order given.
+    Checked once, when made: `IngestError` for an unknown split, a sample below 1, a negative pace or a bad
+    labels file. ``splits`` is kept lower-case, without repeats, in the order given.
     """
 
     sample_per_class: int | None = None
@@ -28,6 +31,7 @@ class StagingOptions:
     seed: int = 0
     batch_files: int = 0
     interval_seconds: float = 0.0
+    labels: LabelsFile | str | Path | None = None
 
     def __post_init__(self) -> None:
         splits = self.splits
@@ -46,8 +50,18 @@ class StagingOptions:
         if self.batch_files < 0 or self.interval_seconds < 0:
             raise IngestError("--batch-files and --interval-seconds must be >= 0")
         object.__setattr__(self, "splits", chosen)
+        if self.labels is not None and not isinstance(self.labels, LabelsFile):
+            object.__setattr__(self, "labels", read_labels(self.labels))
+
+    @property
+    def labels_file(self) -> LabelsFile | None:
+        """The checked labels file, or None (typed: ``labels`` is always one after construction)."""
+        return self.labels if isinstance(self.labels, LabelsFile) else None
 
     def as_record(self) -> dict[str, Any]:
         """The options as recorded in ``bronze_kaggle_dataset_info.sampling_options``."""
-        return {"sample_per_class": self.sample_per_class, "splits": list(self.splits), "seed": self.seed,
-                "batch_files": self.batch_files, "interval_seconds": self.interval_seconds}
+        record = {"sample_per_class": self.sample_per_class, "splits": list(self.splits), "seed": self.seed,
+                  "batch_files": self.batch_files, "interval_seconds": self.interval_seconds}
+        if self.labels_file is not None:  # its name only: where the labels came from, not what they say
+            record["labels_file"] = self.labels_file.path.name
+        return record

@@ -2,7 +2,8 @@
 sample and the copies staged once. Pure: reads nothing, writes nothing.
 
 Layout in landing: ``<split>/<LABEL>/<name>`` (``train/NORMAL/IM-0001-0001.jpeg``), or ``unlabelled/<name>``
-when the source path does not say the label (``unsplit/<LABEL>/<name>`` when it says the label only).
+when neither the source path nor a labels file says the label (``unsplit/<LABEL>/<name>`` when they say
+the label only).
 """
 
 from __future__ import annotations
@@ -38,12 +39,18 @@ class SourceImage:
     """An image found in a source: its path relative to the source (``/``-separated) and size.
 
     ``fingerprint`` identifies the content when that is cheap to know (a zip member's CRC); two sources
-    with the same landing name and fingerprint are the same image and staged once.
+    with the same landing name and fingerprint are the same image and staged once. ``dicom``: DICOM by
+    extension, or by content for an extensionless or UID name (the listing read its first 132 bytes, so
+    the plan keeps it although its name is no image name). ``label`` and ``split``: given by a labels file
+    (`streaming.ingest.labels`); they take the place of what the path says.
     """
 
     source: str
     size: int
     fingerprint: str | None = None
+    dicom: bool = False
+    label: str | None = None
+    split: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,10 +66,12 @@ class PlannedFile:
     @classmethod
     def of(cls, image: SourceImage, source_prefix: str = "") -> PlannedFile:
         """Where ``image`` goes: split and label from its path, read after ``source_prefix`` (the staged
-        folder's own name counts too: staging ``.../train`` keeps split ``train``)."""
+        folder's own name counts too: staging ``.../train`` keeps split ``train``), unless a labels file
+        gave them (a labels file without split keeps the path's split)."""
         path = f"{source_prefix.rstrip('/')}/{image.source}" if source_prefix else image.source
         info = parse_xray_path(path)
-        return cls(image.source, image.size, info.split, info.label, PurePosixPath(image.source).name)
+        return cls(image.source, image.size, image.split or info.split, image.label or info.label,
+                   PurePosixPath(image.source).name)
 
     @property
     def group(self) -> str:
@@ -99,7 +108,7 @@ def plan_staging(
     seen: dict[tuple[PurePosixPath, str], str] = {}
     for image in sorted(files, key=lambda f: (f.source.count("/"), f.source)):
         parts = PurePosixPath(image.source).parts
-        if not parts or not is_image_name(parts[-1]) or in_ignored_folder(parts[:-1]):
+        if not parts or not (image.dicom or is_image_name(parts[-1])) or in_ignored_folder(parts[:-1]):
             continue
         planned = PlannedFile.of(image, source_prefix)
         if planned.split is not None and planned.split not in wanted:

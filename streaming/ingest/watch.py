@@ -4,8 +4,11 @@ People and other systems copy X-rays into the inbox with whatever tool they have
 network share, a PACS export). The landing folder must only ever see whole files, so a file moves only
 when (1) it has been closed after writing (``FileClosedEvent``, Linux inotify) or its size and mtime have
 not changed for ``watch_stable_seconds``, and (2) its bytes end like a whole image: the JPEG end-of-image
-marker ``FF D9`` (trailing zero padding allowed) or the PNG ``IEND`` chunk. The move itself is atomic
-(`streaming.ingest.place.place_file`). A file that stays incomplete is reported once and left in the inbox.
+marker ``FF D9`` (trailing zero padding allowed), the PNG ``IEND`` chunk, or, for DICOM (which has no end
+marker), pixel data whose every declared length is present in the file. DICOM is taken by extension
+(``.dcm``, ``.dicom``) or, for the extensionless and UID names of PACS exports, by its 132-byte preamble.
+The move itself is atomic (`streaming.ingest.place.place_file`). A file that stays incomplete is reported
+once and left in the inbox.
 
 Runs on its own (``xray watch INBOX``, Ctrl-C stops) or in a thread next to ``xray stream`` with a
 ``stop_event``. Uses native file events where the platform has them, else watchdog's polling observer.
@@ -18,6 +21,7 @@ import os
 import queue
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +34,9 @@ from watchdog.events import (
 )
 
 from streaming.core.config import XrayConfig
+from streaming.core.dicomfile import DICOM_PREAMBLE_LENGTH, has_dicom_preamble, is_dicom_file
 from streaming.core.errors import IngestError
-from streaming.core.names import IMAGE_SUFFIXES, is_ignored_name
+from streaming.core.names import is_ignored_name, is_image_name, may_be_dicom_name
 from streaming.ingest.place import place_file
 
 log = logging.getLogger(__name__)
@@ -75,14 +80,15 @@ def _last_nonzero_offset(handle, size: int) -> int:
 
 
 def is_complete_image(path: str | Path) -> bool:
-    """True when the file is a whole JPEG (ends with ``FF D9``, zero padding allowed) or PNG (has ``IEND``).
+    """True when the file is a whole JPEG (ends with ``FF D9``, zero padding allowed), PNG (has ``IEND``) or
+    DICOM (see `_is_complete_dicom`).
 
     The format comes from the first bytes, not the name. Unknown formats, empty, missing or unreadable
     files are not complete.
     """
     try:
         with open(path, "rb") as handle:
-            head = handle.read(len(PNG_SIGNATURE))
+            head = handle.read(DICOM_PREAMBLE_LENGTH)
             size = os.fstat(handle.fileno()).st_size
             if head.startswith(JPEG_START):
                 last = _last_nonzero_offset(handle, size)
@@ -90,12 +96,62 @@ def is_complete_image(path: str | Path) -> bool:
                     return False
                 handle.seek(last - 1)
                 return handle.read(2) == JPEG_END
-            if head == PNG_SIGNATURE:
+            if head.startswith(PNG_SIGNATURE):
                 handle.seek(max(len(PNG_SIGNATURE), size - _TAIL))
                 return PNG_END_CHUNK in handle.read()
+            if has_dicom_preamble(head):
+                handle.seek(0)
+                return _is_complete_dicom(handle)
     except OSError:
         return False
     return False
+
+
+def _is_complete_dicom(handle) -> bool:
+    """Whether a DICOM file holds pixel data and every value its header declares.
+
+    DICOM has no end marker. pydicom reads a cut file without an error (a short last value, or an
+    encapsulated pixel sequence without its delimiter, only warned about), so the check is ours: the
+    elements stay raw after reading (pydicom converts them on access), and a raw value shorter than its
+    declared length means the copy is not finished. A file cut between two elements before the pixel data
+    has no pixel data yet: not complete either.
+    """
+    import pydicom
+    from pydicom.dataelem import RawDataElement
+
+    undefined = 0xFFFFFFFF
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            dataset = pydicom.dcmread(handle)
+        except Exception:  # noqa: BLE001 - a header pydicom cannot read is not a complete file (yet)
+            return False
+    if any("end of file" in str(w.message).lower() for w in caught):
+        return False
+    if not any(k in dataset for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        return False
+    for tag in dataset.keys():
+        raw = dataset.get_item(tag)
+        if isinstance(raw, RawDataElement) and raw.length != undefined and raw.value is not None \
+                and len(raw.value) < raw.length:
+            return False
+    return True
+
+
+def _is_input_name(path: Path) -> bool | None:
+    """Whether an inbox file is an X-ray by its name, or by its content for an extensionless or UID name
+    (DICOM's preamble); None while such a file is still too short to tell (being copied)."""
+    name = path.name
+    if is_image_name(name):
+        return True
+    if not may_be_dicom_name(name):
+        return False
+    if is_dicom_file(path):
+        return True
+    try:
+        return False if path.stat().st_size >= DICOM_PREAMBLE_LENGTH else None
+    except OSError:
+        return None
 
 
 def _ignored(relative: Path) -> bool:
@@ -205,10 +261,13 @@ class InboxWatcher:
             return
         if _ignored(relative):
             return
-        if not relative.name.lower().endswith(IMAGE_SUFFIXES) or path.is_symlink():
+        accepted = False if path.is_symlink() else _is_input_name(path)
+        if accepted is None:
+            return  # too short to tell yet: the next event or scan looks again
+        if not accepted:
             if path not in self._warned_other and (path.is_file() or path.is_symlink()):
                 self._warned_other.add(path)
-                what = "a symbolic link" if path.is_symlink() else "not a .jpeg/.jpg/.png X-ray"
+                what = "a symbolic link" if path.is_symlink() else "not a .jpeg/.jpg/.png/.dcm or DICOM X-ray"
                 log.warning("an inbox file is %s; left in the inbox (%s)", what, NAMED_AT_DEBUG)
                 log.debug("inbox file %s is %s", relative, what)
             return
@@ -262,10 +321,11 @@ class InboxWatcher:
                 if stable_for >= self.incomplete_factor * self.stable_seconds and not tracked.reported:
                     tracked.reported = True
                     log.warning(
-                        "an inbox file has not changed for %.0fs but is not a complete JPEG/PNG (no end "
-                        "marker); not moved - copy it again (%s)", stable_for, NAMED_AT_DEBUG,
+                        "an inbox file has not changed for %.0fs but is not a complete JPEG/PNG/DICOM (no end "
+                        "marker, or DICOM pixel data cut short); not moved - copy it again (%s)", stable_for,
+                        NAMED_AT_DEBUG,
                     )
-                    log.debug("inbox file %s is not a complete JPEG/PNG", path.relative_to(self.inbox))
+                    log.debug("inbox file %s is not a complete JPEG/PNG/DICOM", path.relative_to(self.inbox))
                 continue
             if self._move(path, tracked):
                 del self._tracked[path]

@@ -6,7 +6,7 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from streaming.core.names import is_image_name
+from streaming.core.dicomfile import is_input_file
 
 __all__ = ["landing_backlog"]
 
@@ -23,10 +23,11 @@ def landing_backlog(landing: Path, newer_than: dt.datetime | None) -> tuple[int,
     for folder, subfolders, names in os.walk(landing):
         subfolders[:] = [d for d in subfolders if not d.startswith((".", "_"))]
         for name in names:
-            if not is_image_name(name):
+            path = os.path.join(folder, name)
+            if not is_input_file(path, name):  # extensionless DICOM counts, by its first 132 bytes
                 continue
             try:
-                stat = os.stat(os.path.join(folder, name))
+                stat = os.stat(path)
             except FileNotFoundError:
                 continue
             if stat.st_mtime_ns // 1_000_000 > threshold_ms:
