@@ -122,7 +122,8 @@ def _set_pixels(ds: Any, pixels: np.ndarray, spec: DicomSpec) -> None:
         from pydicom import uid
 
         ds.file_meta.TransferSyntaxUID = uid.ExplicitVRLittleEndian  # compress() starts from native data
-        ds.compress(getattr(uid, COMPRESSIONS[spec.compression]))
+        # pydicom gives a compressed copy a new instance UID unless told not to: keep the one asked for.
+        ds.compress(getattr(uid, COMPRESSIONS[spec.compression]), generate_instance_uid=spec.sop_instance_uid is None)
 
 
 def dicom_bytes(pixels: np.ndarray | None, spec: DicomSpec | None = None) -> bytes:
