@@ -22,7 +22,7 @@ Parts (``--only`` takes a comma-separated subset; ``memory`` and ``idle`` are me
   ``dicomcopy``), in the same run, rounds interleaved, best of ``FORMAT_ROUNDS``: silver's work per file
   (read, SHA-256, ``inspect_image``) in a process pool, and landing → gold in one warm running stream
   receiving the JPEG and the DICOM backlogs in turn (each round a fresh content of every image); DICOM /
-  JPEG ratios. ``--format dicom`` instead measures every part on the DICOM copies.
+  JPEG ratios: of the bests, and the median of each round's ratio. ``--format dicom`` instead measures every part on the DICOM copies.
 * ``scaling``: the warm measurement with ``local[1]`` and ``local[2]`` on the same files (ratio 2 cores / 1).
 * ``latency``: ``xray stream`` running continuously (trigger 0.5 s); after a warm-up, files are dropped one
   at a time (hidden temporary name, then rename) every 2 s; for each, seconds from the rename to its row

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import statistics
 import time
 import uuid
 from pathlib import Path
@@ -65,8 +66,17 @@ def decode_rates(jpeg: list[BenchFile], dicom: list[BenchFile], rounds: int = FO
         "jpeg_runs": [round(r, 1) for r in runs["jpeg"]],
         "dicom_runs": [round(r, 1) for r in runs["dicom"]],
         "dicom_to_jpeg": round(best["dicom"] / best["jpeg"], 3),
+        **round_ratios(runs["jpeg"], runs["dicom"]),
         "work": "read + SHA-256 + inspect_image (sniff, decode to the feature size, quality, features)",
     }
+
+
+def round_ratios(jpeg: list[float | None], dicom: list[float | None]) -> dict[str, Any]:
+    """DICOM / JPEG of each round (the two measured back to back) and their median: less sensitive than
+    the ratio of the bests to a load change on a shared machine between rounds."""
+    ratios = [d / j for j, d in zip(jpeg, dicom, strict=True) if j and d]
+    return {"round_ratios": [round(r, 3) for r in ratios],
+            "median_round_ratio": round(statistics.median(ratios), 3) if ratios else None}
 
 
 def _backlog_seconds(stream: RunningStream, files: list[BenchFile], lakehouse: Path) -> float | None:
@@ -112,6 +122,7 @@ def pipeline_rates(ctx: BenchContext, sets: dict[str, list[BenchFile]], rounds: 
         result[f"{kind}_runs"] = [rounded(r, 1) for r in rates]
     jpeg, dicom = result.get("jpeg_images_per_second"), result.get("dicom_images_per_second")
     result["dicom_to_jpeg"] = round(dicom / jpeg, 3) if jpeg and dicom else None
+    result.update(round_ratios(runs["jpeg"], runs["dicom"]))
     return result
 
 
