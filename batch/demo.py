@@ -1,8 +1,9 @@
 """``xray demo``: the whole service once, offline, on a sample — what a newcomer runs first.
 
-Stages a sample into landing (synthetic X-ray-like images generated here, or a Kaggle download when
-credentials exist and ``--source kaggle``/``auto``), streams it to bronze and silver, trains and registers a
-model, scores gold, writes metrics and the report, and prints where to look.
+Stages a sample into landing (synthetic X-ray-like images generated here, with DICOM files of such images and
+a few deliberately bad files; or a Kaggle download when credentials exist and ``--source kaggle``/``auto``),
+streams it to bronze and silver, trains and registers a model, scores gold, writes metrics and the report,
+and prints where to look.
 """
 
 from __future__ import annotations
