@@ -1,8 +1,9 @@
 """``xray demo``: the whole service once, offline, on a sample — what a newcomer runs first.
 
-Stages a sample into landing (synthetic X-ray-like images generated here, or a Kaggle download when
-credentials exist and ``--source kaggle``/``auto``), streams it to bronze and silver, trains and registers a
-model, scores gold, writes metrics and the report, and prints where to look.
+Stages a sample into landing (synthetic X-ray-like images generated here, with DICOM files of such images and
+a few deliberately bad files; or a Kaggle download when credentials exist and ``--source kaggle``/``auto``),
+streams it to bronze and silver, trains and registers a model, scores gold, writes metrics and the report,
+and prints where to look.
 """
 
 from __future__ import annotations
@@ -26,13 +27,21 @@ from streaming.pipeline.service import run_stream
 
 if TYPE_CHECKING:
     from batch.training.retrain import RetrainResult
+    from streaming.imaging.dicomwrite import DicomSpec
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PER_CLASS = 60
 SYNTHETIC_SEED = 0
 # What each deliberately bad file is, by the rule silver quarantines it under.
-BAD_EXAMPLES = {"decodes": "a truncated JPEG", "is_image": "a text file named .jpeg", "not_empty": "an empty file"}
+BAD_EXAMPLES = {"decodes": "a truncated JPEG", "is_image": "a text file named .jpeg", "not_empty": "an empty file",
+                "dicom_radiograph": "a CT DICOM, not a radiograph"}
+# The DICOM files of the demo, per class: (photometric interpretation, bits stored, compression).
+DICOM_VARIANTS = (("MONOCHROME2", 8, "none"), ("MONOCHROME1", 8, "none"), ("MONOCHROME2", 12, "none"),
+                  ("MONOCHROME1", 12, "none"), ("MONOCHROME2", 12, "rle"))
+DICOM_SEED = 424242
+# Obviously fake identifying tags: silver keeps none of them (the patient only as a keyed hash).
+FAKE_PATIENT_NAME = "DEMO^PATIENT"
 
 
 def xray_command(argv0: str | None = None, executable: str | None = None,
@@ -69,16 +78,8 @@ def kaggle_credentials_present() -> bool:
     return (folder / "kaggle.json").is_file()
 
 
-def stage_bad_examples(landing: Path) -> list[Path]:
-    """A few files a real user drops by mistake, so the demo shows quarantine at work."""
-    from streaming.imaging.synthetic import make_xray_jpeg
-
-    valid = make_xray_jpeg("NORMAL", seed=987654)
-    examples = {
-        "train/NORMAL/IM-9990-0001.jpeg": valid[: len(valid) // 2],  # truncated copy
-        "train/NORMAL/IM-9991-0001.jpeg": b"scanner export failed\n" * 10,  # text named .jpeg
-        "train/PNEUMONIA/person9992_virus_1.jpeg": b"",  # zero-byte file
-    }
+def _place(landing: Path, examples: dict[str, bytes]) -> list[Path]:
+    """Write each file under landing atomically (hidden temporary name, then rename)."""
     written = []
     for relative, content in examples.items():
         path = landing / relative
@@ -88,6 +89,52 @@ def stage_bad_examples(landing: Path) -> list[Path]:
         os.replace(temporary, path)
         written.append(path)
     return written
+
+
+def _fake_spec(number: int, **kwargs: object) -> DicomSpec:
+    """Fake identifiers, and UIDs derived from ``number``: a second demo run stages the same contents."""
+    from pydicom.uid import generate_uid
+
+    from streaming.imaging.dicomwrite import DicomSpec
+
+    def uid(kind: str) -> str:
+        return generate_uid(entropy_srcs=["xray-demo", kind, str(number)])
+
+    return DicomSpec(patient_id=f"DEMO-{number:04d}", patient_name=FAKE_PATIENT_NAME,
+                     sop_instance_uid=uid("instance"),
+                     extra={"StudyInstanceUID": uid("study"), "SeriesInstanceUID": uid("series"),
+                            "InstitutionName": "DEMO HOSPITAL", "ReferringPhysicianName": "DEMO^DOCTOR",
+                            "AccessionNumber": f"DEMO{number:06d}"}, **kwargs)
+
+
+def stage_dicom_examples(landing: Path) -> list[Path]:
+    """DICOM files of synthetic images in the train split, ``DICOM_VARIANTS`` per class (MONOCHROME1,
+    12-bit, RLE), with fake identifying tags (PatientName ``DEMO^PATIENT``, ...): silver decodes them like
+    the JPEGs and keeps de-identified attributes only."""
+    from streaming.core.names import LABELS
+    from streaming.imaging.synthetic import make_xray_dicom
+
+    examples = {}
+    for label_index, label in enumerate(LABELS):
+        for index, (photometric, bits, compression) in enumerate(DICOM_VARIANTS):
+            number = label_index * len(DICOM_VARIANTS) + index + 1
+            spec = _fake_spec(number, photometric=photometric, bits_stored=bits, compression=compression,
+                              window=(2048, 4096) if bits == 12 else None)
+            examples[f"train/{label}/DEMO-{number:04d}.dcm"] = make_xray_dicom(label, DICOM_SEED + number, spec)
+    return _place(landing, examples)
+
+
+def stage_bad_examples(landing: Path) -> list[Path]:
+    """A few files a real user drops by mistake, so the demo shows quarantine at work."""
+    from streaming.imaging.synthetic import make_xray_dicom, make_xray_jpeg
+
+    valid = make_xray_jpeg("NORMAL", seed=987654)
+    return _place(landing, {
+        "train/NORMAL/IM-9990-0001.jpeg": valid[: len(valid) // 2],  # truncated copy
+        "train/NORMAL/IM-9991-0001.jpeg": b"scanner export failed\n" * 10,  # text named .jpeg
+        "train/PNEUMONIA/person9992_virus_1.jpeg": b"",  # zero-byte file
+        "train/NORMAL/DEMO-9993.dcm": make_xray_dicom("NORMAL", 987655, _fake_spec(9993, modality="CT")),
+    })
 
 
 def _step(title: str) -> float:
@@ -107,10 +154,15 @@ def _stage(spark: SparkSession, config: XrayConfig, per_class: int, use_kaggle: 
     with tempfile.TemporaryDirectory(prefix="xray-demo-") as folder:
         written = write_synthetic_dataset(Path(folder), per_class=per_class, splits=("train", "test"),
                                           seed=SYNTHETIC_SEED)
-        mark_synthetic(config, images=len(written), seed=SYNTHETIC_SEED)  # before any of them is ingested
+        dicom_count = len(DICOM_VARIANTS) * 2
+        # Before any of them is ingested; the DICOM files are synthetic images too.
+        mark_synthetic(config, images=len(written) + dicom_count, seed=SYNTHETIC_SEED)
         ingest_folder(spark, config, folder, splits=("train", "test"))
     print(f"    synthetic X-ray-like images ({per_class} per class per split), not patient data: the report "
           "says so", flush=True)
+    dicom = stage_dicom_examples(config.landing_dir)
+    print(f"    plus {len(dicom)} DICOM files of such images (MONOCHROME1, 12-bit, RLE) with fake identifying "
+          f"tags (PatientName {FAKE_PATIENT_NAME}): silver keeps de-identified attributes only", flush=True)
     bad = stage_bad_examples(config.landing_dir)
     print(f"    plus {len(bad)} deliberately bad files ({', '.join(BAD_EXAMPLES.values())}): silver quarantines "
           "them instead of failing", flush=True)

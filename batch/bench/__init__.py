@@ -18,6 +18,11 @@ Parts (``--only`` takes a comma-separated subset; ``memory`` and ``idle`` are me
   - *warm* (steady state): ``xray stream`` already running and warmed up (two re-encoded images through to
     gold), then every file appears at once (one rename of a hidden folder in landing); seconds until the
     last one is visible in gold (polled every 0.2 s) and images/s. Its ratio to the baseline is the target.
+* ``dicom``: the same images as JPEG (PNG) and as DICOM copies (8-bit, uncompressed explicit little endian,
+  ``dicomcopy``), in the same run, rounds interleaved, best of ``FORMAT_ROUNDS``: silver's work per file
+  (read, SHA-256, ``inspect_image``) in a process pool, and landing → gold in one warm running stream
+  receiving the JPEG and the DICOM backlogs in turn (each round a fresh content of every image); DICOM /
+  JPEG ratios: of the bests, and the median of each round's ratio. ``--format dicom`` instead measures every part on the DICOM copies.
 * ``scaling``: the warm measurement with ``local[1]`` and ``local[2]`` on the same files (ratio 2 cores / 1).
 * ``latency``: ``xray stream`` running continuously (trigger 0.5 s); after a warm-up, files are dropped one
   at a time (hidden temporary name, then rename) every 2 s; for each, seconds from the rename to its row
@@ -44,7 +49,8 @@ shared machine are noisy: the load average is recorded at the start and end of e
 
 Modules: ``main`` (``run_bench``: the parts in order), ``settings`` (sizes, timings, targets), ``context``
 (the files and the context each part receives), one module per part (``baseline``, ``pipeline`` with
-scaling, ``latency`` with memory and idle, ``sink``, ``checkpoint``), ``champion`` (the model they score
+scaling, ``formats`` (the ``dicom`` part), ``latency`` with memory and idle, ``sink``, ``checkpoint``),
+``dicomcopy`` (DICOM copies of the files, fresh contents for repeated rounds), ``champion`` (the model they score
 with), ``streams`` (a running ``xray stream`` and its gold watcher), ``processes`` (subprocesses),
 ``children`` (what runs in a child process, by name), ``host`` (load average, /proc), ``tables``
 (delta-rs reads of the results) and ``report`` (the printed table).

@@ -41,6 +41,10 @@ class BenchContext:
     results: dict[str, Any]
     tracking_uri: str | None = None
     pipeline_runs: dict[str, dict] = field(default_factory=dict)
+    source_files: list[BenchFile] = field(default_factory=list)
+    """The files as found (JPEG, PNG), when ``files`` are their DICOM copies (``--format dicom``)."""
+    dicom_files: list[BenchFile] = field(default_factory=list)
+    """The DICOM copies of ``files`` once made (``--format dicom`` or the ``dicom`` part)."""
 
 
 def label_of(relative: Path) -> str:

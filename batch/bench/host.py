@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -13,6 +16,18 @@ from typing import Any
 from batch.bench.settings import SAMPLE_SECONDS
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _default_signals() -> None:
+    """In a pool worker: SIGTERM ends it quietly (the pool's exit terminates its workers; the ``xray``
+    command's own SIGTERM handler, inherited by fork, would print a traceback for each)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def worker_pool(processes: int) -> Any:
+    """A process pool (fork on Linux) whose workers end quietly when the pool closes."""
+    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    return context.Pool(processes, initializer=_default_signals)
 
 
 def load_average() -> list[float] | None:

@@ -15,12 +15,14 @@ from typing import Any
 
 from batch.bench.baseline import bench_baseline
 from batch.bench.checkpoint import bench_checkpoint
-from batch.bench.context import BenchContext, resolve_dataset
+from batch.bench.context import BenchContext, BenchFile, resolve_dataset
+from batch.bench.dicomcopy import dicom_copies, summary
+from batch.bench.formats import bench_dicom
 from batch.bench.host import load_average
 from batch.bench.latency import bench_latency
 from batch.bench.pipeline import bench_pipeline, bench_scaling
 from batch.bench.report import print_report, say
-from batch.bench.settings import PART_ALIASES, PARTS, TARGETS
+from batch.bench.settings import FORMATS, PART_ALIASES, PARTS, TARGETS
 from batch.bench.sink import bench_sink
 from streaming.core.config import XrayConfig
 from streaming.core.errors import ConfigError, XrayError
@@ -28,6 +30,7 @@ from streaming.core.errors import ConfigError, XrayError
 PART_FUNCTIONS: dict[str, Callable[[BenchContext], dict[str, Any]]] = {
     "baseline": lambda ctx: bench_baseline(ctx.files),
     "pipeline": bench_pipeline,
+    "dicom": bench_dicom,
     "scaling": bench_scaling,
     "latency": bench_latency,
     "sink": bench_sink,
@@ -85,15 +88,31 @@ def _finish(results: dict[str, Any], work: Path, bench_dir: Path) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
+def _context(config: XrayConfig, work: Path, files: list[BenchFile], results: dict[str, Any],
+             image_format: str) -> BenchContext:
+    """The parts' context; with ``--format dicom`` every file is replaced by its DICOM copy first."""
+    if image_format != "dicom":
+        return BenchContext(config, work, files, results)
+    say(f"==> DICOM copies of the {len(files)} files (8-bit, uncompressed explicit little endian)")
+    copies = dicom_copies(files, work / "dicom")
+    results["data"]["dicom_copies"] = summary(copies)
+    return BenchContext(config, work, copies, results, source_files=files, dicom_files=copies)
+
+
 def run_bench(config: XrayConfig, data: str | Path | None = None, output: str | Path | None = None,
               only: str | Sequence[str] | None = None, max_files: int | None = None,
-              copies: int = 1) -> dict[str, Any]:
-    """Run the selected parts, print the table, write the JSON; returns the results."""
+              copies: int = 1, image_format: str = "original") -> dict[str, Any]:
+    """Run the selected parts, print the table, write the JSON; returns the results.
+
+    ``image_format`` ``dicom`` measures every part on DICOM copies of the images (``batch.bench.dicomcopy``).
+    """
     parts = parse_parts(only)
     if max_files is not None and max_files < 1:
         raise ConfigError("--files must be at least 1")
     if copies < 1:
         raise ConfigError("--copies must be at least 1")
+    if image_format not in FORMATS:
+        raise ConfigError(f"unknown bench format {image_format!r}; choose from {', '.join(FORMATS)}")
     bench_dir = config.root / "bench"
     bench_dir.mkdir(parents=True, exist_ok=True)
     output_path = Path(output).expanduser() if output else bench_dir / "results.json"
@@ -101,6 +120,7 @@ def run_bench(config: XrayConfig, data: str | Path | None = None, output: str | 
     results: dict[str, Any] = {
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "parts": parts,
+        "format": image_format,
         "host": {"cpus": os.cpu_count(), "loadavg_start": load_average(), "python": sys.version.split()[0]},
         "targets": TARGETS,
         "errors": {},
@@ -109,7 +129,7 @@ def run_bench(config: XrayConfig, data: str | Path | None = None, output: str | 
         say(f"xray bench: parts {', '.join(parts)}; work folder {work}")
         files, results["data"] = resolve_dataset(data, max_files, work, copies)
         say(f"==> data: {results['data']['files']} files from {results['data']['root']}")
-        _run_parts(BenchContext(config, work, files, results), parts)
+        _run_parts(_context(config, work, files, results, image_format), parts)
     finally:
         _finish(results, work, bench_dir)
     if "data" in results:

@@ -72,6 +72,19 @@ def _pipeline_rows(rows: _Rows, pipe: dict[str, Any]) -> None:
     add("pipeline / baseline (cold, wall)", _fmt(pipe.get("cold_ratio_to_baseline"), 4), "x")
 
 
+def _dicom_rows(rows: _Rows, fmt: dict[str, Any]) -> None:
+    add = rows.add
+    jpeg, dicom = fmt.get("jpeg_files") or {}, fmt.get("dicom_files") or {}
+    add("JPEG vs DICOM copies: files / mean size", f"{jpeg.get('files')} / {jpeg.get('mean_kb')} vs "
+        f"{dicom.get('mean_kb')}", "KB")
+    for name, figures in (("silver's work per file, pool", fmt.get("decode") or {}),
+                          ("warm stream landing->gold", fmt.get("pipeline") or {})):
+        add(f"{name}: JPEG / DICOM", f"{figures.get('jpeg_images_per_second')} / "
+            f"{figures.get('dicom_images_per_second')}", "img/s (best of rounds)")
+        add("  DICOM / JPEG (same run): bests, median of rounds",
+            f"{_fmt(figures.get('dicom_to_jpeg'), 3)} / {_fmt(figures.get('median_round_ratio'), 3)}", "x")
+
+
 def _scaling_rows(rows: _Rows, scale: dict[str, Any]) -> None:
     add = rows.add
     add("local[1] warm images/s", scale["local[1]"].get("images_per_second"), "img/s")
@@ -130,6 +143,7 @@ def _checkpoint_rows(rows: _Rows, check: dict[str, Any]) -> None:
 _SECTIONS: tuple[tuple[str, Callable[[_Rows, dict[str, Any]], None]], ...] = (
     ("baseline", _baseline_rows),
     ("pipeline", _pipeline_rows),
+    ("dicom", _dicom_rows),
     ("scaling", _scaling_rows),
     ("latency", _latency_rows),
     ("sink", _sink_rows),
@@ -155,8 +169,10 @@ def print_report(results: dict[str, Any]) -> None:
     widths = [max(len(r[i]) for r in [*rows, header]) for i in range(4)]
     line = "  ".join("-" * w for w in widths if w)
     print()
+    copies = results["data"].get("dicom_copies")
+    as_dicom = f", measured as DICOM copies ({copies['total_mb']} MB)" if copies else ""
     print(f"xray bench: {results['data']['files']} files ({results['data']['source']}, "
-          f"{results['data']['total_mb']} MB), {results['host']['cpus']} CPUs, load average "
+          f"{results['data']['total_mb']} MB{as_dicom}), {results['host']['cpus']} CPUs, load average "
           f"{results['host']['loadavg_start']} -> {results['host'].get('loadavg_end')}")
     print(line)
     print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())

@@ -6,12 +6,16 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "chest_xray_originals"
-PARTS = ("baseline", "pipeline", "scaling", "latency", "sink", "checkpoint")
-PART_ALIASES = {"memory": "latency", "idle": "latency", "throughput": "pipeline"}
+PARTS = ("baseline", "pipeline", "dicom", "scaling", "latency", "sink", "checkpoint")
+PART_ALIASES = {"memory": "latency", "idle": "latency", "throughput": "pipeline", "formats": "dicom"}
+FORMATS = ("original", "dicom")
+"""``--format``: measure on the images as found, or on their DICOM copies (``batch.bench.dicomcopy``)."""
 
 DEFAULT_GENERATED_FILES = 120
 GENERATED_SIZE = (1800, 1500)
 BASELINE_REPEATS = 3
+MAX_PIXELS = 40_000_000  # the default max_image_pixels: what silver decodes
+FORMAT_ROUNDS = 3  # the dicom part: interleaved JPEG/DICOM rounds, best of each
 MODEL_IMAGES_PER_CLASS = 20
 MEASURED_MASTER = "local[2]"
 LATENCY_WARMUP_FILES = 2

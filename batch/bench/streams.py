@@ -13,6 +13,7 @@ from typing import Any
 
 from batch.bench.champion import ensure_champion
 from batch.bench.context import BenchContext, BenchFile, drop
+from batch.bench.dicomcopy import fresh_copy, is_dicom
 from batch.bench.host import PollingThread, TreeSampler
 from batch.bench.processes import child_env, kill_group, xray_args
 from batch.bench.settings import LATENCY_POLL_SECONDS, LATENCY_WARMUP_FILES
@@ -61,12 +62,15 @@ class GoldWatcher(PollingThread):
 
 def warmup_images(ctx: BenchContext) -> list[BenchFile]:
     """Two images re-encoded from the bench files: new contents (so the measured files are not duplicates
-    of them in silver) of the same kind, to warm a running stream up."""
+    of them in silver) of the same kind, to warm a running stream up (a DICOM: new UIDs)."""
     from PIL import Image
 
     folder = ctx.work / "warmup-images"
     made = []
     for item in ctx.files[:LATENCY_WARMUP_FILES]:
+        if is_dicom(item):
+            made.append(fresh_copy(item, folder, "warm"))
+            continue
         relative = item.relative.parent / f"warm-{item.relative.name}"
         target = folder / relative
         target.parent.mkdir(parents=True, exist_ok=True)

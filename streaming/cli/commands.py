@@ -176,11 +176,15 @@ def _operations_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> 
                             "else generated full-size images)")
     bench.add_argument("--output", default=None, metavar="FILE", help="JSON results file")
     bench.add_argument("--only", default=None, metavar="LIST",
-                       help="comma-separated parts: sink, baseline, pipeline, latency, scaling, checkpoint")
+                       help="comma-separated parts: sink, baseline, pipeline, dicom (JPEG vs DICOM copies of the "
+                            "same images, ratios from one run), latency, scaling, checkpoint")
     bench.add_argument("--files", type=int, default=None, metavar="N", help="use at most N images")
     bench.add_argument("--copies", type=int, default=1, metavar="K",
                        help="measure on K copies of every image, each a new content with the same decode work "
                             "(bytes added after the end marker): a larger backlog for steady-state figures")
+    bench.add_argument("--format", dest="image_format", choices=("original", "dicom"), default="original",
+                       help="measure on the images as found (default) or on DICOM copies of them (8-bit, "
+                            "uncompressed explicit little endian, .dcm): every part then measures DICOM")
 
 
 def config_from_args(args: argparse.Namespace) -> XrayConfig:
@@ -328,7 +332,7 @@ def _bench(args: argparse.Namespace, config: XrayConfig) -> int:
     from batch.bench.main import run_bench
 
     run_bench(config, data=args.data, output=args.output, only=args.only, max_files=args.files,
-              copies=args.copies)
+              copies=args.copies, image_format=args.image_format)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Synthetic chest-X-ray-like JPEGs for tests and the offline demo (users have no real data).
+"""Synthetic chest-X-ray-like JPEGs (and DICOM files of them) for tests and the offline demo (users have no
+real data).
 
 A picture is a dark background, a soft-tissue body, two dark lung fields crossed by curved ribs, a bright
 spine, clavicles and a heart shadow, with random pose, size, exposure, contrast and gamma. PNEUMONIA
@@ -16,13 +17,17 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from streaming.core.names import LABELS
 
-__all__ = ["LABELS", "make_xray_jpeg", "make_xray_array", "write_synthetic_dataset"]
+if TYPE_CHECKING:
+    from streaming.imaging.dicomwrite import DicomSpec
+
+__all__ = ["LABELS", "make_xray_dicom", "make_xray_jpeg", "make_xray_array", "write_synthetic_dataset"]
 
 _MAX_RENDER_SIDE = 384  # render at most this big, then upscale: big "originals" stay cheap to generate
 
@@ -173,6 +178,24 @@ def make_xray_jpeg(label: str, seed: int, size: tuple[int, int] = (256, 256), qu
     buffer = io.BytesIO()
     Image.fromarray(make_xray_array(label, seed, size)).save(buffer, "JPEG", quality=int(quality))
     return buffer.getvalue()
+
+
+def make_xray_dicom(label: str, seed: int, spec: DicomSpec | None = None, size: tuple[int, int] = (256, 256)
+                    ) -> bytes:
+    """A DICOM file of the same synthetic chest X-ray as ``make_xray_array`` gives, stored as ``spec`` says:
+    8 or more bits (levels scaled to ``bits_stored``), ``MONOCHROME1`` stored inverted (a viewer, and
+    silver, invert it back), any compression of ``dicomwrite.COMPRESSIONS``. Deterministic pixels for
+    (label, seed, size); UIDs are new each time."""
+    from streaming.imaging.dicomwrite import DicomSpec, dicom_bytes
+
+    spec = spec or DicomSpec()
+    levels = make_xray_array(label, seed, size).astype(np.uint16)
+    top = (1 << spec.bits_stored) - 1
+    if spec.bits_stored > 8:
+        levels = (levels * top + 127) // 255  # 0-255 → 0-4095 for 12 bits
+    if spec.photometric == "MONOCHROME1":
+        levels = top - levels
+    return dicom_bytes(levels, spec)
 
 
 def _patient_plan(count: int, rng: np.random.Generator) -> list[int]:

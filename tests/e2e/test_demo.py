@@ -11,7 +11,7 @@ import sys
 import pytest
 from deltalake import DeltaTable
 
-from batch.demo import command_line, run_demo, xray_command
+from batch.demo import BAD_EXAMPLES, DICOM_VARIANTS, command_line, run_demo, xray_command
 
 
 def printed_command(output: str, prefix: str) -> list[str]:
@@ -49,21 +49,32 @@ def test_demo_runs_end_to_end_twice(spark, config, monkeypatch, capsys, caplog, 
     summary = run_demo(spark, config, per_class=12)
 
     counts = summary["counts"]
-    images = 12 * 2 * 2  # per class x classes x splits (train, test)
-    assert counts["bronze_xray_images"] == images + 3
+    dicom = len(DICOM_VARIANTS) * 2  # DICOM files of synthetic images, per class
+    images = 12 * 2 * 2 + dicom  # per class x classes x splits (train, test), plus the DICOM files
+    bad = len(BAD_EXAMPLES)
+    assert counts["bronze_xray_images"] == images + bad
     assert counts["silver_xray_metadata"] == counts["gold_pneumonia_predictions"] == images
-    assert counts["silver_quarantine"] == 3
-    rules = set(DeltaTable(str(config.table_path("silver_quarantine"))).to_pyarrow_table(
-        columns=["rule"]).column("rule").to_pylist())
-    assert rules == {"decodes", "is_image", "not_empty"}
+    assert counts["silver_quarantine"] == bad
+    quarantined = DeltaTable(str(config.table_path("silver_quarantine"))).to_pyarrow_table(
+        columns=["rule", "reason"]).to_pylist()
+    assert {row["rule"] for row in quarantined} == {"decodes", "is_image", "not_empty", "dicom_radiograph"}
+    ct = next(row for row in quarantined if row["rule"] == "dicom_radiograph")
+    assert "modality CT" in ct["reason"]
+    metadata = DeltaTable(str(config.table_path("silver_xray_metadata"))).to_pyarrow_table().to_pylist()
+    as_dicom = [row for row in metadata if row["image_format"] == "DICOM"]
+    assert len(as_dicom) == dicom and {row["label"] for row in as_dicom} == {0, 1}
+    assert {row["photometric_interpretation"] for row in as_dicom} == {"MONOCHROME1", "MONOCHROME2"}
+    assert {row["bits_stored"] for row in as_dicom} == {8, 12}
+    assert "DEMO" not in str(metadata)  # de-identified: no fake name, ID or institution reached silver
     assert counts["gold_model_performance"] >= 2
     assert summary["report"] and (config.reports_dir / "index.html").exists()
     page = (config.reports_dir / "index.html").read_text()
     assert "Synthetic data" in page and "Hold-out performance per model version" in page
     output = capsys.readouterr().out
     assert "Report:" in output and "MLflow UI:" in output
-    assert "3 deliberately bad files" in output
-    assert re.search(r"Quarantined on purpose: 3 file\(s\) by rule: .*decodes 1 \(a truncated JPEG\)", output)
+    assert "4 deliberately bad files" in output and "plus 10 DICOM files" in output
+    assert re.search(r"Quarantined on purpose: 4 file\(s\) by rule: .*decodes 1 \(a truncated JPEG\)", output)
+    assert "dicom_radiograph 1 (a CT DICOM, not a radiograph)" in output
     assert f"Champion model: {config.model_name} version 1 (validation accuracy" in output
     status = printed_command(output, "Quarantined")
     program = next(word for word in status if word != "env" and not word.startswith("PYTHONPATH="))
