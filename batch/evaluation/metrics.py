@@ -263,14 +263,14 @@ def _print_summary(result: MetricsResult, threshold_of: dict[str, float]) -> Non
 
     def line(name: str, images: Any, m: dict) -> str:
         return (f"  {name:<22} {images if images is not None else '-':>7} {fmt(m.get('accuracy'), 9)} "
-                f"{fmt(m.get('roc_auc'), 8)} {fmt(m.get('recall'), 7)} {fmt(m.get('specificity'), 12)}")
+                f"{fmt(m.get('roc_auc'), 8)} {fmt(m.get('recall'), 12)} {fmt(m.get('specificity'), 12)}")
 
     holdout_of = {h.model_version: h for h in result.holdouts}
     for version in sorted(by_version, key=int):
         ref = result.champion
         role = " (champion)" if ref and version == ref.version else ""
         print(f"{ref.name if ref else ''} version {version}{role}, threshold {threshold_of[version]:.3f}")
-        print(f"  {'split':<22} {'images':>7} {'accuracy':>9} {'ROC AUC':>8} {'recall':>7} {'specificity':>12}")
+        print(f"  {'split':<22} {'images':>7} {'accuracy':>9} {'ROC AUC':>8} {'sensitivity':>12} {'specificity':>12}")
         if version in holdout_of:
             print(line("validation (held out)", holdout_of[version].images, holdout_of[version].metrics))
         ordered = sorted(by_version[version], key=lambda e: (split_role(e.split) != "held out",

@@ -10,10 +10,13 @@ quality, shift, zoom, rotation, noise) or when the NORMAL images of one acquisit
 NORMAL2-IM-) were held out entirely; PCA whitening in particular made models more fragile. It trains in
 seconds, scores in microseconds, and its probabilities are usable as they are.
 
-Threshold: chosen to maximise balanced accuracy, not accuracy, because the class mix differs between
-train (74% pneumonia) and the images scored later (the Kaggle test split is 62.5% pneumonia), and an
-accuracy-optimal threshold on train's mix gives away specificity. It is tuned on out-of-fold scores of
-the training part only, so the reported validation metrics are not optimistic about the threshold.
+Operating point: set the way screening tools are, for a **sensitivity target** (``target_sensitivity``,
+default 0.95): the highest threshold at which patient-grouped out-of-fold scores of the training part still
+call at least that share of PNEUMONIA images PNEUMONIA, which buys the most specificity the target allows.
+(The previous rule, maximum balanced accuracy on train-like scores, sat where sensitivity was ~0.98 and
+gave away half the healthy patients on images from another site.) The shipped model is scikit-learn's
+``FixedThresholdClassifier`` around the frozen pipeline, so ``predict`` (and MLflow's pyfunc) applies the
+same threshold as gold.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
-from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.model_selection import FixedThresholdClassifier, StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -33,6 +37,8 @@ __all__ = [
     "MIN_IMAGES_PER_CLASS",
     "MIN_PATIENTS",
     "MIN_PATIENTS_PER_CLASS",
+    "DEFAULT_TARGET_SENSITIVITY",
+    "OperatingPoint",
     "InsufficientTrainingData",
     "ThresholdedClassifier",
     "TrainResult",
@@ -40,7 +46,8 @@ __all__ = [
     "evaluate",
     "fit_and_validate",
     "patient_grouped_split",
-    "tune_threshold",
+    "operating_point",
+    "thresholded",
 ]
 
 MIN_IMAGES_PER_CLASS = 10
@@ -48,6 +55,7 @@ MIN_PATIENTS = 4
 MIN_PATIENTS_PER_CLASS = 2  # a patient-grouped split needs two per class to put each class on both sides
 CLASS_NAMES = ("NORMAL", "PNEUMONIA")
 _INNER_FOLDS = 3
+DEFAULT_TARGET_SENSITIVITY = 0.95
 
 
 class InsufficientTrainingData(ValueError):
@@ -109,8 +117,17 @@ def build_pipeline(random_state: int = 0) -> Pipeline:
     ])
 
 
+def thresholded(pipeline: Pipeline, threshold: float, X: np.ndarray, y: np.ndarray) -> FixedThresholdClassifier:
+    """A fitted pipeline calling PNEUMONIA at ``P(pneumonia) >= threshold``: scikit-learn's own wrapper
+    (the pipeline is frozen: ``fit`` only records the classes)."""
+    model = FixedThresholdClassifier(FrozenEstimator(pipeline), threshold=float(threshold),
+                                     response_method="predict_proba")
+    return model.fit(X, y)
+
+
 class ThresholdedClassifier:
-    """A fitted pipeline plus the probability threshold at which an image is called PNEUMONIA.
+    """Models registered before ``FixedThresholdClassifier`` (kept so an older champion still loads and
+    serves): a fitted pipeline plus the probability threshold at which an image is called PNEUMONIA.
 
     ``predict_proba`` is the pipeline's (column 1 = P(pneumonia)); ``predict`` returns 1 where that
     probability is ``>= threshold``. Picklable (cloudpickle/MLflow load it by reference to this module).
@@ -143,34 +160,41 @@ class ThresholdedClassifier:
 class TrainResult:
     """The model to ship and the metrics of its validation."""
 
-    model: ThresholdedClassifier
+    model: FixedThresholdClassifier
     validation_metrics: dict
     train_index: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
     validation_index: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
-    held_out_model: ThresholdedClassifier | None = None  # fit on the training part only (validation unseen)
+    held_out_model: FixedThresholdClassifier | None = None  # fit on the training part only (validation unseen)
+    operating_point: OperatingPoint | None = None
 
 
-def tune_threshold(y: np.ndarray, scores: np.ndarray) -> float:
-    """Probability threshold maximising balanced accuracy (Youden's J); ties go to the one nearest 0.5.
+@dataclass(frozen=True)
+class OperatingPoint:
+    """The threshold chosen on out-of-fold scores, and what it bought there."""
 
-    The threshold returned sits halfway between two neighbouring scores so that tiny score shifts after a
-    refit do not flip the images on the boundary. Returns 0.5 when ``y`` has a single class.
-    """
+    threshold: float
+    target_sensitivity: float
+    sensitivity: float
+    specificity: float
+
+
+def operating_point(y: np.ndarray, scores: np.ndarray, target_sensitivity: float = DEFAULT_TARGET_SENSITIVITY
+                    ) -> OperatingPoint:
+    """The highest threshold whose sensitivity on ``scores`` is at least ``target_sensitivity`` (so the
+    most specificity the target allows), halfway to the next lower score so a refit's tiny score shifts
+    do not flip the boundary images. 0.5 with a single class."""
     y = np.asarray(y).astype(int)
     scores = np.asarray(scores, dtype=float)
     if len(np.unique(y)) < 2:
-        return 0.5
+        return OperatingPoint(0.5, target_sensitivity, float("nan"), float("nan"))
     fpr, tpr, thresholds = roc_curve(y, scores, drop_intermediate=False)
-    # thresholds[0] is +inf (predict nothing positive); thresholds decrease along the curve.
-    j = tpr - fpr
-    candidates = np.flatnonzero(j >= j.max() - 1e-12)
-    candidates = candidates[candidates > 0] if np.any(candidates > 0) else candidates
-    lower = np.append(thresholds[1:], -np.inf)
-    values = np.array([
-        (thresholds[i] + lower[i]) / 2 if np.isfinite(lower[i]) else thresholds[i] for i in candidates
-    ])
-    values = np.clip(values, 0.0, 1.0)
-    return float(values[np.argmin(np.abs(values - 0.5))])
+    # thresholds decrease along the curve; the first index reaching the target is the highest threshold.
+    index = int(np.flatnonzero(tpr >= target_sensitivity - 1e-12)[0])
+    lower = thresholds[index + 1] if index + 1 < len(thresholds) else thresholds[index] - 1e-6
+    threshold = float(np.clip((thresholds[index] + lower) / 2, 0.0, 1.0))
+    predicted = scores >= threshold
+    return OperatingPoint(threshold, target_sensitivity, float(predicted[y == 1].mean()),
+                          float((~predicted[y == 0]).mean()))
 
 
 def _out_of_fold_scores(X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int) -> np.ndarray:
@@ -209,12 +233,13 @@ def _check_sufficient(y: np.ndarray, groups: np.ndarray) -> None:
         )
 
 
-def fit_and_validate(X: np.ndarray, y: np.ndarray, groups: Sequence[str], seed: int = 0) -> TrainResult:
+def fit_and_validate(X: np.ndarray, y: np.ndarray, groups: Sequence[str], seed: int = 0,
+                     target_sensitivity: float = DEFAULT_TARGET_SENSITIVITY) -> TrainResult:
     """Train with a patient-grouped validation and return the model to ship with its validation metrics.
 
     1. Split patients 80/20 (``patient_grouped_split``).
-    2. Tune the threshold for balanced accuracy on out-of-fold scores of a 3-fold patient-grouped CV
-       inside the training part (the validation part never influences the threshold).
+    2. Set the operating point for ``target_sensitivity`` on out-of-fold scores of a 3-fold patient-grouped
+       CV inside the training part (the validation part never influences the threshold).
     3. Fit on the training part, score the validation part with that threshold: ``validation_metrics``.
     4. Refit the same pipeline on all rows and ship it with the same threshold: more patients help more
        than a second threshold estimate would (logistic regression's probability scale barely moves).
@@ -233,21 +258,26 @@ def fit_and_validate(X: np.ndarray, y: np.ndarray, groups: Sequence[str], seed: 
     train, validation = patient_grouped_split(g, y, seed=seed)
     oof = _out_of_fold_scores(X[train], y[train], g[train], seed)
     known = ~np.isnan(oof)
-    threshold = tune_threshold(y[train][known], oof[known]) if known.any() else 0.5
+    point = (operating_point(y[train][known], oof[known], target_sensitivity) if known.any()
+             else OperatingPoint(0.5, target_sensitivity, float("nan"), float("nan")))
+    threshold = point.threshold
 
-    held_out_model = ThresholdedClassifier(build_pipeline(seed).fit(X[train], y[train]), threshold)
+    held_out_model = thresholded(build_pipeline(seed).fit(X[train], y[train]), threshold, X[train], y[train])
     metrics = evaluate(held_out_model, X[validation], y[validation])
     metrics.pop("n", None)
     metrics.update({
+        "target_sensitivity": target_sensitivity,
+        "oof_sensitivity": point.sensitivity,
+        "oof_specificity": point.specificity,
         "n_train": len(train),
         "n_validation": len(validation),
         "n_train_patients": len(np.unique(g[train])),
         "n_validation_patients": len(np.unique(g[validation])),
     })
 
-    final = ThresholdedClassifier(build_pipeline(seed).fit(X, y), threshold)
+    final = thresholded(build_pipeline(seed).fit(X, y), threshold, X, y)
     return TrainResult(model=final, validation_metrics=metrics, train_index=train, validation_index=validation,
-                       held_out_model=held_out_model)
+                       held_out_model=held_out_model, operating_point=point)
 
 
 def evaluate(model, X: np.ndarray, y: np.ndarray) -> dict:

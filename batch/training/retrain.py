@@ -166,7 +166,8 @@ def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promot
         steps.update(1, step=RETRAIN_STEPS[1])
         started = time.monotonic()
         try:
-            result = model_lib.fit_and_validate(data.X, data.y, data.groups, seed=seed)
+            result = model_lib.fit_and_validate(data.X, data.y, data.groups, seed=seed,
+                                                target_sensitivity=config.target_sensitivity)
         except model_lib.InsufficientTrainingData as error:
             raise InsufficientDataError(f"cannot retrain: {error}") from None
         training_seconds = time.monotonic() - started
@@ -239,7 +240,8 @@ def _log_model(config: XrayConfig, result: model_lib.TrainResult, data: Labelled
     signature = mlflow.models.infer_signature(sample, result.model.predict_proba(sample)[:, 1])
     return mlflow.sklearn.log_model(result.model, name="model", registered_model_name=config.model_name,
                                     signature=signature, pip_requirements=_model_requirements(),
-                                    skops_trusted_types=[f"{model_lib.__name__}.ThresholdedClassifier"])
+                                    skops_trusted_types=[f"{model_lib.__name__}.ThresholdedClassifier",
+                                                         "sklearn.frozen._frozen.FrozenEstimator"])
 
 
 def _tag_version(config: XrayConfig, ref: ModelRef, result: model_lib.TrainResult, data: LabelledData,

@@ -61,6 +61,9 @@ class XrayConfig:
     mlflow_tracking_uri: str = ""  # empty: SQLite store under the lakehouse
     mlflow_registry_uri: str = ""  # empty: same as the tracking URI
     model_name: str = "xray_pneumonia_classifier"  # on Unity Catalog: catalog.schema.name
+    # The operating point: the share of PNEUMONIA images the model must call PNEUMONIA (on patient-grouped
+    # out-of-fold scores of the training data); the threshold is the highest that reaches it.
+    target_sensitivity: float = 0.95
     mlflow_experiment: str = "xray-lakehouse"  # on Databricks: a workspace path such as /Shared/xray-lakehouse
     # Ingestion
     kaggle_dataset: str = "paultimothymooney/chest-xray-pneumonia"
@@ -144,6 +147,7 @@ class XrayConfig:
 
 
 _HINTS = get_type_hints(XrayConfig)
+_FLOAT_RANGES = {"target_sensitivity": (0.5, 1.0)}  # other numbers: >= 0
 KEYS = tuple(f.name for f in fields(XrayConfig))
 
 
@@ -173,8 +177,10 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             return number
         if hint is float:
             number = float(value)
-            if number < 0:
-                raise ValueError("expected a number >= 0")
+            low, high = _FLOAT_RANGES.get(key, (0.0, float("inf")))
+            if not low <= number <= high:
+                raise ValueError(f"expected a number >= {low}" if high == float("inf")
+                                 else f"expected a number from {low} to {high}")
             return number
         if get_origin(hint) is Literal:
             allowed = get_args(hint)

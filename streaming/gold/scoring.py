@@ -79,14 +79,15 @@ def score_batch(rows: pa.RecordBatch | pa.Table, model: Any, ref: ModelRef, feat
     arrow_schema = arrow_schema or arrow_schema_of_spark(GOLD_PREDICTIONS.schema)
     if rows.num_rows == 0:
         return arrow_schema.empty_table()
-    threshold = float(getattr(model, "threshold", 0.5))
     image_ids = rows.column("image_id").to_pylist()
     matrix = np.asarray(rows.column("features").to_pylist(), dtype=np.float32)
     probabilities = model.predict_proba(matrix)[:, 1]
+    # The label is the model's own prediction (its threshold inside): what MLflow's pyfunc returns too.
+    labels = model.predict(matrix)
     truths = rows.column("label_name").to_pylist()
     predictions = []
-    for image_id, probability, truth in zip(image_ids, probabilities, truths, strict=True):
-        predicted = LABEL_NAMES[int(probability >= threshold)]
+    for image_id, probability, label, truth in zip(image_ids, probabilities, labels, truths, strict=True):
+        predicted = LABEL_NAMES[int(label)]
         predictions.append({
             "prediction_id": prediction_id(image_id, ref),
             "image_id": image_id,

@@ -14,8 +14,8 @@ from batch.training.model import (
     build_pipeline,
     evaluate,
     fit_and_validate,
+    operating_point,
     patient_grouped_split,
-    tune_threshold,
 )
 from streaming.core.paths import parse_xray_path
 from streaming.imaging.features import FEATURE_LENGTH, features_from_bytes
@@ -88,26 +88,28 @@ def test_fit_and_validate_learns_the_synthetic_classes(trained, synthetic):
     assert metrics["threshold"] == trained.model.threshold
 
 
-def test_thresholded_classifier_predicts_with_its_threshold(trained, synthetic):
+def test_the_model_is_sklearns_fixed_threshold_classifier(trained, synthetic):
+    from sklearn.model_selection import FixedThresholdClassifier
+
     X, _, _ = synthetic
     model = trained.model
+    assert isinstance(model, FixedThresholdClassifier)
     probabilities = model.predict_proba(X)
-    assert probabilities.shape == (len(X), 2)
-    assert np.allclose(probabilities.sum(axis=1), 1.0)
+    assert probabilities.shape == (len(X), 2) and np.allclose(probabilities.sum(axis=1), 1.0)
     assert list(model.classes_) == [0, 1]
     assert np.array_equal(model.predict(X), (probabilities[:, 1] >= model.threshold).astype(int))
-    strict = ThresholdedClassifier(model.pipeline, threshold=1.01)
-    assert strict.predict(X).sum() == 0
-    assert model.n_features_in_ == FEATURE_LENGTH
+    assert model.estimator.n_features_in_ == FEATURE_LENGTH
+    restored = pickle.loads(pickle.dumps(model))
+    assert restored.threshold == model.threshold
+    assert np.array_equal(restored.predict(X), model.predict(X))
 
 
-def test_thresholded_classifier_pickles_round_trip(trained, synthetic):
+def test_an_older_thresholded_classifier_still_predicts_with_its_threshold(trained, synthetic):
     X, _, _ = synthetic
-    restored = pickle.loads(pickle.dumps(trained.model))
-    assert isinstance(restored, ThresholdedClassifier)
-    assert restored.threshold == trained.model.threshold
-    assert np.array_equal(restored.predict_proba(X), trained.model.predict_proba(X))
-    assert np.array_equal(restored.predict(X), trained.model.predict(X))
+    legacy = ThresholdedClassifier(trained.model.estimator.estimator, threshold=0.7)
+    restored = pickle.loads(pickle.dumps(legacy))
+    assert np.array_equal(restored.predict(X), (restored.predict_proba(X)[:, 1] >= 0.7).astype(int))
+    assert ThresholdedClassifier(legacy.pipeline, threshold=1.01).predict(X).sum() == 0
 
 
 def test_evaluate_reports_metrics_and_confusion_matrix():
@@ -134,15 +136,26 @@ def test_evaluate_reports_metrics_and_confusion_matrix():
     assert single["roc_auc"] is None and single["specificity"] == 0.0
 
 
-def test_tune_threshold_maximises_balanced_accuracy():
-    y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1])
-    scores = np.array([0.1, 0.2, 0.3, 0.62, 0.6, 0.7, 0.8, 0.85, 0.9, 0.92, 0.95, 0.99])
-    threshold = tune_threshold(y, scores)
-    # Best: above the 0.62 normal (J = 7/8 - 0) rather than above 0.3 (J = 1 - 1/4); halfway to 0.7.
-    assert threshold == pytest.approx(0.66)
-    # Separable classes: the threshold sits between them.
-    assert 0.3 < tune_threshold(np.array([0, 0, 1, 1]), np.array([0.1, 0.3, 0.7, 0.9])) < 0.7
-    assert tune_threshold(np.ones(5), np.linspace(0, 1, 5)) == 0.5
+def test_operating_point_meets_the_sensitivity_target_with_the_most_specificity():
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.62, 0.55, 0.6, 0.7, 0.8, 0.85, 0.9, 0.92, 0.95, 0.97, 0.99])
+    point = operating_point(y, scores, target_sensitivity=0.9)
+    # 9 of 10 PNEUMONIA needs the threshold at or below 0.6: halfway to the next lower score (0.55).
+    assert point.threshold == pytest.approx(0.575)
+    assert point.sensitivity == pytest.approx(0.9) and point.specificity == pytest.approx(0.75)
+    strict = operating_point(y, scores, target_sensitivity=1.0)
+    assert strict.sensitivity == 1.0 and strict.specificity == pytest.approx(0.75)
+    assert strict.threshold == pytest.approx(0.425)  # halfway between the 0.55 PNEUMONIA and the 0.3 NORMAL
+    loose = operating_point(y, scores, target_sensitivity=0.5)
+    assert loose.threshold > point.threshold and loose.specificity == 1.0
+    assert operating_point(np.ones(5), np.linspace(0, 1, 5)).threshold == 0.5
+
+
+def test_validation_reports_the_operating_point(trained):
+    metrics = trained.validation_metrics
+    assert metrics["target_sensitivity"] == 0.95 and metrics["oof_sensitivity"] >= 0.95
+    assert 0.0 <= metrics["oof_specificity"] <= 1.0
+    assert trained.operating_point.threshold == trained.model.threshold
 
 
 def test_build_pipeline_handles_class_imbalance():
