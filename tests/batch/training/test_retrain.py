@@ -57,7 +57,7 @@ def test_the_registered_champion_labels_every_image_as_gold_does(spark, config):
     assert len(gold) == len(features) == 32
     matrix = np.asarray([r["features"] for r in features], dtype=np.float32)
     labels = np.asarray(pyfunc.predict(matrix)).astype(int)
-    assert {r["image_id"]: ("NORMAL", "PNEUMONIA")[label] for r, label in zip(features, labels)} == gold
+    assert {r["image_id"]: ("NORMAL", "PNEUMONIA")[label] for r, label in zip(features, labels, strict=True)} == gold
 
     # Walk from the most NORMAL to the most PNEUMONIA image and bisect to the threshold: points a hair
     # either side of it.
