@@ -138,8 +138,9 @@ def _silver_and_copies(lakehouse: Lakehouse) -> _Silver:
     return _Silver(batch_of, copy_of)
 
 
-def recompute_features(lakehouse: Lakehouse, refs: list[str]) -> pa.Table:
-    """Features of the bronze rows with these path refs, computed on the executors with silver's code.
+def recompute_features(lakehouse: Lakehouse, images: list[str], refs: list[str]) -> pa.Table:
+    """Features of the bronze rows of these images at these path refs (a path may have held other contents
+    over time: only the images asked for come back), computed on the executors with silver's code.
 
     Returns (image_id, features, error) per row read; features null (and error set) when the decode fails.
     Bronze is filtered by Spark after the read (no pushed-down filter on a string column can lose rows).
@@ -158,7 +159,8 @@ def recompute_features(lakehouse: Lakehouse, refs: list[str]) -> pa.Table:
                                                                       or "no features")})
             yield pa.RecordBatch.from_pylist(out, schema=_RECOMPUTED_ARROW)
 
-    bronze = lakehouse.read(BRONZE_IMAGES.name).where(F.col("path_ref").isin(refs) & F.col("content").isNotNull())
+    bronze = lakehouse.read(BRONZE_IMAGES.name).where(
+        F.col("path_ref").isin(refs) & F.col("content_sha256").isin(images) & F.col("content").isNotNull())
     return (bronze.select("content_sha256", "file_name", "content").mapInArrow(recompute, _RECOMPUTED_SCHEMA)
             .toArrow())
 
@@ -192,8 +194,9 @@ def _next_txn_version(lakehouse: Lakehouse, app: str) -> int:
 def _run_chunk(lakehouse: Lakehouse, silver: _Silver, todo: list[str], version: str,
                skipped: dict[str, str]) -> int:
     """Recompute and append one chunk in one transaction; returns the rows written (reasons into ``skipped``)."""
-    refs = sorted({silver.copy_of[i] for i in todo if i in silver.copy_of})
-    recomputed = recompute_features(lakehouse, refs) if refs else _RECOMPUTED_EMPTY
+    images = [i for i in todo if i in silver.copy_of]
+    refs = sorted({silver.copy_of[i] for i in images})
+    recomputed = recompute_features(lakehouse, images, refs) if images else _RECOMPUTED_EMPTY
     rows = feature_rows(recomputed, silver, version, dt.datetime.now(dt.timezone.utc))
     written = set(rows.column("image_id").to_pylist())
     errors = dict(zip(recomputed.column("image_id").to_pylist(), recomputed.column("error").to_pylist(), strict=True))
