@@ -156,6 +156,15 @@ def decide_promotion(new: dict, champion_metrics: dict | None, force: bool) -> t
     return False, "does not beat the champion on the same validation patients"
 
 
+def _refeature_hint(lakehouse: Lakehouse) -> str:
+    """'; N silver image(s) ... run xray refeature' when silver holds images of older feature versions only."""
+    from streaming.silver.refeature import missing_images
+
+    stale = len(missing_images(lakehouse, feature_lib.FEATURE_VERSION)[0])
+    return (f"; {stale} silver image(s) have features of an older feature version only: run xray refeature "
+            f"(recomputes them as {feature_lib.FEATURE_VERSION}), then xray retrain" if stale else "")
+
+
 def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promote: bool = False) -> RetrainResult:
     """Train, log to MLflow, register a version, and promote it when it beats the champion."""
     with progress(len(RETRAIN_STEPS), "retrain", unit="step") as steps:
@@ -169,7 +178,7 @@ def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promot
             result = model_lib.fit_and_validate(data.X, data.y, data.groups, seed=seed,
                                                 target_sensitivity=config.target_sensitivity)
         except model_lib.InsufficientTrainingData as error:
-            raise InsufficientDataError(f"cannot retrain: {error}") from None
+            raise InsufficientDataError(f"cannot retrain: {error}{_refeature_hint(lakehouse)}") from None
         training_seconds = time.monotonic() - started
         steps.update(1, step=RETRAIN_STEPS[2])
         previous = champion(config)

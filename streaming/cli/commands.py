@@ -158,6 +158,14 @@ def _model_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
 
     add("rescore", "Re-score gold predictions made by older models with the current champion.")
 
+    refeature = add("refeature", "Recompute silver features of the current feature version for images that only "
+                                 "have older-version features (after an upgrade that changes features; then "
+                                 "xray retrain, then xray rescore). Incremental and exactly once; refused while "
+                                 "a stream runs on the lakehouse.")
+    refeature.add_argument("--chunk-images", type=int, default=None, metavar="N",
+                           help="images recomputed and committed at a time (default 1000): what an "
+                                "interruption keeps; each chunk reads bronze once")
+
 
 def _operations_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     status = add("status", "Show tables, streams, backlog, champion model and quarantine on one screen.")
@@ -210,6 +218,7 @@ def _run(args: argparse.Namespace, config: XrayConfig) -> int:
         "retrain": _retrain,
         "metrics": _metrics,
         "rescore": _rescore,
+        "refeature": _refeature,
         "status": _status,
         "sql": sql_command,
         "recover": _recover,
@@ -302,6 +311,13 @@ def _rescore(args: argparse.Namespace, config: XrayConfig) -> int:
     from batch.training.rescore import rescore
 
     rescore(_spark(config), config)
+    return 0
+
+
+def _refeature(args: argparse.Namespace, config: XrayConfig) -> int:
+    from streaming.silver.refeature import CHUNK_IMAGES, refeature
+
+    refeature(_spark(config), config, chunk_images=args.chunk_images or CHUNK_IMAGES)
     return 0
 
 

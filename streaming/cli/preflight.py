@@ -12,7 +12,7 @@ from pathlib import Path
 
 from streaming.core.checks import check_folder, check_input_path, check_lakehouse_writable
 from streaming.core.config import XrayConfig
-from streaming.core.errors import NothingToDoError
+from streaming.core.errors import ConfigError, NothingToDoError
 
 __all__ = ["preflight"]
 
@@ -69,6 +69,13 @@ def _rescore(args: argparse.Namespace, config: XrayConfig) -> None:  # noqa: ARG
                                "run xray retrain first")
 
 
+def _refeature(args: argparse.Namespace, config: XrayConfig) -> None:
+    if args.chunk_images is not None and args.chunk_images < 1:
+        raise ConfigError(f"--chunk-images must be at least 1 (got {args.chunk_images})")
+    if _rows(config, "silver_xray_metadata") == 0:
+        raise NothingToDoError("nothing to refeature: no images in silver yet; stage images and run xray stream")
+
+
 _CHECKS = {
     "stream": _stream,
     "watch": _watch,
@@ -76,6 +83,7 @@ _CHECKS = {
     "retrain": _retrain,
     "metrics": _metrics,
     "rescore": _rescore,
+    "refeature": _refeature,
 }
 
 

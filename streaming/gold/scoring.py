@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame
 from streaming.core.config import XrayConfig
 from streaming.core.names import LABELS
 from streaming.core.registry import ChampionCache, ModelRef, champion
-from streaming.imaging.features import FEATURE_VERSION
+from streaming.imaging import features as feature_lib
 from streaming.lakehouse.catalog import GOLD_PREDICTIONS, SILVER_FEATURES, SILVER_METADATA
 from streaming.lakehouse.deltars import arrow_schema_of_spark
 from streaming.lakehouse.engine import Lakehouse
@@ -201,7 +201,7 @@ def score_new_images(lakehouse: Lakehouse, new_images: pa.Table, batch_id: int, 
         return None  # scored later by `score_unscored`, when a champion appears
     rows = pa.table({
         "image_id": new_images.column("content_sha256"),
-        "feature_version": pa.array([FEATURE_VERSION] * new_images.num_rows, pa.string()),
+        "feature_version": pa.array([feature_lib.FEATURE_VERSION] * new_images.num_rows, pa.string()),
         "features": new_images.column("features"),
         "label_name": new_images.column("label_name"),
     })

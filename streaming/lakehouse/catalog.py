@@ -132,7 +132,7 @@ SILVER_FEATURES = TableSpec(
         ("feature_version", "string", "Version of the feature extractor"),
         ("features", "array<float>", "Fixed-length feature vector"),
         ("processed_time", "timestamp", "When the features were computed (UTC)"),
-        ("silver_batch_id", "bigint", "Silver micro-batch that wrote the row"),
+        ("silver_batch_id", "bigint", "Silver micro-batch that wrote the row (xray refeature rows: the image's metadata batch)"),
     ),
 )
 

@@ -27,6 +27,7 @@ from streaming.lakehouse.catalog import (
 from streaming.lakehouse.engine import Lakehouse
 from streaming.landing.backlog import landing_backlog
 from streaming.ops.text import format_table
+from streaming.silver.refeature import features_status, stale_features_message
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +257,7 @@ def collect_status(lakehouse: Lakehouse, now: dt.datetime | None = None) -> dict
         "landing_problems": landing_problems(config),
         "champion": model,
         "gold_waiting": GOLD_WAITING if model["version"] is None else None,
+        "features": features_status(lakehouse),
         "quarantine": quarantine_status(lakehouse),
     }
 
@@ -352,6 +354,14 @@ def _landing_section(status: dict) -> list[str]:
 
 
 def _model_section(status: dict) -> list[str]:
+    stale = stale_features_message(status["features"]) if status.get("features") else None
+    # The line is longer than the screen: cut at its "run", the action on a line of its own.
+    lines = [f"FEATURES  {part.strip()}" if i == 0 else f"  {part.strip()}"
+             for i, part in enumerate(stale.replace(": run", ":\nrun", 1).splitlines())] if stale else []
+    return ([*lines, ""] if lines else []) + _champion_lines(status)
+
+
+def _champion_lines(status: dict) -> list[str]:
     model = status["champion"]
     if model.get("error"):
         return [f"MODEL  {model['name']}: {model['error']}"]

@@ -37,6 +37,7 @@ from streaming.pipeline import fused
 from streaming.pipeline.consistency import check_checkpoints, mark_empty_batch
 from streaming.pipeline.drain import DrainProgress
 from streaming.pipeline.plan import LAYER_ORDER, plan_queries
+from streaming.silver.refeature import features_status, stale_features_message
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +253,9 @@ def _run_locked(spark: SparkSession, config: XrayConfig, layers: Sequence[str], 
     # Before tables are created: a table that vanished behind its checkpoint must not come back empty.
     check_checkpoints(config)
     lakehouse.ensure_tables()
+    stale = stale_features_message(features_status(lakehouse))
+    if stale:
+        log.warning("silver: %s", stale)
     config.landing_dir.mkdir(parents=True, exist_ok=True)
     ordered = [layer for layer in LAYER_ORDER if layer in layers]
     service = StreamService(lakehouse, ordered, once, stop_event or threading.Event())

@@ -103,6 +103,13 @@ def test_rescore_and_metrics_with_nothing_to_do(capsys, no_spark, empty_lakehous
     assert "nothing to evaluate" in line and "xray retrain" in line
 
 
+def test_refeature_with_nothing_to_do_or_a_bad_chunk_size(capsys, no_spark, empty_lakehouse):
+    assert main(["refeature", "--lakehouse", str(empty_lakehouse)]) == 2
+    assert "nothing to refeature" in one_line_error(capsys, "refeature")
+    assert main(["refeature", "--chunk-images", "0", "--lakehouse", str(empty_lakehouse)]) == 2
+    assert "--chunk-images must be at least 1" in one_line_error(capsys, "refeature")
+
+
 @pytest.mark.parametrize("command", [["stream", "--watch"], ["watch"]])
 def test_a_missing_inbox(tmp_path, capsys, no_spark, empty_lakehouse, command):
     inbox = tmp_path / "inbox"
