@@ -2,7 +2,9 @@
 
 Extracts features for every image with ``streaming.features.features_from_bytes`` (a process pool of two,
 no Spark), trains with ``batch.model.fit_and_validate`` (patient-grouped 80/20 split) and prints the
-validation metrics with the feature and training timings. Labels come from the ``NORMAL``/``PNEUMONIA``
+validation metrics with the feature and training timings, then the same held-out patients under the
+fixed perturbations of `streaming.imaging.augment` (the generalisation report of `xray retrain`). Training
+learns from two augmented copies of each training image, as `xray retrain` does. Labels come from the ``NORMAL``/``PNEUMONIA``
 folder names and patients from the file names (``streaming.paths``).
 
 Default data: ``../shared/data/chest_xray_224/train`` relative to the repository root.
@@ -21,8 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from batch.training import model as model_lib
+from batch.training.generalisation import at_test_mix, perturbation_report
 from streaming.core.paths import parse_xray_path
 from streaming.imaging import features as feature_lib
+from streaming.imaging.augment import PERTURBATIONS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "chest_xray_224" / "train"
@@ -59,6 +63,53 @@ def extract_all(paths: list[Path], processes: int = 2) -> tuple[np.ndarray, floa
     return X.astype(np.float32), per_image_ms
 
 
+def _changed(job: tuple[Path, bool, int]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(augmented copies' features, perturbations' features or None) of one file, as `xray retrain` makes
+    them (keyed by the content's SHA-256, the image id)."""
+    import hashlib
+
+    from streaming.imaging.augment import augmented_features, perturbed_features
+    from streaming.imaging.images import decoded_gray
+
+    path, perturb, seed = job
+    content = path.read_bytes()
+    gray = decoded_gray(content, 10**9)
+    if gray is None:
+        return None, None
+    key = hashlib.sha256(content).hexdigest()
+    return augmented_features(gray, key, seed), perturbed_features(gray) if perturb else None
+
+
+def changed_all(paths: list[Path], X: np.ndarray, validation: np.ndarray, seed: int, processes: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Augmented copies of every image (its own features where it cannot be decoded) and the perturbed
+    features of the validation images: (augmented, perturbed, rows of ``perturbed``)."""
+    chosen = set(int(i) for i in validation)
+    with Pool(processes) as pool:
+        results = pool.map(_changed, [(p, i in chosen, seed) for i, p in enumerate(paths)], chunksize=32)
+    augmented = np.stack([a if a is not None else np.stack([X[i], X[i]]) for i, (a, _) in enumerate(results)])
+    rows = [i for i, (_, p) in enumerate(results) if p is not None]
+    perturbed = np.stack([results[i][1] for i in rows]) if rows else np.zeros((0, 0, X.shape[1]))
+    return augmented.astype(np.float32), perturbed.astype(np.float32), np.asarray(rows, dtype=int)
+
+
+def generalisation(model, metrics: dict, perturbed: np.ndarray, y: np.ndarray) -> dict:
+    """Add the test-mix accuracy and the perturbation summary to ``metrics``, print them; the report."""
+    metrics["accuracy_at_test_mix"] = at_test_mix(metrics)
+    print(f"  accuracy at 62.5 % PNEUMONIA (the test split's mix) {metrics['accuracy_at_test_mix']:.4f}")
+    report = perturbation_report(model, perturbed, y, tuple(PERTURBATIONS))
+    metrics.update({k: v for k, v in report.items() if k != "perturbations"})
+    print(f"held-out images perturbed ({len(y)} images; at the same threshold):")
+    print(f"  {'perturbation':26s} {'ROC AUC':>8} {'sensitivity':>12} {'specificity':>12} {'acc@62.5%':>10}")
+    for name, figures in report["perturbations"].items():
+        print(f"  {name:26s} {figures['roc_auc']:8.4f} {figures['recall']:12.4f} {figures['specificity']:12.4f} "
+              f"{figures['accuracy_at_test_mix']:10.4f}")
+    for summary in ("worst", "mean"):
+        print(f"  {summary:26s} " + " ".join(f"{metrics[f'perturbed_{summary}_{k}']:{w}.4f}" for k, w in (
+            ("roc_auc", 8), ("recall", 12), ("specificity", 12), ("accuracy_at_test_mix", 10))))
+    return report
+
+
 def feature_only_ms(paths: list[Path], sample: int = 300) -> float:
     """Mean ``extract_features`` time (ms) on already decoded 128x128 images: the cost beyond decode+resize."""
     from PIL import Image
@@ -81,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"Kaggle-layout folder with NORMAL/ and PNEUMONIA/ (default {DEFAULT_DATA})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the patient-grouped split")
     parser.add_argument("--processes", type=int, default=2, help="feature extraction processes")
+    parser.add_argument("--target-sensitivity", type=float, default=model_lib.DEFAULT_TARGET_SENSITIVITY,
+                        help="operating point: sensitivity on out-of-fold scores (default %(default)s)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     args = parser.parse_args(argv)
 
@@ -107,7 +160,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{decode_and_features_ms:.2f} ms decode+resize+features, {extract_ms:.3f} ms extract_features alone")
 
     started = time.perf_counter()
-    result = model_lib.fit_and_validate(X, y, groups, seed=args.seed)
+    _, validation = model_lib.patient_grouped_split(groups, y, seed=args.seed)
+    augmented, perturbed, perturbed_rows = changed_all(paths, X, validation, args.seed, args.processes)
+    print(f"augmented copies and perturbations: {time.perf_counter() - started:.1f} s wall")
+    started = time.perf_counter()
+    result = model_lib.fit_and_validate(X, y, groups, seed=args.seed, target_sensitivity=args.target_sensitivity,
+                                        augmented=augmented)
     training_seconds = time.perf_counter() - started
     metrics = result.validation_metrics
     print(f"training (inner CV for the threshold + fit on train part + refit on all): {training_seconds:.1f} s")
@@ -120,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {key:18s} {value:.4f}" if value is not None else f"  {key:18s} n/a")
     (tn, fp), (fn, tp) = metrics["confusion_matrix"]
     print(f"  confusion matrix   tn={tn} fp={fp} fn={fn} tp={tp}")
+    report = generalisation(result.held_out_model, metrics, perturbed, y[perturbed_rows])
 
     if args.json:
         args.json.write_text(json.dumps({
@@ -132,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             "extract_features_ms_per_image": extract_ms,
             "training_seconds": training_seconds,
             "validation_metrics": metrics,
+            "perturbations": report["perturbations"],
         }, indent=2))
     return 0
 

@@ -43,6 +43,8 @@ __all__ = [
     "ThresholdedClassifier",
     "TrainResult",
     "build_pipeline",
+    "check_trainable",
+    "fit_pipeline",
     "evaluate",
     "fit_and_validate",
     "patient_grouped_split",
@@ -166,6 +168,7 @@ class TrainResult:
     validation_index: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
     held_out_model: FixedThresholdClassifier | None = None  # fit on the training part only (validation unseen)
     operating_point: OperatingPoint | None = None
+    perturbations: dict = field(default_factory=dict)  # name -> figures (batch.training.generalisation)
 
 
 @dataclass(frozen=True)
@@ -197,8 +200,22 @@ def operating_point(y: np.ndarray, scores: np.ndarray, target_sensitivity: float
                           float((~predicted[y == 0]).mean()))
 
 
-def _out_of_fold_scores(X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int) -> np.ndarray:
-    """P(pneumonia) for every row from a patient-grouped inner CV; NaN where no usable fold existed."""
+def fit_pipeline(X: np.ndarray, y: np.ndarray, rows: np.ndarray, seed: int,
+                 augmented: np.ndarray | None = None) -> Pipeline:
+    """The pipeline fitted on ``rows`` of (X, y), plus their augmented copies when given
+    (``augmented[i]``: copies of row i, shape (n, copies, features))."""
+    parts, labels = [X[rows]], [y[rows]]
+    if augmented is not None:
+        for copy in range(augmented.shape[1]):
+            parts.append(augmented[rows, copy])
+            labels.append(y[rows])
+    return build_pipeline(seed).fit(np.concatenate(parts), np.concatenate(labels))
+
+
+def _out_of_fold_scores(X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int,
+                        augmented: np.ndarray | None = None) -> np.ndarray:
+    """P(pneumonia) for every row from a patient-grouped inner CV (augmented copies on the training side
+    only); NaN where no usable fold existed."""
     scores = np.full(len(y), np.nan)
     per_class = min(len(np.unique(groups[y == c])) for c in (0, 1))
     n_splits = min(_INNER_FOLDS, per_class)
@@ -210,7 +227,7 @@ def _out_of_fold_scores(X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: 
         for train, held_out in splitter.split(X, y, groups):
             if len(np.unique(y[train])) < 2:
                 continue
-            pipeline = build_pipeline(seed).fit(X[train], y[train])
+            pipeline = fit_pipeline(X, y, train, seed, augmented)
             scores[held_out] = pipeline.predict_proba(X[held_out])[:, 1]
     return scores
 
@@ -233,36 +250,48 @@ def _check_sufficient(y: np.ndarray, groups: np.ndarray) -> None:
         )
 
 
+def check_trainable(X: np.ndarray, y: np.ndarray, groups: Sequence[str]) -> None:
+    """Raise ``InsufficientTrainingData`` (or ``ValueError`` for malformed input) before any work."""
+    X = np.asarray(X)
+    y = np.asarray(y).astype(int)
+    if X.ndim != 2 or len(X) != len(y):
+        raise ValueError(f"X must be 2-D with one row per label; got X{X.shape} and {len(y)} labels")
+    if len(y) and not np.isin(y, (0, 1)).all():
+        raise ValueError("labels must be 0 (NORMAL) or 1 (PNEUMONIA)")
+    _check_sufficient(y, _as_groups(groups, len(y)))
+
+
 def fit_and_validate(X: np.ndarray, y: np.ndarray, groups: Sequence[str], seed: int = 0,
-                     target_sensitivity: float = DEFAULT_TARGET_SENSITIVITY) -> TrainResult:
+                     target_sensitivity: float = DEFAULT_TARGET_SENSITIVITY,
+                     augmented: np.ndarray | None = None) -> TrainResult:
     """Train with a patient-grouped validation and return the model to ship with its validation metrics.
 
     1. Split patients 80/20 (``patient_grouped_split``).
     2. Set the operating point for ``target_sensitivity`` on out-of-fold scores of a 3-fold patient-grouped
        CV inside the training part (the validation part never influences the threshold).
+       With ``augmented`` (shape (n, copies, features): changed copies of each row, see
+       `streaming.imaging.augment`), every fit also learns from the copies of its training rows; scores and
+       validation use the original images only.
     3. Fit on the training part, score the validation part with that threshold: ``validation_metrics``.
     4. Refit the same pipeline on all rows and ship it with the same threshold: more patients help more
        than a second threshold estimate would (logistic regression's probability scale barely moves).
 
     Raises ``InsufficientTrainingData`` below 10 images or 2 patients per class or 4 patients in all.
     """
+    check_trainable(X, y, groups)
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(y).astype(int)
-    if X.ndim != 2 or len(X) != len(y):
-        raise ValueError(f"X must be 2-D with one row per label; got X{X.shape} and {len(y)} labels")
-    if len(y) and not np.isin(y, (0, 1)).all():
-        raise ValueError("labels must be 0 (NORMAL) or 1 (PNEUMONIA)")
     g = _as_groups(groups, len(y))
-    _check_sufficient(y, g)
 
     train, validation = patient_grouped_split(g, y, seed=seed)
-    oof = _out_of_fold_scores(X[train], y[train], g[train], seed)
+    train_copies = augmented[train] if augmented is not None else None
+    oof = _out_of_fold_scores(X[train], y[train], g[train], seed, train_copies)
     known = ~np.isnan(oof)
     point = (operating_point(y[train][known], oof[known], target_sensitivity) if known.any()
              else OperatingPoint(0.5, target_sensitivity, float("nan"), float("nan")))
     threshold = point.threshold
 
-    held_out_model = thresholded(build_pipeline(seed).fit(X[train], y[train]), threshold, X[train], y[train])
+    held_out_model = thresholded(fit_pipeline(X, y, train, seed, augmented), threshold, X[train], y[train])
     metrics = evaluate(held_out_model, X[validation], y[validation])
     metrics.pop("n", None)
     metrics.update({
@@ -273,9 +302,10 @@ def fit_and_validate(X: np.ndarray, y: np.ndarray, groups: Sequence[str], seed: 
         "n_validation": len(validation),
         "n_train_patients": len(np.unique(g[train])),
         "n_validation_patients": len(np.unique(g[validation])),
+        "augmented_copies": 0 if augmented is None else int(augmented.shape[1]),
     })
 
-    final = thresholded(build_pipeline(seed).fit(X, y), threshold, X, y)
+    final = thresholded(fit_pipeline(X, y, np.arange(len(y)), seed, augmented), threshold, X, y)
     return TrainResult(model=final, validation_metrics=metrics, train_index=train, validation_index=validation,
                        held_out_model=held_out_model, operating_point=point)
 

@@ -31,8 +31,11 @@ from streaming.core.registry import (
     version_tags,
 )
 from streaming.imaging import features as feature_lib
+from streaming.imaging.augment import PERTURBATIONS
 from streaming.lakehouse.catalog import SILVER_FEATURES, SILVER_METADATA
 from streaming.lakehouse.engine import Lakehouse
+
+PERTURBATION_NAMES = tuple(PERTURBATIONS)
 
 log = logging.getLogger(__name__)
 
@@ -174,11 +177,7 @@ def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promot
         data = collect_labelled(labelled_features(lakehouse))
         steps.update(1, step=RETRAIN_STEPS[1])
         started = time.monotonic()
-        try:
-            result = model_lib.fit_and_validate(data.X, data.y, data.groups, seed=seed,
-                                                target_sensitivity=config.target_sensitivity)
-        except model_lib.InsufficientTrainingData as error:
-            raise InsufficientDataError(f"cannot retrain: {error}{_refeature_hint(lakehouse)}") from None
+        result = _fit(lakehouse, data, seed)
         training_seconds = time.monotonic() - started
         steps.update(1, step=RETRAIN_STEPS[2])
         previous = champion(config)
@@ -206,6 +205,32 @@ def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promot
     return RetrainResult(ref, promoted, result.validation_metrics, champion_metrics, previous, reason)
 
 
+def _fit(lakehouse: Lakehouse, data: LabelledData, seed: int) -> model_lib.TrainResult:
+    """Fit with augmented copies and validate with the generalisation report (`batch.training.generalisation`):
+    the changed copies are computed on executors from bronze, for this split."""
+    from batch.training.changed import changed_features
+    from batch.training.generalisation import at_test_mix, perturbation_report
+
+    try:
+        model_lib.check_trainable(data.X, data.y, data.groups)
+        _, validation = model_lib.patient_grouped_split(data.groups, data.y, seed=seed)
+        changed = changed_features(lakehouse, data.image_ids, data.X, validation, seed)
+        result = model_lib.fit_and_validate(data.X, data.y, data.groups, seed=seed,
+                                            target_sensitivity=lakehouse.config.target_sensitivity,
+                                            augmented=changed.augmented)
+    except model_lib.InsufficientTrainingData as error:
+        raise InsufficientDataError(f"cannot retrain: {error}{_refeature_hint(lakehouse)}") from None
+    metrics = result.validation_metrics
+    metrics["accuracy_at_test_mix"] = at_test_mix(metrics)
+    metrics["images_without_bytes"] = changed.missing
+    if len(changed.perturbed_rows):
+        report = perturbation_report(result.held_out_model, changed.perturbed, data.y[changed.perturbed_rows],
+                                     PERTURBATION_NAMES)
+        metrics.update({k: v for k, v in report.items() if k != "perturbations"})
+        result.perturbations = report["perturbations"]
+    return result
+
+
 def _log_and_register(config: XrayConfig, seed: int, result: model_lib.TrainResult, data: LabelledData,
                       champion_metrics: dict | None, training_seconds: float) -> ModelRef:
     """Log the run (parameters, metrics, validation report, model) to MLflow and tag the registered version."""
@@ -230,8 +255,8 @@ def _log_and_register(config: XrayConfig, seed: int, result: model_lib.TrainResu
                                 if isinstance(v, (int, float)) and v is not None})
         with tempfile.TemporaryDirectory() as folder:
             report = Path(folder) / "validation.json"
-            report.write_text(json.dumps({"new": result.validation_metrics, "champion": champion_metrics},
-                                         indent=2, default=str))
+            report.write_text(json.dumps({"new": result.validation_metrics, "champion": champion_metrics,
+                                          "perturbations": result.perturbations}, indent=2, default=str))
             mlflow.log_artifact(str(report))
         info = _log_model(config, result, data)
         run_id = run.info.run_id
@@ -277,3 +302,11 @@ def _report(ref: ModelRef, metrics: dict, promoted: bool, reason: str) -> None:
     print(f"registered {ref.name} version {ref.version}: validation accuracy {metrics.get('accuracy', 0):.3f}, "
           f"ROC AUC {(metrics.get('roc_auc') or 0):.3f}; "
           f"{'now champion' if promoted else 'champion unchanged'} ({reason})")
+    print(f"  operating point: sensitivity target {metrics.get('target_sensitivity', 0):.2f}; on held-out "
+          f"patients sensitivity {metrics.get('recall', 0):.3f}, specificity {metrics.get('specificity', 0):.3f}, "
+          f"accuracy at 62.5 % PNEUMONIA {metrics.get('accuracy_at_test_mix', 0):.3f}")
+    if "perturbed_worst_specificity" in metrics:
+        print(f"  perturbed held-out images (worst / mean of {len(PERTURBATION_NAMES)}): ROC AUC "
+              f"{metrics['perturbed_worst_roc_auc']:.3f} / {metrics['perturbed_mean_roc_auc']:.3f}, sensitivity "
+              f"{metrics['perturbed_worst_recall']:.3f} / {metrics['perturbed_mean_recall']:.3f}, specificity "
+              f"{metrics['perturbed_worst_specificity']:.3f} / {metrics['perturbed_mean_specificity']:.3f}")

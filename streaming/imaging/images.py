@@ -89,18 +89,7 @@ def inspect_image(content: bytes, max_pixels: int, expected: str | None = None) 
     (an old or raw export) is still tried as DICOM.
     """
     result = Inspection()
-    if not content:
-        result.content_kind = "empty file"
-        return result
-    result.detected_format, result.content_kind = sniff(content)
-    if result.detected_format is None and expected == "DICOM":
-        gray = _decode_dicom(content, max_pixels, result, without_preamble=True)
-    elif result.detected_format == "DICOM":
-        gray = _decode_dicom(content, max_pixels, result)
-    elif result.detected_format in DECODED_FORMATS:
-        gray = _decode_raster(content, max_pixels, result)
-    else:
-        return result
+    gray = _decode(content, max_pixels, expected, result)
     if gray is None:
         return result
     levels = gray.astype(np.float32) * 255.0
@@ -112,6 +101,27 @@ def inspect_image(content: bytes, max_pixels: int, expected: str | None = None) 
 
     result.features = features.extract_features(gray)
     return result
+
+
+def decoded_gray(content: bytes, max_pixels: int, expected: str | None = None) -> np.ndarray | None:
+    """The fixed-size gray array silver computes an image's features from; None when it cannot be decoded
+    (silver quarantines such files). Training-time augmentation starts from it."""
+    return _decode(content, max_pixels, expected, Inspection())
+
+
+def _decode(content: bytes, max_pixels: int, expected: str | None, result: Inspection) -> np.ndarray | None:
+    """Sniff and decode into ``result`` (format, size, errors); the fixed-size gray array or None."""
+    if not content:
+        result.content_kind = "empty file"
+        return None
+    result.detected_format, result.content_kind = sniff(content)
+    if result.detected_format is None and expected == "DICOM":
+        return _decode_dicom(content, max_pixels, result, without_preamble=True)
+    if result.detected_format == "DICOM":
+        return _decode_dicom(content, max_pixels, result)
+    if result.detected_format in DECODED_FORMATS:
+        return _decode_raster(content, max_pixels, result)
+    return None
 
 
 def _decode_dicom(content: bytes, max_pixels: int, result: Inspection, without_preamble: bool = False

@@ -45,6 +45,11 @@ def test_the_registered_champion_labels_every_image_as_gold_does(spark, config):
     stage_labelled_dataset(config.landing_dir, per_class=16, seed=4)
     run_stream(spark, config, once=True)
     result = retrain(spark, config)
+    metrics = result.validation_metrics
+    # The generalisation report: learned from 2 augmented copies per image, validated under perturbations.
+    assert metrics["augmented_copies"] == 2 and metrics["images_without_bytes"] == 0
+    assert 0.0 <= metrics["perturbed_worst_specificity"] <= metrics["perturbed_mean_specificity"] <= 1.0
+    assert 0.0 <= metrics["accuracy_at_test_mix"] <= 1.0
     run_stream(spark, config, once=True)  # gold scores the images that waited for a champion
     configure_mlflow(config)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{config.model_name}@champion")
