@@ -14,3 +14,14 @@ REPO = Path(__file__).resolve().parents[1]
 def table_rows(config, name: str, columns: list[str] | None = None) -> list[dict]:  # noqa: ANN001 - XrayConfig
     """A table's rows (all, or the named columns) as dicts."""
     return DeltaTable(str(config.table_path(name))).to_pyarrow_table(columns=columns).to_pylist()
+
+
+def strings_in(value) -> list[str]:
+    """Every string inside a value (lists, structs and maps included): what a privacy scan reads."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in strings_in(k) + strings_in(v)]
+    if isinstance(value, (list, tuple)):
+        return [s for item in value for s in strings_in(item)]
+    return []

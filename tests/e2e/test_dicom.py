@@ -21,7 +21,7 @@ import pytest
 from deltalake import DeltaTable
 from dicomfiles import IDENTIFYING, SENTINEL_PATIENT_ID, dicom_of, radiograph
 from imagefiles import stage_labelled_dataset, write
-from support import REPO
+from support import REPO, strings_in
 
 from streaming.core.config import load_config
 from streaming.pipeline.service import run_stream
@@ -151,15 +151,6 @@ def forbidden_values(config) -> set[str]:
                        if ds.get(k)}
     return values
 
-
-def strings_in(value) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for k, v in value.items() for s in strings_in(k) + strings_in(v)]
-    if isinstance(value, (list, tuple)):
-        return [s for item in value for s in strings_in(item)]
-    return []
 
 
 def test_no_identifying_value_leaves_bronze(streamed):

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 from imagefiles import labelled_xray, png_bytes, stage_labelled_dataset, write, xray_like
+from support import strings_in
 
 from streaming.core.config import load_config
 from streaming.core.permissions import apply_permissions
@@ -76,17 +77,6 @@ def streamed(spark):
         root_logger.setLevel(previous_level)
     yield config, collect.lines
     shutil.rmtree(parent, ignore_errors=True)
-
-
-def strings_in(value) -> list[str]:
-    """Every string inside a value (lists, structs and maps included)."""
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for k, v in value.items() for s in strings_in(k) + strings_in(v)]
-    if isinstance(value, (list, tuple)):
-        return [s for item in value for s in strings_in(item)]
-    return []
 
 
 def table(config, name: str) -> pa.Table:

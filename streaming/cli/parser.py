@@ -1,0 +1,180 @@
+"""The ``xray`` argument parser: the common options every subcommand accepts anywhere on the line, and one
+group of subcommands per concern (stream, ingest, model, operations). ``streaming.cli.commands`` runs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from streaming.cli.exits import (
+    EXIT_CODES_HELP,
+    package_version,
+)
+from streaming.core.names import LAYERS
+from streaming.ops.sql import SQL_HELP, add_sql_arguments
+
+# Options every subcommand accepts; each maps to the config key of the same name.
+COMMON_CONFIG_OPTIONS = {
+    "lakehouse": "lakehouse",
+    "master": "spark_master",
+    "delta_engine": "delta_engine",
+    "log_level": "log_level",
+    "mlflow_tracking_uri": "mlflow_tracking_uri",
+}
+
+
+def _common_parser(default: Any) -> argparse.ArgumentParser:
+    """The common options. The main parser gives them ``default`` None; each subcommand's copy gives them
+    ``argparse.SUPPRESS``, so an option not repeated after the subcommand keeps the value given before it
+    (argparse would otherwise overwrite it with the subparser's default) and one given after wins."""
+    common = argparse.ArgumentParser(add_help=False, argument_default=default)
+    group = common.add_argument_group("common options (before or after COMMAND; given in both places, "
+                                      "the one after COMMAND wins)")
+    group.add_argument("--lakehouse", metavar="DIR",
+                       help="lakehouse root holding tables, landing, checkpoints, models "
+                            "(env XRAY_LAKEHOUSE; default ./lakehouse)")
+    group.add_argument("--config", metavar="FILE",
+                       help="settings file, TOML or YAML (env XRAY_CONFIG; default ./xray.toml if present)")
+    group.add_argument("--master", metavar="URL",
+                       help="Spark master when no session is active (env XRAY_SPARK_MASTER; default local[*])")
+    group.add_argument("--delta-engine", choices=("auto", "delta-rs", "delta-spark"),
+                       help="Delta engine: auto uses the native 'delta' format when its jars load, else delta-rs")
+    group.add_argument("--mlflow-tracking-uri", metavar="URI",
+                       help="MLflow tracking/registry URI (default: SQLite store under the lakehouse)")
+    group.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                       help="log verbosity (default INFO); Spark's own warnings show only at DEBUG")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``xray`` argument parser (also read by the Terraform checks under tests/)."""
+    parser = argparse.ArgumentParser(
+        prog="xray",
+        description="Chest X-ray lakehouse: stream X-ray files into Delta tables (bronze, silver, gold), "
+                    "train and serve a NORMAL/PNEUMONIA classifier, and report its performance.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_common_parser(default=None)],
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    after = _common_parser(default=argparse.SUPPRESS)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, parents=[after],
+                              epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    for add_commands in (_stream_commands, _ingest_commands, _model_commands, _operations_commands):
+        add_commands(add)
+    return parser
+
+
+def _stream_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    stream = add("stream", "Run the streaming layers: landing -> bronze -> silver -> gold, exactly once.")
+    stream.add_argument("--once", action="store_true",
+                        help="process what is in landing now, then exit (availableNow trigger)")
+    stream.add_argument("--layer", choices=(*LAYERS, "all"), action="append", default=None,
+                        help="run only this layer (repeat for several; default all, in one pass per micro-batch): "
+                             "bronze alone ingests without decoding; silver or gold without bronze re-read "
+                             "the layer before as a Delta stream")
+    stream.add_argument("--trigger-seconds", type=float, default=None, metavar="S",
+                        help="processing-time trigger of the continuous mode (default 1)")
+    stream.add_argument("--max-files-per-trigger", type=int, default=None, metavar="N",
+                        help="at most N landing files per bronze micro-batch (default 1000)")
+    stream.add_argument("--watch", metavar="INBOX", default=None,
+                        help="also move completed files from INBOX into landing (see 'xray watch')")
+    stream.add_argument("--timeout", type=float, default=None, metavar="S",
+                        help="stop after S seconds (continuous mode; default: run until Ctrl-C/SIGTERM)")
+    recover = add("recover", "Rewind a stream's checkpoint to the last batch every table holds (after a lost "
+                             "Delta commit), so the next 'xray stream' replays the batches a table lacks.")
+    recover.add_argument("--query", choices=LAYERS, action="append", default=None,
+                         help="the streaming query to recover (repeat for several; default all)")
+
+
+def _add_staging_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--sample", type=int, default=None, metavar="N",
+                         help="stage at most N files per class per split (default: all)")
+    command.add_argument("--splits", default="train,test,val", metavar="LIST",
+                         help="comma-separated splits to stage (default train,test,val)")
+    command.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
+    command.add_argument("--batch-files", type=int, default=0, metavar="K",
+                         help="drop K files at a time to simulate arrivals (default 0: all at once)")
+    command.add_argument("--interval-seconds", type=float, default=0.0, metavar="S",
+                         help="pause S seconds between drops of --batch-files files")
+
+
+def _ingest_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    watch = add("watch", "Move files copied into INBOX to landing once they are complete.")
+    watch.add_argument("inbox", metavar="INBOX", help="drop-zone folder to watch")
+    watch.add_argument("--stable-seconds", type=float, default=None, metavar="S",
+                       help="a file is complete when its size and mtime are unchanged for S seconds (default 2)")
+    watch.add_argument("--timeout", type=float, default=None, metavar="S", help="stop after S seconds")
+
+    kaggle = add("ingest-kaggle", "Download the Kaggle chest X-ray dataset and stage it into landing.")
+    kaggle.add_argument("--dataset", default=None, metavar="OWNER/SLUG",
+                        help="Kaggle dataset (default paultimothymooney/chest-xray-pneumonia)")
+    kaggle.add_argument("--download-dir", default=None, metavar="DIR",
+                        help="where the archive is downloaded and extracted (default <lakehouse>/downloads)")
+    _add_staging_options(kaggle)
+
+    folder = add("ingest-folder", "Stage a local copy of the dataset (or any folder of X-rays) into landing.")
+    folder.add_argument("path", metavar="PATH",
+                        help="folder (or .zip/.tar) holding split/LABEL/image files at any depth: JPEG, PNG, "
+                             "DICOM (.dcm, or extensionless PACS exports found by content)")
+    folder.add_argument("--labels", default=None, metavar="FILE.csv",
+                        help="CSV with a header giving each file's label when its folders do not: a "
+                             "file_name and/or sop_instance_uid column, label (NORMAL or PNEUMONIA), optional "
+                             "split (train, test, val); a labelled file lands in <split>/<LABEL>/")
+    _add_staging_options(folder)
+
+
+def _model_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    retrain = add("retrain", "Train a model on labelled silver features; promote it if it beats the champion.")
+    retrain.add_argument("--seed", type=int, default=0, help="seed of the patient-grouped split and model")
+    retrain.add_argument("--force-promote", action="store_true",
+                         help="make the new version champion even if it does not beat the current one")
+
+    metrics = add("metrics", "Evaluate models per split, refresh the dataset summary and write the report.")
+    metrics.add_argument("--all-versions", action="store_true",
+                         help="evaluate every registered version, not only the champion")
+    metrics.add_argument("--no-report", action="store_true", help="skip the PNG/HTML report")
+
+    add("rescore", "Re-score gold predictions made by older models with the current champion.")
+
+    refeature = add("refeature", "Recompute silver features of the current feature version for images that only "
+                                 "have older-version features (after an upgrade that changes features; then "
+                                 "xray retrain, then xray rescore). Incremental and exactly once; refused while "
+                                 "a stream runs on the lakehouse.")
+    refeature.add_argument("--chunk-images", type=int, default=None, metavar="N",
+                           help="images recomputed and committed at a time (default 1000): what an "
+                                "interruption keeps; each chunk reads bronze once")
+
+
+def _operations_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    status = add("status", "Show tables, streams, backlog, champion model and quarantine on one screen.")
+    status.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    add_sql_arguments(add("sql", SQL_HELP))
+
+    demo = add("demo", "Run the whole service once on a sample: stage, stream, train, score, report.")
+    demo.add_argument("--per-class", type=int, default=None, metavar="N",
+                      help="synthetic images per class per split (default 60)")
+    demo.add_argument("--source", choices=("auto", "synthetic", "kaggle"), default="auto",
+                      help="sample source: auto uses Kaggle when credentials exist, else synthetic images")
+
+    bench = add("bench", "Measure throughput, latency, memory and scaling; print a table and write JSON.")
+    bench.add_argument("--data", default=None, metavar="DIR",
+                       help="images to use (default ../shared/data/chest_xray_originals when present, "
+                            "else generated full-size images)")
+    bench.add_argument("--output", default=None, metavar="FILE", help="JSON results file")
+    bench.add_argument("--only", default=None, metavar="LIST",
+                       help="comma-separated parts: sink, baseline, pipeline, dicom (JPEG vs DICOM copies of the "
+                            "same images, ratios from one run), latency, scaling, checkpoint")
+    bench.add_argument("--files", type=int, default=None, metavar="N", help="use at most N images")
+    bench.add_argument("--copies", type=int, default=1, metavar="K",
+                       help="measure on K copies of every image, each a new content with the same decode work "
+                            "(bytes added after the end marker): a larger backlog for steady-state figures")
+    bench.add_argument("--format", dest="image_format", choices=("original", "dicom"), default="original",
+                       help="measure on the images as found (default) or on DICOM copies of them (8-bit, "
+                            "uncompressed explicit little endian, .dcm): every part then measures DICOM")
