@@ -65,6 +65,12 @@ class XrayConfig:
     # out-of-fold scores of the training data); the threshold is the highest that reaches it.
     target_sensitivity: float = 0.95
     mlflow_experiment: str = "xray-lakehouse"  # on Databricks: a workspace path such as /Shared/xray-lakehouse
+    # Maintenance (xray maintain, and a pass inside xray stream every maintenance_interval_minutes; 0: off)
+    maintenance_interval_minutes: float = 60.0
+    # Files a table no longer references are deleted after this long (time travel reaches this far back).
+    vacuum_retention_hours: int = 168
+    # Unreferenced files never committed (a killed attempt's) are deleted once older than the longest batch.
+    orphan_min_age_hours: float = 6.0
     # Ingestion
     kaggle_dataset: str = "paultimothymooney/chest-xray-pneumonia"
     watch_stable_seconds: float = 2.0

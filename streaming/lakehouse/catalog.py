@@ -234,6 +234,42 @@ PIPELINE_EVENTS = TableSpec(
     ),
 )
 
+AUDIT_LOG = TableSpec(
+    "audit_log",
+    "ops",
+    "Who ran what and when: one 'started' and one 'finished' row per run of a command that changes the lakehouse.",
+    (
+        ("run_id", "string", "Random id of the run: its started and finished rows share it"),
+        ("event", "string", "started or finished (a started run without a finished row was killed)"),
+        ("event_time", "timestamp", "When the row was written (UTC)"),
+        ("command", "string", "The xray subcommand"),
+        ("options", "string", "The command's options, JSON: no secrets; paths and patient identifiers as keyed hashes"),
+        ("package_version", "string", "xray-lakehouse version"),
+        ("user", "string", "Operating-system user who ran it"),
+        ("host", "string", "Host name"),
+        ("pid", "bigint", "Process id"),
+        ("outcome", "string", "started, ok, error, interrupted or terminated"),
+        ("exit_code", "int", "Exit code of the command (finished rows)"),
+        ("message", "string", "The one-line error of a failed run, else null"),
+        ("tables", "array<struct<table:string,version_before:bigint,version_after:bigint>>",
+         "Tables whose Delta version changed during the run, with the versions before and after"),
+        ("duration_ms", "bigint", "Wall time of the run in milliseconds (finished rows)"),
+    ),
+)
+
+FORGET_LIST = TableSpec(
+    "forget_list",
+    "ops",
+    "Patients erased by 'xray forget' (keyed hashes only): their images arriving later are refused.",
+    (
+        ("patient_ref", "string", "Keyed hash of the patient identifier (silver patient_id)"),
+        ("requested_time", "timestamp", "When the erasure was requested (UTC)"),
+        ("run_id", "string", "The audit_log run that erased the patient"),
+        ("images_erased", "bigint", "Distinct images erased from the tables"),
+        ("files_erased", "bigint", "Files deleted from landing and archive"),
+    ),
+)
+
 ALL_TABLES: tuple[TableSpec, ...] = (
     BRONZE_IMAGES,
     BRONZE_KAGGLE_DATASET_INFO,
@@ -244,5 +280,7 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     GOLD_MODEL_PERFORMANCE,
     GOLD_DATASET_SUMMARY,
     PIPELINE_EVENTS,
+    AUDIT_LOG,
+    FORGET_LIST,
 )
 TABLES_BY_NAME = {spec.name: spec for spec in ALL_TABLES}
