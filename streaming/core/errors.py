@@ -75,6 +75,11 @@ class NothingToDoError(XrayError):
     """A command has no input yet (an empty lakehouse, no champion model): the message names the step first."""
 
 
+class LandingLogCompactedError(XrayError):
+    """A bronze batch asks for landing entries the landing log no longer keeps (compacted once Spark's
+    checkpoint stopped retaining their batches)."""
+
+
 # ---- carrying a named error across the JVM --------------------------------------------------------------
 # An error raised in a Spark Python worker, or in a foreachBatch function, reaches the driver as a JVM
 # exception whose text contains the original message. One form, ``XRAY_ERROR[ClassName]: message``, lets the

@@ -2,19 +2,26 @@
 Spark, the entries ``clean_source`` moved out, and the scan's problems (under ``<checkpoint>/landing``).
 
 Every found entry gets a number before any offset naming it is handed to Spark, and the end offset planned
-for a start offset is kept, so a batch planned again from the same start covers exactly the same files."""
+for a start offset is kept, so a batch planned again from the same start covers exactly the same files.
+
+The log is compacted (`LandingLog.compact`): the entries of batches Spark can no longer replay are dropped,
+except the path of an entry still in landing, so that a file left there is never new again. ``base.json``
+holds the first number kept and those paths; every step of a compaction leaves a log that loads the same.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from streaming.core.errors import LandingLogCompactedError
 from streaming.landing.scan import Found, Problem
 
-__all__ = ["LandingLog", "read_problems"]
+__all__ = ["Entries", "LandingLog", "read_problems"]
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -36,8 +43,12 @@ def _append_line(path: Path, record: dict) -> None:
 def _read_lines(path: Path) -> list[dict]:
     if not path.exists():
         return []
+    return _decode(path.read_text(encoding="utf-8"))
+
+
+def _decode(text: str) -> list[dict]:
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
@@ -45,27 +56,91 @@ def _read_lines(path: Path) -> list[dict]:
     return records
 
 
+class Entries(Sequence[Found]):
+    """The log's entries by number: ``len()`` is the next number, ``entries[n]`` and ``entries[a:b]`` take
+    numbers; numbers below ``first`` were compacted away and asking for them raises
+    `LandingLogCompactedError` (never an empty batch). Iterating yields the entries kept."""
+
+    def __init__(self, folder: Path, first: int = 0):
+        self.folder = folder
+        self.first = first
+        self._kept: list[Found] = []
+
+    def __len__(self) -> int:
+        return self.first + len(self._kept)
+
+    def __getitem__(self, index):  # noqa: ANN001, ANN204 - an int or a slice, as for a list
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                raise ValueError("landing entries are taken in order")
+            if stop <= start:
+                return []
+            self.require(start)
+            return self._kept[start - self.first:stop - self.first]
+        number = index + len(self) if index < 0 else index
+        if number >= len(self):
+            raise IndexError(f"landing entry {index} is not logged yet")
+        self.require(number)
+        return self._kept[number - self.first]
+
+    def __iter__(self) -> Iterator[Found]:
+        return iter(self._kept)
+
+    def require(self, number: int) -> None:
+        """Raise `LandingLogCompactedError` when entry ``number`` was compacted away."""
+        if number < self.first:
+            raise LandingLogCompactedError(
+                f"a bronze batch asks for landing entries from number {number}, but the landing log "
+                f"({self.folder}) keeps them from number {self.first} on: the entries of batches the Spark "
+                "checkpoint no longer retains are compacted away (README: The landing log), and the checkpoint "
+                "was rewound (xray recover) further back than that. Restore the whole folder "
+                f"{self.folder.parent} from a backup taken before the rewind; the files of the older batches "
+                "are in bronze up to the batch the table lost (README: Recovery)")
+
+    def extend(self, entries: Iterable[Found]) -> None:
+        self._kept.extend(entries)
+
+    def drop_before(self, number: int) -> None:
+        del self._kept[:max(0, number - self.first)]
+        self.first = max(self.first, number)
+
+
 class LandingLog:
     """The durable record of a landing source under ``folder``: every entry found (``files/*.jsonl``, one
-    segment per scan that found something), the end planned for each start offset (``plan.jsonl``), the
-    entries moved out of landing by ``clean_source`` (``cleaned.jsonl``) and the scan's problems.
+    segment per scan that found something, named after its first number), the end planned for each start
+    offset (``plan.jsonl``), the entries moved out of landing by ``clean_source`` (``cleaned.jsonl``), what a
+    compaction kept of older entries (``base.json``) and the scan's problems.
 
     Entries are replayed in order at load; cleaned records then forget what left landing."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
-        self.entries: list[Found] = []
-        self.plan: dict[int, int] = {}
-        self._seen: dict[str, int] = {}
         (self.folder / "files").mkdir(parents=True, exist_ok=True)
-        for segment in sorted((self.folder / "files").glob("*.jsonl")):
+        base = _read_base(self.folder)
+        self.entries = Entries(self.folder, base["first_seq"])
+        # Entries below the first kept number that are still in landing: their path keeps them known.
+        self._old: dict[int, str] = {seq: path for path, seq in base["seen"].items()}
+        for segment in self._segments():
             for record in _read_lines(segment):
                 if record.get("seq") == len(self.entries):
-                    self.entries.append(Found(**record))
-        self.plan = {r["start"]: r["end"] for r in _read_lines(self.folder / "plan.jsonl")}
-        self._seen = {e.path: e.seq for e in self.entries}
-        self._cleaned_offset = 0
+                    self.entries.extend([Found(**record)])
+        plan = {r["start"]: r["end"] for r in _read_lines(self.folder / "plan.jsonl")}
+        self.plan: dict[int, int] = {s: e for s, e in plan.items() if s >= self.entries.first}
+        # A compaction interrupted after its first step: the next one finishes it, even with nothing to drop.
+        self.untidy = len(plan) > len(self.plan) or bool(self._segments_below(self.entries.first))
+        self._seen: dict[str, int] = {**base["seen"], **{e.path: e.seq for e in self.entries}}
+        self._cleaned_at: tuple[int, int] = (-1, 0)  # (inode, bytes read) of cleaned.jsonl
         self.refresh_cleaned()
+
+    def _segments(self) -> list[Path]:
+        return sorted((self.folder / "files").glob("*.jsonl"))
+
+    def _segments_below(self, first: int) -> list[Path]:
+        """The segments holding only numbers below ``first`` (a segment runs up to the next one's name)."""
+        segments = self._segments()
+        ends = [int(s.stem) if s.stem.isdigit() else 0 for s in segments[1:]] + [len(self.entries)]
+        return [segment for segment, end in zip(segments, ends, strict=False) if end <= first]
 
     def add_new(self, found: list[Found]) -> list[Found]:
         """Log the entries not seen before (oldest first), each with its sequence number; returns them."""
@@ -100,16 +175,71 @@ class LandingLog:
         the entry that was cleaned is forgotten, not a newer file dropped at the same path since."""
         try:
             with open(self.folder / "cleaned.jsonl", "rb") as handle:
-                handle.seek(self._cleaned_offset)
+                info = os.fstat(handle.fileno())
+                inode, offset = self._cleaned_at
+                if inode != info.st_ino or offset > info.st_size:
+                    offset = 0  # rewritten by a compaction: read it again (forgetting twice changes nothing)
+                handle.seek(offset)
                 data = handle.read()
         except FileNotFoundError:
             return
         complete = data[: data.rfind(b"\n") + 1]  # a line still being written is read next time
-        self._cleaned_offset += len(complete)
-        for line in complete.decode("utf-8").splitlines():
-            seq = json.loads(line)["seq"]
-            if 0 <= seq < len(self.entries) and self._seen.get(self.entries[seq].path) == seq:
-                del self._seen[self.entries[seq].path]
+        self._cleaned_at = (info.st_ino, offset + len(complete))
+        for record in _decode(complete.decode("utf-8")):
+            self._forget(int(record["seq"]))
+
+    def _forget(self, seq: int) -> None:
+        if seq < self.entries.first:
+            path = self._old.get(seq)
+            self.untidy = True  # a cleaned record below the first number: the next compaction drops it
+        else:
+            path = self.entries[seq].path if seq < len(self.entries) else None
+        if path is not None and self._seen.get(path) == seq:
+            del self._seen[path]
+            self._old.pop(seq, None)
+
+    @property
+    def old_paths(self) -> int:
+        """How many entries below the first kept number are still known by their path (still in landing)."""
+        return len(self._old)
+
+    def compact(self, keep_from: int) -> bool:
+        """Drop the entries below ``keep_from`` (no batch Spark may replay names them) but keep the path of
+        those still in landing, so they are never new again; drop the plan and cleaned records below it too.
+        Returns whether anything was rewritten.
+
+        Step by step, each leaving a log that loads as the compacted one: ``base.json`` (atomically), then
+        the segments wholly below, then ``plan.jsonl`` and ``cleaned.jsonl`` (each atomically). Runs in the
+        stream reader (the only writer of files/ and plan.jsonl) between batches, when the driver does not
+        append to cleaned.jsonl."""
+        self.refresh_cleaned()
+        first = min(max(keep_from, self.entries.first), len(self.entries))
+        if first == self.entries.first and not self.untidy:
+            return False
+        kept = {path: seq for path, seq in self._seen.items() if seq < first}
+        _write_atomically(self.folder / "base.json", json.dumps({"first_seq": first, "seen": kept}))
+        for segment in self._segments_below(first):
+            segment.unlink(missing_ok=True)
+        self.entries.drop_before(first)
+        self._old = {seq: path for path, seq in kept.items()}
+        self.plan = {start: end for start, end in self.plan.items() if start >= first}
+        _write_atomically(self.folder / "plan.jsonl", "".join(
+            json.dumps({"start": start, "end": end}) + "\n" for start, end in sorted(self.plan.items())))
+        cleaned = [r["seq"] for r in _read_lines(self.folder / "cleaned.jsonl") if r.get("seq", -1) >= first]
+        text = "".join(json.dumps({"seq": seq}) + "\n" for seq in cleaned)
+        _write_atomically(self.folder / "cleaned.jsonl", text)
+        self._cleaned_at = (os.stat(self.folder / "cleaned.jsonl").st_ino, len(text.encode("utf-8")))
+        self.untidy = False
+        return True
+
+    def compact_if_due(self, keep_from: int, at_least: int) -> bool:
+        """Compact when ``at_least`` entries (and at least as many as the old paths kept, which each
+        compaction writes again: the work stays proportional to what is dropped) can be dropped, or when
+        an interrupted compaction is to be finished."""
+        droppable = min(keep_from, len(self.entries)) - self.entries.first
+        if self.untidy or droppable >= max(1, at_least, self.old_paths):
+            return self.compact(keep_from)
+        return False
 
     def write_problems(self, problems: list[Problem]) -> None:
         """Keep the current problems (with when each was first seen) for the driver and `xray status`."""
@@ -119,6 +249,16 @@ class LandingLog:
                    for p in problems]
         if current != list(previous.values()):
             _write_atomically(self.folder / "problems.json", json.dumps(current))
+
+
+def _read_base(folder: Path) -> dict:
+    """What the last compaction kept: the first entry number kept and the paths of older entries still in
+    landing (none yet: everything from number 0)."""
+    try:
+        base = json.loads((folder / "base.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {"first_seq": 0, "seen": {}}
+    return {"first_seq": int(base["first_seq"]), "seen": {str(p): int(s) for p, s in base["seen"].items()}}
 
 
 def read_problems(folder: Path) -> list[dict]:

@@ -9,8 +9,14 @@ files, and the Delta transactions (query, batch id) then skip or complete it exa
 Rows carry no bytes: ``path`` (the filesystem path, never encoded), ``modificationTime``, ``length``,
 ``status`` (``file``, ``link`` or a reason the file is never opened), ``target`` (what a link points to) and
 ``seq`` (the entry's number in the log).
-Options: ``landing`` (folder), ``log`` (log folder), ``allowedRoots`` (JSON list), ``modifiedAfterMs``,
-``maxFilesPerTrigger``, ``maxBytesPerTrigger`` and ``numPartitions``.
+Options: ``landing`` (folder), ``log`` (log folder: ``<checkpoint>/landing``), ``allowedRoots`` (JSON list),
+``modifiedAfterMs``, ``maxFilesPerTrigger``, ``maxBytesPerTrigger``, ``numPartitions`` and ``compactAfter``.
+
+Once a batch is committed the log drops what no batch Spark may replay needs (`LandingLog.compact`): the
+entries before the oldest batch whose offsets the checkpoint still holds (Spark keeps the last
+``spark.sql.streaming.minBatchesToRetain``), except the paths of those still in landing; it does so once at
+least ``compactAfter`` entries (default 10,000) can be dropped. A batch asked for below what the log keeps
+raises `LandingLogCompactedError`.
 """
 
 from __future__ import annotations
@@ -28,10 +34,15 @@ from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPart
 from pyspark.sql.streaming.datasource import SupportsTriggerAvailableNow
 from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
 
+from streaming.core.errors import LandingLogCompactedError, transported
 from streaming.landing.log import LandingLog
 from streaming.landing.scan import Found, scan_landing
 
-__all__ = ["LANDING_FORMAT", "LANDING_SCHEMA", "LandingDataSource", "LandingPartition", "split_by_size"]
+__all__ = ["COMPACT_AFTER", "LANDING_FORMAT", "LANDING_SCHEMA", "LandingDataSource", "LandingPartition",
+           "retained_start", "split_by_size"]
+
+# Entries droppable before the log is compacted: about 2 MB of segments, a few milliseconds of rewriting.
+COMPACT_AFTER = 10_000
 
 LANDING_FORMAT = "xray_landing"
 LANDING_SCHEMA = StructType(
@@ -108,6 +119,7 @@ class LandingStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def latestOffset(self, start: dict, limit: Any) -> dict:
         begin = int(start["seq"])
+        _carried(self.log.entries.require, begin)
         planned = self.log.plan.get(begin)
         if planned is not None:
             return {"seq": planned}  # the same batch again: the same files
@@ -139,7 +151,7 @@ class LandingStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return {"seq": len(self.log.entries)}
 
     def partitions(self, start: dict, end: dict) -> Sequence[InputPartition]:
-        entries = self.log.entries[int(start["seq"]):int(end["seq"])]
+        entries = _carried(self.log.entries.__getitem__, slice(int(start["seq"]), int(end["seq"])))
         parts = int(self.options.get("numpartitions", 2) or 2)
         return [LandingPartition([_row(e) for e in group]) for group in split_by_size(entries, parts)]
 
@@ -148,7 +160,48 @@ class LandingStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             yield pa.RecordBatch.from_pylist(partition.entries, schema=_ARROW_SCHEMA)
 
     def commit(self, end: dict) -> None:
-        return None  # clean_source runs on the driver once every table committed (bronze.clean_landing)
+        # clean_source runs on the driver once every table committed (bronze.clean_landing); here, between
+        # batches, the log drops what no batch Spark may still replay needs.
+        retained = retained_start(Path(self.options["log"]).parent, self.log.plan)
+        if retained is not None:
+            at_least = int(self.options.get("compactafter") or COMPACT_AFTER)
+            self.log.compact_if_due(min(retained, int(end["seq"])), at_least)
+
+
+def retained_start(checkpoint: Path, plan: dict[int, int]) -> int | None:
+    """The first landing entry a batch Spark may still replay can name: the start of the oldest batch whose
+    offsets the checkpoint keeps (``offsets/<N>``: a version line, the batch's metadata, then one offset per
+    source, ours ``{"seq": n}``). None when there is none to read: nothing may be dropped then."""
+    folder = checkpoint / "offsets"
+    try:
+        oldest = min((int(name) for name in os.listdir(folder) if name.isdigit()), default=None)
+        if oldest is None:
+            return None
+        lines = (folder / str(oldest)).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None  # purged while being read: next time
+    ends = []
+    for line in lines[2:]:
+        try:
+            offset = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(offset, dict) and isinstance(offset.get("seq"), int):
+            ends.append(offset["seq"])
+    if not ends:
+        return None
+    end = min(ends)
+    # The oldest batch ended at `end`; it started where the batch planned to end there started.
+    return min((start for start, planned in plan.items() if planned == end), default=end)
+
+
+def _carried(function, *args):  # noqa: ANN001, ANN202
+    """Call ``function``; a `LandingLogCompactedError` keeps its name across the JVM (it is raised in the
+    Python process Spark runs the source in, and only its text reaches the driver)."""
+    try:
+        return function(*args)
+    except LandingLogCompactedError as error:
+        raise RuntimeError(transported(LandingLogCompactedError, str(error))) from error
 
 
 def _row(entry: Found) -> dict:
