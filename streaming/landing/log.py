@@ -94,9 +94,9 @@ class Entries(Sequence[Found]):
                 f"a bronze batch asks for landing entries from number {number}, but the landing log "
                 f"({self.folder}) keeps them from number {self.first} on: the entries of batches the Spark "
                 "checkpoint no longer retains are compacted away (README: The landing log), and the checkpoint "
-                "was rewound (xray recover) further back than that. Restore the whole folder "
-                f"{self.folder.parent} from a backup taken before the rewind; the files of the older batches "
-                "are in bronze up to the batch the table lost (README: Recovery)")
+                f"was rewound (xray recover) further back than that. Restore {self.folder.parent} (with its "
+                "landing folder) from a backup taken before the rewind, and the table's lost Delta commit from "
+                "a backup (README: Recovery)")
 
     def extend(self, entries: Iterable[Found]) -> None:
         self._kept.extend(entries)

@@ -4,6 +4,7 @@ every real file exactly once with its own bytes, nothing outside landing read.""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -15,6 +16,10 @@ from deltalake import DeltaTable
 from imagefiles import AWKWARD_NAMES, jpeg_bytes, write, xray_like
 from support import REPO
 
+from streaming.core.errors import LandingLogCompactedError, received
+from streaming.landing.log import LandingLog
+from streaming.landing.scan import scan_landing
+from streaming.landing.source import LandingStreamReader, clean, retained_start
 from streaming.pipeline.service import run_stream
 
 SECRET = b"root:$6$NOT-FOR-THE-LAKEHOUSE$:19000:0:99999:7:::\n"
@@ -142,3 +147,130 @@ def test_an_unreadable_subfolder_is_skipped_and_reported_while_the_rest_flows(co
     from streaming.ops.status import landing_problems
 
     assert [(p["kind"], p["path"]) for p in landing_problems(config)] == [("unreadable_folder", "locked")]
+
+
+# ---- the landing log stays bounded ----------------------------------------------------------------------
+class Files:
+    """A read limit as Spark hands it to ``latestOffset`` (ReadMaxFiles)."""
+
+    def __init__(self, max_files: int):
+        self.max_files = max_files
+
+
+def run_batches(tmp_path, batches: int, clean_source: str, retain: int = 5, compact_after: int = 10) -> dict:
+    """Drive the reader as Spark's micro-batch loop does (plan the batch, write ``offsets/N``, commit the
+    previous batch to the source, purge offsets older than the last ``retain``, read, then clean_source),
+    two new files a batch. Returns what was read and what the log holds at the end."""
+    landing, checkpoint = tmp_path / "landing", tmp_path / "checkpoint"
+    (checkpoint / "offsets").mkdir(parents=True)
+    options = {"landing": str(landing), "log": str(checkpoint / "landing"), "compactafter": str(compact_after)}
+    reader, start, read, sizes = LandingStreamReader(options), {"seq": 0}, [], []
+    for batch in range(batches):
+        for i in range(2):
+            write(landing / f"IM-{batch:04d}-{i}.jpeg", b"x")
+        end = reader.latestOffset(start, Files(2))
+        (checkpoint / "offsets" / str(batch)).write_text(f'v1\n{{"batchWatermarkMs":0}}\n{json.dumps(end)}\n')
+        if batch:
+            reader.commit(start)
+        for old in range(batch - retain + 1):
+            (checkpoint / "offsets" / str(old)).unlink(missing_ok=True)
+        rows = [row for part in reader.partitions(start, end) for row in part.entries]
+        read.extend(row["path"] for row in rows)
+        if clean_source == "delete":
+            for row in rows:
+                clean(row["path"], landing, "delete", tmp_path / "archive")
+            LandingLog.record_cleaned(checkpoint / "landing", [row["seq"] for row in rows])
+        sizes.append(sum(f.stat().st_size for f in (checkpoint / "landing").rglob("*") if f.is_file()))
+        start = end
+    folder = checkpoint / "landing"
+    return {"read": read, "reader": reader, "sizes": sizes, "folder": folder,
+            "records": sum(len(f.read_text().splitlines()) for f in folder.rglob("*.jsonl"))}
+
+
+def test_with_clean_source_the_log_keeps_about_the_retained_batches(tmp_path):
+    run = run_batches(tmp_path, batches=200, clean_source="delete")
+    assert len(run["read"]) == len(set(run["read"])) == 400, "every file read once"
+    # 5 retained batches + up to 10 droppable entries before a compaction, each entry in files/ and
+    # cleaned.jsonl, a plan record per batch: far below the 400 files (and 1,000 records) streamed.
+    assert run["records"] <= 2 * (2 * 6 + 10) + 6 + 5, run["records"]
+    assert max(run["sizes"][100:]) <= 2 * max(run["sizes"][:20]), "the log's bytes do not grow with time"
+    assert run["reader"].log.old_paths == 0
+    assert not any(f.stat().st_size > 10_000 for f in run["folder"].rglob("*.jsonl"))
+
+
+def test_with_files_left_in_landing_the_log_keeps_one_path_per_file(tmp_path):
+    run = run_batches(tmp_path, batches=60, clean_source="off")
+    assert len(run["read"]) == len(set(run["read"])) == 120
+    reader = run["reader"]
+    # Each compaction writes the old paths again: it waits until as many entries can be dropped.
+    assert reader.log.entries.first >= 60 and reader.log.old_paths == reader.log.entries.first
+    base = json.loads((run["folder"] / "base.json").read_text())
+    assert len(base["seen"]) == reader.log.old_paths, "the old entries are kept as paths only"
+    # Nothing is new again: the next scan finds every file in landing known.
+    end = reader.latestOffset({"seq": len(reader.log.entries)}, Files(2))
+    assert end == {"seq": 120} and LandingLog(run["folder"]).add_new(scan_landing(tmp_path / "landing")[0]) == []
+
+
+def test_a_batch_below_what_the_log_keeps_fails_with_a_named_error(tmp_path):
+    run = run_batches(tmp_path, batches=30, clean_source="delete")
+    reader, first = run["reader"], run["reader"].log.entries.first
+    assert first > 0
+    for ask in (lambda: reader.partitions({"seq": 0}, {"seq": 2}), lambda: reader.latestOffset({"seq": 0}, Files(2))):
+        with pytest.raises(RuntimeError) as failure:  # what crosses the JVM: the error's name and message
+            ask()
+        error = received(str(failure.value))
+        assert isinstance(error, LandingLogCompactedError) and f"from number {first} on" in str(error)
+    # A fresh reader (a restarted query) over the compacted log replans the retained batches alike.
+    again = LandingStreamReader(reader.options)
+    assert [row for p in again.partitions({"seq": first}, {"seq": 60}) for row in p.entries] == [
+        row for p in reader.partitions({"seq": first}, {"seq": 60}) for row in p.entries]
+
+
+def test_retained_start_reads_the_oldest_offsets_file(tmp_path):
+    offsets = tmp_path / "offsets"
+    assert retained_start(tmp_path, {}) is None, "no checkpoint yet: nothing may be dropped"
+    offsets.mkdir()
+    (offsets / "7").write_text('v1\n{"batchWatermarkMs":0}\n{"seq": 30}\n')
+    (offsets / "8").write_text('v1\n{"batchWatermarkMs":0}\n{"seq": 40}\n')
+    (offsets / ".7.crc").write_text("")
+    assert retained_start(tmp_path, {20: 30, 30: 40}) == 20, "the start of the oldest batch kept"
+    assert retained_start(tmp_path, {}) == 30
+    (offsets / "7").write_text('v1\n{"batchWatermarkMs":0}\n{"other": 1}\n')
+    assert retained_start(tmp_path, {}) is None, "not our offsets: nothing may be dropped"
+
+
+@pytest.mark.slow
+def test_a_long_stream_of_small_batches_keeps_a_small_log_and_every_image_once(spark, config, monkeypatch):
+    """`xray stream --once` twice over one-file batches with clean_source = archive and Spark keeping 2
+    batches: the landing log ends holding the second scan's entries only, bronze every image once; a
+    checkpoint rewound further back than the log keeps stops with the named error."""
+    from pyspark.sql.streaming.readwriter import DataStreamReader
+
+    from streaming.pipeline.consistency import rewind_checkpoint
+
+    config = config.with_overrides(max_files_per_trigger=1, clean_source="archive")
+    load = DataStreamReader.load
+    monkeypatch.setattr(DataStreamReader, "load", lambda self, *a, **k: load(self.option("compactAfter", "1"), *a, **k))
+    previous = spark.conf.get("spark.sql.streaming.minBatchesToRetain")
+    spark.conf.set("spark.sql.streaming.minBatchesToRetain", "2")
+    folder = config.checkpoint_path("bronze") / "landing"
+    try:
+        for scan in range(2):  # each run's scan writes one segment of the log
+            for i in range(8 if scan == 0 else 6):
+                write(config.landing_dir / "train" / "NORMAL" / f"IM-07{scan}{i}-0001.jpeg",
+                      jpeg_bytes(xray_like(200 + 10 * scan + i)))
+            run_stream(spark, config, layers=("bronze",), once=True)
+        paths = [r["path"] for r in rows(config, "bronze_xray_images", ["path"])]
+        assert len(paths) == len(set(paths)) == 14
+        assert len(list((config.archive_dir / "train" / "NORMAL").iterdir())) == 14
+        logged = [line for segment in (folder / "files").glob("*.jsonl") for line in segment.read_text().splitlines()]
+        plan = (folder / "plan.jsonl").read_text().splitlines()
+        assert len(logged) == 6 and len(plan) <= 5, (len(logged), len(plan))
+        assert LandingLog(folder).entries.first >= 8
+
+        rewind_checkpoint(config.checkpoint_path("bronze"), -1)  # as `xray recover` after an old lost commit
+        with pytest.raises(LandingLogCompactedError, match="keeps them from number"):
+            run_stream(spark, config, layers=("bronze",), once=True)
+    finally:
+        spark.conf.set("spark.sql.streaming.minBatchesToRetain", previous)
+    assert len(rows(config, "bronze_xray_images", ["path"])) == 14
