@@ -12,6 +12,7 @@ before the erasure is gone with them, by design.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -184,50 +185,70 @@ def purge_history(config: XrayConfig, name: str) -> int:
     removed = table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False)
     table = _table(config, name)
     table.create_checkpoint()
-    checkpoint = table.version()
+    keep_from = min([table.version(), *_stream_floors(config, name)])
     log_dir = Path(config.table_path(name)) / "_delta_log"
     for entry in os.listdir(log_dir):
         match = re.match(r"(\d{20})\.", entry)
-        if match and int(match.group(1)) < checkpoint:
+        if match and int(match.group(1)) < keep_from:
             (log_dir / entry).unlink(missing_ok=True)
     return len(removed)
+
+
+# Queries that read a table as a Delta stream (`xray stream --layer silver` / `--layer gold`, see
+# `streaming.pipeline.service.start_query`): the commits they have not read yet must stay in the log.
+STREAM_INPUTS = {"silver": BRONZE_IMAGES.name, "gold": SILVER_FEATURES.name}
+
+
+def _stream_floors(config: XrayConfig, table: str) -> list[int]:
+    """The oldest table version a Delta-stream query of this table still has to read (from the newest
+    offsets of its checkpoint), if any."""
+    floors = []
+    for query, source in STREAM_INPUTS.items():
+        folder = config.checkpoint_path(query) / "offsets"
+        if source != table or not folder.is_dir():
+            continue
+        batches = sorted((int(n) for n in os.listdir(folder) if n.isdigit()), reverse=True)
+        for batch in batches[:1]:
+            lines = (folder / str(batch)).read_text().splitlines()
+            offsets = [json.loads(line) for line in lines[2:] if line.startswith("{")]
+            floors += [int(o["version"]) for o in offsets if isinstance(o, dict) and "version" in o]
+    return floors
 
 
 def erase_files(config: XrayConfig, erasure: Erasure) -> int:
     """Delete the patient's files from landing and archive: the paths bronze recorded (and their archived
     copies), files whose name or DICOM header names the patient, and files with the bytes of an erased
-    image. Symlinks are removed as links (their targets are never touched); special files are never opened."""
+    image. A symlink is judged by its path only and removed as a link (its target is never opened or
+    touched); special files (FIFOs, devices) are never opened."""
     key = config.patient_salt()
     deleted = 0
     for folder in (config.landing_dir, config.archive_dir):
-        for path in _regular_files(folder):
-            if str(path) in erasure.landing_paths or _names_patient(path, erasure, key):
+        for path, is_link in _entries(folder):
+            recorded = str(path) in erasure.landing_paths
+            named = patient_ref(parse_xray_path(str(path)).patient_key, key) == erasure.patient
+            if recorded or named or (not is_link and _holds_patient(path, erasure, key)):
                 path.unlink(missing_ok=True)
                 deleted += 1
-    for path in erasure.landing_paths:  # a recorded path that is now a link: the link goes, not its target
-        if os.path.islink(path) and Path(path).is_relative_to(config.landing_dir):
-            os.unlink(path)
-            deleted += 1
     return deleted
 
 
-def _regular_files(folder: Path) -> Iterator[Path]:
+def _entries(folder: Path) -> Iterator[tuple[Path, bool]]:
+    """(path, is a symlink) of the regular files and symlinks under ``folder`` (links are not followed)."""
     for root, _, names in os.walk(folder):
         for name in names:
             path = Path(root) / name
             try:
-                if stat.S_ISREG(os.lstat(path).st_mode):
-                    yield path
+                mode = os.lstat(path).st_mode
             except OSError:
                 continue
+            if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+                yield path, stat.S_ISLNK(mode)
 
 
-def _names_patient(path: Path, erasure: Erasure, key: str) -> bool:
-    """Whether a file is the patient's: by its name, its DICOM header, or its bytes (when its size is that
-    of an erased file), whatever its name (a ``.tmp`` copy holds the same bytes). Opened like executors open
-    landing files: no link followed, never blocking."""
-    if patient_ref(parse_xray_path(str(path)).patient_key, key) == erasure.patient:
-        return True
+def _holds_patient(path: Path, erasure: Erasure, key: str) -> bool:
+    """Whether a regular file is the patient's by its content: its DICOM header, or its bytes when its size
+    is that of an erased file, whatever its name (a ``.tmp`` copy holds the same bytes). Opened like
+    executors open landing files: no link followed, never blocking."""
     try:
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError:
