@@ -94,13 +94,14 @@ def report_landing_problems(config: XrayConfig) -> list[str]:
 _reported_problems: set[tuple[str, str]] = set()
 
 
-def clean_landing(config: XrayConfig, paths: list[str], sequence_numbers: list[int | None]) -> None:
-    """``clean_source``: move a batch's entries (path, landing log number) out of landing (to the same
-    relative path under the archive folder) or delete them, and log them as cleaned so that the same name
-    dropped again is a new file."""
+def clean_landing(config: XrayConfig, paths: list[str], sequence_numbers: list[int | None],
+                  mode: str | None = None) -> None:
+    """``clean_source`` (or ``mode``, "archive" or "delete"): move a batch's entries (path, landing log
+    number) out of landing (to the same relative path under the archive folder) or delete them, and log
+    them as cleaned so that the same name dropped again is a new file."""
     from streaming.landing.log import LandingLog
     from streaming.landing.source import clean
 
     for path in paths:
-        clean(path, config.landing_dir, config.clean_source, config.archive_dir)
+        clean(path, config.landing_dir, mode or config.clean_source, config.archive_dir)
     LandingLog.record_cleaned(landing_log_dir(config), [s for s in sequence_numbers if s is not None and s >= 0])

@@ -57,6 +57,7 @@ def _run(args: argparse.Namespace, config: XrayConfig) -> int:
         "status": _status,
         "sql": sql_command,
         "recover": _recover,
+        "forget": _forget,
         "demo": _demo,
         "bench": _bench,
     }
@@ -169,6 +170,15 @@ def _recover(args: argparse.Namespace, config: XrayConfig) -> int:
 
     for rewind in recover(config, tuple(args.query or LAYERS)):
         print(rewind.describe())
+    return 0
+
+
+def _forget(args: argparse.Namespace, config: XrayConfig) -> int:
+    from streaming.ops.forget import forget_patient
+
+    # delta-rs only: no Spark session, so an erasure runs beside a stream without competing for memory.
+    for line in forget_patient(config, args.patient, yes=args.yes).lines():
+        print(line)
     return 0
 
 

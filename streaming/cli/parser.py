@@ -156,6 +156,14 @@ def _operations_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> 
     status = add("status", "Show tables, streams, backlog, champion model and quarantine on one screen.")
     status.add_argument("--json", action="store_true", help="print machine-readable JSON")
     add_sql_arguments(add("sql", SQL_HELP))
+    forget = add("forget", "Erase a patient (right to erasure): every row of every table, their files in landing "
+                           "and archive, and the history that still held them; their files arriving later are "
+                           "refused. Safe while a stream runs. Without --yes, only says what would be erased.")
+    forget.add_argument("--patient", required=True, metavar="ID",
+                        help="the patient as file names or DICOM PatientID give it (person123, IM-0115), or its "
+                             "keyed hash (silver patient_id, 64 hex digits)")
+    forget.add_argument("--yes", action="store_true",
+                        help="erase (irreversible: time travel to before the erasure is gone too)")
 
     demo = add("demo", "Run the whole service once on a sample: stage, stream, train, score, report.")
     demo.add_argument("--per-class", type=int, default=None, metavar="N",

@@ -80,6 +80,11 @@ class LandingLogCompactedError(XrayError):
     checkpoint stopped retaining their batches)."""
 
 
+class ErasureError(XrayError):
+    """`xray forget` could not finish an erasure (a stream batch that does not end, rows still found after
+    the delete): the message says what is left and that running the same command again completes it."""
+
+
 # ---- carrying a named error across the JVM --------------------------------------------------------------
 # An error raised in a Spark Python worker, or in a foreachBatch function, reaches the driver as a JVM
 # exception whose text contains the original message. One form, ``XRAY_ERROR[ClassName]: message``, lets the

@@ -20,10 +20,11 @@ import logging
 import re
 import warnings
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import numpy as np
 
-__all__ = ["RADIOGRAPH_MODALITIES", "DicomAttributes", "DicomRead", "read_dicom", "safe_error"]
+__all__ = ["RADIOGRAPH_MODALITIES", "DicomAttributes", "DicomRead", "dicom_patient_id", "read_dicom", "safe_error"]
 
 RADIOGRAPH_MODALITIES = ("CR", "DX", "DR")
 _DATE_KEYWORDS = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
@@ -287,3 +288,19 @@ def read_dicom(content: bytes, max_pixels: int) -> DicomRead:
         except Exception as error:  # noqa: BLE001 - any decoder failure is a property of the file
             read.decode_error = safe_error(error, "DICOM pixel data could not be decoded")
         return read
+
+
+def dicom_patient_id(source: bytes | BinaryIO) -> str | None:
+    """The raw PatientID of a DICOM file (its bytes or an open binary file), read from the header only (pixel data is
+    never loaded); None when it has none or cannot be parsed. For erasure (`xray forget`): hash it at once."""
+    import pydicom
+
+    _quiet()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            handle = io.BytesIO(source) if isinstance(source, bytes) else source
+            ds = pydicom.dcmread(handle, force=True, stop_before_pixels=True, specific_tags=["PatientID"])
+            return str(ds.get("PatientID") or "").strip() or None
+        except Exception:  # noqa: BLE001 - an unreadable header names no patient
+            return None

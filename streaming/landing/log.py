@@ -267,3 +267,30 @@ def read_problems(folder: Path) -> list[dict]:
         return json.loads((Path(folder) / "problems.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return []
+
+
+ERASED_FOLDER = ".erased"  # hidden: the landing scan never finds a file under it, so no real path collides
+
+
+def erase_paths(folder: Path, paths: set[str], landing: Path) -> int:
+    """Replace the given raw paths in the landing log by ``<landing>/.erased/<seq>`` (`xray forget`): the
+    entries keep their numbers, so offsets and replays are unchanged, but the log no longer names the
+    patient. Problems naming those paths are dropped. Returns the entries changed."""
+    folder = Path(folder)
+    changed = 0
+    for segment in sorted((folder / "files").glob("*.jsonl")):
+        records = _read_lines(segment)
+        hits = [r for r in records if r.get("path") in paths]
+        if not hits:
+            continue
+        for record in hits:
+            record["path"] = str(Path(landing) / ERASED_FOLDER / str(record.get("seq")))
+            record["target"] = None
+        _write_atomically(segment, "".join(json.dumps(r) + "\n" for r in records))
+        changed += len(hits)
+    relative = {os.path.relpath(p, landing) for p in paths}
+    problems = read_problems(folder)
+    kept = [p for p in problems if p.get("path") not in relative and p.get("path") not in paths]
+    if len(kept) != len(problems):
+        _write_atomically(folder / "problems.json", json.dumps(kept))
+    return changed

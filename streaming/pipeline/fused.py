@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from streaming.bronze.read import BRONZE_EXPECTATIONS, bronze_record, read_landing_files
+from streaming.bronze.refuse import REFUSED, refused_records
 from streaming.bronze.source import QUERY_NAME, clean_landing, landing_roots, report_landing_problems
 from streaming.core.config import XrayConfig
 from streaming.core.pseudonym import short_ref
@@ -39,6 +40,7 @@ from streaming.lakehouse.deltars import (
 )
 from streaming.lakehouse.engine import DELTA_RS_FORMAT, Lakehouse, translate_errors
 from streaming.lakehouse.events import BatchEvent, record_events
+from streaming.lakehouse.forgetlist import forgotten_patients
 from streaming.landing.backlog import landing_backlog
 from streaming.quality.spark import apply_expectations, flag_expectations
 from streaming.silver.inspect import INSPECTED_SCHEMA, inspect_record, inspected_batch
@@ -60,11 +62,12 @@ RECORDED_SCHEMA = StructType([*INSPECTED_SCHEMA.fields, StructField(SEQ_COLUMN, 
 
 
 def record_and_inspect(listing: DataFrame, config: XrayConfig, batch_id: int, bronze_path: str,
-                       inspect: bool) -> DataFrame:
+                       inspect: bool, forgotten: frozenset[str] = frozenset()) -> DataFrame:
     """Listing rows → bronze Parquet files written by the executors (not committed yet) and one inspected
     row per file (decode, measures, features when ``inspect``), in one pass that reads each file once.
 
-    A file deleted between listing and reading (bronze's rule ``file_still_exists``) is not written.
+    A file deleted between listing and reading (bronze's rule ``file_still_exists``) is not written, nor is
+    a file of a patient on the forget list (``forgotten``): its inspected row says ``refused``.
     """
     bronze_schema = arrow_schema_of_spark(BRONZE_IMAGES.schema)
     recorded_schema = arrow_schema_of_spark(RECORDED_SCHEMA)
@@ -79,7 +82,8 @@ def record_and_inspect(listing: DataFrame, config: XrayConfig, batch_id: int, br
             for batch in batches:
                 records = [bronze_record(r, max_file_bytes, batch_id, ingest_time, salt, roots)
                            for r in batch.to_pylist()]
-                kept = [r for r in records if r["content_status"] != "missing"]
+                refused = refused_records(records, forgotten, salt)
+                kept = [r for r, no in zip(records, refused, strict=True) if r["content_status"] != "missing" and not no]
                 if kept:
                     writer.write(pa.RecordBatch.from_pylist(kept, schema=bronze_schema))
                 inspected = [
@@ -90,6 +94,9 @@ def record_and_inspect(listing: DataFrame, config: XrayConfig, batch_id: int, br
                         MODIFIED_COLUMN: r["modification_time"]}), SEQ_COLUMN: seq}
                     for r, seq in zip(records, batch.column("seq").to_pylist(), strict=True)
                 ]
+                for row, no in zip(inspected, refused, strict=True):
+                    if no:
+                        row["content_status"] = REFUSED
                 yield inspected_batch(inspected, recorded_schema)
             files = [asdict(f) for f in writer.finish().files]
         except BaseException:
@@ -101,8 +108,8 @@ def record_and_inspect(listing: DataFrame, config: XrayConfig, batch_id: int, br
     return _as_landing_entries(listing).mapInArrow(record_batches, RECORDED_SCHEMA)
 
 
-def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, silver_inline: bool
-                          ) -> tuple[pa.Table, bool]:
+def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, silver_inline: bool,
+                          forgotten: frozenset[str]) -> tuple[pa.Table, bool]:
     """Executors write bronze files and inspect; the driver commits the files. (inspected rows, committed)"""
     from streaming.silver.expectations import silver_expectations
 
@@ -111,9 +118,10 @@ def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int
     removed = remove_orphans(lakehouse.path(BRONZE_IMAGES.name), QUERY_NAME, batch_id)
     if removed:
         log.info("bronze batch %d: removed %d file(s) left by an interrupted attempt", batch_id, len(removed))
-    recorded = record_and_inspect(listed, config, batch_id, lakehouse.path(BRONZE_IMAGES.name), silver_inline)
+    recorded = record_and_inspect(listed, config, batch_id, lakehouse.path(BRONZE_IMAGES.name), silver_inline,
+                                  forgotten)
     if silver_inline:
-        recorded = flag_expectations(recorded, silver_expectations(config), SILVER_METADATA.name)
+        recorded = flag_expectations(recorded, silver_expectations(config, forgotten), SILVER_METADATA.name)
     rows = recorded.toArrow()
     markers = pc.is_valid(rows.column(WRITTEN_FILES_COLUMN))
     files = [WrittenFile(**f) for text in rows.filter(markers).column(WRITTEN_FILES_COLUMN).to_pylist()
@@ -124,7 +132,8 @@ def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int
     return rows.filter(pc.invert(markers)).drop_columns([WRITTEN_FILES_COLUMN]), committed
 
 
-def _record_with_spark(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, silver_inline: bool) -> pa.Table:
+def _record_with_spark(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, silver_inline: bool,
+                       forgotten: frozenset[str]) -> pa.Table:
     """The same through Spark's writer (native ``delta`` format): the read rows are cached, bronze is
     written from the cache and the inspection reads it again (no image bytes reach the driver)."""
     from streaming.silver.expectations import silver_expectations
@@ -134,13 +143,18 @@ def _record_with_spark(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, s
     rows = read_landing_files(listed, config.max_file_bytes, batch_id, config.patient_salt(),
                               landing_roots(config)).persist()
     try:
-        result = apply_expectations(rows, BRONZE_EXPECTATIONS, BRONZE_IMAGES.name, count=False)
+        refused = _refused_paths(rows, forgotten, config.patient_salt())
+        kept = rows.filter(~F.col("path").isin(refused)) if refused else rows
+        result = apply_expectations(kept, BRONZE_EXPECTATIONS, BRONZE_IMAGES.name, count=False)
         lakehouse.append(result.valid, BRONZE_IMAGES.name, txn=(QUERY_NAME, batch_id))
         if silver_inline:
-            inspected = flag_expectations(inspect_bronze_rows(rows, config), silver_expectations(config),
+            inspected = flag_expectations(inspect_bronze_rows(rows, config), silver_expectations(config, forgotten),
                                           SILVER_METADATA.name)
         else:
             inspected = rows.select("path", "path_ref", "content_status", MODIFIED_COLUMN)
+        if refused:
+            inspected = inspected.withColumn("content_status", F.when(F.col("path").isin(refused), F.lit(REFUSED))
+                                             .otherwise(F.col("content_status")))
         table = inspected.toArrow()
     finally:
         rows.unpersist()
@@ -148,6 +162,22 @@ def _record_with_spark(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, s
     numbers = dict(zip(*listed.select("path", "seq").toArrow().to_pydict().values(), strict=True))
     return table.append_column(SEQ_COLUMN, pa.array([numbers.get(p) for p in table.column("path").to_pylist()],
                                                     pa.int64()))
+
+
+def _refused_paths(rows: DataFrame, forgotten: frozenset[str], key: str) -> list[str]:
+    """Paths of the read rows whose patient is on the forget list (executors look at the bytes)."""
+    if not forgotten:
+        return []
+    schema = StructType([StructField("path", StringType())])
+
+    def refused(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            records = batch.to_pylist()
+            paths = [r["path"] for r, no in zip(records, refused_records(records, forgotten, key), strict=True) if no]
+            yield pa.RecordBatch.from_pylist([{"path": p} for p in paths], schema=arrow_schema_of_spark(schema))
+
+    selected = rows.select("path", "content", "content_status")
+    return [p for p in selected.mapInArrow(refused, schema).toArrow().column("path").to_pylist() if p]
 
 
 def _as_landing_entries(listing: DataFrame) -> DataFrame:
@@ -161,16 +191,22 @@ def _as_landing_entries(listing: DataFrame) -> DataFrame:
                           seq.alias("seq"))
 
 
-def _describe_bronze(config: XrayConfig, inspected: pa.Table, missing: pa.ChunkedArray, event: BatchEvent) -> None:
-    """Fill bronze's event: rows written, files gone before they were read, landing problems, backlog."""
+def _describe_bronze(config: XrayConfig, inspected: pa.Table, missing: pa.ChunkedArray, refused: pa.ChunkedArray,
+                     event: BatchEvent) -> None:
+    """Fill bronze's event: rows written, files gone before they were read, files of erased patients
+    refused, landing problems, backlog."""
     gone = [short_ref(ref) for ref in inspected.filter(missing).column("path_ref").to_pylist()]
-    event.output_rows = event.input_rows - len(gone)
+    refused_count = pc.sum(refused).as_py() or 0
+    event.output_rows = event.input_rows - len(gone) - refused_count
     event.expectations = [{**BRONZE_EXPECTATION_COUNT, "failed": len(gone)}]
     notes = []
     if gone:
         # Path refs, never paths: events leave bronze (look a file up with bronze.path_ref LIKE 'ref%').
         notes.append(f"skipped {len(gone)} file(s) deleted before they were read (path_ref): " + ", ".join(
             gone[:5]) + (" ..." if len(gone) > 5 else ""))
+    if refused_count:
+        notes.append(f"refused {refused_count} file(s) of patients erased by xray forget (not stored; deleted "
+                     "from landing; quarantined under patient_not_forgotten)")
     notes.extend(report_landing_problems(config))
     event.message = "; ".join(notes) or None
     times = [t for t in inspected.column(MODIFIED_COLUMN).to_pylist() if t is not None]
@@ -192,23 +228,26 @@ def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int
     event = BatchEvent(QUERY_NAME, batch_id)
     clock = time.perf_counter()
     listed = _as_landing_entries(listing)  # the Spark path reads its seq column too
+    # Read at every batch: an erasure (`xray forget`) is honoured from the next batch on.
+    forgotten = forgotten_patients(config)
     if lakehouse.format == DELTA_RS_FORMAT:
-        inspected, _ = _record_with_delta_rs(lakehouse, listed, batch_id, silver_inline)
+        inspected, _ = _record_with_delta_rs(lakehouse, listed, batch_id, silver_inline, forgotten)
     else:
-        inspected = _record_with_spark(lakehouse, listed, batch_id, silver_inline)
+        inspected = _record_with_spark(lakehouse, listed, batch_id, silver_inline, forgotten)
     phases = {"read+inspect+bronze commit": time.perf_counter() - clock}
     event.input_rows = inspected.num_rows
     if event.input_rows == 0:
         return event
     missing = pc.equal(inspected.column("content_status"), "missing")
-    _describe_bronze(config, inspected, missing, event)
+    refused = pc.equal(inspected.column("content_status"), REFUSED)
+    _describe_bronze(config, inspected, missing, refused, event)
     events = [event.finish()]
     if silver_inline:
         from streaming.silver import batch as silver
 
         silver_event = BatchEvent(silver.QUERY_NAME, batch_id)
         new_images = silver.write_silver(lakehouse, inspected.filter(pc.invert(missing)), batch_id, QUERY_NAME,
-                                         silver_event)
+                                         silver_event, forgotten=forgotten)
         events.append(silver_event.finish())
         phases["silver"] = time.perf_counter() - clock - sum(phases.values())
         if gold_inline:
@@ -221,12 +260,22 @@ def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int
     # One commit for the batch's events, last: a replay that finds it knows every layer wrote.
     record_events(lakehouse, events, (f"{QUERY_NAME}:events", batch_id))
     phases["events"] = time.perf_counter() - clock - sum(phases.values())
-    if config.clean_source != "off":
-        # After every table committed the batch: a replay finds them all committed and needs no file.
-        kept = inspected.filter(pc.invert(missing))
-        clean_landing(config, kept.column("path").to_pylist(), kept.column(SEQ_COLUMN).to_pylist())
+    _clean_batch(config, inspected, missing, refused)
     log.debug("bronze batch %d phases: %s", batch_id, ", ".join(f"{k} {v:.3f} s" for k, v in phases.items()))
     return event
+
+
+def _clean_batch(config: XrayConfig, inspected: pa.Table, missing: pa.ChunkedArray, refused: pa.ChunkedArray) -> None:
+    """After every table committed the batch (a replay finds them all committed and needs no file):
+    ``clean_source`` for the files kept, and deletion, whatever ``clean_source`` says, of the files of
+    erased patients (never archived: the erasure keeps their bytes off the lakehouse's disk)."""
+    refused_rows = inspected.filter(refused)
+    if refused_rows.num_rows:
+        clean_landing(config, refused_rows.column("path").to_pylist(), refused_rows.column(SEQ_COLUMN).to_pylist(),
+                      mode="delete")
+    if config.clean_source != "off":
+        kept = inspected.filter(pc.invert(pc.or_(missing, refused)))
+        clean_landing(config, kept.column("path").to_pylist(), kept.column(SEQ_COLUMN).to_pylist())
 
 
 def process_silver_batch(lakehouse: Lakehouse, bronze_batch: DataFrame, batch_id: int,

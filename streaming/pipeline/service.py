@@ -89,12 +89,15 @@ def start_query(lakehouse: Lakehouse, name: str, inline: Sequence[str], once: bo
         process = functools.partial(fused.process_bronze_batch, silver_inline="silver" in inline,
                                     gold_inline="gold" in inline)
     elif name == "silver":
-        source = lakehouse.read_stream(BRONZE_IMAGES.name, maxFilesPerTrigger=config.max_files_per_trigger)
+        # Bronze only appends, but for an erasure (`xray forget`): its delete commit is skipped, not re-read.
+        source = lakehouse.read_stream(BRONZE_IMAGES.name, maxFilesPerTrigger=config.max_files_per_trigger,
+                                       skipChangeCommits=True)
         process = functools.partial(fused.process_silver_batch, gold_inline="gold" in inline)
     elif name == "gold":
         if not gold.champion_available(config):
             return None
-        source = lakehouse.read_stream(SILVER_FEATURES.name, maxFilesPerTrigger=config.max_files_per_trigger)
+        source = lakehouse.read_stream(SILVER_FEATURES.name, maxFilesPerTrigger=config.max_files_per_trigger,
+                                       skipChangeCommits=True)
         process = gold.process_gold_batch
     else:
         raise ValueError(f"unknown query {name}")

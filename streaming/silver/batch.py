@@ -19,6 +19,7 @@ from streaming.lakehouse.catalog import (
 )
 from streaming.lakehouse.engine import Lakehouse
 from streaming.lakehouse.events import BatchEvent, record_event
+from streaming.lakehouse.forgetlist import forgotten_patients
 from streaming.quality.arrow import split_flagged
 from streaming.quality.spark import flag_expectations
 from streaming.silver.expectations import silver_expectations
@@ -47,7 +48,7 @@ def _not_yet_quarantined(lakehouse: Lakehouse, quarantined: pa.Table) -> pa.Tabl
 
 
 def write_silver(lakehouse: Lakehouse, flagged: pa.Table, batch_id: int, txn_app: str,
-                 event: BatchEvent, reprocessing: bool = False) -> pa.Table:
+                 event: BatchEvent, reprocessing: bool = False, forgotten: frozenset[str] = frozenset()) -> pa.Table:
     """The driver's part of a silver micro-batch: split the inspected rows (flagged by
     `flag_expectations` with `silver_expectations`), dedupe, write the three tables. Returns the new
     images (their inspected rows) for gold.
@@ -55,11 +56,12 @@ def write_silver(lakehouse: Lakehouse, flagged: pa.Table, batch_id: int, txn_app
     Every write carries the transaction (``txn_app``, ``batch_id``), so a replay writes nothing twice.
     Duplicates are judged against silver as it was before this batch (the table version before this
     batch's metadata commit, when a crash left it committed), so a replay judges alike. ``reprocessing``
-    (silver re-reading bronze) also skips files already quarantined.
+    (silver re-reading bronze) also skips files already quarantined. ``forgotten``: the forget list the
+    rows were flagged with.
     """
     config = lakehouse.config
     processed_time = dt.datetime.now(dt.timezone.utc)
-    result = split_flagged(flagged, silver_expectations(config), SILVER_METADATA.name)
+    result = split_flagged(flagged, silver_expectations(config, forgotten), SILVER_METADATA.name)
     event.input_rows = flagged.num_rows
     event.expectations = result.counts
     quarantined = _not_yet_quarantined(lakehouse, result.quarantined) if reprocessing else result.quarantined
@@ -88,11 +90,14 @@ def process_silver_batch(lakehouse: Lakehouse, bronze_batch: DataFrame, batch_id
     (rules flagged in the same pass), then `write_silver` on the driver. Returns the event and the new
     images (None for an empty batch), which the pipeline may score in the same batch."""
     event = BatchEvent(QUERY_NAME, batch_id)
-    expectations = silver_expectations(lakehouse.config)
+    # Bronze refuses what arrives after an erasure; this catches what bronze held before it was erased.
+    forgotten = forgotten_patients(lakehouse.config)
+    expectations = silver_expectations(lakehouse.config, forgotten)
     flagged = flag_expectations(inspect_bronze_rows(bronze_batch, lakehouse.config), expectations,
                                 SILVER_METADATA.name).toArrow()
     if flagged.num_rows == 0:
         return event, None  # e.g. the empty snapshot of a new bronze table: nothing to log
-    new_images = write_silver(lakehouse, flagged, batch_id, QUERY_NAME, event, reprocessing=True)
+    new_images = write_silver(lakehouse, flagged, batch_id, QUERY_NAME, event, reprocessing=True,
+                              forgotten=forgotten)
     record_event(lakehouse, event)
     return event, new_images

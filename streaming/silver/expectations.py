@@ -15,10 +15,22 @@ def _quoted(values: tuple[str, ...]) -> str:
     return ", ".join(f"'{value}'" for value in values)
 
 
-def silver_expectations(config: XrayConfig) -> tuple[Expectation, ...]:
+def forgotten_rule(forgotten: frozenset[str]) -> tuple[Expectation, ...]:
+    """``patient_not_forgotten``: a file of a patient erased by `xray forget` (``forgotten``: keyed hashes,
+    `streaming.lakehouse.forgetlist`) is quarantined, and bronze does not keep it. Blamed first: whatever
+    else is wrong with the file, the reason it is refused is the erasure. No rule when nobody was forgotten."""
+    if not forgotten:
+        return ()
+    refs = ", ".join(f"'{ref}'" for ref in sorted(forgotten))  # keyed hashes: hex digits only
+    return (Expectation("patient_not_forgotten", f"patient_id IS NULL OR patient_id NOT IN ({refs})", "quarantine",
+                        "'the patient was erased (xray forget): the file was refused and not stored'"),)
+
+
+def silver_expectations(config: XrayConfig, forgotten: frozenset[str] = frozenset()) -> tuple[Expectation, ...]:
     """The rules of the silver tables, in the order a failing file is blamed. (A file deleted before it was
-    read never reaches silver: bronze's rule ``file_still_exists`` drops it.)"""
+    read never reaches silver: bronze's rule ``file_still_exists`` drops it.) ``forgotten``: the forget list."""
     return (
+        *forgotten_rule(forgotten),
         Expectation("inside_landing", "content_status <> 'outside_landing'", "quarantine",
                     "'symbolic link leading outside the landing folder: its target was not opened (allow a "
                     "folder with landing_allowed_roots)'"),

@@ -9,6 +9,7 @@ import pytest
 from dicomfiles import dicom_of, radiograph
 from imagefiles import jpeg_bytes, xray_like
 
+from streaming.core.pseudonym import patient_ref
 from streaming.quality.arrow import split_flagged
 from streaming.quality.spark import flag_expectations
 from streaming.silver.expectations import silver_expectations
@@ -25,10 +26,11 @@ def inspected(name: str, content: bytes) -> dict:
     return row
 
 
-def judged(spark, config, files: dict[str, bytes]) -> tuple[dict[str, str | None], dict[str, int]]:
+def judged(spark, config, files: dict[str, bytes], forgotten: frozenset[str] = frozenset()
+           ) -> tuple[dict[str, str | None], dict[str, int]]:
     """(file name → quarantine rule or None, rule → rows failing it) for the given files."""
     frame = spark.createDataFrame([inspected(n, c) for n, c in files.items()], INSPECTED_SCHEMA)
-    expectations = silver_expectations(config)
+    expectations = silver_expectations(config, forgotten)
     result = split_flagged(flag_expectations(frame, expectations, "silver_xray_metadata").toArrow(), expectations,
                            "silver_xray_metadata")
     rules = dict.fromkeys(result.valid.column("file_name").to_pylist())
@@ -55,3 +57,19 @@ def test_dicom_rules_judge_dicom_only_and_burned_in_text_follows_the_config(spar
                      "mr.dcm": "dicom_radiograph", "no-modality.dcm": "dicom_radiograph"}
     assert counts["dicom_burned_in_annotation"] == 1 and counts["dicom_single_frame"] == 1
     assert counts["dicom_chest"] == 1  # the knee (the others say CHEST)
+
+
+def test_a_forgotten_patient_is_quarantined_first_whatever_else_is_wrong(spark, config):
+    forgotten = frozenset({patient_ref("person5", SALT), patient_ref("DICOMPATIENT", SALT)})
+    files = {
+        "person5_virus_1.jpeg": jpeg_bytes(xray_like(1)),
+        "person5_virus_2.jpeg": b"not an image at all" * 10,  # also not an image: erased is the reason
+        "IM000001": dicom_of(radiograph(1), patient_id="DICOMPATIENT"),  # named only inside
+        "person6_virus_1.jpeg": jpeg_bytes(xray_like(2)),
+        "blank.jpeg": jpeg_bytes(xray_like(3)),  # no patient at all: never refused
+    }
+    rules, counts = judged(spark, config, files, forgotten)
+    assert rules == {"person5_virus_1.jpeg": "patient_not_forgotten", "person5_virus_2.jpeg": "patient_not_forgotten",
+                     "IM000001": "patient_not_forgotten", "person6_virus_1.jpeg": None, "blank.jpeg": None}
+    assert counts["patient_not_forgotten"] == 3
+    assert silver_expectations(config)[0].name != "patient_not_forgotten"  # no list, no rule
