@@ -11,7 +11,9 @@ holds the first number kept and those paths; every step of a compaction leaves a
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,7 +23,7 @@ from pathlib import Path
 from streaming.core.errors import LandingLogCompactedError
 from streaming.landing.scan import Found, Problem
 
-__all__ = ["Entries", "LandingLog", "read_problems"]
+__all__ = ["Entries", "LandingLog", "erase_paths", "exclusive", "read_problems"]
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -204,6 +206,10 @@ class LandingLog:
         return len(self._old)
 
     def compact(self, keep_from: int) -> bool:
+        with exclusive(self.folder):  # `erase_paths` (xray forget, another process) rewrites the same files
+            return self._compact(keep_from)
+
+    def _compact(self, keep_from: int) -> bool:
         """Drop the entries below ``keep_from`` (no batch Spark may replay names them) but keep the path of
         those still in landing, so they are never new again; drop the plan and cleaned records below it too.
         Returns whether anything was rewritten.
@@ -272,22 +278,42 @@ def read_problems(folder: Path) -> list[dict]:
 ERASED_FOLDER = ".erased"  # hidden: the landing scan never finds a file under it, so no real path collides
 
 
+@contextlib.contextmanager
+def exclusive(folder: Path) -> Iterator[None]:
+    """Hold the log folder's lock: a compaction (the stream) and an erasure (`xray forget`) both rewrite
+    ``base.json`` and segments, from two processes; the kernel drops the lock with its holder."""
+    descriptor = os.open(Path(folder) / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
 def erase_paths(folder: Path, paths: set[str], landing: Path) -> int:
     """Replace the given raw paths in the landing log by ``<landing>/.erased/<seq>`` (`xray forget`): the
     entries keep their numbers, so offsets and replays are unchanged, but the log no longer names the
-    patient. Problems naming those paths are dropped. Returns the entries changed."""
+    patient. Older entries kept by path only (``base.json``) and problems naming those paths are dropped
+    (the files are gone from landing). Returns the entries changed."""
     folder = Path(folder)
+    if not (folder / "files").is_dir():
+        return 0
     changed = 0
-    for segment in sorted((folder / "files").glob("*.jsonl")):
-        records = _read_lines(segment)
-        hits = [r for r in records if r.get("path") in paths]
-        if not hits:
-            continue
-        for record in hits:
-            record["path"] = str(Path(landing) / ERASED_FOLDER / str(record.get("seq")))
-            record["target"] = None
-        _write_atomically(segment, "".join(json.dumps(r) + "\n" for r in records))
-        changed += len(hits)
+    with exclusive(folder):
+        for segment in sorted((folder / "files").glob("*.jsonl")):
+            records = _read_lines(segment)
+            hits = [r for r in records if r.get("path") in paths]
+            for record in hits:
+                record["path"] = str(Path(landing) / ERASED_FOLDER / str(record.get("seq")))
+                record["target"] = None
+            if hits:
+                _write_atomically(segment, "".join(json.dumps(r) + "\n" for r in records))
+                changed += len(hits)
+        base = _read_base(folder)
+        seen = {path: seq for path, seq in base["seen"].items() if path not in paths}
+        if len(seen) != len(base["seen"]):
+            _write_atomically(folder / "base.json", json.dumps({"first_seq": base["first_seq"], "seen": seen}))
+            changed += len(base["seen"]) - len(seen)
     relative = {os.path.relpath(p, landing) for p in paths}
     problems = read_problems(folder)
     kept = [p for p in problems if p.get("path") not in relative and p.get("path") not in paths]

@@ -164,3 +164,23 @@ def test_a_cleaned_line_cut_by_a_crash_does_not_stop_the_log(tmp_path):
     LandingLog.record_cleaned(folder, [3])
     log = LandingLog(folder)
     assert [e.path for e in log.add_new([entry("b1-1.jpeg", 1)])] == [], "the cut record is lost, no more"
+
+
+# ---- erasure -------------------------------------------------------------------------------------------
+def test_erased_paths_leave_the_log_but_numbers_and_replays_stay(tmp_path):
+    folder = tmp_path / "log"
+    log = LandingLog(folder)
+    log.add_new([entry("person5_a.jpeg", 1), entry("old-person5.jpeg", 0), entry("other.jpeg", 2)])
+    log.record_plan(0, 3)
+    log.compact(1)  # the first entry is kept by path only (still in landing): base.json names it
+    assert "/landing/old-person5.jpeg" in (folder / "base.json").read_text()
+    (folder / "problems.json").write_text(json.dumps([{"kind": "unreadable", "path": "person5_b.jpeg"}]))
+
+    erased = {"/landing/old-person5.jpeg", "/landing/person5_a.jpeg", "/landing/person5_b.jpeg"}
+    assert landing_log.erase_paths(folder, erased, tmp_path / "landing") == 3  # two entries, one old path
+    text = "".join(p.read_text() for p in folder.rglob("*") if p.is_file())
+    assert "person5" not in text, "the identifier is gone from every file of the log"
+    again = LandingLog(folder)
+    assert len(again.entries) == 3 and again.entries[1].path == str(tmp_path / "landing/.erased/1")
+    assert again.entries[2].path == "/landing/other.jpeg" and again.plan == {0: 3}
+    assert landing_log.erase_paths(tmp_path / "no-log", erased, tmp_path / "landing") == 0
