@@ -172,7 +172,8 @@ def test_erased_paths_leave_the_log_but_numbers_and_replays_stay(tmp_path):
     folder = tmp_path / "log"
     log = LandingLog(folder)
     log.add_new([entry("person5_a.jpeg", 1), entry("old-person5.jpeg", 0), entry("other.jpeg", 2)])
-    log.record_plan(0, 3)
+    log.record_plan(0, 1)
+    log.record_plan(1, 3)
     log.compact(1)  # the first entry is kept by path only (still in landing): base.json names it
     assert "/landing/old-person5.jpeg" in (folder / "base.json").read_text()
     (folder / "problems.json").write_text(json.dumps([{"kind": "unreadable", "path": "person5_b.jpeg"}]))
@@ -183,5 +184,5 @@ def test_erased_paths_leave_the_log_but_numbers_and_replays_stay(tmp_path):
     assert "person5" not in text, "the identifier is gone from every file of the log"
     again = LandingLog(folder)
     assert len(again.entries) == 3 and again.entries[1].path == "/landing/.erased/1"
-    assert again.entries[2].path == "/landing/other.jpeg" and again.plan == {0: 3}
+    assert again.entries[2].path == "/landing/other.jpeg" and again.plan == {1: 3}
     assert landing_log.erase_paths(tmp_path / "no-log", erased, tmp_path / "landing") == 0
