@@ -94,6 +94,8 @@ def _option_value(name: str, value: Any, salt: str) -> Any:
         return REDACTED
     if isinstance(value, (list, tuple)):
         return [_option_value(name, item, salt) for item in value]
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
     if not isinstance(value, str):
         return value if isinstance(value, (bool, int, float)) or value is None else str(value)
     if name in PATH_OPTIONS:
@@ -111,31 +113,30 @@ def audit_options(options: dict[str, Any], salt: str) -> dict[str, Any]:
             if value is not None and name != "command"}
 
 
-def _raw_values(options: dict[str, Any]) -> list[tuple[str, str]]:
-    """(raw value, kind) of every option whose value is hashed: what an error message may quote."""
-    found: list[tuple[str, str]] = []
+def _replacements(options: dict[str, Any], salt: str) -> list[tuple[str, str]]:
+    """(text, what replaces it) for every option value recorded otherwise than given, as an error message
+    may quote it (as given, with ``~`` expanded, made absolute); longest first."""
+    pairs: dict[str, str] = {}
     for name, value in options.items():
         for item in value if isinstance(value, (list, tuple)) else [value]:
-            if not isinstance(item, str) or not item or name == "command":
+            item = os.fspath(item) if isinstance(item, os.PathLike) else item
+            if name == "command" or not isinstance(item, str) or not item:
                 continue
-            recorded = _option_value(name, item, "k")
-            if recorded is REDACTED or recorded != item:
-                kind = "patient" if "patient" in name.lower() and name not in PATH_OPTIONS else "path"
-                found += [(item, kind), (os.path.expanduser(item), kind)]
-                if kind == "path" and "://" not in item:
-                    found.append((os.path.abspath(os.path.expanduser(item)), kind))
-    return sorted(set(found), key=lambda pair: -len(pair[0]))
+            recorded = _option_value(name, item, salt)
+            if recorded == item:
+                continue
+            pairs[item] = recorded
+            if recorded.startswith("path:") and "://" not in item:
+                pairs.setdefault(os.path.expanduser(item), recorded)
+                pairs.setdefault(os.path.abspath(os.path.expanduser(item)), recorded)
+    return sorted(pairs.items(), key=lambda pair: -len(pair[0]))
 
 
 def scrub(message: str, options: dict[str, Any], salt: str) -> str:
     """An error message without raw identifiers: the values of hashed options, then any remaining path or
     input file name, replaced by their keyed hashes; a secret option's value by ``<redacted>``."""
-    for raw, kind in _raw_values(options):
-        names = [name for name, value in options.items()
-                 if value == raw or (isinstance(value, (list, tuple)) and raw in value)]
-        secret = any(word in name.lower() for name in names for word in SECRET_WORDS)
-        hashed = REDACTED if secret else (_patient_value(raw, salt) if kind == "patient" else _path_value(raw, salt))
-        message = re.sub(rf"(?<![\w/.~-]){re.escape(raw)}{_NOT_AFTER_VALUE}", hashed, message)
+    for raw, replacement in _replacements(options, salt):
+        message = re.sub(rf"(?<![\w/.~-]){re.escape(raw)}{_NOT_AFTER_VALUE}", lambda _, r=replacement: r, message)
     message = _PATH_TOKEN.sub(lambda m: _path_value(m.group(0), salt) if len(m.group(0)) > 1 else m.group(0),
                               message)
     return _FILE_TOKEN.sub(lambda m: _path_value(m.group(0), salt), message)
