@@ -37,6 +37,8 @@ locals {
     gold_model_performance     = "gold"
     gold_dataset_summary       = "gold"
     pipeline_events            = "ops"
+    audit_log                  = "ops"
+    forget_list                = "ops"
   }
 }
 

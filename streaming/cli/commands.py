@@ -15,10 +15,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from streaming.cli.exits import (
+    EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_TERMINATED,
     Terminated,
+    package_version,
     terminate_on_sigterm,
 )
 from streaming.cli.parser import COMMON_CONFIG_OPTIONS, build_parser
@@ -27,6 +29,7 @@ from streaming.core.config import XrayConfig, load_config
 from streaming.core.errors import XrayError, is_transported
 from streaming.core.names import LAYERS
 from streaming.core.permissions import apply_permissions
+from streaming.ops.audit import CommandAudit
 from streaming.ops.sql import sql_command
 
 
@@ -221,14 +224,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A native crash (a library aborting) then leaves every thread's Python stack in the log.
     with contextlib.suppress(ValueError, OSError, AttributeError):  # stderr without a file (captured)
         faulthandler.enable()
+    # Commands that change the lakehouse leave a started and a finished row in audit_log (README: Audit
+    # trail); the audit neither changes the command's exit code nor hides its result.
+    audit = CommandAudit(args.command, vars(args), package_version())
     restore_sigterm = terminate_on_sigterm()
+    code = EXIT_INTERNAL
+    try:
+        code = _main(args, audit)
+    except BaseException as error:  # a bug (Python prints the traceback) or an exit from inside a command
+        code = error.code if isinstance(error, SystemExit) and isinstance(error.code, int) else EXIT_INTERNAL
+        audit.failed(error)
+        raise
+    finally:
+        restore_sigterm()
+        audit.finish(code)
+    return code
+
+
+def _main(args: argparse.Namespace, audit: CommandAudit) -> int:
+    """Configure, check, run the command; a named error, a storage failure or a signal ends in one line."""
     try:
         config = config_from_args(args)
         _configure_logging(config)
         # First thing after logging: every file any command writes is private (see streaming/permissions.py).
         apply_permissions(config)
+        audit.bind(config)
         # Arguments, paths and the command's input, before any JVM starts: mistakes answered in a second.
         preflight(args, config)
+        audit.started()
         try:
             return _run(args, config)
         finally:
@@ -237,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 stop_owned_sessions()
     except XrayError as error:
+        audit.failed(error)
         print(f"xray {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
     except Exception as error:
@@ -246,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         named = storage_error(error)
         if named is None:
             raise
+        audit.failed(named)
         print(f"xray {args.command}: error: {named}", file=sys.stderr)
         return named.exit_code
     except KeyboardInterrupt:
@@ -255,8 +280,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"xray {args.command}: terminated (SIGTERM) before it finished; run it again",
               file=sys.stderr)
         return EXIT_TERMINATED
-    finally:
-        restore_sigterm()
 
 
 if __name__ == "__main__":  # pragma: no cover

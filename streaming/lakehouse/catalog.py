@@ -248,11 +248,12 @@ AUDIT_LOG = TableSpec(
         ("user", "string", "Operating-system user who ran it"),
         ("host", "string", "Host name"),
         ("pid", "bigint", "Process id"),
-        ("outcome", "string", "started, ok, error, interrupted or terminated"),
+        ("outcome", "string", "started, ok, error (named error or bug), interrupted (Ctrl-C) or terminated (SIGTERM)"),
         ("exit_code", "int", "Exit code of the command (finished rows)"),
-        ("message", "string", "The one-line error of a failed run, else null"),
+        ("message", "string", "The one-line error of a failed run (paths and identifiers as keyed hashes), else null"),
         ("tables", "array<struct<table:string,version_before:bigint,version_after:bigint>>",
-         "Tables whose Delta version changed during the run, with the versions before and after"),
+         "Tables whose Delta version changed during the run (finished rows; audit_log itself left out), with "
+         "the versions before and after (null: no table)"),
         ("duration_ms", "bigint", "Wall time of the run in milliseconds (finished rows)"),
     ),
 )

@@ -25,6 +25,7 @@ from streaming.core.errors import (
     received,
 )
 from streaming.lakehouse.catalog import ALL_TABLES, TABLES_BY_NAME, TableSpec
+from streaming.lakehouse.direct import arrow_rows, commit_arrow, create_table
 from streaming.lakehouse.failures import storage_error
 
 log = logging.getLogger(__name__)
@@ -115,15 +116,8 @@ class Lakehouse:
                 self.check_columns(spec)
                 continue
             if self.format == DELTA_RS_FORMAT:
-                from deltalake import DeltaTable
-
-                from streaming.lakehouse.deltars import arrow_schema_of_spark
-
-                with contextlib.suppress(Exception):  # a concurrent creator won: the table exists
-                    DeltaTable.create(
-                        self.path(spec.name), arrow_schema_of_spark(spec.schema), mode="ignore",
-                        name=spec.name, description=spec.description,
-                    )
+                with translate_errors(spec.name, self.path(spec.name)):
+                    create_table(self.path(spec.name), spec, spec.schema)
             else:
                 empty = self.spark.createDataFrame([], spec.schema)
                 empty.write.format(NATIVE_FORMAT).mode("append").save(self.path(spec.name))
@@ -220,12 +214,7 @@ class Lakehouse:
         self.append_arrow(table, self._arrow_rows(table, rows), mode="overwrite")
 
     def _arrow_rows(self, table: str, rows: list[dict[str, Any]]) -> Any:
-        import pyarrow as pa
-
-        from streaming.lakehouse.deltars import arrow_schema_of_spark
-
-        schema = arrow_schema_of_spark(TABLES_BY_NAME[table].schema)
-        return pa.Table.from_pylist([{k: row.get(k) for k in schema.names} for row in rows], schema=schema)
+        return arrow_rows(TABLES_BY_NAME[table].schema, rows)
 
     def append_arrow(self, table: str, data: Any, txn: tuple[str, int] | None = None, mode: str = "append") -> None:
         """Write an Arrow table held by the driver (a micro-batch's small results) to a declared table.
@@ -239,29 +228,9 @@ class Lakehouse:
         if self.format != DELTA_RS_FORMAT:
             self._write(self.spark.createDataFrame(data, schema=spec.schema), table, mode, txn, False)
             return
-        from streaming.lakehouse.deltars import (
-            ParquetFileWriter,
-            arrow_schema_of_spark,
-            commit_files,
-            remove_orphans,
-            txn_file_prefix,
-        )
-
-        schema = arrow_schema_of_spark(spec.schema)
         self.ensure_tables((spec,))
-        app, version = txn if txn else (None, None)
         with translate_errors(table, self.path(table)):
-            if txn:  # files of a killed attempt of this transaction go before it is redone
-                remove_orphans(self.path(table), txn[0], txn[1])
-            writer = ParquetFileWriter(self.path(table), schema, {}, prefix=txn_file_prefix(app, version))
-            try:
-                for batch in data.select(schema.names).cast(schema).to_batches():
-                    writer.write(batch)
-                message = writer.finish()
-            except BaseException:
-                writer.discard()
-                raise
-            commit_files(self.path(table), spec.schema, [message], mode, app, version)
+            commit_arrow(self.path(table), spec.schema, data, mode, txn)
 
     def read_arrow(self, table: str, columns: list[str] | None = None, filters: Any = None,
                    version: int | None = None) -> Any:
