@@ -177,10 +177,11 @@ def _recover(args: argparse.Namespace, config: XrayConfig) -> int:
 
 
 def _forget(args: argparse.Namespace, config: XrayConfig) -> int:
+    from streaming.ops.audit import current_run_id
     from streaming.ops.forget import forget_patient
 
     # delta-rs only: no Spark session, so an erasure runs beside a stream without competing for memory.
-    for line in forget_patient(config, args.patient, yes=args.yes).lines():
+    for line in forget_patient(config, args.patient, yes=args.yes, run_id=current_run_id()).lines():
         print(line)
     return 0
 

@@ -135,14 +135,15 @@ class XrayConfig:
         from streaming.core.permissions import SECRETS_MODE, secure_directory
 
         salt_file = self.root / "_secrets" / "patient_id_salt"
-        if salt_file.exists():
-            return salt_file.read_text().strip()
-        secure_directory(salt_file.parent, SECRETS_MODE, "lakehouse key folder")
-        new_salt = secrets.token_hex(16)
-        descriptor = os.open(salt_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(new_salt)
-        return new_salt
+        if not salt_file.exists():
+            secure_directory(salt_file.parent, SECRETS_MODE, "lakehouse key folder")
+            _create_key(salt_file, secrets.token_hex(16))
+        salt = salt_file.read_text().strip()
+        if not salt:
+            raise ConfigError(f"the lakehouse key {salt_file} is empty; restore it from a backup of the lakehouse "
+                              "(without it, pseudonyms no longer join); if the lakehouse holds no data yet, "
+                              "delete the file and a new key is made")
+        return salt
 
     def with_overrides(self, **overrides: Any) -> XrayConfig:
         """A copy with the given keys replaced (values parsed and checked like any other source)."""
@@ -150,6 +151,23 @@ class XrayConfig:
 
     def _as_raw(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _create_key(path: Path, key: str) -> None:
+    """Write a new key file whole or not at all: written and synced under a temporary name, then linked to
+    its name (a full disk never leaves an empty key; of two processes creating it, the first link wins)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(key)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(temporary, path)
+    except FileExistsError:
+        pass  # another process made the key first: every process uses that one
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 _HINTS = get_type_hints(XrayConfig)

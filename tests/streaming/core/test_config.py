@@ -81,6 +81,17 @@ def test_patient_salt_is_generated_once_and_private(tmp_path):
     salt_file = tmp_path / "lh" / "_secrets" / "patient_id_salt"
     assert oct(salt_file.stat().st_mode & 0o777) == "0o600"
     assert load_config(environ={}, lakehouse=str(tmp_path / "lh"), patient_id_salt="fixed").patient_salt() == "fixed"
+    assert sorted(p.name for p in salt_file.parent.iterdir()) == ["patient_id_salt"]  # no temporary left
+
+
+def test_an_empty_key_file_is_a_named_error_not_a_new_key(tmp_path):
+    config = load_config(environ={}, lakehouse=str(tmp_path / "lh"))
+    salt_file = tmp_path / "lh" / "_secrets" / "patient_id_salt"
+    salt_file.parent.mkdir(parents=True)
+    salt_file.write_text("")  # what a full disk once left behind
+    with pytest.raises(ConfigError, match="is empty; restore it from a backup"):
+        config.patient_salt()
+    assert salt_file.read_text() == "", "the damaged key is not replaced silently (pseudonyms would not join)"
 
 
 def test_java_check_says_how_to_install(tmp_path, monkeypatch):
