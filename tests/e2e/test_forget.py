@@ -10,6 +10,7 @@ stream running, new files of the patient are refused while other files flow exac
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -110,7 +111,12 @@ def test_forget_erases_every_row_byte_and_trace(house, capsys):
     assert len(silver) == 32, "the other patients' images are all still there"
     with pytest.raises(Exception):  # noqa: B017 - delta-rs names no public class for a missing version
         DeltaTable(str(config.table_path("bronze_xray_images")), version=old_version - 1).to_pyarrow_table()
-    assert [r["patient_ref"] for r in table_rows(config, "forget_list")] == [ref]
+    listed = table_rows(config, "forget_list")
+    assert [r["patient_ref"] for r in listed] == [ref]
+    audited = [r for r in table_rows(config, "audit_log") if r["command"] == "forget" and r["event"] == "finished"]
+    assert [json.loads(r["options"])["patient"] for r in audited] == [ref, ref]  # a keyed hash, never the id
+    assert listed[0]["run_id"] == audited[-1]["run_id"] and audited[-1]["outcome"] == "ok"
+    assert {t["table"] for t in audited[-1]["tables"]} >= {"bronze_xray_images", "forget_list"}
 
     assert run("forget", "--lakehouse", str(root), "--patient", ref, "--yes") == 0  # again, by hash: nothing left
     assert "erased 0 image(s) (0 distinct" in capsys.readouterr().out
