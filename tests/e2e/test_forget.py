@@ -115,8 +115,9 @@ def test_forget_erases_every_row_byte_and_trace(house, capsys):
     assert [r["patient_ref"] for r in listed] == [ref]
     audited = [r for r in table_rows(config, "audit_log") if r["command"] == "forget" and r["event"] == "finished"]
     assert [json.loads(r["options"])["patient"] for r in audited] == [ref, ref]  # a keyed hash, never the id
-    assert listed[0]["run_id"] == audited[-1]["run_id"] and audited[-1]["outcome"] == "ok"
-    assert {t["table"] for t in audited[-1]["tables"]} >= {"bronze_xray_images", "forget_list"}
+    erasing = [r for r in audited if json.loads(r["options"]).get("yes")]
+    assert [r["run_id"] for r in erasing] == [listed[0]["run_id"]] and erasing[0]["outcome"] == "ok"
+    assert {t["table"] for t in erasing[0]["tables"]} >= {"bronze_xray_images", "forget_list"}
 
     assert run("forget", "--lakehouse", str(root), "--patient", ref, "--yes") == 0  # again, by hash: nothing left
     assert "erased 0 image(s) (0 distinct" in capsys.readouterr().out
