@@ -13,6 +13,7 @@ from streaming.cli.exits import (
     package_version,
 )
 from streaming.core.names import LAYERS
+from streaming.lakehouse.catalog import ALL_TABLES
 from streaming.ops.sql import SQL_HELP, add_sql_arguments
 
 # Options every subcommand accepts; each maps to the config key of the same name.
@@ -156,6 +157,18 @@ def _operations_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> 
     status = add("status", "Show tables, streams, backlog, champion model and quarantine on one screen.")
     status.add_argument("--json", action="store_true", help="print machine-readable JSON")
     add_sql_arguments(add("sql", SQL_HELP))
+
+    maintain = add("maintain", "Compact small files, checkpoint and trim each Delta log, vacuum files replaced "
+                               "longer ago than the retention, and delete never-committed files older than "
+                               "orphan_min_age_hours; prints files and bytes before and after. Safe while "
+                               "'xray stream' runs (which also does it every maintenance_interval_minutes).")
+    maintain.add_argument("--table", action="append", default=None, choices=[t.name for t in ALL_TABLES],
+                          metavar="NAME", help="maintain only this table (repeat for several; default all)")
+    maintain.add_argument("--retention-hours", type=int, default=None, metavar="H",
+                          help="delete replaced files older than H hours (default vacuum_retention_hours, 168; "
+                               "below 168 time travel and a replay after a crash may miss files)")
+    maintain.add_argument("--dry-run", action="store_true",
+                          help="say what would be compacted, vacuumed and removed; change nothing")
 
     demo = add("demo", "Run the whole service once on a sample: stage, stream, train, score, report.")
     demo.add_argument("--per-class", type=int, default=None, metavar="N",
