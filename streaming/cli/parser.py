@@ -153,6 +153,14 @@ def _model_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
                                 "interruption keeps; each chunk reads bronze once")
 
 
+def _hours(text: str) -> int:
+    """A whole number of hours >= 0 (argparse turns the ValueError into a usage error)."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
 def _operations_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     status = add("status", "Show tables, streams, backlog, champion model and quarantine on one screen.")
     status.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -164,7 +172,7 @@ def _operations_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> 
                                "'xray stream' runs (which also does it every maintenance_interval_minutes).")
     maintain.add_argument("--table", action="append", default=None, choices=[t.name for t in ALL_TABLES],
                           metavar="NAME", help="maintain only this table (repeat for several; default all)")
-    maintain.add_argument("--retention-hours", type=int, default=None, metavar="H",
+    maintain.add_argument("--retention-hours", type=_hours, default=None, metavar="H",
                           help="delete replaced files older than H hours (default vacuum_retention_hours, 168; "
                                "below 168 time travel and a replay after a crash may miss files)")
     maintain.add_argument("--dry-run", action="store_true",
