@@ -158,3 +158,21 @@ def test_a_stream_reading_during_a_vacuum_rereads(house, config, monkeypatch):
     assert len(calls) == 2
     assert sorted(data.column("batch_id").to_pylist()) == list(range(COMMITS))
     assert isinstance(data, pa.Table)
+
+
+def test_the_deltars_stream_source_skips_compaction_and_vacuum_commits(house, config):
+    """A separate silver or gold stream reads appends only: a compaction re-adds the same rows
+    (dataChange=false) and must not be read again; vacuum commits hold no file."""
+    from pyspark.sql.types import StructType
+
+    from streaming.lakehouse.deltars.stream import DeltaRsStreamReader
+
+    path = str(config.table_path(EVENTS))
+    before = DeltaTable(path).version()
+    maintain_tables(config, tables=[EVENTS], retention_hours=0)
+    after = DeltaTable(path).version()
+    assert after >= before + 3  # OPTIMIZE, VACUUM START, VACUUM END
+    reader = DeltaRsStreamReader(path, StructType(), {})
+    start = {"version": before + 1, "index": 0, "snapshot": False}
+    assert reader.latestOffset(start, None) == {"version": after + 1, "index": 0, "snapshot": False}
+    assert all(reader._files_of(v, False).files == [] for v in range(before + 1, after + 1))

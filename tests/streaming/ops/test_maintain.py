@@ -75,3 +75,15 @@ def test_unknown_table_and_negative_retention_are_usage_errors(config, capsys):
 
 def test_checkpoint_sizes(small_files, config):
     assert checkpoint_sizes(config) == [("bronze", 2, 12)]
+
+
+def test_status_does_not_list_maintenance_as_a_stream(small_files, config):
+    from streaming.ops.status import latest_events, stream_status
+
+    maintain_command(config, retention_hours=0)
+    import datetime as dt
+
+    events = latest_events(small_files)
+    assert "maintenance" in events
+    assert [s["query"] for s in stream_status(config, events, dt.datetime.now(dt.timezone.utc))] == [
+        "bronze", "silver", "gold"]
