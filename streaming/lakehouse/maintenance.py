@@ -15,6 +15,7 @@ Safe while a stream writes (see README: Maintenance):
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -43,6 +44,7 @@ DEFAULT_RETENTION_HOURS = 168  # Delta's default delta.deletedFileRetentionDurat
 # A table is compacted once it holds this many files below the target size: fewer are not worth a rewrite.
 COMPACT_MIN_FILES = 10
 COMPACT_TARGET_BYTES = 128 * 1024 * 1024
+CHECKPOINT_MIN_COMMITS = 10  # JSON commits after the last checkpoint before maintenance writes one
 LOG_DIR = "_delta_log"
 
 
@@ -61,6 +63,7 @@ class TableMaintenance:
     compacted: int = 0  # small files rewritten into larger ones
     vacuumed: int = 0  # replaced files deleted after the retention period
     orphans: int = 0  # never-committed files deleted
+    deleted_bytes: int = 0  # of the vacuumed files and orphans (what a dry run would free)
     checkpoint: bool = False
     seconds: float = 0.0
     error: str | None = None
@@ -168,6 +171,7 @@ def maintain_tables(config: XrayConfig, tables: Sequence[str] | None = None,
         result.files_after, result.bytes_after, result.log_files_after = table_files(path)
         if dry_run:  # nothing changed: "after" is what the pass would leave
             result.files_after = result.files_before - result.vacuumed - result.orphans
+            result.bytes_after = result.bytes_before - result.deleted_bytes
         result.seconds = time.monotonic() - clock
         log.info("maintenance: %s: data files %d -> %d, %.1f MB -> %.1f MB, log files %d -> %d, compacted %d, "
                  "vacuumed %d, orphans %d%s", name, result.files_before, result.files_after,
@@ -199,10 +203,13 @@ def _maintain(path: str, result: TableMaintenance, retention: int, min_age_hours
     # commits twice (VACUUM START/END) even then: only the files still there count, and none, no vacuum.
     expired = [f for f in table.vacuum(retention, dry_run=True, enforce_retention_duration=enforce, full=False)
                if os.path.exists(os.path.join(path, f))]
+    result.deleted_bytes = sum(_size(os.path.join(path, f)) for f in expired)
     if expired and not dry_run:
         table.vacuum(retention, dry_run=False, enforce_retention_duration=enforce, full=False)
     result.vacuumed = len(expired)
-    result.orphans = len(_remove_orphans(table, path, min_age_hours, dry_run))
+    orphans = _remove_orphans(table, path, min_age_hours, dry_run)
+    result.orphans = len(orphans)
+    result.deleted_bytes += sum(size for _, size in orphans)
 
 
 def _small_files(table) -> list[str]:  # noqa: ANN001 - deltalake.DeltaTable
@@ -215,10 +222,16 @@ def _small_files(table) -> list[str]:  # noqa: ANN001 - deltalake.DeltaTable
 
 
 def _checkpoint(table, path: str) -> bool:  # noqa: ANN001 - deltalake.DeltaTable
-    """Write a checkpoint of the current version unless one exists: readers then start from it instead of
-    replaying every JSON commit, and `cleanup_metadata` may drop the commits before it."""
-    version = table.version()
-    if os.path.exists(os.path.join(path, LOG_DIR, f"{version:020d}.checkpoint.parquet")):
+    """Checkpoint the current version once CHECKPOINT_MIN_COMMITS commits followed the last checkpoint:
+    readers then start from it instead of replaying every JSON commit, and `cleanup_metadata` may drop
+    the commits before it. (delta-rs also writes one every 100 commits by itself.) A table with a few
+    commits is left alone: its checkpoint would only add two files."""
+    try:
+        with open(os.path.join(path, LOG_DIR, "_last_checkpoint")) as handle:
+            last = int(json.load(handle)["version"])
+    except (FileNotFoundError, ValueError, KeyError):
+        last = -1
+    if table.version() - last < CHECKPOINT_MIN_COMMITS:
         return False
     table.create_checkpoint()
     return True
@@ -233,12 +246,14 @@ def _table_retention_hours(table) -> float:  # noqa: ANN001 - deltalake.DeltaTab
     return int(match.group(1)) * {"hour": 1, "day": 24, "week": 168}[match.group(2).lower()]
 
 
-def _remove_orphans(table, path: str, min_age_hours: float, dry_run: bool) -> list[str]:  # noqa: ANN001
+def _remove_orphans(table, path: str, min_age_hours: float, dry_run: bool  # noqa: ANN001
+                    ) -> list[tuple[str, int]]:
     """Delete the Parquet files of the table folder that neither the snapshot nor a tombstone names and
     that are older than ``min_age_hours``: files of an attempt killed between writing and committing.
 
     Never anything under ``_delta_log`` (or another ``_``/``.`` folder), never a file that is not Parquet.
-    A younger unreferenced file may belong to a batch still running, which commits it later.
+    A younger unreferenced file may belong to a batch still running, which commits it later. Returns
+    (path relative to the table, bytes) of each file removed (to be removed on a dry run).
     """
     referenced = set(pa.table(table.get_add_actions(flatten=True)).column("path").to_pylist())
     # The tombstoned files still present: LITE vacuum's dry run at retention 0 lists exactly them.
@@ -253,13 +268,14 @@ def _remove_orphans(table, path: str, min_age_hours: float, dry_run: bool) -> li
             if not name.endswith(".parquet") or relative in referenced:
                 continue
             try:
-                if os.stat(full).st_mtime >= deadline:
+                stat = os.stat(full)
+                if stat.st_mtime >= deadline:
                     continue
                 if not dry_run:
                     os.remove(full)
             except FileNotFoundError:
                 continue
-            removed.append(relative)
+            removed.append((relative, stat.st_size))
     if removed:
         log.info("maintenance: %s: %s %d never-committed file(s) older than %.2f h", os.path.basename(path),
                  "would remove" if dry_run else "removed", len(removed), min_age_hours)

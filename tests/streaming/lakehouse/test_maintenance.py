@@ -84,6 +84,7 @@ def test_below_the_threshold_nothing_is_compacted(spark, config):
         house.append_rows(EVENTS, [BatchEvent("bronze", batch).as_row()])
     result = maintain_tables(config, retention_hours=0).tables[0]
     assert (result.table, result.compacted, result.files_after) == (EVENTS, 0, 3)
+    assert not result.checkpoint and result.log_files_after == result.log_files_before  # too few commits
 
 
 def test_orphans_old_removed_young_kept_log_and_other_files_untouched(house, config):
@@ -100,6 +101,7 @@ def test_orphans_old_removed_young_kept_log_and_other_files_untouched(house, con
         _age(planted, 10)
     dry = maintain_tables(config, tables=[EVENTS], dry_run=True).tables[0]
     assert dry.orphans == 1 and old.exists()  # a dry run changes nothing
+    assert dry.bytes_freed == old.stat().st_size and dry.files_after == dry.files_before - 1
     assert dry.compacted == COMMITS and len(DeltaTable(str(path)).file_uris()) == COMMITS
     result = maintain_tables(config, tables=[EVENTS], orphan_min_age_hours=6).tables[0]
     assert result.orphans == 1
@@ -176,3 +178,34 @@ def test_the_deltars_stream_source_skips_compaction_and_vacuum_commits(house, co
     start = {"version": before + 1, "index": 0, "snapshot": False}
     assert reader.latestOffset(start, None) == {"version": after + 1, "index": 0, "snapshot": False}
     assert all(reader._files_of(v, False).files == [] for v in range(before + 1, after + 1))
+
+
+def test_idempotent_appends_beside_a_maintenance_loop_all_commit_exactly_once(house, config, monkeypatch):
+    """Blind appends (a micro-batch's commit, with its application transaction) never fail on a concurrent
+    compaction or vacuum commit, and a repeated transaction is still skipped."""
+    import threading
+
+    from streaming.lakehouse import maintenance
+
+    monkeypatch.setattr(maintenance, "COMPACT_MIN_FILES", 2)
+    stop, errors, passes = threading.Event(), [], []
+
+    def loop() -> None:
+        while not stop.is_set():
+            report = maintain_tables(config, tables=[EVENTS], retention_hours=0, orphan_min_age_hours=1)
+            errors.extend(t.error for t in report.errors)
+            passes.append(report.tables[0].compacted)
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        for batch in range(COMMITS, COMMITS + 40):
+            house.append_rows(EVENTS, [BatchEvent("bronze", batch).as_row()], txn=("t", batch))
+            house.append_rows(EVENTS, [BatchEvent("bronze", batch).as_row()], txn=("t", batch))  # a replay
+    finally:
+        stop.set()
+        thread.join()
+    assert errors == []
+    assert sum(1 for compacted in passes if compacted) >= 2, "compactions ran between the appends"
+    assert _batch_ids(config.table_path(EVENTS)) == list(range(COMMITS + 40))
+    assert _referenced_files_exist(config.table_path(EVENTS))

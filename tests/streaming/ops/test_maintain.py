@@ -57,6 +57,10 @@ def test_dry_run_changes_nothing(small_files, config, capsys):
     assert sorted(p.name for p in path.rglob("*")) == files
     assert _events(config, "maintenance") == []
     assert "dry run: nothing changed" in capsys.readouterr().out
+    assert report.tables[0].bytes_after == report.tables[0].bytes_before  # 168 h: nothing would go yet
+    at_zero = maintain_command(config, retention_hours=0, dry_run=True)
+    # Compaction is not simulated: the files it would replace are not yet vacuum's
+    assert at_zero.tables[0].files_after == COMMITS and at_zero.bytes_freed == 0
 
 
 def test_a_fresh_lakehouse_has_nothing_to_maintain(config, capsys):
