@@ -17,6 +17,7 @@ def bench_maintenance(ctx: BenchContext) -> dict[str, Any]:
     from streaming.core.config import load_config
     from streaming.imaging.synthetic import write_synthetic_dataset
     from streaming.lakehouse.maintenance import maintain_tables
+    from streaming.ops.maintain import checkpoint_sizes, render_report
 
     lakehouse = ctx.work / "maintenance"
     # 256x256 synthetic JPEGs: the figures are about file counts, not image work.
@@ -29,6 +30,8 @@ def bench_maintenance(ctx: BenchContext) -> dict[str, Any]:
     clock = time.perf_counter()
     report = maintain_tables(config, retention_hours=0)
     seconds = time.perf_counter() - clock
+    checkpoints = checkpoint_sizes(config)
+    say("\n".join(f"    {line}" for line in render_report(report, checkpoints).splitlines()))
     second = maintain_tables(config, retention_hours=0)  # nothing left to do: the cost of a routine pass
     tables = {t.table: {"data_files_before": t.files_before, "data_files_after": t.files_after,
                         "data_mb_before": round(t.bytes_before / 1e6, 2), "data_mb_after": round(t.bytes_after / 1e6, 2),
@@ -48,5 +51,6 @@ def bench_maintenance(ctx: BenchContext) -> dict[str, Any]:
         "mb_freed": round(report.bytes_freed / 1e6, 2),
         "maintain_seconds": round(seconds, 2),
         "second_pass_seconds": round(second.seconds, 2),
+        "checkpoints": {query: {"files": files, "bytes": size} for query, files, size in checkpoints},
         "errors": [f"{t.table}: {t.error}" for t in report.errors],
     }
