@@ -10,22 +10,29 @@ Safe while a stream writes (see README: Maintenance):
   file the log does not know. The files a running batch has written but not yet committed are such files,
   which a FULL vacuum with a short retention would delete (delta-rs #3645);
 - orphans (files neither the snapshot nor a tombstone names) are deleted only once older than
-  ``orphan_min_age_hours``, longer than any batch takes between writing a file and committing it.
+  ``orphan_min_age_hours``, longer than any batch takes between writing a file and committing it;
+- one pass at a time per lakehouse (`maintenance_lock`): two concurrent compactions would double rows.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import re
+import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pyarrow as pa
 
 from streaming.core.config import XrayConfig
+from streaming.core.errors import LakehouseBusyError
+from streaming.core.locks import describe_holder
 from streaming.lakehouse.catalog import ALL_TABLES
 
 log = logging.getLogger(__name__)
@@ -36,6 +43,7 @@ __all__ = [
     "MaintenanceReport",
     "TableMaintenance",
     "maintain_tables",
+    "maintenance_lock",
     "record_maintenance",
     "table_files",
 ]
@@ -46,6 +54,7 @@ COMPACT_MIN_FILES = 10
 COMPACT_TARGET_BYTES = 128 * 1024 * 1024
 CHECKPOINT_MIN_COMMITS = 10  # JSON commits after the last checkpoint before maintenance writes one
 LOG_DIR = "_delta_log"
+MAINTENANCE_LOCK = "maintenance.lock"
 
 
 @dataclass
@@ -135,15 +144,66 @@ def _size(path: str) -> int:
         return 0
 
 
+@contextlib.contextmanager
+def maintenance_lock(root: Path, wait_seconds: float = 0.0) -> Iterator[None]:
+    """Hold ``<root>/_locks/maintenance.lock`` (an flock: released when the process dies) while the block
+    runs, waiting up to ``wait_seconds`` for a pass that holds it; `LakehouseBusyError` after that.
+
+    One pass at a time per lakehouse: delta-rs 1.6 lets two compactions of the same snapshot both commit,
+    and the second one adds the rows a second time (its conflict check misses the files the first removed).
+    """
+    path = root / "_locks" / MAINTENANCE_LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + wait_seconds
+        waited = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LakehouseBusyError(
+                        f"a maintenance pass on {root} is running ({describe_holder(path)}); it does the same "
+                        "work: let it finish, or run xray maintain again later") from None
+                if not waited:
+                    log.info("maintenance: waiting for the pass of %s", describe_holder(path))
+                    waited = True
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                  "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode(), 0)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def maintain_tables(config: XrayConfig, tables: Sequence[str] | None = None,
                     retention_hours: int | None = None, dry_run: bool = False,
                     orphan_min_age_hours: float | None = None,
-                    should_stop: Callable[[], bool] | None = None) -> MaintenanceReport:
+                    should_stop: Callable[[], bool] | None = None, wait_seconds: float = 0.0
+                    ) -> MaintenanceReport:
     """Maintain each existing table (all declared ones, or ``tables``); see the module docstring.
 
     A table that fails is reported with its error and the others are still maintained. ``should_stop``
-    is asked before each table (a stream stopping ends the pass between tables).
+    is asked before each table (a stream stopping ends the pass between tables). Holds the maintenance
+    lock (`maintenance_lock`, waiting up to ``wait_seconds`` for another pass; a dry run takes none).
     """
+    if dry_run:
+        return _maintain_tables(config, tables, retention_hours, dry_run, orphan_min_age_hours, should_stop)
+    with maintenance_lock(config.root, wait_seconds):
+        return _maintain_tables(config, tables, retention_hours, dry_run, orphan_min_age_hours, should_stop)
+
+
+def _maintain_tables(config: XrayConfig, tables: Sequence[str] | None, retention_hours: int | None,
+                     dry_run: bool, orphan_min_age_hours: float | None,
+                     should_stop: Callable[[], bool] | None) -> MaintenanceReport:
     from deltalake import DeltaTable
 
     started = time.monotonic()

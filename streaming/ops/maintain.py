@@ -19,6 +19,8 @@ from streaming.ops.text import format_table
 
 __all__ = ["checkpoint_sizes", "maintain_command", "render_report"]
 
+WAIT_SECONDS = 600.0  # for a pass already running (the stream's own, a scheduled one) before giving up
+
 
 def checkpoint_sizes(config: XrayConfig) -> list[tuple[str, int, int]]:
     """(query, files, bytes) of each streaming checkpoint folder under ``<root>/checkpoints``."""
@@ -69,13 +71,14 @@ def maintain_command(config: XrayConfig, tables: Sequence[str] | None = None,
                      retention_hours: int | None = None, dry_run: bool = False) -> MaintenanceReport:
     """Run one pass, print it, and record it in ``pipeline_events`` (not on a dry run); no Spark session.
 
-    Raises `ConfigError` for an unknown table name.
+    Waits up to WAIT_SECONDS for a pass already running (then `LakehouseBusyError`); raises `ConfigError`
+    for an unknown table name.
     """
     unknown = sorted(set(tables or ()) - set(TABLES_BY_NAME))
     if unknown:
         raise ConfigError(f"unknown table {', '.join(unknown)}; choose from {', '.join(TABLES_BY_NAME)}")
     report = maintain_tables(config, tables=list(tables) if tables else None, retention_hours=retention_hours,
-                             dry_run=dry_run)
+                             dry_run=dry_run, wait_seconds=WAIT_SECONDS)
     print(render_report(report, checkpoint_sizes(config)))
     if not dry_run and report.tables:
         record_maintenance(config, report)

@@ -26,7 +26,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from streaming.bronze.source import landing_stream
 from streaming.core.config import XrayConfig
-from streaming.core.errors import XrayError, transported
+from streaming.core.errors import LakehouseBusyError, XrayError, transported
 from streaming.core.locks import stream_lock
 from streaming.gold import scoring as gold
 from streaming.lakehouse.catalog import ALL_TABLES, BRONZE_IMAGES, SILVER_FEATURES
@@ -310,6 +310,8 @@ class PeriodicMaintenance(threading.Thread):
                 record_maintenance(self.lakehouse.config, report)
             self.passes += 1
             log.info("maintenance: %s", report.summary())
+        except LakehouseBusyError:
+            log.info("maintenance: skipped the periodic pass: another pass (xray maintain) is running")
         except Exception as error:  # noqa: BLE001 - maintenance must never stop the stream
             log.warning("maintenance: the periodic pass failed (%s); the stream goes on, the next pass "
                         "retries", str(error).splitlines()[0] if str(error) else type(error).__name__)

@@ -209,3 +209,24 @@ def test_idempotent_appends_beside_a_maintenance_loop_all_commit_exactly_once(ho
     assert sum(1 for compacted in passes if compacted) >= 2, "compactions ran between the appends"
     assert _batch_ids(config.table_path(EVENTS)) == list(range(COMMITS + 40))
     assert _referenced_files_exist(config.table_path(EVENTS))
+
+
+def test_one_pass_at_a_time(house, config):
+    """Two passes at once would both compact the same snapshot, and delta-rs would commit both (rows
+    doubled): the second waits for the lock, or is refused."""
+    import threading
+
+    from streaming.core.errors import LakehouseBusyError
+    from streaming.lakehouse.maintenance import maintenance_lock
+
+    with maintenance_lock(config.root), pytest.raises(LakehouseBusyError, match="maintenance pass .* is running"):
+        maintain_tables(config)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(maintain_tables(config, wait_seconds=60)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r.tables[0].compacted for r in results) == [0, COMMITS]
+    assert _batch_ids(config.table_path(EVENTS)) == list(range(COMMITS))
