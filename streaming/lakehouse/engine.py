@@ -376,11 +376,22 @@ class Lakehouse:
         rows = source.select(*spec.column_names).toArrow().cast(arrow_schema_of_spark(spec.schema))
         if rows.num_rows == 0:
             return {"num_target_rows_updated": 0, "num_target_rows_inserted": 0}
-        metrics = (
-            self.delta_table(table)
-            .merge(rows, predicate=f"t.{key} = s.{key}", source_alias="s", target_alias="t")
-            .when_matched_update_all()
-            .when_not_matched_insert_all()
-            .execute()
-        )
-        return {k: v for k, v in metrics.items() if isinstance(v, int)}
+        from deltalake.exceptions import CommitFailedError
+
+        for attempt in range(3):
+            try:
+                metrics = (
+                    self.delta_table(table)
+                    .merge(rows, predicate=f"t.{key} = s.{key}", source_alias="s", target_alias="t")
+                    .when_matched_update_all()
+                    .when_not_matched_insert_all()
+                    .execute()
+                )
+                return {k: v for k, v in metrics.items() if isinstance(v, int)}
+            except CommitFailedError as error:
+                # A compaction (xray maintain) committed while the merge ran: nothing was written, and the
+                # merge is idempotent by key, so it runs again on the new version.
+                if "concurrent" not in str(error) or attempt == 2:
+                    raise
+                log.info("table %s: a concurrent commit (maintenance) ended the merge; merging again", table)
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -230,3 +230,25 @@ def test_one_pass_at_a_time(house, config):
         thread.join()
     assert sorted(r.tables[0].compacted for r in results) == [0, COMMITS]
     assert _batch_ids(config.table_path(EVENTS)) == list(range(COMMITS))
+
+
+def test_a_merge_that_a_compaction_overtook_merges_again(spark, house, config, monkeypatch):
+    """delta-rs refuses a MERGE whose snapshot a compaction replaced (nothing written); the merge is
+    idempotent by key, so `Lakehouse.merge_by_key` runs it again on the new version."""
+    stale = DeltaTable(str(config.table_path(EVENTS)))
+    maintain_tables(config, tables=[EVENTS])  # compacts: `stale` now names replaced files
+    calls = []
+    real = Lakehouse.delta_table
+
+    def first_stale(self, table):
+        calls.append(table)
+        return stale if len(calls) == 1 else real(self, table)
+
+    monkeypatch.setattr(Lakehouse, "delta_table", first_stale)
+    row = {**BatchEvent("bronze", 3, input_rows=99).as_row()}
+    source = spark.createDataFrame([row], PIPELINE_EVENTS.schema)
+    metrics = house.merge_by_key(source, EVENTS, "batch_id")
+    assert len(calls) == 2 and metrics["num_target_rows_updated"] == 1
+    data = DeltaTable(str(config.table_path(EVENTS))).to_pyarrow_table(columns=["batch_id", "input_rows"])
+    assert sorted(data.column("batch_id").to_pylist()) == list(range(COMMITS))
+    assert [r["input_rows"] for r in data.to_pylist() if r["batch_id"] == 3] == [99]
