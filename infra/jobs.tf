@@ -14,6 +14,7 @@ locals {
     retrain       = databricks_job.retrain.id
     rescore       = databricks_job.rescore.id
     ingest_kaggle = databricks_job.ingest_kaggle.id
+    maintain      = databricks_job.maintain.id
   }
 }
 
@@ -418,6 +419,100 @@ resource "databricks_job" "ingest_kaggle" {
   }
 
   depends_on = [databricks_secret.kaggle_username, databricks_secret.kaggle_key]
+}
+
+# ---- scheduled maintenance: compact, checkpoint, vacuum, orphan removal (safe beside the stream) -----
+
+resource "databricks_job" "maintain" {
+  name        = "${var.name_prefix}-maintain"
+  description = "xray maintain: compact small files, checkpoint the Delta logs, vacuum replaced files after the retention, remove never-committed files."
+  tags        = local.job_tags
+
+  schedule {
+    quartz_cron_expression = var.maintain_cron
+    timezone_id            = "UTC"
+    pause_status           = var.maintain_paused ? "PAUSED" : "UNPAUSED"
+  }
+  max_concurrent_runs = 1
+  timeout_seconds     = var.batch_timeout_seconds
+  queue {
+    enabled = true
+  }
+
+  dynamic "email_notifications" {
+    for_each = length(var.alert_emails) > 0 ? [var.alert_emails] : []
+    content {
+      on_failure = email_notifications.value
+    }
+  }
+
+  dynamic "run_as" {
+    for_each = var.run_as_service_principal == "" ? [] : [var.run_as_service_principal]
+    content {
+      service_principal_name = run_as.value
+    }
+  }
+
+  job_cluster {
+    job_cluster_key = "maintain"
+    new_cluster {
+      spark_version = local.spark_version
+      node_type_id  = local.node_type_id
+      # delta-rs on the driver does the work (no Spark job): a single node is enough.
+      num_workers        = 0
+      data_security_mode = "SINGLE_USER"
+      single_user_name   = local.job_run_as
+      spark_conf         = local.maintain_spark_conf
+      spark_env_vars     = local.xray_env
+      custom_tags        = local.maintain_cluster_tags
+
+      dynamic "aws_attributes" {
+        for_each = var.cloud == "aws" ? [1] : []
+        content {
+          availability           = "SPOT_WITH_FALLBACK"
+          first_on_demand        = 1
+          zone_id                = var.aws_zone_id
+          spot_bid_price_percent = 100
+        }
+      }
+      dynamic "azure_attributes" {
+        for_each = var.cloud == "azure" ? [1] : []
+        content {
+          availability       = "SPOT_WITH_FALLBACK_AZURE"
+          first_on_demand    = 1
+          spot_bid_max_price = -1
+        }
+      }
+      dynamic "gcp_attributes" {
+        for_each = var.cloud == "gcp" ? [1] : []
+        content {
+          availability = "PREEMPTIBLE_WITH_FALLBACK_GCP"
+        }
+      }
+    }
+  }
+
+  task {
+    task_key        = "maintain"
+    job_cluster_key = "maintain"
+    max_retries     = 1
+
+    library {
+      whl = local.wheel_library_path
+    }
+
+    python_wheel_task {
+      package_name = "xray-lakehouse"
+      entry_point  = "xray"
+      parameters = [
+        "maintain",
+        "--lakehouse", local.lakehouse_root,
+        "--delta-engine", "delta-spark",
+        "--log-level", var.log_level,
+        "--retention-hours", var.vacuum_retention_hours,
+      ]
+    }
+  }
 }
 
 # ---- who may run and stop the jobs ------------------------------------------------------------------

@@ -108,6 +108,9 @@ locals {
   # Ingestion is a download on the driver: always a single node.
   ingest_spark_conf   = merge(local.spark_conf, local.single_node_spark_conf)
   ingest_cluster_tags = merge(local.tags, local.single_node_tags)
+  # Maintenance is delta-rs on the driver: a single node too.
+  maintain_spark_conf   = merge(local.spark_conf, local.single_node_spark_conf)
+  maintain_cluster_tags = merge(local.tags, local.single_node_tags)
 
   spark_version = var.spark_version != "" ? var.spark_version : data.databricks_spark_version.ml_lts[0].id
   node_type_id  = var.node_type_id != "" ? var.node_type_id : data.databricks_node_type.small[0].id

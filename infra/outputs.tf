@@ -35,6 +35,7 @@ output "job_urls" {
     retrain       = databricks_job.retrain.url
     rescore       = databricks_job.rescore.url
     ingest_kaggle = databricks_job.ingest_kaggle.url
+    maintain      = databricks_job.maintain.url
   }
 }
 

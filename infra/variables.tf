@@ -236,6 +236,24 @@ variable "retrain_paused" {
   default     = true
 }
 
+variable "maintain_cron" {
+  description = "Quartz cron expression (UTC) of the maintenance job (xray maintain); default every day at 04:00."
+  type        = string
+  default     = "0 0 4 * * ?"
+}
+
+variable "maintain_paused" {
+  description = "Pause the maintenance schedule (true by default, like retrain: enable it once the stream runs)."
+  type        = bool
+  default     = true
+}
+
+variable "vacuum_retention_hours" {
+  description = "Hours a file replaced by compaction stays for time travel and replays before the maintenance job deletes it (168 = 7 days; less is refused by Delta's usual check and warned about)."
+  type        = number
+  default     = 168
+}
+
 variable "kaggle_dataset" {
   description = "Kaggle dataset staged by the ingestion job (--dataset)."
   type        = string

@@ -20,6 +20,7 @@ from batch.bench.dicomcopy import dicom_copies, summary
 from batch.bench.formats import bench_dicom
 from batch.bench.host import load_average
 from batch.bench.latency import bench_latency
+from batch.bench.maintenance import bench_maintenance
 from batch.bench.pipeline import bench_pipeline, bench_scaling
 from batch.bench.report import print_report, say
 from batch.bench.settings import FORMATS, PART_ALIASES, PARTS, TARGETS
@@ -35,6 +36,7 @@ PART_FUNCTIONS: dict[str, Callable[[BenchContext], dict[str, Any]]] = {
     "latency": bench_latency,
     "sink": bench_sink,
     "checkpoint": bench_checkpoint,
+    "maintenance": bench_maintenance,
 }
 
 

@@ -140,6 +140,15 @@ def _checkpoint_rows(rows: _Rows, check: dict[str, Any]) -> None:
     add("landing log load, 100k entries", check.get("landing_log_load_seconds_100k"), "s")
 
 
+def _maintenance_rows(rows: _Rows, upkeep: dict[str, Any]) -> None:
+    add = rows.add
+    add(f"maintain after {upkeep['micro_batches']} micro-batches: data files",
+        f"{upkeep['data_files_before']} -> {upkeep['data_files_after']}",
+        f"({upkeep['data_mb_before']} -> {upkeep['data_mb_after']} MB, freed {upkeep['mb_freed']} MB)")
+    add("maintain: Delta log files", f"{upkeep['log_files_before']} -> {upkeep['log_files_after']}")
+    add("maintain: pass / a second pass", f"{upkeep['maintain_seconds']} / {upkeep['second_pass_seconds']}", "s")
+
+
 _SECTIONS: tuple[tuple[str, Callable[[_Rows, dict[str, Any]], None]], ...] = (
     ("baseline", _baseline_rows),
     ("pipeline", _pipeline_rows),
@@ -148,6 +157,7 @@ _SECTIONS: tuple[tuple[str, Callable[[_Rows, dict[str, Any]], None]], ...] = (
     ("latency", _latency_rows),
     ("sink", _sink_rows),
     ("checkpoint", _checkpoint_rows),
+    ("maintenance", _maintenance_rows),
 )
 
 

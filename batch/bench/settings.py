@@ -6,7 +6,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "chest_xray_originals"
-PARTS = ("baseline", "pipeline", "dicom", "scaling", "latency", "sink", "checkpoint")
+PARTS = ("baseline", "pipeline", "dicom", "scaling", "latency", "sink", "checkpoint", "maintenance")
 PART_ALIASES = {"memory": "latency", "idle": "latency", "throughput": "pipeline", "formats": "dicom"}
 FORMATS = ("original", "dicom")
 """``--format``: measure on the images as found, or on their DICOM copies (``batch.bench.dicomcopy``)."""
@@ -31,6 +31,7 @@ SINK_ROWS = 8192
 SINK_ROW_BYTES = 16 * 1024
 CHECKPOINT_NEW_FILES = 5
 CHECKPOINT_ROUNDS = 2
+MAINTENANCE_BATCHES = 200  # micro-batches of one tiny image each before `xray maintain`
 
 TARGETS = {
     "pipeline_vs_baseline": 0.8,

@@ -19,6 +19,7 @@ from streaming.cli.exits import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_TERMINATED,
+    EXIT_USER_ERROR,
     Terminated,
     package_version,
     terminate_on_sigterm,
@@ -59,6 +60,7 @@ def _run(args: argparse.Namespace, config: XrayConfig) -> int:
         "refeature": _refeature,
         "status": _status,
         "sql": sql_command,
+        "maintain": _maintain,
         "recover": _recover,
         "forget": _forget,
         "demo": _demo,
@@ -166,6 +168,19 @@ def _status(args: argparse.Namespace, config: XrayConfig) -> int:
     # Status reads Delta logs and small columns with delta-rs: no Spark start unless the engine needs it.
     print_status(_spark(config) if config.delta_engine == "delta-spark" else None, config, as_json=args.json)
     return 0
+
+
+def _maintain(args: argparse.Namespace, config: XrayConfig) -> int:
+    from streaming.ops.maintain import maintain_command
+
+    # delta-rs does the work and records the row: no Spark session starts.
+    report = maintain_command(config, tables=args.table, retention_hours=args.retention_hours,
+                              dry_run=args.dry_run)
+    if report.errors:
+        print(f"xray maintain: {len(report.errors)} table(s) failed (see above), the others were maintained; "
+              "run it again, and for a damaged table see README: Recovery", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return EXIT_OK
 
 
 def _recover(args: argparse.Namespace, config: XrayConfig) -> int:

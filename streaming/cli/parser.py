@@ -13,6 +13,7 @@ from streaming.cli.exits import (
     package_version,
 )
 from streaming.core.names import LAYERS
+from streaming.lakehouse.catalog import ALL_TABLES
 from streaming.ops.sql import SQL_HELP, add_sql_arguments
 
 # Options every subcommand accepts; each maps to the config key of the same name.
@@ -152,6 +153,14 @@ def _model_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
                                 "interruption keeps; each chunk reads bronze once")
 
 
+def _hours(text: str) -> int:
+    """A whole number of hours >= 0 (argparse turns the ValueError into a usage error)."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
 def _operations_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     status = add("status", "Show tables, streams, backlog, champion model and quarantine on one screen.")
     status.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -164,6 +173,18 @@ def _operations_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> 
                              "keyed hash (silver patient_id, 64 hex digits)")
     forget.add_argument("--yes", action="store_true",
                         help="erase (irreversible: time travel to before the erasure is gone too)")
+
+    maintain = add("maintain", "Compact small files, checkpoint and trim each Delta log, vacuum files replaced "
+                               "longer ago than the retention, and delete never-committed files older than "
+                               "orphan_min_age_hours; prints files and bytes before and after. Safe while "
+                               "'xray stream' runs (which also does it every maintenance_interval_minutes).")
+    maintain.add_argument("--table", action="append", default=None, choices=[t.name for t in ALL_TABLES],
+                          metavar="NAME", help="maintain only this table (repeat for several; default all)")
+    maintain.add_argument("--retention-hours", type=_hours, default=None, metavar="H",
+                          help="delete replaced files older than H hours (default vacuum_retention_hours, 168; "
+                               "below 168 time travel and a replay after a crash may miss files)")
+    maintain.add_argument("--dry-run", action="store_true",
+                          help="say what would be compacted, vacuumed and removed; change nothing")
 
     demo = add("demo", "Run the whole service once on a sample: stage, stream, train, score, report.")
     demo.add_argument("--per-class", type=int, default=None, metavar="N",
@@ -178,7 +199,8 @@ def _operations_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> 
     bench.add_argument("--output", default=None, metavar="FILE", help="JSON results file")
     bench.add_argument("--only", default=None, metavar="LIST",
                        help="comma-separated parts: sink, baseline, pipeline, dicom (JPEG vs DICOM copies of the "
-                            "same images, ratios from one run), latency, scaling, checkpoint")
+                            "same images, ratios from one run), latency, scaling, checkpoint, maintenance (200 one-image "
+                            "micro-batches, then xray maintain at retention 0)")
     bench.add_argument("--files", type=int, default=None, metavar="N", help="use at most N images")
     bench.add_argument("--copies", type=int, default=1, metavar="K",
                        help="measure on K copies of every image, each a new content with the same decode work "

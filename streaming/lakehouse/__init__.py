@@ -1,7 +1,7 @@
 """The Delta tables: their catalogue (``catalog``: every table's name, layer and schema), the one place that
 knows which Delta engine reads and writes them (``engine.Lakehouse``), delta-rs behind a Spark data source
-(``deltars``), the Spark session (``session``), ``pipeline_events`` (``events``) and storage failures named
-for people (``failures``). Nothing above this package names a table format.
+(``deltars``), the Spark session (``session``), ``pipeline_events`` (``events``) storage failures named
+for people (``failures``) and table maintenance (``maintenance``). Nothing above this package names a table format.
 """
 
-__all__ = ["catalog", "deltars", "engine", "events", "failures", "session"]
+__all__ = ["catalog", "deltars", "engine", "events", "failures", "maintenance", "session"]

@@ -241,15 +241,12 @@ class Lakehouse:
         import pyarrow.compute as pc
         import pyarrow.dataset as ds
 
-        delta = self.delta_table(table)
-        if version is not None:
-            delta.load_as_version(version)
         if not filters:
-            return delta.to_pyarrow_table(columns=columns)
+            return self._read_snapshot(table, columns, version)
         # Filters are applied here, after the read: delta-rs 1.6 prunes files on a filtered column whose
         # statistics lack min/max (long strings) as if they held no match, and would lose rows.
         needed = None if columns is None else list(dict.fromkeys([*columns, *(f[0] for f in filters)]))
-        data = delta.to_pyarrow_table(columns=needed)
+        data = self._read_snapshot(table, needed, version)
         operators = {"=": pc.equal, "==": pc.equal, "!=": pc.not_equal, "<": pc.less, "<=": pc.less_equal,
                      ">": pc.greater, ">=": pc.greater_equal}
         expression = None
@@ -264,6 +261,23 @@ class Lakehouse:
             expression = term if expression is None else expression & term
         data = data.filter(expression)
         return data if columns is None else data.select(columns)
+
+    def _read_snapshot(self, table: str, columns: list[str] | None, version: int | None) -> Any:
+        """The rows of the current version (or of ``version``). A current-version read that finds a file
+        gone is retried on a fresh snapshot: maintenance compacted the table and vacuumed the replaced
+        files between the snapshot and the read (only with a short retention), the new files hold the
+        same rows."""
+        for attempt in range(3):
+            delta = self.delta_table(table)
+            if version is not None:
+                delta.load_as_version(version)
+            try:
+                return delta.to_pyarrow_table(columns=columns)
+            except FileNotFoundError:
+                if version is not None or attempt == 2:
+                    raise
+                log.debug("table %s: a file was vacuumed during the read; reading the new version", table)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def txn_commit_version(self, table: str, txn: tuple[str, int]) -> int | None:
         """Version of the commit that carries application transaction ``txn`` (None if not committed)."""
@@ -331,11 +345,22 @@ class Lakehouse:
         rows = source.select(*spec.column_names).toArrow().cast(arrow_schema_of_spark(spec.schema))
         if rows.num_rows == 0:
             return {"num_target_rows_updated": 0, "num_target_rows_inserted": 0}
-        metrics = (
-            self.delta_table(table)
-            .merge(rows, predicate=f"t.{key} = s.{key}", source_alias="s", target_alias="t")
-            .when_matched_update_all()
-            .when_not_matched_insert_all()
-            .execute()
-        )
-        return {k: v for k, v in metrics.items() if isinstance(v, int)}
+        from deltalake.exceptions import CommitFailedError
+
+        for attempt in range(3):
+            try:
+                metrics = (
+                    self.delta_table(table)
+                    .merge(rows, predicate=f"t.{key} = s.{key}", source_alias="s", target_alias="t")
+                    .when_matched_update_all()
+                    .when_not_matched_insert_all()
+                    .execute()
+                )
+                return {k: v for k, v in metrics.items() if isinstance(v, int)}
+            except CommitFailedError as error:
+                # A compaction (xray maintain) committed while the merge ran: nothing was written, and the
+                # merge is idempotent by key, so it runs again on the new version.
+                if "concurrent" not in str(error) or attempt == 2:
+                    raise
+                log.info("table %s: a concurrent commit (maintenance) ended the merge; merging again", table)
+        raise AssertionError("unreachable")  # pragma: no cover

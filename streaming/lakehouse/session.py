@@ -85,8 +85,10 @@ def _local_builder(config: XrayConfig) -> SparkSession.Builder:
         .config("spark.sql.sources.parallelPartitionDiscovery.threshold", "100000")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
-        # Keep the checkpoint metadata small: old batches are not needed for recovery.
-        .config("spark.sql.streaming.minBatchesToRetain", "20")
+        # The checkpoint policy (README: Maintenance): offsets/ and commits/ keep the last 100 batches, so a
+        # checkpoint stays a few hundred small files however long the stream runs, and `xray recover` can
+        # still rewind up to 100 batches after a lost Delta commit.
+        .config("spark.sql.streaming.minBatchesToRetain", "100")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.python.worker.reuse", "true")
         .config("spark.driver.memory", os.environ.get("XRAY_DRIVER_MEMORY", "2g"))

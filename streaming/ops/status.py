@@ -25,6 +25,7 @@ from streaming.lakehouse.catalog import (
     SILVER_QUARANTINE,
 )
 from streaming.lakehouse.engine import Lakehouse
+from streaming.lakehouse.maintenance import MAINTENANCE_QUERY
 from streaming.landing.backlog import landing_backlog
 from streaming.ops.text import format_table
 from streaming.silver.refeature import features_status, stale_features_message
@@ -112,7 +113,7 @@ def latest_events(lakehouse: Lakehouse) -> dict[str, dict]:
 def stream_status(config: XrayConfig, events: dict[str, dict], now: dt.datetime) -> list[dict]:
     """Per query: its last logged micro-batch, how long ago it finished, and its checkpoint state."""
     result = []
-    for query in [*LAYERS, *sorted(set(events) - set(LAYERS))]:
+    for query in [*LAYERS, *sorted(set(events) - set(LAYERS) - {MAINTENANCE_QUERY})]:
         event = events.get(query)
         event_time = _utc(event["event_time"]) if event else None
         result.append({

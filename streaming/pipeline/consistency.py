@@ -101,6 +101,7 @@ def newest_batch_per_table(events_path: Path, apps: tuple[str, ...], last: int) 
     log_dir = events_path / "_delta_log"
     names = sorted((n for n in os.listdir(log_dir) if n.endswith(".json") and n[:-5].isdigit()), reverse=True)
     found: dict[str, int] = {}
+    snapshot = _SnapshotRows(events_path)
     for name in names[:MAX_EVENT_COMMITS]:
         with open(log_dir / name) as handle:
             actions = [json.loads(line) for line in handle if line.strip()]
@@ -108,14 +109,51 @@ def newest_batch_per_table(events_path: Path, apps: tuple[str, ...], last: int) 
         if not txns or txns[0].get("version", last + 1) > last:
             continue
         batch = int(txns[0]["version"])
-        for add in (a["add"] for a in actions if "add" in a):
-            columns = ["query", "output_rows", "quarantined_rows"]
-            for row in pq.read_table(events_path / add["path"], columns=columns).to_pylist():
-                for table in tables_written(row):
-                    found.setdefault(table, batch)
+        for row in _commit_rows(events_path, actions, txns[0]["appId"], batch, snapshot):
+            for table in tables_written(row):
+                found.setdefault(table, batch)
         if len(found) == 5:
             break
     return found
+
+
+_EVENT_COLUMNS = ["query", "batch_id", "output_rows", "quarantined_rows"]
+
+
+class _SnapshotRows:
+    """The current rows of ``pipeline_events`` (a few columns), read once when first needed."""
+
+    def __init__(self, events_path: Path):
+        self.events_path = events_path
+        self._rows: list[dict] | None = None
+
+    def rows(self) -> list[dict]:
+        if self._rows is None:
+            table = _delta_table(self.events_path)
+            self._rows = [] if table is None else table.to_pyarrow_table(columns=_EVENT_COLUMNS).to_pylist()
+        return self._rows
+
+
+def _commit_rows(events_path: Path, actions: list[dict], app: str, batch: int, snapshot: _SnapshotRows
+                 ) -> list[dict]:
+    """The events rows one commit added. Its files may be gone: `xray maintain` compacted them into larger
+    files and vacuumed them after the retention period. Their rows are then found in the current snapshot
+    by batch id and the queries the transaction writes for, when exactly as many rows match as the commit
+    added; otherwise (another writer's rows with the same batch id) the commit is not used."""
+    adds = [a["add"] for a in actions if "add" in a]
+    rows: list[dict] = []
+    for add in adds:
+        try:
+            rows += pq.read_table(events_path / add["path"], columns=_EVENT_COLUMNS).to_pylist()
+        except FileNotFoundError:
+            break
+    else:
+        return rows
+    expected = sum(json.loads(add.get("stats") or "{}").get("numRecords", -1) for add in adds)
+    writer = app.removesuffix(":events").split("/")[-1]
+    queries = set(QUERIES) if writer == QUERIES[0] else {writer}  # bronze's batch writes every layer's row
+    matching = [r for r in snapshot.rows() if r["batch_id"] == batch and r["query"] in queries]
+    return matching if len(matching) == expected else []
 
 
 def query_lags(config: XrayConfig, query: str) -> tuple[int | None, list[Lag]]:

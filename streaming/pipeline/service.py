@@ -26,7 +26,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from streaming.bronze.source import landing_stream
 from streaming.core.config import XrayConfig
-from streaming.core.errors import XrayError, transported
+from streaming.core.errors import LakehouseBusyError, XrayError, transported
 from streaming.core.locks import stream_lock
 from streaming.gold import scoring as gold
 from streaming.lakehouse.catalog import ALL_TABLES, BRONZE_IMAGES, SILVER_FEATURES
@@ -265,21 +265,67 @@ def _run_locked(spark: SparkSession, config: XrayConfig, layers: Sequence[str], 
     warming = gold.warm_up(config) if "gold" in ordered else None  # a lookup when `xray stream` loaded it
     watcher = _start_watcher(config, watch_inbox, service.stop_event) if watch_inbox else None
     restore = install_stop_signals(service.stop_event)
+    maintenance = None
     try:
         if service.stop_event.is_set():
             return service  # asked to stop before anything started
         if once:
             service.run_once()
         else:
+            maintenance = _start_maintenance(lakehouse, service.stop_event)
             service.run_continuous(timeout)
     finally:
         restore()
         service.stop_event.set()
+        if maintenance is not None:
+            maintenance.join(timeout=STOP_WAIT_SECONDS)  # a pass in progress ends its table's work
         if watcher is not None:
             watcher.join(timeout=10)
         if warming is not None:
             warming.join(timeout=60)  # never leave a thread loading native libraries behind
     return service
+
+
+class PeriodicMaintenance(threading.Thread):
+    """`maintain_tables` every ``maintenance_interval_minutes`` beside the queries, first after one interval.
+
+    Off the hot path: a daemon thread running delta-rs only (no Spark job), one pass at a time; a failed
+    pass is one WARNING line and the stream goes on. Each pass records its ``pipeline_events`` row.
+    """
+
+    def __init__(self, lakehouse: Lakehouse, stop_event: threading.Event):
+        super().__init__(name="xray-maintenance", daemon=True)
+        self.lakehouse = lakehouse
+        self.stop_event = stop_event
+        self.interval = lakehouse.config.maintenance_interval_minutes * 60
+        self.passes = 0
+
+    def run(self) -> None:
+        while not self.stop_event.wait(self.interval):
+            self.run_pass()
+
+    def run_pass(self) -> None:
+        from streaming.lakehouse.maintenance import maintain_tables, record_maintenance
+
+        try:
+            report = maintain_tables(self.lakehouse.config, should_stop=self.stop_event.is_set)
+            if report.tables:
+                record_maintenance(self.lakehouse.config, report)
+            self.passes += 1
+            log.info("maintenance: %s", report.summary())
+        except LakehouseBusyError:
+            log.info("maintenance: skipped the periodic pass: another pass (xray maintain) is running")
+        except Exception as error:  # noqa: BLE001 - maintenance must never stop the stream
+            log.warning("maintenance: the periodic pass failed (%s); the stream goes on, the next pass "
+                        "retries", str(error).splitlines()[0] if str(error) else type(error).__name__)
+
+
+def _start_maintenance(lakehouse: Lakehouse, stop_event: threading.Event) -> PeriodicMaintenance | None:
+    if lakehouse.config.maintenance_interval_minutes <= 0:
+        return None
+    thread = PeriodicMaintenance(lakehouse, stop_event)
+    thread.start()
+    return thread
 
 
 def _start_watcher(config: XrayConfig, inbox: str, stop_event: threading.Event) -> threading.Thread:

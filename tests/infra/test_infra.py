@@ -27,7 +27,7 @@ from streaming.lakehouse.catalog import ALL_TABLES, TABLES_BY_NAME
 
 INFRA = REPO / "infra"
 PLACEHOLDER = "0"  # stands for a Terraform expression the checks cannot evaluate (valid for str/int/float)
-EXPECTED_COMMANDS = {"stream", "retrain", "metrics", "rescore", "ingest-kaggle"}
+EXPECTED_COMMANDS = {"stream", "retrain", "metrics", "rescore", "ingest-kaggle", "maintain"}
 SENSITIVE_VARIABLES = {"kaggle_username", "kaggle_key", "patient_id_salt"}
 
 # ---- parsing helpers ---------------------------------------------------------------------------------
@@ -336,6 +336,25 @@ def test_job_triggers_and_dependencies(docs):
     # Quartz: seconds minutes hours day-of-month month day-of-week [year], exactly one of the day fields '?'.
     fields = variables_["retrain_cron"]["default"].split()
     assert len(fields) in (6, 7) and (fields[3] == "?") != (fields[5] == "?")
+
+
+def test_the_maintenance_job_runs_xray_maintain_on_a_paused_schedule(docs):
+    jobs = {name: body for _, name, body in resources(docs, "databricks_job")}
+    variables_, locals_map = variables(docs), locals_(docs)
+    maintain = jobs["maintain"]
+    schedule = one(maintain["schedule"])
+    assert schedule["quartz_cron_expression"] == "${var.maintain_cron}" and schedule["timezone_id"] == "UTC"
+    assert schedule["pause_status"] == '${var.maintain_paused ? "PAUSED" : "UNPAUSED"}'
+    assert variables_["maintain_paused"]["default"] is True, "paused by default, like retrain"
+    assert maintain["max_concurrent_runs"] == 1
+    fields = variables_["maintain_cron"]["default"].split()
+    assert len(fields) in (6, 7) and (fields[3] == "?") != (fields[5] == "?")
+    task = one(maintain["task"])
+    params = [resolve(str(p), variables_, locals_map) for p in one(task["python_wheel_task"])["parameters"]]
+    args, error = parse_cli(params)  # the real parser of `xray`
+    assert error is None and args.command == "maintain"
+    assert args.retention_hours == variables_["vacuum_retention_hours"]["default"] == 168
+    assert "maintain" in locals_map["job_ids"] or "${databricks_job.maintain.id}" in str(locals_map["job_ids"])
 
 
 def test_only_the_ingestion_job_gets_kaggle_credentials_from_the_secret_scope(docs):

@@ -105,3 +105,16 @@ def test_recover_rewinds_then_the_replay_restores_the_lost_batch(spark, streamed
     assert sorted(metadata) == sorted(features)
     bronze = DeltaTable(str(config.table_path("bronze_xray_images"))).to_pyarrow_table(columns=["path"])
     assert bronze.num_rows == 6
+
+
+def test_the_check_reads_events_that_maintenance_compacted_and_vacuumed(spark, streamed, monkeypatch):
+    from streaming.lakehouse import maintenance
+
+    config = streamed
+    monkeypatch.setattr(maintenance, "COMPACT_MIN_FILES", 2)
+    events = maintenance.maintain_tables(config, tables=["pipeline_events"], retention_hours=0).tables[0]
+    assert events.compacted >= 3 and events.vacuumed == events.compacted  # the commits' own files are gone
+    check_checkpoints(config)  # still healthy
+    lose_newest_commit(config, "silver_xray_metadata")
+    with pytest.raises(CheckpointAheadError, match=r"table silver_xray_metadata holds batch 1 of query bronze"):
+        check_checkpoints(config)

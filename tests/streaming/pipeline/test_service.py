@@ -137,3 +137,34 @@ def test_rerunning_once_adds_nothing(spark, config):
                 for name in ("bronze_xray_images", "silver_xray_metadata", "pipeline_events")}
     run_stream(spark, config, layers=("bronze", "silver"), once=True)
     assert versions == {name: DeltaTable(str(config.table_path(name))).version() for name in versions}
+
+
+def test_a_failed_maintenance_pass_is_one_warning_and_the_next_pass_runs(spark, config, caplog, monkeypatch):
+    import threading
+    import time
+
+    from streaming.lakehouse import maintenance
+    from streaming.lakehouse.engine import Lakehouse
+    from streaming.pipeline.service import PeriodicMaintenance
+
+    calls = []
+
+    def failing_then_working(config, should_stop=None):  # noqa: ARG001
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("disk unplugged\nsecond line")
+        return maintenance.MaintenanceReport()
+
+    monkeypatch.setattr(maintenance, "maintain_tables", failing_then_working)
+    stop = threading.Event()
+    thread = PeriodicMaintenance(Lakehouse(spark, config.with_overrides(maintenance_interval_minutes=0.001)), stop)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while thread.passes < 1 and time.monotonic() < deadline:
+        stop.wait(0.05)
+    stop.set()
+    thread.join(timeout=10)
+    assert not thread.is_alive() and thread.passes >= 1 and len(calls) >= 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "maintenance" in r.getMessage()]
+    assert warnings == ["maintenance: the periodic pass failed (disk unplugged); the stream goes on, the next pass "
+                        "retries"]
