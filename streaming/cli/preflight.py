@@ -12,7 +12,7 @@ from pathlib import Path
 
 from streaming.core.checks import check_folder, check_input_path, check_lakehouse_writable
 from streaming.core.config import XrayConfig
-from streaming.core.errors import ConfigError, NothingToDoError
+from streaming.core.errors import ConfigError, InputPathError, NothingToDoError
 
 __all__ = ["preflight"]
 
@@ -76,7 +76,16 @@ def _refeature(args: argparse.Namespace, config: XrayConfig) -> None:
         raise NothingToDoError("nothing to refeature: no images in silver yet; stage images and run xray stream")
 
 
+def _existing_lakehouse(args: argparse.Namespace, config: XrayConfig) -> None:
+    """Maintenance and erasure work on a lakehouse that exists: a mistyped --lakehouse creates nothing."""
+    if not config.root.is_dir():
+        raise InputPathError(f"no lakehouse at {config.root}; check --lakehouse (or XRAY_LAKEHOUSE): "
+                             f"'xray {args.command}' works on an existing lakehouse")
+
+
 _CHECKS = {
+    "maintain": _existing_lakehouse,
+    "forget": _existing_lakehouse,
     "stream": _stream,
     "watch": _watch,
     "ingest-folder": _ingest_folder,

@@ -349,22 +349,18 @@ def record_maintenance(config: XrayConfig, report: MaintenanceReport) -> bool:
     """Append one ``pipeline_events`` row for a maintenance pass (not idempotent: each pass is one row).
 
     input_rows and output_rows are the data files before and after; the message is `summary`. Written
-    with delta-rs in the table's own schema: no Spark session is needed (the catalogue's types are parsed
-    by Spark). Returns False when there is no ``pipeline_events`` table yet (no stream ever ran).
+    with delta-rs (`streaming.lakehouse.direct`): no Spark session is needed. Returns False when there is
+    no ``pipeline_events`` table yet (no stream ever ran).
     """
-    from deltalake import DeltaTable, write_deltalake
+    from deltalake import DeltaTable
 
     from streaming.lakehouse.catalog import PIPELINE_EVENTS
+    from streaming.lakehouse.direct import append_rows
     from streaming.lakehouse.events import BatchEvent
 
-    path = str(config.table_path(PIPELINE_EVENTS.name))
-    if not DeltaTable.is_deltatable(path):
+    if not DeltaTable.is_deltatable(str(config.table_path(PIPELINE_EVENTS.name))):
         return False
-    schema = DeltaTable(path).schema().to_arrow()
-    schema = pa.schema(schema)  # arro3 -> pyarrow
     event = BatchEvent(MAINTENANCE_QUERY, -1, input_rows=report.files_before, output_rows=report.files_after,
                        message=report.summary(), duration_ms=int(report.seconds * 1000))
-    row = event.as_row()
-    write_deltalake(path, pa.Table.from_pylist([{n: row.get(n) for n in schema.names}], schema=schema),
-                    mode="append")
+    append_rows(config, PIPELINE_EVENTS.name, [event.as_row()])
     return True

@@ -30,6 +30,7 @@ from streaming.core.pseudonym import patient_ref, short_ref
 from streaming.lakehouse.catalog import FORGET_LIST
 from streaming.lakehouse.direct import append_rows
 from streaming.lakehouse.forgetlist import forgotten_patients, is_keyed_hash
+from streaming.lakehouse.maintenance import maintenance_lock
 from streaming.ops.erase import Erasure, erase_files, erase_rows, find_erasure, purge_history
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,10 @@ def forget_patient(config: XrayConfig, patient: str, yes: bool = False, run_id: 
     wait_for_planned_batches(config)
     erasure = find_erasure(config, ref)
     report = ForgetReport(ref, True, images=len(erasure.silver_images), contents=len(erasure.image_ids))
-    report.rows = erase_rows(config, erasure)
-    report.data_files_removed = sum(purge_history(config, table) for table, n in report.rows.items() if n)
+    # No maintenance pass meanwhile: a compaction would make the deletes retry, and its vacuum is ours.
+    with maintenance_lock(config.root, wait_seconds=BATCH_WAIT_SECONDS):
+        report.rows = erase_rows(config, erasure)
+        report.data_files_removed = sum(purge_history(config, table) for table, n in report.rows.items() if n)
     report.files_deleted = erase_files(config, erasure)
     report.landing_log_entries = _scrub_landing_log(config, erasure)
     log.info("forget: patient %s erased (%d image(s))", short_ref(ref), report.images)

@@ -80,6 +80,15 @@ def test_a_user_error_leaves_no_lakehouse_behind(tmp_path, capsys, no_spark):
     assert not lakehouse.exists()
 
 
+@pytest.mark.parametrize("command", [["maintain"], ["forget", "--patient", "person1", "--yes"]])
+def test_maintenance_and_erasure_of_a_mistyped_lakehouse_create_nothing(tmp_path, capsys, no_spark, command):
+    lakehouse = tmp_path / "lh-typo"
+    assert main([*command, "--lakehouse", str(lakehouse)]) == 2
+    line = one_line_error(capsys, command[0])
+    assert f"no lakehouse at {lakehouse}" in line and "person1" not in line
+    assert not lakehouse.exists()
+
+
 def test_a_bad_config_file(tmp_path, capsys, no_spark):
     settings = tmp_path / "bad.toml"
     settings.write_text("max_files_per_trigger = [\n")
