@@ -18,7 +18,8 @@ import getpass
 import json
 import os
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from streaming.core.errors import LakehouseBusyError
@@ -53,20 +54,27 @@ def describe_holder(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def stream_lock(root: Path) -> Iterator[None]:
-    """Hold the lakehouse's stream lock while the block runs; LakehouseBusyError when another holds it."""
-    path = lock_path(root)
+def held_lock(path: Path, busy: Callable[[str], str], wait_seconds: float = 0.0,
+              waiting: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the flock of ``path`` while the block runs, the holder's details written inside; when another
+    process holds it, wait up to ``wait_seconds`` (``waiting`` is told once, with the holder), then raise
+    `LakehouseBusyError` with ``busy(holder)``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Opened without truncating: a refused second stream must not erase the holder's details.
+    # Opened without truncating: a refused process must not erase the holder's details.
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LakehouseBusyError(
-                f"lakehouse {root} is already being streamed by {describe_holder(path)}; stop that stream "
-                f"first (Ctrl-C or SIGTERM), or use another --lakehouse"
-            ) from None
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LakehouseBusyError(busy(describe_holder(path))) from None
+                if waiting is not None:
+                    waiting(describe_holder(path))
+                    waiting = None
+                time.sleep(0.2)
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(_holder()).encode(), 0)
         try:
@@ -78,3 +86,10 @@ def stream_lock(root: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def stream_lock(root: Path) -> contextlib.AbstractContextManager[None]:
+    """Hold the lakehouse's stream lock while the block runs; LakehouseBusyError when another holds it."""
+    return held_lock(lock_path(root), lambda holder: (
+        f"lakehouse {root} is already being streamed by {holder}; stop that stream first (Ctrl-C or "
+        f"SIGTERM), or use another --lakehouse"))

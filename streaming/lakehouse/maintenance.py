@@ -17,22 +17,19 @@ Safe while a stream writes (see README: Maintenance):
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
 import re
-import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 
 from streaming.core.config import XrayConfig
-from streaming.core.errors import LakehouseBusyError
-from streaming.core.locks import describe_holder
+from streaming.core.locks import held_lock
 from streaming.lakehouse.catalog import ALL_TABLES
 
 log = logging.getLogger(__name__)
@@ -144,44 +141,18 @@ def _size(path: str) -> int:
         return 0
 
 
-@contextlib.contextmanager
-def maintenance_lock(root: Path, wait_seconds: float = 0.0) -> Iterator[None]:
+def maintenance_lock(root: Path, wait_seconds: float = 0.0) -> contextlib.AbstractContextManager[None]:
     """Hold ``<root>/_locks/maintenance.lock`` (an flock: released when the process dies) while the block
     runs, waiting up to ``wait_seconds`` for a pass that holds it; `LakehouseBusyError` after that.
 
     One pass at a time per lakehouse: delta-rs 1.6 lets two compactions of the same snapshot both commit,
     and the second one adds the rows a second time (its conflict check misses the files the first removed).
     """
-    path = root / "_locks" / MAINTENANCE_LOCK
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        deadline = time.monotonic() + wait_seconds
-        waited = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LakehouseBusyError(
-                        f"a maintenance pass on {root} is running ({describe_holder(path)}); it does the same "
-                        "work: let it finish, or run xray maintain again later") from None
-                if not waited:
-                    log.info("maintenance: waiting for the pass of %s", describe_holder(path))
-                    waited = True
-                time.sleep(0.2)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                  "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode(), 0)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+    return held_lock(
+        root / "_locks" / MAINTENANCE_LOCK,
+        lambda holder: (f"a maintenance pass on {root} is running ({holder}); it does the same work: let it "
+                        "finish, or run xray maintain again later"),
+        wait_seconds, lambda holder: log.info("maintenance: waiting for the pass of %s", holder))
 
 
 def maintain_tables(config: XrayConfig, tables: Sequence[str] | None = None,
