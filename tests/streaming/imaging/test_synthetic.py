@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 from collections import Counter
 
 import numpy as np
@@ -53,18 +52,16 @@ def test_classes_are_not_separable_by_mean_brightness():
     assert max(auc, 1 - auc) < 0.85
 
 
-def test_large_images_are_cheap_and_exact_size():
-    started = time.perf_counter()
+def test_large_images_have_the_exact_size():
+    # Speed is `xray bench`'s to measure (ratios in one run), never a timed assert on a shared machine.
     image = decode(make_xray_jpeg("PNEUMONIA", 3, size=(1800, 1400)))
     assert image.size == (1800, 1400)
-    assert time.perf_counter() - started < 1.0
 
 
-def test_hundred_images_take_well_under_two_seconds():
-    started = time.perf_counter()
-    for seed in range(100):
-        make_xray_jpeg(("NORMAL", "PNEUMONIA")[seed % 2], seed)
-    assert time.perf_counter() - started < 2.0
+def test_every_seed_gives_its_own_image_and_the_same_again():
+    made = [make_xray_jpeg(("NORMAL", "PNEUMONIA")[seed % 2], seed) for seed in range(20)]
+    assert len(set(made)) == 20
+    assert make_xray_jpeg("PNEUMONIA", 3) == made[3]
 
 
 def test_rejects_unknown_labels_and_tiny_sizes():
