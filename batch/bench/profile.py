@@ -1,0 +1,93 @@
+"""The ``profile`` part: where one large micro-batch of the real pipeline spends its time.
+
+``xray stream --once`` runs on all the files (one micro-batch up to the admission limit, a champion
+registered) with ``XRAY_PROFILE_FILE`` set (`streaming.core.profiling`): executors time each phase of every
+image (read, hash, bronze row and write, decode, measures, features, inspected row, Arrow in/out) per task,
+the driver times its phases and every table commit, one JSON line per batch. The largest batch is reported:
+executor ms per image per phase (summed over tasks, divided by the batch's images) with its share of the
+tasks' time, the rest of the task time being Spark's (Arrow transport between the JVM and the Python worker,
+waiting for input); driver ms per phase and per table commit, adding up to the batch's wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from typing import Any
+
+from batch.bench.champion import ensure_champion
+from batch.bench.context import BenchContext, stage
+from batch.bench.host import load_average
+from batch.bench.processes import run_xray
+from batch.bench.settings import MEASURED_MASTER
+from streaming.core.profiling import PROFILE_ENV
+
+TASK_REST = "rest of the task (writer set-up, untimed)"
+SPARK_JOB = "Spark job (plan, executors, result to driver)"  # the driver phase `streaming.pipeline.fused` names
+
+
+def bench_profile(ctx: BenchContext) -> dict[str, Any]:
+    tracking_uri = ensure_champion(ctx)
+    lakehouse = ctx.work / "profile"
+    stage(ctx.files, lakehouse / "landing")
+    output = ctx.work / "profile.jsonl"
+    print(f"    xray stream --once, {len(ctx.files)} files, master {MEASURED_MASTER}, profiled", flush=True)
+    loadavg = load_average()
+    run = run_xray(["stream", "--once"], lakehouse, MEASURED_MASTER, ctx.work / "logs" / "profile.log",
+                   tracking_uri, timeout=max(900.0, len(ctx.files) * 10.0), extra_env={PROFILE_ENV: str(output)})
+    run.check(f"xray stream --once ({MEASURED_MASTER}, profiled)")
+    batches = [json.loads(line) for line in output.read_text().splitlines() if line.strip()]
+    shutil.rmtree(lakehouse, ignore_errors=True)
+    if not batches:
+        raise RuntimeError(f"the profiled run wrote no batch profile to {output}")
+    largest = max(batches, key=lambda b: b.get("images") or 0)
+    cores = int(MEASURED_MASTER.removeprefix("local[").removesuffix("]"))
+    return {**summarise(largest, cores), "master": MEASURED_MASTER, "batches": len(batches),
+            "wall_seconds": round(run.seconds, 2), "loadavg": {"start": loadavg, "end": load_average()}}
+
+
+def summarise(batch: dict[str, Any], cores: int) -> dict[str, Any]:
+    """One batch's profile → executor ms per image per phase (and share), driver ms per phase, and the time
+    the ``cores`` executor slots spent outside the Python tasks during the Spark job (scheduling, worker
+    start, the JVM's side, waiting for the slowest task)."""
+    images = max(int(batch.get("images") or 0), 1)
+    tasks = batch.get("tasks") or []
+    executor: dict[str, float] = {}
+    for task in tasks:
+        for name, seconds in task["phases"].items():
+            executor[name] = executor.get(name, 0.0) + seconds
+    task_seconds = sum(task["task_seconds"] for task in tasks)
+    executor[TASK_REST] = max(task_seconds - sum(executor.values()), 0.0)
+    driver = dict(batch.get("driver") or {})
+    wall = float(batch.get("wall_seconds") or 0.0)
+    outside = max(driver.get(SPARK_JOB, 0.0) * cores - task_seconds, 0.0)
+    return {
+        "task_seconds": [round(task["task_seconds"], 3) for task in tasks],
+        "slots_outside_tasks_ms_per_image": round(outside * 1000 / images, 3),
+        "images": int(batch.get("images") or 0),
+        "executor_tasks": len(tasks),
+        "executor_ms_per_image": round(task_seconds * 1000 / images, 3),
+        "executor": {name: {"ms_per_image": round(seconds * 1000 / images, 3),
+                            "share": round(seconds / task_seconds, 4) if task_seconds else 0.0}
+                     for name, seconds in sorted(executor.items(), key=lambda item: -item[1])},
+        "driver_seconds": round(wall, 3),
+        "driver_ms_per_image": round(wall * 1000 / images, 3),
+        "driver": {name: {"ms": round(seconds * 1000, 1), "share": round(seconds / wall, 4) if wall else 0.0}
+                   for name, seconds in sorted(driver.items(), key=lambda item: -item[1])},
+    }
+
+
+def profile_rows(profile: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """(figure, value, unit) rows for the printed table."""
+    rows: list[tuple[str, Any, str]] = [
+        ("profile: largest batch, images / executor tasks", f"{profile['images']} / {profile['executor_tasks']}", ""),
+        ("  executor time per image (all tasks)", profile["executor_ms_per_image"], "ms"),
+    ]
+    rows += [(f"    {name}", phase["ms_per_image"], f"ms/image ({phase['share']:.0%})")
+             for name, phase in profile["executor"].items()]
+    rows.append(("  executor slots outside Python tasks", profile["slots_outside_tasks_ms_per_image"],
+                 "ms/image (Spark job wall x cores - task time)"))
+    rows.append(("  driver: batch wall time", profile["driver_seconds"] * 1000, f"ms ({profile['driver_ms_per_image']}"
+                                                                                   " ms/image)"))
+    rows += [(f"    {name}", phase["ms"], f"ms ({phase['share']:.0%})") for name, phase in profile["driver"].items()]
+    return rows
