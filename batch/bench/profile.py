@@ -61,7 +61,16 @@ def summarise(batch: dict[str, Any], cores: int) -> dict[str, Any]:
     driver = dict(batch.get("driver") or {})
     wall = float(batch.get("wall_seconds") or 0.0)
     outside = max(driver.get(SPARK_JOB, 0.0) * cores - task_seconds, 0.0)
+    job = {}
+    if tasks:  # wall clock (time.time) of the job on the driver and of each task in its worker
+        start, end = tasks[0]["job_started_at"], tasks[0]["job_ended_at"]
+        job = {"until_first_task_seconds": round(min(t["started_at"] for t in tasks) - start, 3),
+               "tasks_running_seconds": round(max(t["ended_at"] for t in tasks)
+                                              - min(t["started_at"] for t in tasks), 3),
+               "after_last_task_seconds": round(end - max(t["ended_at"] for t in tasks), 3),
+               "task_start_offsets_seconds": sorted(round(t["started_at"] - start, 3) for t in tasks)}
     return {
+        "spark_job": job,
         "task_seconds": [round(task["task_seconds"], 3) for task in tasks],
         "slots_outside_tasks_ms_per_image": round(outside * 1000 / images, 3),
         "images": int(batch.get("images") or 0),
@@ -87,6 +96,11 @@ def profile_rows(profile: dict[str, Any]) -> list[tuple[str, Any, str]]:
              for name, phase in profile["executor"].items()]
     rows.append(("  executor slots outside Python tasks", profile["slots_outside_tasks_ms_per_image"],
                  "ms/image (Spark job wall x cores - task time)"))
+    job = profile.get("spark_job") or {}
+    if job:
+        rows.append(("  Spark job: until the first task / tasks / after the last",
+                     f"{job['until_first_task_seconds']} / {job['tasks_running_seconds']} / "
+                     f"{job['after_last_task_seconds']}", "s"))
     rows.append(("  driver: batch wall time", profile["driver_seconds"] * 1000, f"ms ({profile['driver_ms_per_image']}"
                                                                                    " ms/image)"))
     rows += [(f"    {name}", phase["ms"], f"ms ({phase['share']:.0%})") for name, phase in profile["driver"].items()]

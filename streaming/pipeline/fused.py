@@ -94,7 +94,7 @@ def record_and_inspect(listing: DataFrame, config: XrayConfig, batch_id: int, br
 
     def record_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         phases = Phases() if profile else None
-        started = time.perf_counter()
+        started, started_at = time.perf_counter(), time.time()
         writer = ParquetFileWriter(bronze_path, bronze_schema, {}, prefix=txn_file_prefix(QUERY_NAME, batch_id))
         try:
             since = time.perf_counter()
@@ -137,7 +137,8 @@ def record_and_inspect(listing: DataFrame, config: XrayConfig, batch_id: int, br
             raise
         marker = {"files": files}
         if phases is not None:  # the task's phases, and its whole time in this generator to check they add up
-            marker["profile"] = {"phases": phases.seconds, "task_seconds": time.perf_counter() - started}
+            marker["profile"] = {"phases": phases.seconds, "task_seconds": time.perf_counter() - started,
+                                 "started_at": started_at, "ended_at": time.time()}
         yield pa.RecordBatch.from_pylist([{WRITTEN_FILES_COLUMN: json.dumps(marker)}], schema=recorded_schema)
 
     return _as_landing_entries(listing).mapInArrow(record_batches, RECORDED_SCHEMA)
@@ -154,6 +155,7 @@ def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int
         removed = remove_orphans(lakehouse.path(BRONZE_IMAGES.name), QUERY_NAME, batch_id)
     if removed:
         log.info("bronze batch %d: removed %d file(s) left by an interrupted attempt", batch_id, len(removed))
+    job_started_at = time.time()
     with profiling.timed("Spark job (plan, executors, result to driver)"):
         recorded = record_and_inspect(listed, config, batch_id, lakehouse.path(BRONZE_IMAGES.name), silver_inline,
                                       forgotten)
@@ -163,7 +165,8 @@ def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int
     markers = [json.loads(text) for text in
                rows.filter(pc.is_valid(rows.column(WRITTEN_FILES_COLUMN))).column(WRITTEN_FILES_COLUMN).to_pylist()]
     files = [WrittenFile(**f) for marker in markers for f in marker["files"]]
-    _EXECUTOR_PROFILES[batch_id] = [m["profile"] for m in markers if "profile" in m]
+    _EXECUTOR_PROFILES[batch_id] = [{**m["profile"], "job_started_at": job_started_at, "job_ended_at": time.time()}
+                                    for m in markers if "profile" in m]
     with translate_errors(), profiling.timed(f"commit {BRONZE_IMAGES.name}"):
         committed = commit_files(lakehouse.path(BRONZE_IMAGES.name), BRONZE_IMAGES.schema,
                                  [DeltaRsCommitMessage(files=files)], "append", QUERY_NAME, batch_id)
