@@ -1,9 +1,10 @@
 """The ``profile`` part: where one large micro-batch of the real pipeline spends its time.
 
-``xray stream --once`` runs on all the files (one micro-batch up to the admission limit, a champion
-registered) with ``XRAY_PROFILE_FILE`` set (`streaming.core.profiling`): executors time each phase of every
+Two runs on all the files (one micro-batch up to the admission limit, a champion registered): *cold*, ``xray
+stream --once`` with the backlog waiting (fresh JVM and Python workers), and *warm*, a running ``xray
+stream`` warmed up by two images and then receiving the whole backlog at once; both with ``XRAY_PROFILE_FILE`` set (`streaming.core.profiling`): executors time each phase of every
 image (read, hash, bronze row and write, decode, measures, features, inspected row, Arrow in/out) per task,
-the driver times its phases and every table commit, one JSON line per batch. The largest batch is reported:
+the driver times its phases and every table commit, one JSON line per batch. The largest batch of each is reported:
 executor ms per image per phase (summed over tasks, divided by the batch's images) with its share of the
 tasks' time, the rest of the task time being Spark's (Arrow transport between the JVM and the Python worker,
 waiting for input); driver ms per phase and per table commit, adding up to the batch's wall time.
@@ -12,96 +13,67 @@ waiting for input); driver ms per phase and per table commit, adding up to the b
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
+import uuid
+from pathlib import Path
 from typing import Any
 
 from batch.bench.champion import ensure_champion
 from batch.bench.context import BenchContext, stage
 from batch.bench.host import load_average
+from batch.bench.phases import summarise
 from batch.bench.processes import run_xray
 from batch.bench.settings import MEASURED_MASTER
+from batch.bench.streams import RunningStream, warmup_images
 from streaming.core.profiling import PROFILE_ENV
-
-TASK_REST = "rest of the task (writer set-up, untimed)"
-SPARK_JOB = "Spark job (plan, executors, result to driver)"  # the driver phase `streaming.pipeline.fused` names
 
 
 def bench_profile(ctx: BenchContext) -> dict[str, Any]:
+    """The largest batch of a cold ``xray stream --once`` and of a warm running stream, profiled."""
     tracking_uri = ensure_champion(ctx)
-    lakehouse = ctx.work / "profile"
+    cores = int(MEASURED_MASTER.removeprefix("local[").removesuffix("]"))
+    result: dict[str, Any] = {"master": MEASURED_MASTER}
+    for kind in ("cold", "warm"):
+        lakehouse, output = ctx.work / f"profile-{kind}", ctx.work / f"profile-{kind}.jsonl"
+        print(f"    {kind} stream, {len(ctx.files)} files, master {MEASURED_MASTER}, profiled", flush=True)
+        loadavg = load_average()
+        seconds = (_cold(ctx, lakehouse, output, tracking_uri) if kind == "cold"
+                   else _warm(ctx, lakehouse, output))
+        batches = [json.loads(line) for line in output.read_text().splitlines() if line.strip()]
+        shutil.rmtree(lakehouse, ignore_errors=True)
+        if not batches:
+            raise RuntimeError(f"the profiled {kind} run wrote no batch profile to {output}")
+        largest = max(batches, key=lambda b: b.get("images") or 0)
+        result[kind] = {**summarise(largest, cores), "batches": len(batches), "wall_seconds": round(seconds, 2),
+                        "loadavg": {"start": loadavg, "end": load_average()}}
+    return result
+
+
+def _cold(ctx: BenchContext, lakehouse: Path, output: Path, tracking_uri: str) -> float:
+    """``xray stream --once`` with the whole backlog waiting (cold JVM and workers)."""
     stage(ctx.files, lakehouse / "landing")
-    output = ctx.work / "profile.jsonl"
-    print(f"    xray stream --once, {len(ctx.files)} files, master {MEASURED_MASTER}, profiled", flush=True)
-    loadavg = load_average()
-    run = run_xray(["stream", "--once"], lakehouse, MEASURED_MASTER, ctx.work / "logs" / "profile.log",
+    run = run_xray(["stream", "--once"], lakehouse, MEASURED_MASTER, ctx.work / "logs" / "profile-cold.log",
                    tracking_uri, timeout=max(900.0, len(ctx.files) * 10.0), extra_env={PROFILE_ENV: str(output)})
     run.check(f"xray stream --once ({MEASURED_MASTER}, profiled)")
-    batches = [json.loads(line) for line in output.read_text().splitlines() if line.strip()]
-    shutil.rmtree(lakehouse, ignore_errors=True)
-    if not batches:
-        raise RuntimeError(f"the profiled run wrote no batch profile to {output}")
-    largest = max(batches, key=lambda b: b.get("images") or 0)
-    cores = int(MEASURED_MASTER.removeprefix("local[").removesuffix("]"))
-    return {**summarise(largest, cores), "master": MEASURED_MASTER, "batches": len(batches),
-            "wall_seconds": round(run.seconds, 2), "loadavg": {"start": loadavg, "end": load_average()}}
+    return run.seconds
 
 
-def summarise(batch: dict[str, Any], cores: int) -> dict[str, Any]:
-    """One batch's profile → executor ms per image per phase (and share), driver ms per phase, and the time
-    the ``cores`` executor slots spent outside the Python tasks during the Spark job (scheduling, worker
-    start, the JVM's side, waiting for the slowest task)."""
-    images = max(int(batch.get("images") or 0), 1)
-    tasks = batch.get("tasks") or []
-    executor: dict[str, float] = {}
-    for task in tasks:
-        for name, seconds in task["phases"].items():
-            executor[name] = executor.get(name, 0.0) + seconds
-    task_seconds = sum(task["task_seconds"] for task in tasks)
-    executor[TASK_REST] = max(task_seconds - sum(executor.values()), 0.0)
-    driver = dict(batch.get("driver") or {})
-    wall = float(batch.get("wall_seconds") or 0.0)
-    outside = max(driver.get(SPARK_JOB, 0.0) * cores - task_seconds, 0.0)
-    job = {}
-    if tasks:  # wall clock (time.time) of the job on the driver and of each task in its worker
-        start, end = tasks[0]["job_started_at"], tasks[0]["job_ended_at"]
-        job = {"until_first_task_seconds": round(min(t["started_at"] for t in tasks) - start, 3),
-               "tasks_running_seconds": round(max(t["ended_at"] for t in tasks)
-                                              - min(t["started_at"] for t in tasks), 3),
-               "after_last_task_seconds": round(end - max(t["ended_at"] for t in tasks), 3),
-               "task_start_offsets_seconds": sorted(round(t["started_at"] - start, 3) for t in tasks)}
-    return {
-        "spark_job": job,
-        "task_seconds": [round(task["task_seconds"], 3) for task in tasks],
-        "slots_outside_tasks_ms_per_image": round(outside * 1000 / images, 3),
-        "images": int(batch.get("images") or 0),
-        "executor_tasks": len(tasks),
-        "executor_ms_per_image": round(task_seconds * 1000 / images, 3),
-        "executor": {name: {"ms_per_image": round(seconds * 1000 / images, 3),
-                            "share": round(seconds / task_seconds, 4) if task_seconds else 0.0}
-                     for name, seconds in sorted(executor.items(), key=lambda item: -item[1])},
-        "driver_seconds": round(wall, 3),
-        "driver_ms_per_image": round(wall * 1000 / images, 3),
-        "driver": {name: {"ms": round(seconds * 1000, 1), "share": round(seconds / wall, 4) if wall else 0.0}
-                   for name, seconds in sorted(driver.items(), key=lambda item: -item[1])},
-    }
-
-
-def profile_rows(profile: dict[str, Any]) -> list[tuple[str, Any, str]]:
-    """(figure, value, unit) rows for the printed table."""
-    rows: list[tuple[str, Any, str]] = [
-        ("profile: largest batch, images / executor tasks", f"{profile['images']} / {profile['executor_tasks']}", ""),
-        ("  executor time per image (all tasks)", profile["executor_ms_per_image"], "ms"),
-    ]
-    rows += [(f"    {name}", phase["ms_per_image"], f"ms/image ({phase['share']:.0%})")
-             for name, phase in profile["executor"].items()]
-    rows.append(("  executor slots outside Python tasks", profile["slots_outside_tasks_ms_per_image"],
-                 "ms/image (Spark job wall x cores - task time)"))
-    job = profile.get("spark_job") or {}
-    if job:
-        rows.append(("  Spark job: until the first task / tasks / after the last",
-                     f"{job['until_first_task_seconds']} / {job['tasks_running_seconds']} / "
-                     f"{job['after_last_task_seconds']}", "s"))
-    rows.append(("  driver: batch wall time", profile["driver_seconds"] * 1000, f"ms ({profile['driver_ms_per_image']}"
-                                                                                   " ms/image)"))
-    rows += [(f"    {name}", phase["ms"], f"ms ({phase['share']:.0%})") for name, phase in profile["driver"].items()]
-    return rows
+def _warm(ctx: BenchContext, lakehouse: Path, output: Path) -> float:
+    """A running ``xray stream``, warmed up, receiving the whole backlog at once (one rename)."""
+    stream = RunningStream(ctx, lakehouse, MEASURED_MASTER, ctx.work / "logs" / "profile-warm.log",
+                           extra_env={PROFILE_ENV: str(output)})
+    try:
+        stream.warm_up(warmup_images(ctx))
+        time.sleep(1)
+        hidden = stream.landing / f".backlog-{uuid.uuid4().hex}"
+        stage(ctx.files, hidden)
+        clock = time.perf_counter()
+        os.rename(hidden, stream.landing / "backlog")
+        if not stream.watcher.wait_for({f.sha256 for f in ctx.files}, max(900.0, len(ctx.files) * 10.0),
+                                       stream.alive):
+            raise RuntimeError(f"the profiled warm stream did not bring every file to gold; see {stream.log}")
+        return time.perf_counter() - clock
+    finally:
+        stream.stop()

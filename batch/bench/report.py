@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from batch.bench.phases import profile_rows
 from batch.bench.settings import TARGETS
 
 
@@ -140,12 +141,6 @@ def _checkpoint_rows(rows: _Rows, check: dict[str, Any]) -> None:
     add("landing log load, 100k entries", check.get("landing_log_load_seconds_100k"), "s")
 
 
-def _profile_rows(profile: dict[str, Any]) -> list[tuple[str, Any, str]]:
-    from batch.bench.profile import profile_rows  # the part's module imports this one
-
-    return profile_rows(profile)
-
-
 _SECTIONS: tuple[tuple[str, Callable[[_Rows, dict[str, Any]], None]], ...] = (
     ("baseline", _baseline_rows),
     ("pipeline", _pipeline_rows),
@@ -154,7 +149,7 @@ _SECTIONS: tuple[tuple[str, Callable[[_Rows, dict[str, Any]], None]], ...] = (
     ("latency", _latency_rows),
     ("sink", _sink_rows),
     ("checkpoint", _checkpoint_rows),
-    ("profile", lambda rows, profile: [rows.add(*row) for row in _profile_rows(profile)]),
+    ("profile", lambda rows, profile: [rows.add(*row) for row in profile_rows(profile)]),
 )
 
 

@@ -6,7 +6,8 @@ import pytest
 from imagefiles import jpeg_bytes, write, xray_like
 
 from batch.bench.context import BenchContext, resolve_dataset
-from batch.bench.profile import TASK_REST, bench_profile, profile_rows
+from batch.bench.phases import TASK_REST, profile_rows
+from batch.bench.profile import bench_profile
 
 EXECUTOR_PHASES = {"read", "hash", "bronze row", "bronze write", "decode", "measures", "features", "inspect row",
                    "arrow in/out", "Spark: input from the JVM", "Spark: output to the JVM", TASK_REST}
@@ -25,8 +26,14 @@ def test_profile_reports_every_phase_adding_up_to_the_whole(tmp_path, config):
     files, data = resolve_dataset(tmp_path / "data", None, work, 1)
     ctx = BenchContext(config, work, files, {"data": data, "errors": {}})
 
-    profile = bench_profile(ctx)
+    result = bench_profile(ctx)
 
+    for kind in ("cold", "warm"):
+        _check(result[kind])
+    assert any(row[0].strip() == "decode" for row in profile_rows(result))
+
+
+def _check(profile: dict) -> None:
     assert profile["images"] == 6 and profile["executor_tasks"] >= 1
     assert EXECUTOR_PHASES <= set(profile["executor"]) and DRIVER_PHASES <= set(profile["driver"])
     executor = [phase["ms_per_image"] for phase in profile["executor"].values()]
@@ -37,4 +44,4 @@ def test_profile_reports_every_phase_adding_up_to_the_whole(tmp_path, config):
     assert all(ms >= 0 for ms in driver)
     assert sum(driver) == pytest.approx(profile["driver_seconds"] * 1000, rel=0.01, abs=1.0)
     assert profile["executor"][TASK_REST]["share"] < 0.2
-    assert any(row[0].strip() == "decode" for row in profile_rows(profile))
+    assert profile["slots_outside_tasks_ms_per_image"] >= 0 and profile["spark_job"]["tasks_running_seconds"] >= 0
