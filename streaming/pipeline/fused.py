@@ -165,8 +165,9 @@ def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int
     markers = [json.loads(text) for text in
                rows.filter(pc.is_valid(rows.column(WRITTEN_FILES_COLUMN))).column(WRITTEN_FILES_COLUMN).to_pylist()]
     files = [WrittenFile(**f) for marker in markers for f in marker["files"]]
-    _EXECUTOR_PROFILES[batch_id] = [{**m["profile"], "job_started_at": job_started_at, "job_ended_at": time.time()}
-                                    for m in markers if "profile" in m]
+    if profiling.enabled():
+        _EXECUTOR_PROFILES[batch_id] = [{**m["profile"], "job_started_at": job_started_at,
+                                         "job_ended_at": time.time()} for m in markers if "profile" in m]
     with translate_errors(), profiling.timed(f"commit {BRONZE_IMAGES.name}"):
         committed = commit_files(lakehouse.path(BRONZE_IMAGES.name), BRONZE_IMAGES.schema,
                                  [DeltaRsCommitMessage(files=files)], "append", QUERY_NAME, batch_id)
