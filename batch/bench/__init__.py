@@ -43,6 +43,11 @@ Parts (``--only`` takes a comma-separated subset; ``memory`` and ``idle`` are me
   timed, each in a fresh process (a restart is a new JVM; two interleaved rounds, the faster reported):
   fresh, 1k, 100k, and 100k whose files are still in landing (``clean_source = off``: every trigger scans
   them; with ``archive`` landing keeps only new files).
+* ``profile``: where one large micro-batch spends its time (``profile``, figures in ``phases``): a cold
+  ``xray stream --once`` and a warm running stream with ``XRAY_PROFILE_FILE`` set
+  (``streaming.core.profiling``); executor ms per image per phase (read, hash, bronze row and write,
+  decode, measures, features, inspected row, Arrow in/out, waiting for Spark), executor-slot time outside
+  the Python tasks, driver ms per phase and per table commit.
 
 Every part works in a fresh temporary lakehouse under ``<lakehouse>/bench/`` and removes it. Timings on a
 shared machine are noisy: the load average is recorded at the start and end of every part.

@@ -22,6 +22,7 @@ from batch.bench.host import load_average
 from batch.bench.latency import bench_latency
 from batch.bench.maintenance import bench_maintenance
 from batch.bench.pipeline import bench_pipeline, bench_scaling
+from batch.bench.profile import bench_profile
 from batch.bench.report import print_report, say
 from batch.bench.settings import FORMATS, PART_ALIASES, PARTS, TARGETS
 from batch.bench.sink import bench_sink
@@ -37,6 +38,7 @@ PART_FUNCTIONS: dict[str, Callable[[BenchContext], dict[str, Any]]] = {
     "sink": bench_sink,
     "checkpoint": bench_checkpoint,
     "maintenance": bench_maintenance,
+    "profile": bench_profile,
 }
 
 

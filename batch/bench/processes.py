@@ -54,13 +54,14 @@ class ChildRun:
 
 
 def run_xray(command: Sequence[str], lakehouse: Path, master: str, log: Path, tracking_uri: str | None = None,
-             timeout: float = 1800.0) -> ChildRun:
-    """Run one ``xray`` command in a subprocess, sampling its process tree's memory."""
+             timeout: float = 1800.0, extra_env: dict[str, str] | None = None) -> ChildRun:
+    """Run one ``xray`` command in a subprocess, sampling its process tree's memory; ``extra_env`` is added
+    to its environment (e.g. the profile file)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as output:
         started = time.time()
         clock = time.perf_counter()
-        process = subprocess.Popen(xray_args(command, lakehouse, master, tracking_uri), env=child_env(master),
+        process = subprocess.Popen(xray_args(command, lakehouse, master, tracking_uri), env={**child_env(master), **(extra_env or {})},
                                    cwd=log.parent, stdout=output, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         sampler = TreeSampler(process.pid).start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from batch.bench.phases import profile_rows
 from batch.bench.settings import TARGETS
 
 
@@ -158,6 +159,7 @@ _SECTIONS: tuple[tuple[str, Callable[[_Rows, dict[str, Any]], None]], ...] = (
     ("sink", _sink_rows),
     ("checkpoint", _checkpoint_rows),
     ("maintenance", _maintenance_rows),
+    ("profile", lambda rows, profile: [rows.add(*row) for row in profile_rows(profile)]),
 )
 
 

@@ -86,7 +86,7 @@ class RunningStream:
     """``xray stream`` (continuous) in a subprocess with its memory sampler and a gold watcher."""
 
     def __init__(self, ctx: BenchContext, lakehouse: Path, master: str, log: Path,
-                 extra: Sequence[str] = ()):
+                 extra: Sequence[str] = (), extra_env: dict[str, str] | None = None):
         self.lakehouse = lakehouse
         self.landing = lakehouse / "landing"
         self.landing.mkdir(parents=True, exist_ok=True)
@@ -94,7 +94,7 @@ class RunningStream:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "wb") as output:
             self.process = subprocess.Popen(
-                xray_args(["stream", *extra], lakehouse, master, ensure_champion(ctx)), env=child_env(master),
+                xray_args(["stream", *extra], lakehouse, master, ensure_champion(ctx)), env={**child_env(master), **(extra_env or {})},
                 cwd=log.parent, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
             )
         self.started = time.perf_counter()

@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import os
 import stat
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 
 from streaming.core.paths import parse_xray_path
+from streaming.core.profiling import Phases
 from streaming.core.pseudonym import path_ref
 from streaming.lakehouse.catalog import BRONZE_IMAGES
 from streaming.lakehouse.deltars import (
@@ -37,18 +39,20 @@ BRONZE_EXPECTATIONS = (
 
 
 def bronze_record(record: dict, max_file_bytes: int, batch_id: int, ingest_time: dt.datetime, key: str,
-                  roots: tuple[str, ...] = ()) -> dict:
+                  roots: tuple[str, ...] = (), phases: Phases | None = None) -> dict:
     """One landing entry (path, modificationTime, length, status, target) → its bronze row, the file read
     whole when it may be opened. Executors.
 
     ``key`` is the lakehouse's secret: the row's ``path_ref`` (keyed hash of the path) is what every later
-    layer carries instead of the path, which names the patient.
+    layer carries instead of the path, which names the patient. ``phases``: time the read, the hash and
+    the rest (`streaming.core.profiling`).
     """
     path = record["path"]
     read = read_file(path, record.get("length"), max_file_bytes, record.get("status") or "file",
-                     record.get("target"), roots)
+                     record.get("target"), roots, phases)
+    since = time.perf_counter() if phases is not None else 0.0
     info = parse_xray_path(path)
-    return {
+    row = {
         "path": path,
         "file_name": os.path.basename(path),
         "path_ref": path_ref(path, key),
@@ -62,6 +66,9 @@ def bronze_record(record: dict, max_file_bytes: int, batch_id: int, ingest_time:
         "ingest_time": ingest_time,
         "batch_id": batch_id,
     }
+    if phases is not None:
+        phases.add("bronze row", since)
+    return row
 
 
 def read_landing_files(listing: DataFrame, max_file_bytes: int, batch_id: int, key: str,
@@ -92,7 +99,7 @@ _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEX
 
 
 def read_file(path: str, size: int | None, max_bytes: int, status: str = "file", target: str | None = None,
-              roots: tuple[str, ...] = ()) -> FileRead:
+              roots: tuple[str, ...] = (), phases: Phases | None = None) -> FileRead:
     """Read a landing entry whole, unless it is larger than ``max_bytes``, gone, or must not be opened.
 
     ``path`` is a filesystem path, used as it is (never URL-decoded). ``status`` comes from the landing scan:
@@ -104,6 +111,7 @@ def read_file(path: str, size: int | None, max_bytes: int, status: str = "file",
     """
     if status not in ("file", "link"):
         return FileRead(None, None, status)
+    since = time.perf_counter() if phases is not None else 0.0
     source = target if status == "link" and target else path
     try:
         if roots and not within(os.path.realpath(source), roots):
@@ -128,4 +136,9 @@ def read_file(path: str, size: int | None, max_bytes: int, status: str = "file",
         return FileRead(None, None, "unreadable")
     if len(content) > max_bytes:  # grew since it was listed
         return FileRead(None, None, "too_large")
-    return FileRead(content, hashlib.sha256(content).hexdigest(), "ok")
+    if phases is None:
+        return FileRead(content, hashlib.sha256(content).hexdigest(), "ok")
+    since = phases.add("read", since)
+    digest = hashlib.sha256(content).hexdigest()
+    phases.add("hash", since)
+    return FileRead(content, digest, "ok")

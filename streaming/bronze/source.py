@@ -35,8 +35,10 @@ def landing_stream(spark: SparkSession, config: XrayConfig) -> DataFrame:
         "log": str(landing_log_dir(config)),
         "allowedRoots": json.dumps([str(Path(r).expanduser().resolve()) for r in config.landing_allowed_roots]),
         "modifiedAfterMs": "" if after is None else str(int(after.timestamp() * 1000)),
-        # Two tasks a core: a slow file does not hold the whole batch back.
-        "numPartitions": str(max(1, spark.sparkContext.defaultParallelism * 2)),
+        # One task a core: every task pays a fixed cost (its Python workers' start, seconds on a loaded
+        # machine: `xray bench --only profile`) that a second wave of tasks pays again; the source splits
+        # a batch's files by size, so the tasks end together.
+        "numPartitions": str(max(1, spark.sparkContext.defaultParallelism)),
         "cleanSource": config.clean_source,
         "archiveDir": str(config.archive_dir),
     }

@@ -7,6 +7,7 @@ expectations of the silver layer turn into a quarantine row with a readable reas
 from __future__ import annotations
 
 import io
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from streaming.core.dicomfile import has_dicom_preamble
 from streaming.core.names import may_be_dicom_name
+from streaming.core.profiling import Phases
 from streaming.core.pseudonym import patient_ref
 from streaming.imaging.dicom import DicomAttributes
 
@@ -81,15 +83,19 @@ class Inspection:
     dicom: DicomAttributes | None = None
 
 
-def inspect_image(content: bytes, max_pixels: int, expected: str | None = None) -> Inspection:
+def inspect_image(content: bytes, max_pixels: int, expected: str | None = None,
+                  phases: Phases | None = None) -> Inspection:
     """Sniff, bound-check and decode an image at the feature size; compute quality measures and features.
 
     The header gives the size before any pixel is decoded, so a decompression bomb is never expanded.
     ``expected`` is the format the file's name promises: a ``.dcm`` file without the ``DICM`` preamble
-    (an old or raw export) is still tried as DICOM.
+    (an old or raw export) is still tried as DICOM. ``phases``: time decode, measures and features.
     """
     result = Inspection()
+    since = time.perf_counter() if phases is not None else 0.0
     gray = _decode(content, max_pixels, expected, result)
+    if phases is not None:
+        since = phases.add("decode", since)
     if gray is None:
         return result
     levels = gray.astype(np.float32) * 255.0
@@ -99,7 +105,11 @@ def inspect_image(content: bytes, max_pixels: int, expected: str | None = None) 
     result.dynamic_range = float(high - low)
     from streaming.imaging import features
 
+    if phases is not None:
+        since = phases.add("measures", since)
     result.features = features.extract_features(gray)
+    if phases is not None:
+        phases.add("features", since)
     return result
 
 

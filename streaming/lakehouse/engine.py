@@ -16,6 +16,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from streaming.core import profiling
 from streaming.core.config import XrayConfig
 from streaming.core.errors import (
     ConfigError,
@@ -228,9 +229,10 @@ class Lakehouse:
         if self.format != DELTA_RS_FORMAT:
             self._write(self.spark.createDataFrame(data, schema=spec.schema), table, mode, txn, False)
             return
-        self.ensure_tables((spec,))
-        with translate_errors(table, self.path(table)):
-            commit_arrow(self.path(table), spec.schema, data, mode, txn)
+        with profiling.timed(f"commit {table}"):
+            self.ensure_tables((spec,))
+            with translate_errors(table, self.path(table)):
+                commit_arrow(self.path(table), spec.schema, data, mode, txn)
 
     def read_arrow(self, table: str, columns: list[str] | None = None, filters: Any = None,
                    version: int | None = None) -> Any:

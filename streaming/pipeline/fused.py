@@ -25,7 +25,9 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType
 from streaming.bronze.read import BRONZE_EXPECTATIONS, bronze_record, read_landing_files
 from streaming.bronze.refuse import REFUSED, refused_records
 from streaming.bronze.source import QUERY_NAME, clean_landing, landing_roots, report_landing_problems
+from streaming.core import profiling
 from streaming.core.config import XrayConfig
+from streaming.core.profiling import Phases
 from streaming.core.pseudonym import short_ref
 from streaming.lakehouse.catalog import BRONZE_IMAGES, SILVER_METADATA
 from streaming.lakehouse.deltars import (
@@ -57,6 +59,8 @@ BRONZE_EXPECTATION_COUNT = {"table": BRONZE_IMAGES.name, "rule": BRONZE_EXPECTAT
 WRITTEN_FILES_COLUMN = "bronze_files"
 MODIFIED_COLUMN = "modification_time"
 SEQ_COLUMN = "landing_seq"  # the entry's number in the landing log, for clean_source
+# Profiling on (`streaming.core.profiling`): each task's phase sums, by batch, until the batch is written.
+_EXECUTOR_PROFILES: dict[int, list[dict]] = {}
 RECORDED_SCHEMA = StructType([*INSPECTED_SCHEMA.fields, StructField(SEQ_COLUMN, LongType()),
                               StructField(WRITTEN_FILES_COLUMN, StringType())])
 
@@ -76,34 +80,66 @@ def record_and_inspect(listing: DataFrame, config: XrayConfig, batch_id: int, br
     roots = landing_roots(config)
     names = [f.name for f in INSPECTED_SCHEMA.fields]
 
+    profile = profiling.enabled()  # read on the driver; the closure carries it to the executors
+
+    def inspected_rows(records: list[dict], seqs: list[int], phases: Phases | None) -> list[dict]:
+        if inspect:
+            return [{**inspect_record(r, salt, max_pixels, phases), SEQ_COLUMN: seq}
+                    for r, seq in zip(records, seqs, strict=True)]
+        return [{**{n: None for n in names}, "path": r["path"], "file_name": r["file_name"],
+                 "path_ref": r["path_ref"], "size_bytes": r["size_bytes"], "content_status": r["content_status"],
+                 "content_sha256": r["content_sha256"], "source_batch_id": batch_id,
+                 MODIFIED_COLUMN: r["modification_time"], SEQ_COLUMN: seq}
+                for r, seq in zip(records, seqs, strict=True)]
+
     def record_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        phases = Phases() if profile else None
+        started, started_at = time.perf_counter(), time.time()
         writer = ParquetFileWriter(bronze_path, bronze_schema, {}, prefix=txn_file_prefix(QUERY_NAME, batch_id))
         try:
+            since = time.perf_counter()
             for batch in batches:
-                records = [bronze_record(r, max_file_bytes, batch_id, ingest_time, salt, roots)
-                           for r in batch.to_pylist()]
+                if phases is not None:
+                    since = phases.add("Spark: input from the JVM", since)
+                listed, seqs = batch.to_pylist(), batch.column("seq").to_pylist()
+                if phases is not None:
+                    phases.add("arrow in/out", since)
+                records = [bronze_record(r, max_file_bytes, batch_id, ingest_time, salt, roots, phases)
+                           for r in listed]
+                since = time.perf_counter()
                 refused = refused_records(records, forgotten, salt)
                 kept = [r for r, no in zip(records, refused, strict=True) if r["content_status"] != "missing" and not no]
+                if phases is not None:
+                    since = phases.add("bronze row", since)
                 if kept:
                     writer.write(pa.RecordBatch.from_pylist(kept, schema=bronze_schema))
-                inspected = [
-                    {**(inspect_record(r, salt, max_pixels) if inspect else {
-                        **{n: None for n in names}, "path": r["path"], "file_name": r["file_name"],
-                        "path_ref": r["path_ref"], "size_bytes": r["size_bytes"], "content_status": r["content_status"],
-                        "content_sha256": r["content_sha256"], "source_batch_id": batch_id,
-                        MODIFIED_COLUMN: r["modification_time"]}), SEQ_COLUMN: seq}
-                    for r, seq in zip(records, batch.column("seq").to_pylist(), strict=True)
-                ]
+                if phases is not None:
+                    phases.add("bronze write", since)
+                inspected = inspected_rows(records, seqs, phases)
+                since = time.perf_counter()
                 for row, no in zip(inspected, refused, strict=True):
                     if no:
                         row["content_status"] = REFUSED
-                yield inspected_batch(inspected, recorded_schema)
+                out = inspected_batch(inspected, recorded_schema)
+                if phases is not None:
+                    since = phases.add("arrow in/out", since)
+                yield out
+                if phases is not None:
+                    since = phases.add("Spark: output to the JVM", since)
+            if phases is not None:
+                since = phases.add("Spark: input from the JVM", since)
             files = [asdict(f) for f in writer.finish().files]
+            if phases is not None:
+                phases.add("bronze write", since)
         except BaseException:
             writer._close()
             remove_files(bronze_path, writer.files)
             raise
-        yield pa.RecordBatch.from_pylist([{WRITTEN_FILES_COLUMN: json.dumps(files)}], schema=recorded_schema)
+        marker = {"files": files}
+        if phases is not None:  # the task's phases, and its whole time in this generator to check they add up
+            marker["profile"] = {"phases": phases.seconds, "task_seconds": time.perf_counter() - started,
+                                 "started_at": started_at, "ended_at": time.time()}
+        yield pa.RecordBatch.from_pylist([{WRITTEN_FILES_COLUMN: json.dumps(marker)}], schema=recorded_schema)
 
     return _as_landing_entries(listing).mapInArrow(record_batches, RECORDED_SCHEMA)
 
@@ -115,21 +151,27 @@ def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int
 
     config = lakehouse.config
     # Files an attempt killed between writing and committing left behind (found by their prefix).
-    removed = remove_orphans(lakehouse.path(BRONZE_IMAGES.name), QUERY_NAME, batch_id)
+    with profiling.timed("orphan check"):
+        removed = remove_orphans(lakehouse.path(BRONZE_IMAGES.name), QUERY_NAME, batch_id)
     if removed:
         log.info("bronze batch %d: removed %d file(s) left by an interrupted attempt", batch_id, len(removed))
-    recorded = record_and_inspect(listed, config, batch_id, lakehouse.path(BRONZE_IMAGES.name), silver_inline,
-                                  forgotten)
-    if silver_inline:
-        recorded = flag_expectations(recorded, silver_expectations(config, forgotten), SILVER_METADATA.name)
-    rows = recorded.toArrow()
-    markers = pc.is_valid(rows.column(WRITTEN_FILES_COLUMN))
-    files = [WrittenFile(**f) for text in rows.filter(markers).column(WRITTEN_FILES_COLUMN).to_pylist()
-             for f in json.loads(text)]
-    with translate_errors():
+    job_started_at = time.time()
+    with profiling.timed("Spark job (plan, executors, result to driver)"):
+        recorded = record_and_inspect(listed, config, batch_id, lakehouse.path(BRONZE_IMAGES.name), silver_inline,
+                                      forgotten)
+        if silver_inline:
+            recorded = flag_expectations(recorded, silver_expectations(config, forgotten), SILVER_METADATA.name)
+        rows = recorded.toArrow()
+    markers = [json.loads(text) for text in
+               rows.filter(pc.is_valid(rows.column(WRITTEN_FILES_COLUMN))).column(WRITTEN_FILES_COLUMN).to_pylist()]
+    files = [WrittenFile(**f) for marker in markers for f in marker["files"]]
+    if profiling.enabled():
+        _EXECUTOR_PROFILES[batch_id] = [{**m["profile"], "job_started_at": job_started_at,
+                                         "job_ended_at": time.time()} for m in markers if "profile" in m]
+    with translate_errors(), profiling.timed(f"commit {BRONZE_IMAGES.name}"):
         committed = commit_files(lakehouse.path(BRONZE_IMAGES.name), BRONZE_IMAGES.schema,
                                  [DeltaRsCommitMessage(files=files)], "append", QUERY_NAME, batch_id)
-    return rows.filter(pc.invert(markers)).drop_columns([WRITTEN_FILES_COLUMN]), committed
+    return rows.filter(pc.is_null(rows.column(WRITTEN_FILES_COLUMN))).drop_columns([WRITTEN_FILES_COLUMN]), committed
 
 
 def _record_with_spark(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, silver_inline: bool,
@@ -222,14 +264,29 @@ def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int
     decode and inspect them in the same pass and write silver (and gold, when ``gold_inline``) from the
     driver: one Spark job from landing files to predictions, and the image bytes never reach the driver.
 
-    Every table's write carries the transaction (bronze, batch id), so a replayed batch writes nothing twice.
+    Every table's write carries the transaction (bronze, batch id), so a replay writes nothing twice.
+    With profiling on (`streaming.core.profiling`) the batch's phases are written to the profile file.
     """
+    if not profiling.enabled():
+        return _process_bronze_batch(lakehouse, listing, batch_id, silver_inline, gold_inline)
+    clock = time.perf_counter()
+    with profiling.timed("other (driver)"):
+        event = _process_bronze_batch(lakehouse, listing, batch_id, silver_inline, gold_inline)
+    profiling.write_batch({"batch_id": batch_id, "images": event.input_rows,
+                           "wall_seconds": time.perf_counter() - clock,
+                           "tasks": _EXECUTOR_PROFILES.pop(batch_id, [])})
+    return event
+
+
+def _process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int, silver_inline: bool,
+                          gold_inline: bool) -> BatchEvent:
     config = lakehouse.config
     event = BatchEvent(QUERY_NAME, batch_id)
     clock = time.perf_counter()
     listed = _as_landing_entries(listing)  # the Spark path reads its seq column too
     # Read at every batch: an erasure (`xray forget`) is honoured from the next batch on.
-    forgotten = forgotten_patients(config)
+    with profiling.timed("forget list read"):
+        forgotten = forgotten_patients(config)
     if lakehouse.format == DELTA_RS_FORMAT:
         inspected, _ = _record_with_delta_rs(lakehouse, listed, batch_id, silver_inline, forgotten)
     else:
@@ -240,27 +297,31 @@ def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int
         return event
     missing = pc.equal(inspected.column("content_status"), "missing")
     refused = pc.equal(inspected.column("content_status"), REFUSED)
-    _describe_bronze(config, inspected, missing, refused, event)
+    with profiling.timed("bronze event (landing backlog scan)"):
+        _describe_bronze(config, inspected, missing, refused, event)
     events = [event.finish()]
     if silver_inline:
         from streaming.silver import batch as silver
 
         silver_event = BatchEvent(silver.QUERY_NAME, batch_id)
-        new_images = silver.write_silver(lakehouse, inspected.filter(pc.invert(missing)), batch_id, QUERY_NAME,
-                                         silver_event, forgotten=forgotten)
+        with profiling.timed("silver (split, dedupe, rows)"):
+            new_images = silver.write_silver(lakehouse, inspected.filter(pc.invert(missing)), batch_id, QUERY_NAME,
+                                             silver_event, forgotten=forgotten)
         events.append(silver_event.finish())
         phases["silver"] = time.perf_counter() - clock - sum(phases.values())
         if gold_inline:
             from streaming.gold import scoring as gold
 
-            gold_event = gold.score_new_images(lakehouse, new_images, batch_id, QUERY_NAME, record=False)
+            with profiling.timed("gold (model, scoring)"):
+                gold_event = gold.score_new_images(lakehouse, new_images, batch_id, QUERY_NAME, record=False)
             if gold_event is not None and gold_event.input_rows:
                 events.append(gold_event)
             phases["gold"] = time.perf_counter() - clock - sum(phases.values())
     # One commit for the batch's events, last: a replay that finds it knows every layer wrote.
     record_events(lakehouse, events, (f"{QUERY_NAME}:events", batch_id))
     phases["events"] = time.perf_counter() - clock - sum(phases.values())
-    _clean_batch(config, inspected, missing, refused)
+    with profiling.timed("clean landing"):
+        _clean_batch(config, inspected, missing, refused)
     log.debug("bronze batch %d phases: %s", batch_id, ", ".join(f"{k} {v:.3f} s" for k, v in phases.items()))
     return event
 

@@ -3,6 +3,7 @@ hash the patient. Never raises for a bad file: every problem is a value the expe
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -23,6 +24,7 @@ from pyspark.sql.types import (
 
 from streaming.core.config import XrayConfig
 from streaming.core.paths import parse_xray_path
+from streaming.core.profiling import Phases
 from streaming.core.pseudonym import keyed_hash, path_ref
 from streaming.imaging.dicom import DicomAttributes
 from streaming.imaging.images import Inspection, expected_format, hash_patient, inspect_image
@@ -89,14 +91,21 @@ def _patient(inspected: Inspection | None, file_patient: str | None, salt: str) 
     return hash_patient(dicom_patient or file_patient, salt)
 
 
-def inspect_record(record: dict, salt: str, max_pixels: int) -> dict:
-    """One bronze row (a dict with its content) → its inspected row (no bytes). Never raises for a bad file."""
+def inspect_record(record: dict, salt: str, max_pixels: int, phases: Phases | None = None) -> dict:
+    """One bronze row (a dict with its content) → its inspected row (no bytes). Never raises for a bad file.
+
+    ``phases``: time the image's phases (`inspect_image`) and the rest of the row (`streaming.core.profiling`).
+    """
+    since = time.perf_counter() if phases is not None else 0.0
     content = record["content"]
     info = parse_xray_path(record["path"] or "")
     name = record["file_name"] or ""
     expected = expected_format(name)
-    inspected = inspect_image(content, max_pixels, expected) if content is not None else None
-    return {
+    if phases is not None:
+        phases.add("inspect row", since)
+    inspected = inspect_image(content, max_pixels, expected, phases) if content is not None else None
+    since = time.perf_counter() if phases is not None else 0.0
+    row = {
         "path": record["path"],
         "file_name": name,
         # Bronze's own ref when the row comes from the bronze table; the same keyed hash otherwise.
@@ -124,6 +133,9 @@ def inspect_record(record: dict, salt: str, max_pixels: int) -> dict:
         "pneumonia_type": info.pneumonia_type,
         **dicom_values(inspected.dicom if inspected else None, salt),
     }
+    if phases is not None:
+        phases.add("inspect row", since)
+    return row
 
 
 def inspected_batch(rows: list[dict], schema: pa.Schema) -> pa.RecordBatch:

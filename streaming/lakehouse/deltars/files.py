@@ -86,10 +86,14 @@ class ParquetFileWriter:
 
     def _open(self) -> None:
         self._relative_path = f"{self.prefix}{uuid.uuid4()}-c000.zstd.parquet"
-        # Binary columns hold already-compressed image bytes: zstd would spend CPU for nothing.
-        compression = {f.name: "none" if pa.types.is_binary(f.type) else "zstd" for f in self.schema}
+        # Binary columns hold already-compressed image bytes, each distinct: zstd, a dictionary (which
+        # hashes every value) and min/max statistics (never used) would spend CPU for nothing.
+        binary = {f.name for f in self.schema if pa.types.is_binary(f.type)}
+        small = [f.name for f in self.schema if f.name not in binary]
+        compression = {f.name: "none" if f.name in binary else "zstd" for f in self.schema}
         self._writer = pq.ParquetWriter(
-            os.path.join(self.table_path, self._relative_path), self.schema, compression=compression
+            os.path.join(self.table_path, self._relative_path), self.schema, compression=compression,
+            use_dictionary=small, write_statistics=small,
         )
         self._rows_in_file = 0
         self._stats_parts = []

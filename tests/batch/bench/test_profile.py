@@ -1,0 +1,47 @@
+"""The ``profile`` part: one profiled ``xray stream --once`` on a few small images reports every phase."""
+
+from __future__ import annotations
+
+import pytest
+from imagefiles import jpeg_bytes, write, xray_like
+
+from batch.bench.context import BenchContext, resolve_dataset
+from batch.bench.phases import TASK_REST, profile_rows
+from batch.bench.profile import bench_profile
+
+EXECUTOR_PHASES = {"read", "hash", "bronze row", "bronze write", "decode", "measures", "features", "inspect row",
+                   "arrow in/out", "Spark: input from the JVM", "Spark: output to the JVM", TASK_REST}
+DRIVER_PHASES = {"Spark job (plan, executors, result to driver)", "commit bronze_xray_images",
+                 "commit silver_xray_metadata", "commit silver_image_features", "commit gold_pneumonia_predictions",
+                 "commit pipeline_events", "silver (split, dedupe, rows)", "gold (model, scoring)", "other (driver)"}
+
+
+@pytest.mark.slow
+def test_profile_reports_every_phase_adding_up_to_the_whole(tmp_path, config):
+    for index in range(6):
+        label = ("NORMAL", "PNEUMONIA")[index % 2]
+        name = f"person{index}_bacteria_{index}.jpeg" if label == "PNEUMONIA" else f"IM-{index:04d}-0001.jpeg"
+        write(tmp_path / "data" / "train" / label / name, jpeg_bytes(xray_like(index, (300 + 10 * index, 260))))
+    work = tmp_path / "work"
+    files, data = resolve_dataset(tmp_path / "data", None, work, 1)
+    ctx = BenchContext(config, work, files, {"data": data, "errors": {}})
+
+    result = bench_profile(ctx)
+
+    for kind in ("cold", "warm"):
+        _check(result[kind])
+    assert any(row[0].strip() == "decode" for row in profile_rows(result))
+
+
+def _check(profile: dict) -> None:
+    assert profile["images"] == 6 and profile["executor_tasks"] >= 1
+    assert EXECUTOR_PHASES <= set(profile["executor"]) and DRIVER_PHASES <= set(profile["driver"])
+    executor = [phase["ms_per_image"] for phase in profile["executor"].values()]
+    assert all(ms >= 0 for ms in executor)
+    # Phases never overlap: they add up to the tasks' (and the batch's) whole time, up to rounding.
+    assert sum(executor) == pytest.approx(profile["executor_ms_per_image"], rel=0.01, abs=0.05)
+    driver = [phase["ms"] for phase in profile["driver"].values()]
+    assert all(ms >= 0 for ms in driver)
+    assert sum(driver) == pytest.approx(profile["driver_seconds"] * 1000, rel=0.01, abs=1.0)
+    assert profile["executor"][TASK_REST]["share"] < 0.2
+    assert profile["slots_outside_tasks_ms_per_image"] >= 0 and profile["spark_job"]["tasks_running_seconds"] >= 0
