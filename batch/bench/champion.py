@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from batch.bench.context import BenchContext, BenchFile, label_of, stage
 from batch.bench.processes import run_xray
@@ -25,15 +26,8 @@ def model_files(files: list[BenchFile]) -> list[BenchFile]:
 def fallback_champion(lakehouse: Path) -> str:
     """Register a plain logistic regression as champion when ``xray retrain`` cannot (e.g. unlabelled
     images). Only throughput is measured, not model quality. Returns a description."""
-    import mlflow
-    import mlflow.sklearn
     import numpy as np
-    from sklearn.linear_model import LogisticRegression
 
-    from streaming.core.config import load_config
-    from streaming.core.registry import CHAMPION_ALIAS, configure_mlflow, ensure_experiment
-
-    config = load_config(environ={}, lakehouse=str(lakehouse))
     features = {r["image_id"]: r for r in table_rows(lakehouse, "silver_image_features",
                                                      ["image_id", "features", "feature_version"])}
     labels = {r["image_id"]: r["label"] for r in table_rows(lakehouse, "silver_xray_metadata",
@@ -45,16 +39,30 @@ def fallback_champion(lakehouse: Path) -> str:
     y = np.asarray([labels.get(i) if labels.get(i) is not None else int(i, 16) % 2 for i in ids])
     if len(set(y.tolist())) < 2:
         y = np.arange(len(ids)) % 2
+    register_champion(lakehouse, X, y, features[ids[0]]["feature_version"])
+    return f"bench fallback (LogisticRegression on {len(ids)} images)"
+
+
+def register_champion(lakehouse: Path, X: Any, y: Any, feature_version: str) -> str:
+    """Fit a logistic regression on (X, y), register it in the lakehouse's MLflow store as champion for
+    ``feature_version``; returns the tracking URI (what the bench's streams are given)."""
+    import mlflow
+    import mlflow.sklearn
+    from sklearn.linear_model import LogisticRegression
+
+    from streaming.core.config import load_config
+    from streaming.core.registry import CHAMPION_ALIAS, configure_mlflow, ensure_experiment
+
+    config = load_config(environ={}, lakehouse=str(lakehouse))
     model = LogisticRegression(max_iter=500).fit(X, y)
     experiment = ensure_experiment(config)
     with mlflow.start_run(experiment_id=experiment, run_name="bench-fallback"):
         info = mlflow.sklearn.log_model(model, name="model", registered_model_name=config.model_name)
     client = configure_mlflow(config)
     version = str(info.registered_model_version)
-    client.set_model_version_tag(config.model_name, version, "feature_version",
-                                 features[ids[0]]["feature_version"])
+    client.set_model_version_tag(config.model_name, version, "feature_version", feature_version)
     client.set_registered_model_alias(config.model_name, CHAMPION_ALIAS, version)
-    return f"bench fallback (LogisticRegression on {len(ids)} images)"
+    return config.tracking_uri
 
 
 def ensure_champion(ctx: BenchContext) -> str:

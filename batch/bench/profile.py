@@ -30,12 +30,13 @@ from batch.bench.streams import RunningStream, warmup_images
 from streaming.core.profiling import PROFILE_ENV
 
 
-def bench_profile(ctx: BenchContext) -> dict[str, Any]:
-    """The largest batch of a cold ``xray stream --once`` and of a warm running stream, profiled."""
+def bench_profile(ctx: BenchContext, kinds: tuple[str, ...] = ("cold", "warm")) -> dict[str, Any]:
+    """The largest batch of a cold ``xray stream --once`` and of a warm running stream, profiled (``kinds``:
+    which of the two runs)."""
     tracking_uri = ensure_champion(ctx)
     cores = int(MEASURED_MASTER.removeprefix("local[").removesuffix("]"))
     result: dict[str, Any] = {"master": MEASURED_MASTER}
-    for kind in ("cold", "warm"):
+    for kind in kinds:
         lakehouse, output = ctx.work / f"profile-{kind}", ctx.work / f"profile-{kind}.jsonl"
         print(f"    {kind} stream, {len(ctx.files)} files, master {MEASURED_MASTER}, profiled", flush=True)
         loadavg = load_average()
