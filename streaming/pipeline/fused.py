@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 
 import pyarrow as pa
@@ -73,75 +73,93 @@ def record_and_inspect(listing: DataFrame, config: XrayConfig, batch_id: int, br
     A file deleted between listing and reading (bronze's rule ``file_still_exists``) is not written, nor is
     a file of a patient on the forget list (``forgotten``): its inspected row says ``refused``.
     """
-    bronze_schema = arrow_schema_of_spark(BRONZE_IMAGES.schema)
-    recorded_schema = arrow_schema_of_spark(RECORDED_SCHEMA)
-    ingest_time = dt.datetime.now(dt.timezone.utc)
-    max_file_bytes, max_pixels, salt = config.max_file_bytes, config.max_image_pixels, config.patient_salt()
-    roots = landing_roots(config)
-    names = [f.name for f in INSPECTED_SCHEMA.fields]
+    recorder = _Recorder(config, batch_id, bronze_path, inspect, forgotten)
+    return _as_landing_entries(listing).mapInArrow(recorder.record_batches, RECORDED_SCHEMA)
 
-    profile = profiling.enabled()  # read on the driver; the closure carries it to the executors
 
-    def inspected_rows(records: list[dict], seqs: list[int], phases: Phases | None) -> list[dict]:
-        if inspect:
-            return [{**inspect_record(r, salt, max_pixels, phases), SEQ_COLUMN: seq}
+class _Recorder:
+    """What an executor task does with its listed files (`record_and_inspect`); built on the driver, so
+    every setting (profiling included) travels to the executors with it and no worker reads the config."""
+
+    def __init__(self, config: XrayConfig, batch_id: int, bronze_path: str, inspect: bool,
+                 forgotten: frozenset[str]):
+        self.batch_id, self.bronze_path, self.inspect, self.forgotten = batch_id, bronze_path, inspect, forgotten
+        self.bronze_schema = arrow_schema_of_spark(BRONZE_IMAGES.schema)
+        self.recorded_schema = arrow_schema_of_spark(RECORDED_SCHEMA)
+        self.ingest_time = dt.datetime.now(dt.timezone.utc)
+        self.max_file_bytes, self.max_pixels = config.max_file_bytes, config.max_image_pixels
+        self.salt, self.roots = config.patient_salt(), landing_roots(config)
+        self.profile = profiling.enabled()  # read on the driver
+
+    def inspected_rows(self, records: list[dict], seqs: list[int], phases: Phases | None) -> list[dict]:
+        if self.inspect:
+            return [{**inspect_record(r, self.salt, self.max_pixels, phases), SEQ_COLUMN: seq}
                     for r, seq in zip(records, seqs, strict=True)]
-        return [{**{n: None for n in names}, "path": r["path"], "file_name": r["file_name"],
-                 "path_ref": r["path_ref"], "size_bytes": r["size_bytes"], "content_status": r["content_status"],
-                 "content_sha256": r["content_sha256"], "source_batch_id": batch_id,
+        empty = dict.fromkeys(f.name for f in INSPECTED_SCHEMA.fields)
+        return [{**empty, "path": r["path"], "file_name": r["file_name"], "path_ref": r["path_ref"],
+                 "size_bytes": r["size_bytes"], "content_status": r["content_status"],
+                 "content_sha256": r["content_sha256"], "source_batch_id": self.batch_id,
                  MODIFIED_COLUMN: r["modification_time"], SEQ_COLUMN: seq}
                 for r, seq in zip(records, seqs, strict=True)]
 
-    def record_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        phases = Phases() if profile else None
+    def record_batch(self, batch: pa.RecordBatch, writer: ParquetFileWriter, phases: Phases | None) -> pa.RecordBatch:
+        """One Arrow batch of listed files: bronze rows written (refused files not), inspected rows out."""
+        mark = _marker(phases)
+        since = time.perf_counter()
+        listed, seqs = batch.to_pylist(), batch.column("seq").to_pylist()
+        mark("arrow in/out", since)
+        records = [bronze_record(r, self.max_file_bytes, self.batch_id, self.ingest_time, self.salt, self.roots,
+                                 phases) for r in listed]
+        since = time.perf_counter()
+        refused = refused_records(records, self.forgotten, self.salt)
+        kept = [r for r, no in zip(records, refused, strict=True) if r["content_status"] != "missing" and not no]
+        since = mark("bronze row", since)
+        if kept:
+            writer.write(pa.RecordBatch.from_pylist(kept, schema=self.bronze_schema))
+        mark("bronze write", since)
+        inspected = self.inspected_rows(records, seqs, phases)
+        since = time.perf_counter()
+        for row, no in zip(inspected, refused, strict=True):
+            if no:
+                row["content_status"] = REFUSED
+        out = inspected_batch(inspected, self.recorded_schema)
+        mark("arrow in/out", since)
+        return out
+
+    def record_batches(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """The task: every batch recorded and inspected, then one marker row naming the bronze files written
+        (and, profiling, the task's phases)."""
+        phases = Phases() if self.profile else None
+        mark = _marker(phases)
         started, started_at = time.perf_counter(), time.time()
-        writer = ParquetFileWriter(bronze_path, bronze_schema, {}, prefix=txn_file_prefix(QUERY_NAME, batch_id))
+        prefix = txn_file_prefix(QUERY_NAME, self.batch_id)
+        writer = ParquetFileWriter(self.bronze_path, self.bronze_schema, {}, prefix=prefix)
         try:
             since = time.perf_counter()
             for batch in batches:
-                if phases is not None:
-                    since = phases.add("Spark: input from the JVM", since)
-                listed, seqs = batch.to_pylist(), batch.column("seq").to_pylist()
-                if phases is not None:
-                    phases.add("arrow in/out", since)
-                records = [bronze_record(r, max_file_bytes, batch_id, ingest_time, salt, roots, phases)
-                           for r in listed]
+                mark("Spark: input from the JVM", since)
+                out = self.record_batch(batch, writer, phases)
                 since = time.perf_counter()
-                refused = refused_records(records, forgotten, salt)
-                kept = [r for r, no in zip(records, refused, strict=True) if r["content_status"] != "missing" and not no]
-                if phases is not None:
-                    since = phases.add("bronze row", since)
-                if kept:
-                    writer.write(pa.RecordBatch.from_pylist(kept, schema=bronze_schema))
-                if phases is not None:
-                    phases.add("bronze write", since)
-                inspected = inspected_rows(records, seqs, phases)
-                since = time.perf_counter()
-                for row, no in zip(inspected, refused, strict=True):
-                    if no:
-                        row["content_status"] = REFUSED
-                out = inspected_batch(inspected, recorded_schema)
-                if phases is not None:
-                    since = phases.add("arrow in/out", since)
                 yield out
-                if phases is not None:
-                    since = phases.add("Spark: output to the JVM", since)
-            if phases is not None:
-                since = phases.add("Spark: input from the JVM", since)
+                since = mark("Spark: output to the JVM", since)
+            since = mark("Spark: input from the JVM", since)
             files = [asdict(f) for f in writer.finish().files]
-            if phases is not None:
-                phases.add("bronze write", since)
+            mark("bronze write", since)
         except BaseException:
             writer._close()
-            remove_files(bronze_path, writer.files)
+            remove_files(self.bronze_path, writer.files)
             raise
         marker = {"files": files}
         if phases is not None:  # the task's phases, and its whole time in this generator to check they add up
             marker["profile"] = {"phases": phases.seconds, "task_seconds": time.perf_counter() - started,
                                  "started_at": started_at, "ended_at": time.time()}
-        yield pa.RecordBatch.from_pylist([{WRITTEN_FILES_COLUMN: json.dumps(marker)}], schema=recorded_schema)
+        yield pa.RecordBatch.from_pylist([{WRITTEN_FILES_COLUMN: json.dumps(marker)}], schema=self.recorded_schema)
 
-    return _as_landing_entries(listing).mapInArrow(record_batches, RECORDED_SCHEMA)
+
+def _marker(phases: Phases | None) -> Callable[[str, float], float]:
+    """``mark(phase, since)``: charge the time since ``since`` to ``phase`` and return now (profiling on);
+    a no-op when profiling is off."""
+    return phases.add if phases is not None else (lambda _name, since: since)
 
 
 def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, silver_inline: bool,
