@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from streaming.core.checkpoints import newest_batch
 from streaming.core.config import XrayConfig
 from streaming.core.dicomfile import DICOM_PREAMBLE_LENGTH, has_dicom_preamble
 from streaming.core.errors import ErasureError
@@ -171,9 +172,10 @@ def _delete(config: XrayConfig, name: str, predicate: str) -> int:
 
 def _still_there(config: XrayConfig, name: str, erasure: Erasure) -> int:
     """Rows of the patient a whole read of the table still finds (a check of the delete, not trust)."""
+    table = _table(config, name)
     columns = {c for c in ("content_sha256", "path_ref", "image_id", "patient_id")
-               if c in _table(config, name).schema().to_arrow().names}
-    rows = _table(config, name).to_pyarrow_table(columns=sorted(columns)).to_pylist()
+               if c in table.schema().to_arrow().names}
+    rows = table.to_pyarrow_table(columns=sorted(columns)).to_pylist()
     return sum(1 for r in rows if r.get("content_sha256") in erasure.image_ids or r.get("image_id") in erasure.image_ids
                or r.get("path_ref") in erasure.path_refs or r.get("patient_id") == erasure.patient)
 
@@ -205,13 +207,12 @@ def _stream_floors(config: XrayConfig, table: str) -> list[int]:
     floors = []
     for query, source in STREAM_INPUTS.items():
         folder = config.checkpoint_path(query) / "offsets"
-        if source != table or not folder.is_dir():
+        batch = newest_batch(folder) if source == table else None
+        if batch is None:
             continue
-        batches = sorted((int(n) for n in os.listdir(folder) if n.isdigit()), reverse=True)
-        for batch in batches[:1]:
-            lines = (folder / str(batch)).read_text().splitlines()
-            offsets = [json.loads(line) for line in lines[2:] if line.startswith("{")]
-            floors += [int(o["version"]) for o in offsets if isinstance(o, dict) and "version" in o]
+        lines = (folder / str(batch)).read_text().splitlines()
+        offsets = [json.loads(line) for line in lines[2:] if line.startswith("{")]
+        floors += [int(o["version"]) for o in offsets if isinstance(o, dict) and "version" in o]
     return floors
 
 

@@ -20,8 +20,8 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from streaming.core.checkpoints import newest_batch
 from streaming.core.config import XrayConfig
 from streaming.core.errors import ErasureError
 from streaming.core.locks import lock_path
@@ -107,11 +107,11 @@ def wait_for_planned_batches(config: XrayConfig, timeout: float = BATCH_WAIT_SEC
     """Wait until every micro-batch a running stream planned before now is committed. Batches planned
     later read the forget list after it holds the patient. No stream running: nothing to wait for (a
     batch planned before a crash is replayed, and the replay reads the list)."""
-    planned = {query: _newest(config.checkpoint_path(query) / "offsets") for query in LAYERS}
+    planned = {query: newest_batch(config.checkpoint_path(query) / "offsets") for query in LAYERS}
     deadline = time.monotonic() + timeout
     while _stream_running(config):
         pending = [q for q, batch in planned.items()
-                   if batch is not None and (_newest(config.checkpoint_path(q) / "commits") or -1) < batch]
+                   if batch is not None and (newest_batch(config.checkpoint_path(q) / "commits") or -1) < batch]
         if not pending:
             return
         if time.monotonic() > deadline:
@@ -119,14 +119,6 @@ def wait_for_planned_batches(config: XrayConfig, timeout: float = BATCH_WAIT_SEC
                                f"in {timeout:.0f} s; nothing was erased yet (the patient is on the forget "
                                f"list); run the same 'xray forget' again")
         time.sleep(0.2)
-
-
-def _newest(folder: Path) -> int | None:
-    try:
-        ids = [int(name) for name in os.listdir(folder) if name.isdigit()]
-    except FileNotFoundError:
-        return None
-    return max(ids, default=None)
 
 
 def _stream_running(config: XrayConfig) -> bool:

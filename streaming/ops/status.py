@@ -11,9 +11,9 @@ import datetime as dt
 import json
 import logging
 import math
-from pathlib import Path
 from typing import Any
 
+from streaming.core.checkpoints import newest_batch
 from streaming.core.config import XrayConfig
 from streaming.core.names import LAYERS
 from streaming.core.registry import local_store_exists
@@ -65,13 +65,6 @@ def table_status(lakehouse: Lakehouse) -> list[dict]:
     return result
 
 
-def _batch_ids(folder: Path) -> list[int]:
-    """Batch ids of a checkpoint log folder (files named 0, 1, ...; checksums and temp files ignored)."""
-    if not folder.is_dir():
-        return []
-    return [int(p.name) for p in folder.iterdir() if p.name.isdigit()]
-
-
 def checkpoint_status(config: XrayConfig, query: str) -> dict:
     """The newest planned (offsets/) and committed (commits/) micro-batch of a query's checkpoint.
 
@@ -79,8 +72,7 @@ def checkpoint_status(config: XrayConfig, query: str) -> dict:
     commit is a batch running now, or one interrupted that the next start replays.
     """
     folder = config.checkpoint_path(query)
-    planned = max(_batch_ids(folder / "offsets"), default=None)
-    committed = max(_batch_ids(folder / "commits"), default=None)
+    planned, committed = newest_batch(folder / "offsets"), newest_batch(folder / "commits")
     return {
         "path": str(folder),
         "exists": folder.is_dir(),

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from streaming.core.checkpoints import newest_batch
 from streaming.core.config import XrayConfig
 from streaming.core.errors import CheckpointAheadError
 from streaming.core.names import LAYERS
@@ -74,11 +75,7 @@ def tables_written(row: dict) -> list[str]:
 
 def last_committed_batch(checkpoint: Path) -> int | None:
     """The highest batch id in a checkpoint's ``commits`` folder (None: none committed)."""
-    try:
-        ids = [int(name) for name in os.listdir(checkpoint / "commits") if name.isdigit()]
-    except FileNotFoundError:
-        return None
-    return max(ids, default=None)
+    return newest_batch(checkpoint / "commits")
 
 
 def _delta_table(path: Path):  # noqa: ANN202 - deltalake stays a lazy import

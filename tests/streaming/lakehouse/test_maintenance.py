@@ -144,18 +144,25 @@ def test_a_failing_table_is_reported_and_the_others_go_on(house, config):
     assert "failed: silver_quarantine" in report.summary()
 
 
-def test_a_stream_reading_during_a_vacuum_rereads(house, config, monkeypatch):
-    """A current-version read whose file was vacuumed under it reads the new version (Lakehouse.read_arrow)."""
-    stale = DeltaTable(str(config.table_path(EVENTS)))
-    maintain_tables(config, tables=[EVENTS], retention_hours=0)
-    calls = []
+def _first_load_stale(monkeypatch, stale: DeltaTable) -> list[str]:
+    """Make the Lakehouse's first table load return ``stale`` (a snapshot older than a maintenance pass);
+    returns the tables loaded, in order."""
+    calls: list[str] = []
     real = Lakehouse.delta_table
 
-    def first_stale(self, table):
+    def first_stale(self, table):  # noqa: ANN001, ANN202
         calls.append(table)
         return stale if len(calls) == 1 else real(self, table)
 
     monkeypatch.setattr(Lakehouse, "delta_table", first_stale)
+    return calls
+
+
+def test_a_stream_reading_during_a_vacuum_rereads(house, config, monkeypatch):
+    """A current-version read whose file was vacuumed under it reads the new version (Lakehouse.read_arrow)."""
+    stale = DeltaTable(str(config.table_path(EVENTS)))
+    maintain_tables(config, tables=[EVENTS], retention_hours=0)
+    calls = _first_load_stale(monkeypatch, stale)
     data = house.read_arrow(EVENTS, columns=["batch_id"])
     assert len(calls) == 2
     assert sorted(data.column("batch_id").to_pylist()) == list(range(COMMITS))
@@ -237,14 +244,7 @@ def test_a_merge_that_a_compaction_overtook_merges_again(spark, house, config, m
     idempotent by key, so `Lakehouse.merge_by_key` runs it again on the new version."""
     stale = DeltaTable(str(config.table_path(EVENTS)))
     maintain_tables(config, tables=[EVENTS])  # compacts: `stale` now names replaced files
-    calls = []
-    real = Lakehouse.delta_table
-
-    def first_stale(self, table):
-        calls.append(table)
-        return stale if len(calls) == 1 else real(self, table)
-
-    monkeypatch.setattr(Lakehouse, "delta_table", first_stale)
+    calls = _first_load_stale(monkeypatch, stale)
     row = {**BatchEvent("bronze", 3, input_rows=99).as_row()}
     source = spark.createDataFrame([row], PIPELINE_EVENTS.schema)
     metrics = house.merge_by_key(source, EVENTS, "batch_id")
