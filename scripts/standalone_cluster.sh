@@ -2,18 +2,19 @@
 # Run `xray stream --once` and `xray retrain` on a throw-away Spark standalone cluster on this machine.
 #
 # Usage:
-#   scripts/standalone_cluster.sh --lakehouse DIR [--cores N] [--memory 2g] [--python PY] [--skip-retrain]
-#                                 [--keep-logs] [-- EXTRA spark-submit OPTIONS]
+#   scripts/standalone_cluster.sh --lakehouse DIR [--workers W] [--cores N] [--memory 2g] [--python PY]
+#                                 [--skip-retrain] [--keep-logs] [-- EXTRA spark-submit OPTIONS]
 #
 # What it does:
-#   1. starts a standalone master and one worker on 127.0.0.1 (free ports, web UIs included) with the
-#      `spark-class` launcher shipped inside the pyspark package (no separate Spark install needed);
-#   2. waits until the worker has registered with the master;
+#   1. starts a standalone master and W workers (default 1) of N cores each (default 2) on 127.0.0.1 (free
+#      ports, web UIs included) with the `spark-class` launcher shipped inside the pyspark package (no
+#      separate Spark install needed);
+#   2. waits until every worker has registered with the master;
 #   3. submits `xray stream --once --lakehouse DIR` and then `xray retrain --lakehouse DIR` to the cluster
 #      with spark-submit (driver in client mode, executors on the worker, Python workers on the
 #      interpreter of --python, by default the repository's .venv);
 #   4. checks with the master's JSON status page that each application really ran on the cluster;
-#   5. stops worker and master on exit, whatever happened (also on Ctrl-C).
+#   5. stops workers and master on exit, whatever happened (also on Ctrl-C).
 #
 # The lakehouse must be on a path every node sees; here there is one node, so any local path works.
 # Logs (master, worker, executors' stderr under the worker directory) go to a temporary folder that is
@@ -27,6 +28,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 
 lakehouse=""
+workers=1
 cores=2
 memory=2g
 python="${XRAY_CLUSTER_PYTHON:-$repo/.venv/bin/python}"
@@ -39,6 +41,7 @@ usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --lakehouse) lakehouse="$2"; shift 2 ;;
+    --workers) workers="$2"; shift 2 ;;
     --cores) cores="$2"; shift 2 ;;
     --memory) memory="$2"; shift 2 ;;
     --python) python="$2"; shift 2 ;;
@@ -73,13 +76,13 @@ free_port() { "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/xray-standalone.XXXXXX")"
 master_pid=""
-worker_pid=""
+worker_pids=()
 failed=1
 
 cleanup() {
   local status=$?
   # Worker first (it stops its executors), then master. Only the processes started here are signalled.
-  for pid in "$worker_pid" "$master_pid"; do
+  for pid in "${worker_pids[@]}" "$master_pid"; do
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
       kill "$pid" 2>/dev/null || true
       for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
@@ -99,7 +102,6 @@ trap 'exit 130' INT TERM
 
 master_port="$(free_port)"
 master_ui="$(free_port)"
-worker_ui="$(free_port)"
 master_url="spark://127.0.0.1:$master_port"
 status_url="http://127.0.0.1:$master_ui/json/"
 
@@ -142,18 +144,20 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
 }
 
 master_up() { [ -n "$(master_status alive_workers)" ]; }
-worker_registered() { [ "$(master_status alive_workers)" -ge 1 ] 2>/dev/null; }
+workers_registered() { [ "$(master_status alive_workers)" -ge "$workers" ] 2>/dev/null; }
 
 wait_for 120 "the master" master_up
 
-echo "==> starting worker ($cores cores, $memory) with work dir $work/worker"
-"$spark_home/bin/spark-class" org.apache.spark.deploy.worker.Worker "$master_url" \
-  --host 127.0.0.1 --cores "$cores" --memory "$memory" --webui-port "$worker_ui" \
-  --work-dir "$work/worker" >"$work/worker.log" 2>&1 &
-worker_pid=$!
+for n in $(seq 1 "$workers"); do
+  echo "==> starting worker $n of $workers ($cores cores, $memory) with work dir $work/worker-$n"
+  "$spark_home/bin/spark-class" org.apache.spark.deploy.worker.Worker "$master_url" \
+    --host 127.0.0.1 --cores "$cores" --memory "$memory" --webui-port "$(free_port)" \
+    --work-dir "$work/worker-$n" >"$work/worker-$n.log" 2>&1 &
+  worker_pids+=("$!")
+done
 
-wait_for 120 "the worker to register" worker_registered
-echo "==> worker registered"
+wait_for 120 "$workers worker(s) to register" workers_registered
+echo "==> $workers worker(s) registered"
 
 # Spark's own INFO chatter would bury the xray output: warnings and errors only (the xray log stays INFO).
 cat >"$work/log4j2.properties" <<'PROPS'
