@@ -9,13 +9,14 @@
 # delta-spark engine check needs; the job's run-as identity is the cluster's user.
 
 locals {
-  job_ids = {
+  # With the SQL alerts job (alerts.tf) when it exists.
+  job_ids = merge({
     stream        = databricks_job.stream.id
     retrain       = databricks_job.retrain.id
     rescore       = databricks_job.rescore.id
     ingest_kaggle = databricks_job.ingest_kaggle.id
     maintain      = databricks_job.maintain.id
-  }
+  }, { for job in databricks_job.sql_alerts : "sql_alerts" => job.id })
 }
 
 # ---- continuous streaming: landing -> bronze -> silver -> gold, exactly once ------------------------
@@ -40,6 +41,20 @@ resource "databricks_job" "stream" {
     }
   }
 
+  # A failed run also goes to the alert webhook (alerts.tf). No health rule for a stalled stream: a
+  # continuous run never ends (RUN_DURATION_SECONDS means nothing), and the STREAMING_BACKLOG_* metrics
+  # behind on_streaming_backlog_exceeded measure sources Databricks knows (Kafka, Kinesis, Delta, Auto
+  # Loader), while this job's one query reads landing through the service's own source: they would never
+  # fire. The SQL alerts stream_stalled and backlog_age watch that backlog from pipeline_events instead.
+  dynamic "webhook_notifications" {
+    for_each = local.webhook_destination_ids
+    content {
+      on_failure {
+        id = webhook_notifications.value
+      }
+    }
+  }
+
   dynamic "run_as" {
     for_each = var.run_as_service_principal == "" ? [] : [var.run_as_service_principal]
     content {
@@ -56,8 +71,9 @@ resource "databricks_job" "stream" {
       data_security_mode = "SINGLE_USER"
       single_user_name   = local.job_run_as
       spark_conf         = local.stream_spark_conf
-      spark_env_vars     = local.xray_env
-      custom_tags        = local.stream_cluster_tags
+      # The service's alert webhook (alerts.tf), resolved from the secret scope at cluster start.
+      spark_env_vars = merge(local.xray_env, local.alert_env)
+      custom_tags    = local.stream_cluster_tags
 
       dynamic "aws_attributes" {
         for_each = var.cloud == "aws" ? [1] : []
@@ -107,6 +123,9 @@ resource "databricks_job" "stream" {
       ]
     }
   }
+
+  # The cluster resolves {{secrets/...}} when it starts: the secret must exist by then.
+  depends_on = [databricks_secret.alert_webhook_url]
 }
 
 # ---- scheduled retrain: retrain -> metrics, and rescore (its own job) once the retrain succeeded -----

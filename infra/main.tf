@@ -1,6 +1,7 @@
 # Shared values: where the lakehouse lives, how every cluster is configured, what every job passes.
 # Resources are split by kind: storage.tf (catalog, volumes, wheel, secrets), compute.tf (dev cluster),
-# jobs.tf (the four jobs calling the `xray` entry point), sql.tf (warehouse, views, grants).
+# jobs.tf (the jobs calling the `xray` entry point), sql.tf (warehouse, views, grants), alerts.tf (alert
+# webhook secret and destinations, SQL alerts and the job evaluating them).
 
 data "databricks_current_user" "me" {}
 

@@ -19,7 +19,7 @@ output "catalog" {
 }
 
 output "secret_scope" {
-  description = "Secret scope holding kaggle_username, kaggle_key (and patient_id_salt when set)."
+  description = "Secret scope holding kaggle_username, kaggle_key (and patient_id_salt, alert_webhook_url when set)."
   value       = databricks_secret_scope.this.name
 }
 
@@ -52,6 +52,11 @@ output "sql_warehouse_jdbc_url" {
 output "sql_views" {
   description = "Fully qualified names of the views over the Delta tables (empty until create_sql_views = true)."
   value       = sort([for view in databricks_sql_table.view : view.id])
+}
+
+output "sql_alert_ids" {
+  description = "Databricks SQL alert ids by signal (empty until create_sql_views = true); the sql_alerts job in job_ids evaluates them."
+  value       = { for name, alert in databricks_alert.pipeline : name => alert.id }
 }
 
 output "dev_cluster_id" {

@@ -28,7 +28,7 @@ resource "databricks_sql_endpoint" "this" {
 }
 
 locals {
-  # View name (= table name in streaming/tables.py) -> schema (= the table's layer).
+  # View name (= table name in streaming/lakehouse/catalog.py) -> schema (= the table's layer).
   sql_views = {
     bronze_kaggle_dataset_info = "bronze"
     silver_xray_metadata       = "silver"
@@ -37,6 +37,7 @@ locals {
     gold_model_performance     = "gold"
     gold_dataset_summary       = "gold"
     pipeline_events            = "ops"
+    pipeline_alerts            = "ops"
     audit_log                  = "ops"
     forget_list                = "ops"
   }

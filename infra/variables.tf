@@ -107,6 +107,19 @@ variable "patient_id_salt" {
   sensitive   = true
 }
 
+variable "alert_webhook_url" {
+  description = "HTTPS URL the pipeline's alerts are POSTed to: stored in the secret scope (key alert_webhook_url) for the stream job (XRAY_ALERT_WEBHOOK_URL) and used as a Databricks webhook notification destination; empty: no secret, no destination."
+  type        = string
+  default     = ""
+  sensitive   = true
+
+  validation {
+    # The message must not echo the value: it is a credential (a Slack or Teams URL carries its token).
+    condition     = var.alert_webhook_url == "" || startswith(var.alert_webhook_url, "https://")
+    error_message = "alert_webhook_url must be empty or an https:// URL (Databricks notification destinations need HTTPS)."
+  }
+}
+
 # ---- code -------------------------------------------------------------------------------------------
 
 variable "wheel_path" {
@@ -285,7 +298,7 @@ variable "model_name" {
 }
 
 variable "alert_emails" {
-  description = "Addresses told when a job run fails."
+  description = "Addresses told when a job run fails, and subscribed to the SQL alerts."
   type        = list(string)
   default     = []
 }
@@ -294,6 +307,69 @@ variable "run_as_service_principal" {
   description = "Application id of a service principal the jobs run as (recommended for CI); empty: the identity running Terraform."
   type        = string
   default     = ""
+}
+
+# ---- alerts: thresholds of the Databricks SQL alerts (alerts.tf), the same signals the service raises -----
+
+variable "quarantine_rate_threshold" {
+  description = "SQL alert quarantine_rate: triggered when more than this share (0-1] of the images silver received in the last hour was quarantined."
+  type        = number
+  default     = 0.1
+
+  validation {
+    condition     = var.quarantine_rate_threshold > 0 && var.quarantine_rate_threshold <= 1
+    error_message = "quarantine_rate_threshold is a share of images: more than 0, at most 1."
+  }
+}
+
+variable "drift_psi_threshold" {
+  description = "SQL alert drift: triggered when the largest drift_psi (population stability index) logged in the last hour exceeds this (0.25 is the usual 'major shift')."
+  type        = number
+  default     = 0.25
+
+  validation {
+    condition     = var.drift_psi_threshold > 0 && var.drift_psi_threshold <= 10
+    error_message = "drift_psi_threshold must be more than 0 and at most 10."
+  }
+}
+
+variable "stream_stall_minutes" {
+  description = "SQL alert stream_stalled: triggered when the newest bronze batch is older than this many minutes while it reported landing files waiting."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.stream_stall_minutes >= 5 && var.stream_stall_minutes <= 1440
+    error_message = "stream_stall_minutes must be between 5 and 1440 (a day)."
+  }
+}
+
+variable "backlog_age_minutes" {
+  description = "SQL alert backlog_age: triggered when a landing file arriving now would wait longer than this many minutes (the backlog over the last hour's ingestion rate)."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.backlog_age_minutes >= 5 && var.backlog_age_minutes <= 10080
+    error_message = "backlog_age_minutes must be between 5 and 10080 (a week)."
+  }
+}
+
+variable "sql_alerts_cron" {
+  description = "Quartz cron expression (UTC) of the job evaluating the SQL alerts; each run wakes the SQL warehouse (see README, Costs). Default: hourly."
+  type        = string
+  default     = "0 0 * * * ?"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.sql_alerts_cron))) >= 6 && length(split(" ", trimspace(var.sql_alerts_cron))) <= 7
+    error_message = "sql_alerts_cron is a Quartz expression: seconds minutes hours day-of-month month day-of-week [year]."
+  }
+}
+
+variable "sql_alerts_paused" {
+  description = "Pause the schedule of the SQL alerts job (true by default, like the stream: enable it once the stream runs)."
+  type        = bool
+  default     = true
 }
 
 # ---- SQL --------------------------------------------------------------------------------------------

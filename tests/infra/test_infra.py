@@ -28,7 +28,17 @@ from streaming.lakehouse.catalog import ALL_TABLES, TABLES_BY_NAME
 INFRA = REPO / "infra"
 PLACEHOLDER = "0"  # stands for a Terraform expression the checks cannot evaluate (valid for str/int/float)
 EXPECTED_COMMANDS = {"stream", "retrain", "metrics", "rescore", "ingest-kaggle", "maintain"}
-SENSITIVE_VARIABLES = {"kaggle_username", "kaggle_key", "patient_id_salt"}
+SENSITIVE_VARIABLES = {"kaggle_username", "kaggle_key", "patient_id_salt", "alert_webhook_url"}
+
+# Declared by other branches of issue 18 ("close the clinical loop"), already used here: the alert table and
+# drift columns the SQL alerts read, the webhook setting the stream job sets, the service's alert kinds.
+# Each entry counts only while streaming/lakehouse/catalog.py (or config.py) lacks it: once the declaration
+# is merged, the real one is checked. Delete an entry when its declaration is on main.
+PENDING_TABLES = {"pipeline_alerts": ("ops", ("alert_time", "kind", "severity", "message", "details"))}
+PENDING_COLUMNS = {"pipeline_events": ("drift_psi", "predicted_prevalence")}
+PENDING_SETTINGS = {"alert_webhook_url"}
+SERVICE_ALERT_KINDS = {"quarantine_rate", "drift", "stream_failed", "stream_stalled", "backlog_age",
+                       "champion_missing"}
 
 # ---- parsing helpers ---------------------------------------------------------------------------------
 
@@ -208,6 +218,63 @@ def job_tasks(docs: dict[str, dict[str, Any]]) -> Iterator[tuple[str, dict, dict
             yield name, body, task
 
 
+def table_layer(table: str) -> str | None:
+    """The layer (= SQL schema) of a table the service declares, or will once PENDING_TABLES is merged."""
+    if table in TABLES_BY_NAME:
+        return TABLES_BY_NAME[table].layer
+    return PENDING_TABLES[table][0] if table in PENDING_TABLES else None
+
+
+def table_columns(table: str) -> set[str] | None:
+    """Column names of a table, from the catalog, plus the PENDING_* ones until the catalog has them."""
+    if table not in TABLES_BY_NAME:
+        return set(PENDING_TABLES[table][1]) if table in PENDING_TABLES else None
+    declared = set(TABLES_BY_NAME[table].column_names)
+    pending = set(PENDING_COLUMNS.get(table, ()))
+    # Once the other branch is merged (any of them declared), only the catalog counts: a renamed column fails.
+    return declared if declared & pending else declared | pending
+
+
+# What the alert queries may say besides column names: keywords and functions of Databricks SQL. Kept short
+# on purpose: a word added here can no longer be caught as a misspelt column.
+_SQL_WORDS = frozenset("""
+    select from where and or not is null as case when then else end interval hour minute day days
+    coalesce nullif count sum max min max_by timestampdiff current_timestamp
+""".split())
+_QUALIFIED_TABLE = re.compile(r"\$\{local\.catalog_name\}\.(\w+)\.(\w+)")
+
+
+def check_alert_query(sql: str) -> tuple[list[str], set[str]]:
+    """(problems, output column names) of one SQL alert query.
+
+    Tables are named ``${local.catalog_name}.<layer>.<table>`` and must be declared in their layer; every
+    other word must be a column of those tables or one of _SQL_WORDS; ``AS name`` gives the output names.
+    """
+    problems = []
+    text = re.sub(r"'[^']*'", "''", sql)  # literals are values, not names
+    tables = _QUALIFIED_TABLE.findall(text)
+    if not tables:
+        problems.append("reads no ${local.catalog_name}.<layer>.<table>")
+    known: set[str] = set()
+    for schema, table in tables:
+        columns = table_columns(table)
+        if columns is None:
+            problems.append(f"unknown table {table}")
+            continue
+        if schema != table_layer(table):
+            problems.append(f"{table} is in schema {table_layer(table)}, not {schema}")
+        known |= columns
+    text = _QUALIFIED_TABLE.sub(" ", text)
+    if "${" in text:
+        problems.append("interpolates something other than the catalog (thresholds belong to the alert)")
+    outputs = set(re.findall(r"\bAS\s+(\w+)", text, flags=re.IGNORECASE))
+    text = re.sub(r"\bAS\s+\w+", " ", text, flags=re.IGNORECASE)  # an alias never makes a name valid
+    for word in re.findall(r"\b[A-Za-z_]\w*", text):
+        if word.lower() not in _SQL_WORDS and word not in known:
+            problems.append(f"unknown column or word {word!r}")
+    return sorted(set(problems)), outputs
+
+
 # ---- the checker the tests (and anyone editing infra/) rely on -------------------------------------
 
 
@@ -252,7 +319,7 @@ def docs() -> dict[str, dict[str, Any]]:
 
 def test_every_tf_file_parses_and_the_layout_is_complete(docs):
     expected = {"versions.tf", "variables.tf", "main.tf", "outputs.tf", "storage.tf", "compute.tf", "jobs.tf",
-                "sql.tf"}
+                "sql.tf", "alerts.tf"}
     assert expected <= set(docs)
     assert (INFRA / "terraform.tfvars.example").is_file()
     assert (INFRA / "README.md").is_file()
@@ -371,6 +438,8 @@ def test_only_the_ingestion_job_gets_kaggle_credentials_from_the_secret_scope(do
             env = one(cluster["new_cluster"])["spark_env_vars"]
             if name == "ingest_kaggle":
                 assert env == "${merge(local.xray_env, local.kaggle_env)}"
+            elif name == "stream":  # and the alert webhook (alerts.tf), nothing else
+                assert env == "${merge(local.xray_env, local.alert_env)}"
             else:
                 assert env == "${local.xray_env}", f"{name} must not see the Kaggle credentials"
 
@@ -378,9 +447,12 @@ def test_only_the_ingestion_job_gets_kaggle_credentials_from_the_secret_scope(do
 def test_cluster_environment_sets_only_known_service_settings(docs):
     locals_map = locals_(docs)
     env = {**locals_map["xray_env_base"], **locals_map["salt_env"]}
-    for name in env:
+    alert_env = re.findall(r"\b(XRAY_\w+)\s*=", locals_map["alert_env"])
+    assert alert_env == ["XRAY_ALERT_WEBHOOK_URL"]
+    for name in [*env, *alert_env]:
         assert name.startswith("XRAY_")
-        assert name[len("XRAY_"):].lower() in CONFIG_KEYS, f"{name} is not a setting of streaming/config.py"
+        key = name[len("XRAY_"):].lower()
+        assert key in CONFIG_KEYS or key in PENDING_SETTINGS, f"{name} is not a setting of streaming/core/config.py"
     assert env["XRAY_DELTA_ENGINE"] == "delta-spark"
     assert env["XRAY_LAKEHOUSE"] == "${local.lakehouse_root}"
 
@@ -577,8 +649,8 @@ def test_every_table_named_in_sql_exists_in_the_lakehouse(docs):
     views = locals_map["sql_views"]
     assert "gold_dataset_summary" in views
     for table, schema in views.items():
-        assert table in TABLES_BY_NAME, f"view over unknown table {table}"
-        assert schema == TABLES_BY_NAME[table].layer, f"{table} belongs in schema {TABLES_BY_NAME[table].layer}"
+        assert table_layer(table), f"view over unknown table {table}"
+        assert schema == table_layer(table), f"{table} belongs in schema {table_layer(table)}"
     assert {spec.layer for spec in ALL_TABLES} <= set(locals_map["schema_comments"])
     view = one([body for _, _, body in resources(docs, "databricks_sql_table")])
     assert view["table_type"] == "VIEW"
@@ -607,6 +679,137 @@ def test_outputs_expose_jobs_warehouse_and_paths(docs):
         assert name in outputs, name
     for name, body in outputs.items():
         assert body.get("description"), f"output {name} needs a description"
+
+
+# ---- alerts (alerts.tf): the webhook secret, job notifications, SQL alerts ---------------------------
+
+
+def test_the_alert_webhook_is_a_secret_the_stream_job_reads(docs):
+    variables_, locals_map = variables(docs), locals_(docs)
+    assert variables_["alert_webhook_url"]["validation"], "an https:// URL or empty"
+    assert locals_map["alert_webhook_on"] == '${nonsensitive(var.alert_webhook_url != "")}'
+    secret = one([body for _, name, body in resources(docs, "databricks_secret") if name == "alert_webhook_url"])
+    assert secret["count"] == "${local.alert_webhook_on ? 1 : 0}", "no secret without a URL"
+    assert secret["key"] == "alert_webhook_url" and secret["string_value"] == "${var.alert_webhook_url}"
+    # The cluster gets a {{secrets/...}} reference to that key, never the value.
+    assert locals_map["alert_env"] == (
+        '${local.alert_webhook_on ? {XRAY_ALERT_WEBHOOK_URL = "{{secrets/${local.secret_scope}/alert_webhook_url}}"}'
+        " : {}}"
+    )
+    jobs = {name: body for _, name, body in resources(docs, "databricks_job")}
+    assert "${databricks_secret.alert_webhook_url}" in jobs["stream"]["depends_on"], "resolved at cluster start"
+
+
+def test_a_failed_stream_notifies_the_webhook_destination(docs):
+    destination = one([b for _, n, b in resources(docs, "databricks_notification_destination") if n == "webhook"])
+    assert destination["count"] == "${local.alert_webhook_on ? 1 : 0}"
+    assert one(one(destination["config"])["generic_webhook"])["url"] == "${var.alert_webhook_url}"
+    assert locals_(docs)["webhook_destination_ids"] == "${databricks_notification_destination.webhook[*].id}"
+
+    stream = {name: body for _, name, body in resources(docs, "databricks_job")}["stream"]
+    dynamic = {key: block for item in stream["dynamic"] for key, block in item.items()}
+    webhooks = dynamic["webhook_notifications"]
+    assert webhooks["for_each"] == "${local.webhook_destination_ids}"
+    assert one(one(webhooks["content"])["on_failure"])["id"] == "${webhook_notifications.value}"
+    assert one(dynamic["email_notifications"]["content"])["on_failure"] == "${email_notifications.value}"
+
+
+def test_no_output_exposes_a_secret(docs):
+    forbidden = re.compile(
+        r"var\.(" + "|".join(sorted(SENSITIVE_VARIABLES)) + r")\b|databricks_secret\.|"
+        r"databricks_notification_destination\.|local\.(alert_env|kaggle_env|salt_env)\b"
+    )
+    outputs = {}
+    for block in blocks(docs, "output"):
+        outputs.update(block)
+    assert outputs
+    for name, body in outputs.items():
+        for path, leaf in walk(body):
+            assert not (isinstance(leaf, str) and forbidden.search(leaf)), f"output {name}.{path} = {leaf!r}"
+
+
+def test_sql_alerts_read_only_declared_tables_and_columns(docs):
+    variables_ = variables(docs)
+    alerts = locals_(docs)["sql_alerts"]
+    assert set(alerts) - {"service_alerts"} <= SERVICE_ALERT_KINDS, "keyed by the service's alert kind"
+    assert {"quarantine_rate", "drift", "stream_stalled", "backlog_age", "service_alerts"} <= set(alerts)
+    for name, alert in alerts.items():
+        problems, outputs = check_alert_query(alert["query"])
+        assert problems == [], f"sql_alerts.{name}: {problems}"
+        assert alert["column"] in outputs, f"sql_alerts.{name} compares {alert['column']!r}, not a query output"
+        threshold = str(alert["threshold"])
+        ref = re.fullmatch(r"\$\{var\.(\w+)\}", threshold)
+        assert (ref and ref.group(1) in variables_) or threshold == "0", f"sql_alerts.{name}: {threshold}"
+
+
+def test_the_alert_query_checker_reports_unknown_names():
+    good = "SELECT max(backlog_files) AS n FROM ${local.catalog_name}.ops.pipeline_events WHERE query = 'bronze'"
+    assert check_alert_query(good) == ([], {"n"})
+    cases = {
+        good.replace("backlog_files", "backlog_file"): "unknown column or word 'backlog_file'",
+        good.replace("ops.pipeline_events", "ops.pipeline_event"): "unknown table pipeline_event",
+        good.replace("ops.pipeline_events", "gold.pipeline_events"): "pipeline_events is in schema ops, not gold",
+        good.replace("max(backlog_files) AS n", "max(backlog_age) AS backlog_age"): "'backlog_age'",
+        good.replace("'bronze'", "${var.layer}"): "interpolates something other than the catalog",
+    }
+    for sql, expected in cases.items():
+        problems, _ = check_alert_query(sql)
+        assert any(expected in problem for problem in problems), (sql, problems)
+
+
+def test_sql_alerts_are_evaluated_by_a_paused_job_notifying_the_destinations(docs):
+    variables_, locals_map = variables(docs), locals_(docs)
+    assert locals_map["sql_alerts_on"] == "${local.uc && var.create_sql_views}", "they read the views"
+    assert table_layer("pipeline_alerts") == locals_map["sql_views"]["pipeline_alerts"] == "ops"
+    query = one([body for _, _, body in resources(docs, "databricks_query")])
+    alert = one([body for _, _, body in resources(docs, "databricks_alert")])
+    for body in (query, alert):
+        assert body["for_each"] == "${local.sql_alerts_on ? local.sql_alerts : {}}"
+    assert query["warehouse_id"] == "${databricks_sql_endpoint.this.id}"
+    assert query["query_text"] == "${each.value.query}"
+    condition = one(alert["condition"])
+    assert condition["op"] == "GREATER_THAN"
+    assert one(one(condition["operand"])["column"])["name"] == "${each.value.column}"
+    assert one(one(condition["threshold"])["value"])["double_value"] == "${each.value.threshold}"
+
+    job = {name: body for _, name, body in resources(docs, "databricks_job")}["sql_alerts"]
+    assert job["tags"] == "${local.job_tags}" and "job_cluster" not in job and "task" not in job
+    schedule = one(job["schedule"])
+    assert schedule["pause_status"] == '${var.sql_alerts_paused ? "PAUSED" : "UNPAUSED"}'
+    assert variables_["sql_alerts_paused"]["default"] is True, "every run wakes the warehouse: paused by default"
+    fields = variables_["sql_alerts_cron"]["default"].split()
+    assert len(fields) in (6, 7) and (fields[3] == "?") != (fields[5] == "?")
+    task = one([item["task"] for item in job["dynamic"] if "task" in item])
+    assert task["for_each"] == "${local.sql_alert_tasks}"
+    sql_task = one(one(task["content"])["sql_task"])
+    assert sql_task["warehouse_id"] == "${databricks_sql_endpoint.this.id}", "SQL tasks run on the warehouse"
+    alert_block = one(sql_task["alert"])
+    assert alert_block["alert_id"] == "${databricks_alert.pipeline[task.key].id}"
+    subscriptions = one(alert_block["dynamic"])["subscriptions"]
+    assert "local.webhook_destination_ids" in subscriptions["for_each"]
+    assert "local.email_destination_ids" in subscriptions["for_each"]
+    assert one(subscriptions["content"]) == {"destination_id": "${subscriptions.value}"}
+    assert "in databricks_job.sql_alerts" in locals_map["job_ids"], "operators may run it, outputs list it"
+
+
+def _condition_holds(condition: str, name: str, value: float) -> bool:
+    """Evaluate a numeric validation condition (comparisons joined by && / ||) with var.<name> = value."""
+    expr = condition.removeprefix("${").removesuffix("}").replace(f"var.{name}", repr(value))
+    expr = expr.replace("&&", " and ").replace("||", " or ")
+    assert re.fullmatch(r"[\d.e+\- <>=()andor]+", expr), f"not a numeric condition: {condition}"
+    return bool(eval(expr, {"__builtins__": {}}))  # noqa: S307 - digits, comparisons and and/or only
+
+
+@pytest.mark.parametrize(
+    "name", ["quarantine_rate_threshold", "drift_psi_threshold", "stream_stall_minutes", "backlog_age_minutes"]
+)
+def test_alert_thresholds_are_validated(docs, name):
+    variable = variables(docs)[name]
+    condition = one(variable["validation"])["condition"]
+    assert f"var.{name}" in condition
+    assert _condition_holds(condition, name, variable["default"]), "the default must pass its own validation"
+    assert not _condition_holds(condition, name, 0), "0 would alert on everything (or nothing)"
+    assert not _condition_holds(condition, name, 1e9), "an unbounded threshold never alerts"
 
 
 # ---- the checker itself fails when it should ---------------------------------------------------------
