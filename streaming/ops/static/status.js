@@ -18,6 +18,8 @@ function num(value, digits = 3) {
   if (value === null || value === undefined) return "–";
   return typeof value === "number" && !Number.isInteger(value) ? value.toFixed(digits) : String(value);
 }
+// Metrics, PSI and shares always with three decimals (1.000, not 1).
+function fixed(value) { return typeof value === "number" ? value.toFixed(3) : num(value); }
 function age(seconds) {
   if (seconds === null || seconds === undefined) return "–";
   let s = Math.max(0, Math.floor(seconds));
@@ -133,17 +135,17 @@ function renderModel(status) {
     parts.push(note(`${m.name}: no version has the 'champion' alias yet; run xray retrain`, "warn"));
   } else {
     parts.push(el("p", {class: "figure"}, el("strong", {text: `${m.name} v${m.version}`}),
-      ` champion, threshold ${num(m.threshold)}, feature version ${m.feature_version || "–"}`));
+      ` champion, threshold ${fixed(m.threshold)}, feature version ${m.feature_version || "–"}`));
     const held = Object.entries(m.hold_out || {});
     if (held.length) {
-      parts.push(note(`validation at training (patients held out): ${held.map(([k, v]) => `${k} ${num(v)}`)
+      parts.push(note(`validation at training (patients held out): ${held.map(([k, v]) => `${k} ${fixed(v)}`)
         .join(", ")}`));
     }
     parts.push(m.metrics && m.metrics.length
       ? table("metrics-table", "latest evaluation per split (xray metrics); held out = never trained on",
         ["split", "role", "images", ...METRICS.map(([, label]) => label), "evaluated (UTC)"],
         m.metrics.map(x => [x.split, HELD_OUT_SPLITS.has(x.split) ? "held out" : "in-sample", num(x.sample_count),
-          ...METRICS.map(([key]) => num(x[key])), time(x.evaluated_time)]),
+          ...METRICS.map(([key]) => fixed(x[key])), time(x.evaluated_time)]),
         [2, 3, 4, 5, 6, 7, 8], r => HELD_OUT_SPLITS.has(m.metrics[r].split) ? "held-out" : "")
       : note("not evaluated yet: run xray metrics"));
   }
@@ -184,7 +186,7 @@ function renderDrift(drift) {
     sparkline(rows.map(r => r.drift_psi), "population stability index of the last batches, oldest first"),
     table("drift-table", `last ${rows.length} batch(es) with a drift figure, oldest first`,
       ["time (UTC)", "query", "batch", "PSI", "predicted prevalence"],
-      rows.map(r => [time(r.event_time), r.query, num(r.batch_id), num(r.drift_psi), num(r.predicted_prevalence)]),
+      rows.map(r => [time(r.event_time), r.query, num(r.batch_id), fixed(r.drift_psi), fixed(r.predicted_prevalence)]),
       [2, 3, 4]));
 }
 
