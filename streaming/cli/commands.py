@@ -59,6 +59,7 @@ def _run(args: argparse.Namespace, config: XrayConfig) -> int:
         "rescore": _rescore,
         "refeature": _refeature,
         "status": _status,
+        "serve": _serve,
         "sql": sql_command,
         "maintain": _maintain,
         "recover": _recover,
@@ -168,6 +169,17 @@ def _status(args: argparse.Namespace, config: XrayConfig) -> int:
     # Status reads Delta logs and small columns with delta-rs: no Spark start unless the engine needs it.
     print_status(_spark(config) if config.delta_engine == "delta-spark" else None, config, as_json=args.json)
     return 0
+
+
+def _serve(args: argparse.Namespace, config: XrayConfig) -> int:
+    import signal
+
+    from streaming.ops.serve import serve
+
+    stopped_by = serve(config, args.host or config.serve_host, config.serve_port if args.port is None else args.port,
+                       allow_remote=args.allow_remote)
+    # SIGTERM is the normal stop of a service (exit 0, as for `xray stream`); Ctrl-C is 130.
+    return EXIT_INTERRUPTED if stopped_by == signal.SIGINT else EXIT_OK
 
 
 def _maintain(args: argparse.Namespace, config: XrayConfig) -> int:

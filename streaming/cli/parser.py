@@ -164,6 +164,16 @@ def _hours(text: str) -> int:
 def _operations_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     status = add("status", "Show tables, streams, backlog, champion model and quarantine on one screen.")
     status.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    serve = add("serve", "Serve a read-only status page that refreshes itself every 5 s: tables, streams and lag, "
+                         "backlog, quarantine, champion and hold-out figures, drift, alerts, the report's charts "
+                         "(counts and hashes only). Loopback only unless --allow-remote; Ctrl-C/SIGTERM stop it.")
+    serve.add_argument("--host", default=None, metavar="H",
+                       help="address to listen on (default serve_host, 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=None, metavar="N",
+                       help="port to listen on (default serve_port, 8765; 0: any free port, printed)")
+    serve.add_argument("--allow-remote", action="store_true",
+                       help="allow a --host that other machines can reach (a warning is printed): the page has no "
+                            "login, so prefer an SSH tunnel or an authenticating proxy")
     add_sql_arguments(add("sql", SQL_HELP))
     forget = add("forget", "Erase a patient (right to erasure): every row of every table, their files in landing "
                            "and archive, and the history that still held them; their files arriving later are "

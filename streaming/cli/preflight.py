@@ -19,7 +19,7 @@ __all__ = ["preflight"]
 NO_LABELLED_SILVER = ("no labelled images in silver yet: stage images (xray ingest-folder / ingest-kaggle) "
                       "and run xray stream first")
 # Commands that only read the lakehouse: it is not created for them.
-READ_ONLY = frozenset({"status", "recover"})
+READ_ONLY = frozenset({"status", "recover", "serve"})
 
 
 def preflight(args: argparse.Namespace, config: XrayConfig) -> None:
@@ -83,7 +83,15 @@ def _existing_lakehouse(args: argparse.Namespace, config: XrayConfig) -> None:
                              f"'xray {args.command}' works on an existing lakehouse")
 
 
+def _serve(args: argparse.Namespace, config: XrayConfig) -> None:
+    from streaming.ops.serve import check_address
+
+    check_address(args.host or config.serve_host, config.serve_port if args.port is None else args.port,
+                  args.allow_remote)
+
+
 _CHECKS = {
+    "serve": _serve,
     "maintain": _existing_lakehouse,
     "forget": _existing_lakehouse,
     "stream": _stream,

@@ -74,6 +74,9 @@ class XrayConfig:
     # Ingestion
     kaggle_dataset: str = "paultimothymooney/chest-xray-pneumonia"
     watch_stable_seconds: float = 2.0
+    # The status page of `xray serve`: loopback by default (a non-loopback host also needs --allow-remote).
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 8765
     log_level: str = "INFO"
 
     # ---- derived locations -------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from streaming.lakehouse.catalog import ALL_TABLES, AUDIT_LOG
 __all__ = ["AUDITED_COMMANDS", "PATH_OPTIONS", "CommandAudit", "audit_options", "current_run_id", "scrub"]
 
 # Commands that change the lakehouse (tables, landing, checkpoints, models, reports): a new one is one line.
-# Not audited: status and sql (read-only), bench (works in its own temporary lakehouses under
+# Not audited: status, serve and sql (read-only), bench (works in its own temporary lakehouses under
 # <lakehouse>/bench/, whose commands are audited there), --help and --version (no command runs).
 AUDITED_COMMANDS = frozenset({
     "stream", "watch", "ingest-kaggle", "ingest-folder", "retrain", "metrics", "rescore", "refeature",

@@ -205,7 +205,7 @@ def champion_status(lakehouse: Lakehouse) -> dict:
     """The champion version, its tags and its latest metrics per split; ``version`` None when there is none."""
     config = lakehouse.config
     entry: dict[str, Any] = {"name": config.model_name, "version": None, "feature_version": None,
-                             "threshold": None, "metrics": [], "error": None}
+                             "threshold": None, "metrics": [], "hold_out": {}, "error": None}
     if not local_store_exists(config):
         return entry
     from streaming.core.registry import champion, version_tags
@@ -221,7 +221,10 @@ def champion_status(lakehouse: Lakehouse) -> dict:
     threshold = tags.get("threshold")
     entry.update(version=ref.version, feature_version=tags.get("feature_version"),
                  threshold=float(threshold) if threshold else None,
-                 metrics=latest_performance(lakehouse, ref.name, ref.version))
+                 metrics=latest_performance(lakehouse, ref.name, ref.version),
+                 # `xray retrain`'s figures on the patients it held out before refitting (validation_* tags)
+                 hold_out={key.removeprefix("validation_"): float(value) for key, value in sorted(tags.items())
+                           if key.startswith("validation_")})
     return entry
 
 

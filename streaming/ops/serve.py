@@ -1,0 +1,209 @@
+"""``xray serve``: a read-only status page that refreshes itself, on loopback by default.
+
+Stdlib only (``http.server``): one page and its script and style (package data under ``static/``, nothing
+from a CDN: hospitals are often air-gapped), ``/status.json`` (`streaming.ops.livestatus.page_status`, kept
+2 s), and the evaluation report's charts by their fixed names. Anything else is 404, a method other than
+GET or HEAD is 405; no request changes anything. Every response forbids framing, sniffing and loading
+from elsewhere (Content-Security-Policy ``default-src 'self'``); the status is never cached by a browser.
+
+A page bound to loopback also refuses a request whose ``Host`` is not a loopback name: another site's
+page, reaching 127.0.0.1 through a DNS name it controls (DNS rebinding), cannot read the status.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+import socket
+import sys
+import threading
+import urllib.parse
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+
+from streaming.core.config import XrayConfig
+from streaming.core.errors import ConfigError
+from streaming.lakehouse.engine import Lakehouse
+from streaming.ops.livestatus import CHARTS, StatusCache, page_status
+
+__all__ = ["LOOPBACK_NAMES", "StatusServer", "check_address", "is_loopback", "make_server", "serve"]
+
+log = logging.getLogger(__name__)
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
+          "/status.js": ("status.js", "text/javascript; charset=utf-8"),
+          "/status.css": ("status.css", "text/css; charset=utf-8")}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+CACHE_SECONDS = 2.0
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
+
+
+def check_address(host: str, port: int, allow_remote: bool) -> None:
+    """Refuse a port out of range, and a non-loopback host unless ``allow_remote`` says it is meant."""
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be from 0 to 65535 (0: any free port), got {port}")
+    if not is_loopback(host) and not allow_remote:
+        raise ConfigError(f"--host {host} is not a loopback address: the page would be reachable from other "
+                          "machines; add --allow-remote if that is meant (better: keep 127.0.0.1 and reach it "
+                          "through an SSH tunnel or an authenticating proxy)")
+
+
+class StatusServer(ThreadingHTTPServer):
+    """The HTTP server: the cache, the report folder and the Host names it answers to."""
+
+    daemon_threads = True  # a slow client never holds the stop
+
+    def __init__(self, address: tuple[str, int], cache: StatusCache, reports_dir: Path,
+                 allowed_hosts: frozenset[str] | None):
+        self.cache, self.reports_dir, self.allowed_hosts = cache, Path(reports_dir), allowed_hosts
+        self.assets = {path: (resources.files(__package__).joinpath("static", name).read_bytes(), kind)
+                       for path, (name, kind) in STATIC.items()}
+        super().__init__(address, StatusHandler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
+class StatusHandler(BaseHTTPRequestHandler):
+    """GET and HEAD of the page, its assets, ``/status.json`` and the charts; nothing else."""
+
+    server: StatusServer
+    def version_string(self) -> str:
+        return "xray-serve"  # no Python version for a scanner to look up
+
+    def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
+        self._answer(send_body=True)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._answer(send_body=False)
+
+    def _refuse_method(self) -> None:
+        self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"read-only: only GET and HEAD\n", "text/plain; charset=utf-8",
+                   send_body=True, extra={"Allow": "GET, HEAD"})
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _refuse_method
+
+    def _answer(self, send_body: bool) -> None:
+        if not self._host_allowed():
+            self._send(HTTPStatus.FORBIDDEN, b"unexpected Host header: open the page by 127.0.0.1 or localhost\n",
+                       "text/plain; charset=utf-8", send_body)
+            return
+        path = urllib.parse.urlsplit(self.path).path
+        if path in self.server.assets:
+            body, kind = self.server.assets[path]
+            self._send(HTTPStatus.OK, body, kind, send_body)
+        elif path == "/status.json":
+            code, body = self.server.cache.get()
+            self._send(HTTPStatus(code), body, "application/json", send_body, extra={"Cache-Control": "no-store"})
+        elif path.startswith("/charts/") and path[len("/charts/"):] in CHARTS:
+            self._chart(path[len("/charts/"):], send_body)
+        else:
+            self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8", send_body)
+
+    def _chart(self, name: str, send_body: bool) -> None:
+        # `name` is one of the fixed chart names: no part of the request becomes a path.
+        try:
+            body = (self.server.reports_dir / name).read_bytes()
+        except OSError:
+            self._send(HTTPStatus.NOT_FOUND, b"no such chart yet: run xray metrics\n", "text/plain; charset=utf-8",
+                       send_body)
+            return
+        self._send(HTTPStatus.OK, body, "image/png", send_body)
+
+    def _host_allowed(self) -> bool:
+        if self.server.allowed_hosts is None:
+            return True
+        host = self.headers.get("Host")
+        if host is None:
+            return True  # HTTP/1.0 without Host: not a browser
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        return name.strip("[]").lower() in self.server.allowed_hosts
+
+    def _send(self, code: HTTPStatus, body: bytes, kind: str, send_body: bool,
+              extra: dict[str, str] | None = None) -> None:
+        self.send_response(code)
+        headers = {"Content-Type": kind, "Content-Length": str(len(body)), "Cache-Control": "no-cache",
+                   **SECURITY_HEADERS, **(extra or {})}
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        if send_body:
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's signature
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+def make_server(lakehouse: Lakehouse, host: str, port: int) -> StatusServer:
+    """A server bound to ``host:port`` (port 0: any free port) over the lakehouse, not started yet."""
+    config = lakehouse.config
+    cache = StatusCache(lambda: page_status(lakehouse), root=str(config.root), seconds=CACHE_SECONDS)
+    allowed = LOOPBACK_NAMES | {host.lower()} if is_loopback(host) else None
+    server_class = StatusServer
+    if ":" in host:  # an IPv6 address
+        server_class = type("StatusServer6", (StatusServer,), {"address_family": socket.AF_INET6})
+    try:
+        return server_class((host, port), cache, config.reports_dir, allowed)
+    except OSError as error:
+        raise ConfigError(f"cannot listen on {host}:{port} ({error.strerror or error}): choose another --port "
+                          "(or stop what listens there)") from None
+
+
+def _announce(line: str) -> None:
+    print(line, flush=True)  # at once, also into a pipe: a supervisor or a test waits for the address
+
+
+def serve(config: XrayConfig, host: str, port: int, allow_remote: bool = False,
+          announce: Callable[[str], None] = _announce) -> int:
+    """Serve the page until SIGINT or SIGTERM; returns the signal number that stopped it.
+
+    The status is read with delta-rs whatever ``delta_engine`` says, so no Spark session is ever started.
+    """
+    check_address(host, port, allow_remote)
+    server = make_server(Lakehouse(None, config.with_overrides(delta_engine="delta-rs")), host, port)
+    stopped: list[int] = []
+    done = threading.Event()
+
+    def stop(signum, frame) -> None:  # noqa: ANN001, ARG001
+        stopped.append(signum)
+        done.set()
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    worker = threading.Thread(target=server.serve_forever, name="xray-serve", daemon=True)
+    worker.start()
+    try:
+        if not is_loopback(host):
+            print(f"xray serve: WARNING: listening on {host}, reachable from other machines: the page holds "
+                  "counts and hashes only, but anyone who reaches it reads them", file=sys.stderr)
+        announce(f"xray serve: {server.url} (read-only status page of {config.root}; Ctrl-C or SIGTERM stops it)")
+        while not done.wait(1.0):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.shutdown()
+        server.server_close()
+        worker.join()
+    return stopped[0]
