@@ -36,6 +36,7 @@ locals {
     gold_pneumonia_predictions = "gold"
     gold_model_performance     = "gold"
     gold_dataset_summary       = "gold"
+    gold_radiologist_feedback  = "gold"
     pipeline_events            = "ops"
     pipeline_alerts            = "ops"
     audit_log                  = "ops"

@@ -1,5 +1,5 @@
-"""A lakehouse populated with synthetic silver rows, a champion, gold predictions and ops rows: shared by
-the metrics and status tests."""
+"""A lakehouse populated with synthetic silver rows, radiologists' labels, a champion, gold predictions and
+ops rows: shared by the retrain, metrics and status tests."""
 
 from __future__ import annotations
 
@@ -77,6 +77,30 @@ def ops_rows(lakehouse: Lakehouse) -> None:
     ])
 
 
+# Radiologists' labels recorded before the retrain: (silver image, reader, label). Training then sees
+# overrides of train/NORMAL/0/* and train/NORMAL/1/0 (2 of 3 readers), a label agreeing with the folder,
+# labels of the two unlabelled images, a disputed image (1 reader against 1) and a test image (never used).
+FEEDBACK = (
+    ("train/NORMAL/0/0", "Dr A", "PNEUMONIA"), ("train/NORMAL/0/1", "Dr A", "PNEUMONIA"),
+    ("train/PNEUMONIA/0/0", "Dr A", "PNEUMONIA"),
+    ("unlabelled/0", "Dr A", "NORMAL"), ("unlabelled/1", "Dr A", "NORMAL"),
+    ("train/PNEUMONIA/1/0", "Dr A", "PNEUMONIA"), ("train/PNEUMONIA/1/0", "Dr B", "NORMAL"),
+    ("train/NORMAL/1/0", "Dr A", "PNEUMONIA"), ("train/NORMAL/1/0", "Dr B", "PNEUMONIA"),
+    ("train/NORMAL/1/0", "Dr C", "NORMAL"),
+    ("test/PNEUMONIA/0/0", "Dr A", "NORMAL"),
+)
+
+
+def radiologist_feedback(config) -> list[dict]:  # noqa: ANN001 - XrayConfig
+    """Record `FEEDBACK` as `xray feedback` does; returns the table rows."""
+    from streaming.gold.feedback import FeedbackInput, check_feedback, record_feedback
+
+    given = [FeedbackInput(n, image_id(image), label, reader) for n, (image, reader, label) in enumerate(FEEDBACK)]
+    batch = check_feedback(given, {image_id(image) for image, _, _ in FEEDBACK}, config.patient_salt(), T0)
+    assert not batch.rejected and record_feedback(config, batch.rows)["added"] == len(FEEDBACK)
+    return batch.rows
+
+
 def populated_lakehouse(spark, tmp_path_factory) -> dict:
     """One lakehouse with silver data, a champion and a metrics run; built once, shared with test_status."""
     if not _populated:
@@ -89,7 +113,9 @@ def populated_lakehouse(spark, tmp_path_factory) -> dict:
         lakehouse.ensure_tables()
         metadata = synthetic_silver(lakehouse)
         ops_rows(lakehouse)
+        feedback = radiologist_feedback(config)
         trained = retrain(spark, config, seed=0)
         result = run_metrics(spark, config)
-        _populated.update(config=config, lakehouse=lakehouse, metadata=metadata, trained=trained, result=result)
+        _populated.update(config=config, lakehouse=lakehouse, metadata=metadata, trained=trained, result=result,
+                          feedback=feedback)
     return _populated

@@ -17,6 +17,8 @@ SPLIT_ORDER = ("train", "val", "test", "unknown")
 LABEL_ORDER = ("NORMAL", "PNEUMONIA", "unknown")
 LABEL_COLORS = {"NORMAL": "#2b83ba", "PNEUMONIA": "#d7191c", "unknown": "#9e9e9e"}
 SPLIT_COLORS = {"train": "#1b9e77", "val": "#7570b3", "test": "#d95f02", "unknown": "#666666"}
+# The images radiologists confirmed (`xray feedback`), labelled by them: see batch.evaluation.agreement.
+FEEDBACK_SPLIT = "feedback"
 # Splits no model is ever trained on (`xray retrain` never uses `test`): their figures are honest.
 HELD_OUT_SPLITS = ("test",)
 ROC_PNG = "roc_curve.png"

@@ -6,6 +6,8 @@
   versions trained on another feature version are skipped, their inputs would not mean the same thing.
 - ``gold_dataset_summary`` (overwritten): images and patients per split and label, and a ``all``/``all`` row
   with the totals, quarantined files and duplicates.
+- a ``feedback`` split when radiologists confirmed labels (``xray feedback``): the version against the
+  readers' labels (`batch.evaluation.agreement`), its agreement and Cohen's kappa printed.
 - ``<lakehouse>/reports/index.html`` with PNG charts (see `batch.report`).
 """
 
@@ -23,6 +25,7 @@ import numpy as np
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from batch.evaluation.agreement import FEEDBACK_SPLIT, agreement_line, feedback_split
 from batch.training.retrain import collect_labelled, labelled_features
 from streaming.core.config import XrayConfig
 from streaming.core.errors import NoChampionModelError
@@ -284,6 +287,9 @@ def _print_summary(result: MetricsResult, threshold_of: dict[str, float]) -> Non
     if total:
         print(f"dataset: {total['images']} images, {total['patients']} patients, {total['quarantined']} "
               f"quarantined, {total['duplicates']} duplicates")
+    for e in result.evaluations:
+        if e.split == FEEDBACK_SPLIT and result.champion and e.model_version == result.champion.version:
+            print(agreement_line(e.model_version, e.metrics))
     print(f"wrote {result.rows_written} row(s) to {GOLD_MODEL_PERFORMANCE.name}")
     if result.report_path:
         print(f"report: {result.report_path}")
@@ -313,6 +319,8 @@ def run_metrics(spark: SparkSession, config: XrayConfig, all_versions: bool = Fa
                     feature_lib.FEATURE_VERSION)
 
     splits = labelled_by_split(lakehouse) if to_evaluate else {}
+    # The readers' confirmed images: one more split, labelled by them (batch.evaluation.agreement).
+    splits.update(feedback_split(lakehouse) if to_evaluate else {})
     if to_evaluate and not splits:
         log.warning("no labelled images with features of version %s in silver: nothing to evaluate",
                     feature_lib.FEATURE_VERSION)

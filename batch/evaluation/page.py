@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from batch.evaluation.figures import (
     BALANCE_PNG,
     CHART_TITLES,
+    FEEDBACK_SPLIT,
     HELD_OUT_SPLITS,
     LABEL_ORDER,
     split_sort_key,
@@ -134,7 +135,10 @@ def _performance(holdouts: Sequence[HoldOut], evaluations: Sequence[SplitEvaluat
             "<h2>In-sample figures (images the model trained on)</h2>",
             '<p class="note">The shipped model was fit on these images (splits train, val and labelled images '
             "without a split), so these figures are optimistic, near 1.000 whatever the model's real quality: "
-            "they check that scoring works, not how well the model generalises.</p>",
+            "they check that scoring works, not how well the model generalises."
+            + (" <i>feedback</i>: the images radiologists confirmed (<code>xray feedback</code>), labelled by them: "
+               "the accuracy there is the agreement with the readers, on images the model may have trained on."
+               if any(e.split == FEEDBACK_SPLIT for e in evaluations) else "") + "</p>",
             _table(_IN_SAMPLE_HEADERS, in_sample),
         ]
     return parts

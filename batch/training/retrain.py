@@ -11,7 +11,7 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from batch.training import model as model_lib
+from batch.training.confirmed import ConfirmedLabels, apply_confirmed, confirmed_labels
 from streaming.core.config import XrayConfig
 from streaming.core.errors import InsufficientDataError
 from streaming.core.progress import progress
@@ -57,10 +58,15 @@ class LabelledData:
 
 
 def labelled_features(lakehouse: Lakehouse, splits_excluded: tuple[str, ...] = TRAINING_SPLITS_EXCLUDED,
-                      only_splits: tuple[str, ...] | None = None) -> DataFrame:
-    """Silver features of the current feature version joined with labels, patients and splits."""
+                      only_splits: tuple[str, ...] | None = None, confirmed: ConfirmedLabels | None = None
+                      ) -> DataFrame:
+    """Silver features of the current feature version joined with labels, patients and splits; with
+    ``confirmed``, the readers' labels win over the folders' outside split test (`batch.training.confirmed`)."""
     features = lakehouse.read(SILVER_FEATURES.name).where(F.col("feature_version") == feature_lib.FEATURE_VERSION)
-    metadata = lakehouse.read(SILVER_METADATA.name).where(F.col("label").isNotNull())
+    metadata = lakehouse.read(SILVER_METADATA.name)
+    if confirmed:
+        metadata = apply_confirmed(lakehouse.spark, metadata, confirmed, TRAINING_SPLITS_EXCLUDED)
+    metadata = metadata.where(F.col("label").isNotNull())
     if only_splits is not None:
         metadata = metadata.where(F.col("split").isin(list(only_splits)))
     elif splits_excluded:
@@ -99,6 +105,7 @@ class RetrainResult:
     champion_metrics: dict | None
     previous_champion: ModelRef | None
     reason: str
+    feedback: dict[str, int] = field(default_factory=dict)  # what it took from radiologists (ConfirmedLabels.usage)
 
 
 MIN_UNSEEN_PER_CLASS = 10
@@ -174,7 +181,9 @@ def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promot
         steps.update(0, step=RETRAIN_STEPS[0])
         lakehouse = Lakehouse(spark, config)
         lakehouse.ensure_tables()
-        data = collect_labelled(labelled_features(lakehouse))
+        confirmed = confirmed_labels(lakehouse, TRAINING_SPLITS_EXCLUDED)
+        data = collect_labelled(labelled_features(lakehouse, confirmed=confirmed))
+        feedback = confirmed.usage(data.image_ids)
         steps.update(1, step=RETRAIN_STEPS[1])
         started = time.monotonic()
         result = _fit(lakehouse, data, seed)
@@ -189,7 +198,7 @@ def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promot
                     config, previous, previous_tags, result, data
                 )
         steps.update(1, step=RETRAIN_STEPS[3])
-        ref = _log_and_register(config, seed, result, data, champion_metrics, training_seconds)
+        ref = _log_and_register(config, seed, result, data, champion_metrics, training_seconds, feedback)
         if previous is not None and champion_metrics is None and not force_promote:
             promoted, reason = True, "champion uses other features"
         else:
@@ -201,8 +210,8 @@ def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promot
         if promoted:
             set_champion(config, ref)
         steps.update(1)
-    _report(ref, result.validation_metrics, promoted, reason)
-    return RetrainResult(ref, promoted, result.validation_metrics, champion_metrics, previous, reason)
+    _report(ref, result.validation_metrics, promoted, reason, feedback)
+    return RetrainResult(ref, promoted, result.validation_metrics, champion_metrics, previous, reason, feedback)
 
 
 def _fit(lakehouse: Lakehouse, data: LabelledData, seed: int) -> model_lib.TrainResult:
@@ -232,7 +241,8 @@ def _fit(lakehouse: Lakehouse, data: LabelledData, seed: int) -> model_lib.Train
 
 
 def _log_and_register(config: XrayConfig, seed: int, result: model_lib.TrainResult, data: LabelledData,
-                      champion_metrics: dict | None, training_seconds: float) -> ModelRef:
+                      champion_metrics: dict | None, training_seconds: float,
+                      feedback: dict[str, int] | None = None) -> ModelRef:
     """Log the run (parameters, metrics, validation report, model) to MLflow and tag the registered version."""
     import mlflow
 
@@ -246,6 +256,7 @@ def _log_and_register(config: XrayConfig, seed: int, result: model_lib.TrainResu
             "n_labelled": len(data.y),
             "n_patients": len(set(data.groups)),
             "class_balance_pneumonia": round(float(np.mean(data.y)), 4) if len(data.y) else 0.0,
+            **(feedback or {}),
         })
         numeric = {f"validation_{k}": float(v) for k, v in result.validation_metrics.items()
                    if isinstance(v, (int, float)) and v is not None}
@@ -295,7 +306,7 @@ def _tag_version(config: XrayConfig, ref: ModelRef, result: model_lib.TrainResul
                                          repr(float(result.validation_metrics[key])))
 
 
-def _report(ref: ModelRef, metrics: dict, promoted: bool, reason: str) -> None:
+def _report(ref: ModelRef, metrics: dict, promoted: bool, reason: str, feedback: dict[str, int]) -> None:
     log.info("model %s v%s: validation accuracy %.3f, ROC AUC %.3f; %s (%s)", ref.name, ref.version,
              metrics.get("accuracy", float("nan")), metrics.get("roc_auc") or float("nan"),
              "promoted to champion" if promoted else "not promoted", reason)
@@ -305,6 +316,13 @@ def _report(ref: ModelRef, metrics: dict, promoted: bool, reason: str) -> None:
     print(f"  operating point: sensitivity target {metrics.get('target_sensitivity', 0):.2f}; on held-out "
           f"patients sensitivity {metrics.get('recall', 0):.3f}, specificity {metrics.get('specificity', 0):.3f}, "
           f"accuracy at 62.5 % PNEUMONIA {metrics.get('accuracy_at_test_mix', 0):.3f}")
+    if any(feedback.values()):
+        line = (f"radiologist feedback: {feedback['n_feedback_labels']} confirmed label(s) used "
+                f"({feedback['n_feedback_overrides']} overriding the folder's label, {feedback['n_feedback_added']} "
+                f"on images without one); {feedback['n_feedback_disputed']} disputed image(s) left out; "
+                f"{feedback['n_feedback_test_images']} test image(s) with feedback keep their labels")
+        log.info(line)
+        print(f"  {line}")
     if "perturbed_worst_specificity" in metrics:
         print(f"  perturbed held-out images (worst / mean of {len(PERTURBATION_NAMES)}): ROC AUC "
               f"{metrics['perturbed_worst_roc_auc']:.3f} / {metrics['perturbed_mean_roc_auc']:.3f}, sensitivity "

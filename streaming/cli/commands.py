@@ -57,6 +57,7 @@ def _run(args: argparse.Namespace, config: XrayConfig) -> int:
         "retrain": _retrain,
         "metrics": _metrics,
         "rescore": _rescore,
+        "feedback": _feedback,
         "refeature": _refeature,
         "status": _status,
         "serve": _serve,
@@ -153,6 +154,19 @@ def _rescore(args: argparse.Namespace, config: XrayConfig) -> int:
     from batch.training.rescore import rescore
 
     rescore(_spark(config), config)
+    return 0
+
+
+def _feedback(args: argparse.Namespace, config: XrayConfig) -> int:
+    from streaming.ops.audit import current_run_id
+    from streaming.ops.feedback import feedback_command
+
+    # delta-rs only, no Spark: a label is recorded in about a second, beside a running stream.
+    report = feedback_command(config, image_id=args.image_id, label=args.label, reader=args.reader,
+                              comment=args.comment, csv_path=args.csv, run_id=current_run_id())
+    for line in report.lines():
+        print(line)
+    report.check()  # refused rows: exit 2 naming their lines, after the good ones are recorded
     return 0
 
 

@@ -12,7 +12,7 @@ from streaming.cli.exits import (
     EXIT_CODES_HELP,
     package_version,
 )
-from streaming.core.names import LAYERS
+from streaming.core.names import LABELS, LAYERS
 from streaming.lakehouse.catalog import ALL_TABLES
 from streaming.ops.sql import SQL_HELP, add_sql_arguments
 
@@ -143,6 +143,7 @@ def _model_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     metrics.add_argument("--no-report", action="store_true", help="skip the PNG/HTML report")
 
     add("rescore", "Re-score gold predictions made by older models with the current champion.")
+    _feedback_command(add)
 
     refeature = add("refeature", "Recompute silver features of the current feature version for images that only "
                                  "have older-version features (after an upgrade that changes features; then "
@@ -151,6 +152,25 @@ def _model_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     refeature.add_argument("--chunk-images", type=int, default=None, metavar="N",
                            help="images recomputed and committed at a time (default 1000): what an "
                                 "interruption keeps; each chunk reads bronze once")
+
+
+def _feedback_command(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    feedback = add("feedback", "Record radiologists' labels of images in gold_radiologist_feedback, exactly once: "
+                               "the same labels twice add nothing, a reader's later label of an image replaces "
+                               "their earlier one. xray retrain prefers these labels to the folders'.")
+    given = feedback.add_mutually_exclusive_group(required=True)
+    given.add_argument("--image-id", metavar="ID",
+                       help="the image (silver image_id, as gold_pneumonia_predictions shows it: 64 hex digits)")
+    given.add_argument("--csv", metavar="FILE",
+                       help="a CSV with the header image_id,label and optionally reader,comment: one label a "
+                            "row; refused rows are listed by line and the rest recorded")
+    feedback.add_argument("--label", type=str.upper, choices=LABELS, default=None,
+                          help="with --image-id: the reader's label, NORMAL or PNEUMONIA")
+    feedback.add_argument("--reader", metavar="NAME", default=None,
+                          help="who read the image (stored as a keyed hash only); with --image-id the default "
+                               "is the operating-system user; with --csv it fills empty reader cells")
+    feedback.add_argument("--comment", metavar="TEXT", default=None,
+                          help="with --image-id: a short note (at most 500 characters, no patient identifiers)")
 
 
 def _hours(text: str) -> int:

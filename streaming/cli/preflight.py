@@ -90,10 +90,24 @@ def _serve(args: argparse.Namespace, config: XrayConfig) -> None:
                   args.allow_remote)
 
 
+def _feedback(args: argparse.Namespace, config: XrayConfig) -> None:
+    _existing_lakehouse(args, config)
+    if args.csv is not None:
+        if args.label is not None or args.comment is not None:
+            raise ConfigError("--label and --comment go with --image-id; a CSV gives them per row (columns label, "
+                              "comment)")
+        from streaming.ops.feedback import read_feedback_csv
+
+        read_feedback_csv(args.csv, args.reader)  # its header and rows, before anything is recorded
+    elif args.label is None:
+        raise ConfigError("--image-id needs --label NORMAL or PNEUMONIA (the reader's label of the image)")
+
+
 _CHECKS = {
     "serve": _serve,
     "maintain": _existing_lakehouse,
     "forget": _existing_lakehouse,
+    "feedback": _feedback,
     "stream": _stream,
     "watch": _watch,
     "ingest-folder": _ingest_folder,

@@ -85,6 +85,11 @@ class ErasureError(XrayError):
     the delete): the message says what is left and that running the same command again completes it."""
 
 
+class FeedbackError(XrayError):
+    """`xray feedback` was given what it cannot record (a CSV without its columns, rows that name no image
+    in silver or no known label): the message counts the rows and names their lines, never their values."""
+
+
 # ---- carrying a named error across the JVM --------------------------------------------------------------
 # An error raised in a Spark Python worker, or in a foreachBatch function, reaches the driver as a JVM
 # exception whose text contains the original message. One form, ``XRAY_ERROR[ClassName]: message``, lets the

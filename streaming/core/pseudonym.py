@@ -1,4 +1,4 @@
-"""Pseudonymous references: keyed hashes of paths and patient identifiers.
+"""Pseudonymous references: keyed hashes of paths, patient identifiers and radiologists (readers).
 
 Landing file names encode patient identifiers (``person123_bacteria_456.jpeg``, ``IM-0115-0001.jpeg``).
 Bronze, the raw layer, keeps the path; every other table, event and INFO log line carries ``path_ref``
@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-__all__ = ["SHORT_REF_LENGTH", "keyed_hash", "path_ref", "patient_ref", "short_ref"]
+__all__ = ["SHORT_REF_LENGTH", "keyed_hash", "path_ref", "patient_ref", "reader_ref", "short_ref"]
 
 SHORT_REF_LENGTH = 12  # enough to tell a handful of files apart in a message; the full ref joins tables
 
@@ -35,6 +35,15 @@ def path_ref(path: str | None, key: str) -> str | None:
 def patient_ref(patient_key: str | None, key: str) -> str | None:
     """The pseudonymous patient id (silver's ``patient_id``): stable within a lakehouse, None without one."""
     return keyed_hash(key, "patient", patient_key) if patient_key else None
+
+
+def reader_ref(reader: str, key: str) -> str:
+    """The pseudonymous radiologist (``gold_radiologist_feedback.reader_id``). Case and runs of blanks do
+    not count ("Dr  Smith" is "dr smith"): the same reader typed twice is one reader."""
+    name = " ".join(reader.split()).casefold()
+    if not name:
+        raise ValueError("reader_ref needs a non-empty reader name")
+    return keyed_hash(key, "reader", name)
 
 
 def short_ref(ref: str | None) -> str:

@@ -195,6 +195,22 @@ GOLD_MODEL_PERFORMANCE = TableSpec(
     ),
 )
 
+GOLD_RADIOLOGIST_FEEDBACK = TableSpec(
+    "gold_radiologist_feedback",
+    "gold",
+    "Radiologists' labels of images (xray feedback): one row per image and reader, a correction replaces it.",
+    (
+        ("feedback_key", "string", "SHA-256 of image_id and reader_id: the row's key (one per image per reader)"),
+        ("image_id", "string", "Image judged (silver image_id: SHA-256 of its bytes)"),
+        ("reader_label", "string", "The reader's label: NORMAL or PNEUMONIA"),
+        ("reader_id", "string", "Keyed hash (HMAC-SHA256) of the reader's name; never the name"),
+        ("feedback_time", "timestamp", "When the label was recorded, or last changed (UTC)"),
+        ("comment", "string", "The reader's free-text note, at most 500 characters; must hold no patient identifier"),
+        ("content_hash", "string", "SHA-256 of label and comment: the same row sent again changes nothing"),
+        ("run_id", "string", "The audit_log run that recorded it"),
+    ),
+)
+
 GOLD_DATASET_SUMMARY = TableSpec(
     "gold_dataset_summary",
     "gold",
@@ -280,6 +296,7 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     GOLD_PREDICTIONS,
     GOLD_MODEL_PERFORMANCE,
     GOLD_DATASET_SUMMARY,
+    GOLD_RADIOLOGIST_FEEDBACK,
     PIPELINE_EVENTS,
     AUDIT_LOG,
     FORGET_LIST,

@@ -2,7 +2,7 @@
 
 `Lakehouse` writes its small driver-side results through here (`commit_arrow`, `create_table`); commands
 that may never start Spark (the audit trail of `xray recover`, `xray forget`) append rows with
-`append_rows`. A `TableSpec`'s Spark schema is parsed by Spark itself (`TableSpec.schema` needs a running
+`append_rows`, and `xray feedback` upserts by key with `merge_rows`. A `TableSpec`'s Spark schema is parsed by Spark itself (`TableSpec.schema` needs a running
 session), so `spec_schema` parses the catalogue's type strings here: pyspark's type classes are plain
 Python, no JVM. The result equals `TableSpec.schema` (a test compares every table), so a table created
 here and one created by Spark are the same table.
@@ -35,7 +35,7 @@ from pyspark.sql.types import (
 from streaming.core.config import XrayConfig
 from streaming.lakehouse.catalog import TABLES_BY_NAME, TableSpec
 
-__all__ = ["append_rows", "arrow_rows", "commit_arrow", "create_table", "parse_type", "spec_schema",
+__all__ = ["append_rows", "arrow_rows", "commit_arrow", "create_table", "merge_rows", "parse_type", "spec_schema",
            "table_versions"]
 
 _PRIMITIVES: dict[str, DataType] = {
@@ -161,6 +161,41 @@ def append_rows(config: XrayConfig, table: str, rows: Sequence[dict[str, Any]]) 
     path = str(config.table_path(table))
     create_table(path, spec, schema)
     commit_arrow(path, schema, arrow_rows(schema, rows))
+
+
+MERGE_ATTEMPTS = 3
+
+
+def merge_rows(config: XrayConfig, table: str, rows: Sequence[dict[str, Any]], key: str,
+               changed: str) -> dict[str, int]:
+    """Upsert rows into a declared table by ``key`` with delta-rs, creating the table when missing: a row
+    whose key is new is inserted, one whose key is there replaces it when its ``changed`` column differs,
+    anything else changes nothing (no commit at all when nothing changed). Keys must be unique in ``rows``.
+
+    Returns delta-rs's counts (``num_target_rows_inserted``, ``num_target_rows_updated``, ...). A commit by
+    someone else during the merge (a compaction, an erasure) ends it without writing: it runs again on the
+    new version, which is safe since the merge is idempotent by key.
+    """
+    from deltalake import DeltaTable
+    from deltalake.exceptions import CommitFailedError
+
+    spec = TABLES_BY_NAME[table]
+    schema = spec_schema(spec)
+    path = str(config.table_path(table))
+    create_table(path, spec, schema)
+    source = arrow_rows(schema, rows)
+    for attempt in range(MERGE_ATTEMPTS):
+        try:
+            metrics = (DeltaTable(path).merge(source, predicate=f"t.{key} = s.{key}", source_alias="s",
+                                              target_alias="t")
+                       .when_matched_update_all(predicate=f"t.{changed} <> s.{changed}")
+                       .when_not_matched_insert_all()
+                       .execute())
+            return {name: value for name, value in metrics.items() if isinstance(value, int)}
+        except CommitFailedError as error:
+            if "concurrent" not in str(error).lower() or attempt == MERGE_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def table_versions(config: XrayConfig, names: Iterable[str]) -> dict[str, int | None]:

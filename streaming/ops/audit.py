@@ -11,7 +11,8 @@ its exit code: a row that cannot be written costs one warning line on stderr.
 
 Like every table but bronze, `audit_log` holds no raw identifier (README: Patient identifiers): paths on
 the command line (and in error messages) are keyed hashes (``path:<path_ref>``), a patient identifier is
-its `patient_ref`, and an option whose name says secret (token, password, key, ...) is ``<redacted>``.
+its `patient_ref`, a reader's name its `reader_ref`, a free-text comment only its length, and an option
+whose name says secret (token, password, key, ...) is ``<redacted>``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 
 from streaming.core.config import XrayConfig
 from streaming.core.errors import XrayError
-from streaming.core.pseudonym import path_ref, patient_ref
+from streaming.core.pseudonym import path_ref, patient_ref, reader_ref
 from streaming.lakehouse.catalog import ALL_TABLES, AUDIT_LOG
 
 __all__ = ["AUDITED_COMMANDS", "PATH_OPTIONS", "CommandAudit", "audit_options", "current_run_id", "scrub"]
@@ -40,14 +41,17 @@ __all__ = ["AUDITED_COMMANDS", "PATH_OPTIONS", "CommandAudit", "audit_options", 
 # <lakehouse>/bench/, whose commands are audited there), --help and --version (no command runs).
 AUDITED_COMMANDS = frozenset({
     "stream", "watch", "ingest-kaggle", "ingest-folder", "retrain", "metrics", "rescore", "refeature",
-    "recover", "demo", "maintain", "forget",
+    "recover", "demo", "maintain", "forget", "feedback",
 })
 # Options (argparse dests) whose value is a file, folder or URI: it may name a patient (a landing-style
 # file name, a folder per patient), so only its keyed hash is kept.
 PATH_OPTIONS = frozenset({
     "path", "inbox", "watch", "labels", "download_dir", "data", "output", "config", "lakehouse",
-    "mlflow_tracking_uri",
+    "mlflow_tracking_uri", "csv",
 })
+# A radiologist's name is recorded as its keyed hash (gold_radiologist_feedback.reader_id), a free-text
+# note only by its length: neither may sit in the audit trail in clear.
+READER_OPTIONS, FREE_TEXT_OPTIONS = frozenset({"reader"}), frozenset({"comment"})
 # Options whose value may hold a "/" without being a path (a Kaggle owner/slug, a Spark master URL); any
 # other option's string holding a "/" is hashed as a path, so a new path option is never kept raw.
 PLAIN_OPTIONS = frozenset({"dataset", "master"})
@@ -100,6 +104,10 @@ def _option_value(name: str, value: Any, salt: str) -> Any:
         return value if isinstance(value, (bool, int, float)) or value is None else str(value)
     if name in PATH_OPTIONS:
         return _path_value(value, salt)
+    if name in READER_OPTIONS and value.strip():
+        return f"reader:{reader_ref(value, salt)}"
+    if name in FREE_TEXT_OPTIONS:
+        return f"<free text, {len(value)} characters>"
     if "patient" in name.lower():
         return _patient_value(value, salt)
     if name not in PLAIN_OPTIONS and ("/" in value or "\\" in value):

@@ -32,6 +32,7 @@ from streaming.imaging.dicom import dicom_patient_id
 from streaming.lakehouse.catalog import (
     BRONZE_IMAGES,
     GOLD_PREDICTIONS,
+    GOLD_RADIOLOGIST_FEEDBACK,
     SILVER_FEATURES,
     SILVER_METADATA,
     SILVER_QUARANTINE,
@@ -70,6 +71,7 @@ class Erasure:
             SILVER_METADATA.name: " OR ".join(p for p in (by_image, f"patient_id = '{self.patient}'") if p),
             SILVER_FEATURES.name: by_image,
             GOLD_PREDICTIONS.name: by_image,
+            GOLD_RADIOLOGIST_FEEDBACK.name: by_image,  # readers' labels and notes on the patient's images
         }
         return {table: predicate for table, predicate in found.items() if predicate}
 

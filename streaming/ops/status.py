@@ -1,4 +1,4 @@
-"""``xray status``: tables, streams, landing backlog, champion model and quarantine on one screen.
+"""``xray status``: tables, streams, landing backlog, champion model, feedback and quarantine on one screen.
 
 Everything is read from Delta logs, a few small columns through delta-rs, checkpoint folder listings and
 the MLflow registry: no Spark job runs, so the command answers in about a second even while the stream is
@@ -27,6 +27,7 @@ from streaming.lakehouse.catalog import (
 from streaming.lakehouse.engine import Lakehouse
 from streaming.lakehouse.maintenance import MAINTENANCE_QUERY
 from streaming.landing.backlog import landing_backlog
+from streaming.ops.feedback import feedback_lines, feedback_status
 from streaming.ops.text import format_table
 from streaming.silver.refeature import features_status, stale_features_message
 
@@ -255,6 +256,7 @@ def collect_status(lakehouse: Lakehouse, now: dt.datetime | None = None) -> dict
         "gold_waiting": GOLD_WAITING if model["version"] is None else None,
         "features": features_status(lakehouse),
         "quarantine": quarantine_status(lakehouse),
+        "feedback": feedback_status(config, model),
     }
 
 
@@ -299,7 +301,7 @@ def render_status(status: dict) -> str:
          else (t["name"], t["layer"], "-", "-", "not created yet") for t in status["tables"]],
         (False, False, True, True, False),
     )
-    for section in (_streams_section, _landing_section, _model_section, _quarantine_section):
+    for section in (_streams_section, _landing_section, _model_section, feedback_lines, _quarantine_section):
         lines += ["", *section(status)]
     return "\n".join(_shorten(line, SCREEN_WIDTH) if len(line) > SCREEN_WIDTH else line for line in lines)
 

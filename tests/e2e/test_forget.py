@@ -31,7 +31,7 @@ from streaming.pipeline.service import run_stream
 
 PATIENT = "person777"
 DATA_TABLES = ("bronze_xray_images", "silver_xray_metadata", "silver_image_features", "silver_quarantine",
-               "gold_pneumonia_predictions")
+               "gold_pneumonia_predictions", "gold_radiologist_feedback")
 
 
 def stage_patient(landing: Path) -> list[bytes]:
@@ -88,6 +88,12 @@ def test_forget_erases_every_row_byte_and_trace(house, capsys):
     assert {"bronze", "landing-or-archive"} <= {
         "bronze" if "bronze_xray_images" in p else "landing-or-archive" for p in holding(root, images)}
     assert any(r["patient_id"] == ref for r in table_rows(config, "silver_xray_metadata"))
+    # A reader's label of one of the patient's images and of another patient's: only the first goes.
+    theirs = next(r["image_id"] for r in table_rows(config, "silver_xray_metadata") if r["patient_id"] == ref)
+    other = next(r["image_id"] for r in table_rows(config, "silver_xray_metadata") if r["patient_id"] != ref)
+    for image in (theirs, other):
+        assert run("feedback", "--lakehouse", str(root), "--image-id", image, "--label", "NORMAL",
+                   "--reader", "Dr Ann Lee", "--comment", "see prior study") == 0
     counts_before = {t: len(table_rows(config, t)) for t in DATA_TABLES}
     old_version = DeltaTable(str(config.table_path("bronze_xray_images"))).version()
 
@@ -110,6 +116,7 @@ def test_forget_erases_every_row_byte_and_trace(house, capsys):
     assert after["silver_xray_metadata"] == counts_before["silver_xray_metadata"] - 3
     assert after["silver_quarantine"] == counts_before["silver_quarantine"] - 2
     assert after["gold_pneumonia_predictions"] == counts_before["gold_pneumonia_predictions"] - 3
+    assert [r["image_id"] for r in table_rows(config, "gold_radiologist_feedback")] == [other]
     assert len(silver) == 32, "the other patients' images are all still there"
     with pytest.raises(Exception):  # noqa: B017 - delta-rs names no public class for a missing version
         DeltaTable(str(config.table_path("bronze_xray_images")), version=old_version - 1).to_pyarrow_table()

@@ -39,10 +39,11 @@ def test_metrics_rows_per_split(populated, capsys):
     config, result = populated["config"], populated["result"]
     version = populated["trained"].version.version
     rows = table_rows(config, "gold_model_performance")
-    assert result.rows_written == len(rows) == 3
+    assert result.rows_written == len(rows) == 4
     by_split = {r["split"]: r for r in rows}
-    assert set(by_split) == {"train", "test", "unknown"}
-    sizes = {"train": 14 * 2 * 2, "test": 5 * 2 * 2, "unknown": 3}
+    assert set(by_split) == {"train", "test", "unknown", "feedback"}
+    # feedback: the images readers confirmed (tests/populated.py FEEDBACK: 8 images, 1 disputed).
+    sizes = {"train": 14 * 2 * 2, "test": 5 * 2 * 2, "unknown": 3, "feedback": 7}
     for split, row in by_split.items():
         assert row["model_name"] == config.model_name and row["model_version"] == version
         assert row["sample_count"] == sizes[split]
@@ -58,6 +59,23 @@ def test_metrics_rows_per_split(populated, capsys):
     printed = capsys.readouterr().out  # captured only when this test builds the fixture
     if printed:
         assert "report:" in printed and "test" in printed
+
+
+def test_the_champions_agreement_with_the_readers(populated):
+    """The feedback row: the champion's labels of the confirmed images against the readers' majority."""
+    from streaming.core.registry import load_model
+    from streaming.gold.feedback import agreement, decide_labels
+
+    config, champion = populated["config"], populated["trained"].version
+    (row,) = [r for r in table_rows(config, "gold_model_performance") if r["split"] == "feedback"]
+    confirmed = decide_labels(populated["feedback"]).confirmed
+    features = {r["image_id"]: r["features"] for r in table_rows(config, "silver_image_features")
+                if r["image_id"] in confirmed}
+    ids = sorted(features)
+    predicted = load_model(config, champion).predict(np.asarray([features[i] for i in ids], dtype=np.float32))
+    expected = agreement([("NORMAL", "PNEUMONIA")[int(p)] for p in predicted], [confirmed[i] for i in ids])
+    assert row["model_version"] == champion.version and row["sample_count"] == expected["images"] == len(confirmed)
+    assert row["accuracy"] == pytest.approx(expected["agreement"])
 
 
 def test_dataset_summary_matches_silver(populated):
@@ -95,7 +113,7 @@ def test_all_versions_appends_history(populated, spark):
     result = run_metrics(spark, config, all_versions=True, write_report=False)
     assert result.report_path is None and result.skipped_versions == []
     rows = table_rows(config, "gold_model_performance")
-    assert len(rows) == before + result.rows_written == before + 3
+    assert len(rows) == before + result.rows_written == before + 4
     assert len({r["evaluated_time"] for r in rows}) == 2
 
 

@@ -83,3 +83,36 @@ def test_the_registered_champion_labels_every_image_as_gold_does(spark, config):
     scored = score_batch(rows, served, result.version, "v", dt.datetime.now(dt.timezone.utc))
     assert [("NORMAL", "PNEUMONIA").index(p) for p in scored.column("predicted_label").to_pylist()] \
         == np.asarray(pyfunc.predict(near)).astype(int).tolist()
+
+
+def test_confirmed_labels_win_over_folder_labels_and_are_counted(spark, tmp_path_factory):
+    """The shared lakehouse's retrain ran after radiologists' labels (tests/populated.py, FEEDBACK): it
+    trained on their labels, left the disputed and the test images alone, and said how many it used."""
+    from populated import image_id, populated_lakehouse
+
+    from batch.training.confirmed import confirmed_labels
+    from batch.training.retrain import TRAINING_SPLITS_EXCLUDED, collect_labelled, labelled_features
+    from streaming.core.registry import configure_mlflow, version_tags
+
+    shared = populated_lakehouse(spark, tmp_path_factory)
+    lakehouse, trained = shared["lakehouse"], shared["trained"]
+    overrides = [image_id(i) for i in ("train/NORMAL/0/0", "train/NORMAL/0/1", "train/NORMAL/1/0")]
+    added, disputed, test = [image_id("unlabelled/0"), image_id("unlabelled/1")], image_id("train/PNEUMONIA/1/0"), \
+        image_id("test/PNEUMONIA/0/0")
+    assert trained.feedback == {"n_feedback_labels": 6, "n_feedback_overrides": len(overrides),
+                                "n_feedback_added": len(added), "n_feedback_disputed": 1, "n_feedback_test_images": 1}
+
+    with_readers = collect_labelled(labelled_features(
+        lakehouse, confirmed=confirmed_labels(lakehouse, TRAINING_SPLITS_EXCLUDED)))
+    folders_only = collect_labelled(labelled_features(lakehouse))
+    label = dict(zip(with_readers.image_ids, with_readers.y.tolist(), strict=True))
+    folder = dict(zip(folders_only.image_ids, folders_only.y.tolist(), strict=True))
+    assert [folder[i] for i in overrides] == [0, 0, 0] and [label[i] for i in overrides] == [1, 1, 1]
+    assert [label[i] for i in added] == [0, 0] and not set(added) & set(folder)
+    assert disputed in folder and disputed not in label
+    assert test not in label and test not in folder  # test is never trained on, feedback or not
+    assert set(label) == (set(folder) | set(added)) - {disputed}
+
+    run = configure_mlflow(shared["config"]).get_run(version_tags(shared["config"], trained.version)["run_id"])
+    assert run.data.params["n_labelled"] == str(len(label))
+    assert {k: int(v) for k, v in run.data.params.items() if k.startswith("n_feedback_")} == trained.feedback

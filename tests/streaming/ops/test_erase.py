@@ -51,6 +51,8 @@ def stocked(lakehouse, files):
     lakehouse.append_rows("silver_xray_metadata", silver)
     lakehouse.append_rows("silver_image_features", [{"image_id": r["image_id"], "features": [1.0]} for r in silver])
     lakehouse.append_rows("gold_pneumonia_predictions", [{"image_id": r["image_id"]} for r in silver])
+    lakehouse.append_rows("gold_radiologist_feedback", [{"image_id": r["image_id"], "comment": "a reader's note"}
+                                                        for r in silver])
     lakehouse.append_rows("silver_quarantine", [
         {"rule": "dicom_radiograph", "path_ref": bronze[2]["path_ref"], "content_sha256": sha(files["dicom"])},
         {"rule": "is_image", "path_ref": bronze[3]["path_ref"], "content_sha256": sha(files["bad"])}])
@@ -66,9 +68,10 @@ def test_the_patient_s_rows_are_found_by_name_header_and_bytes_and_only_theirs_g
 
     deleted = erase_rows(config, erasure)
     assert deleted == {"bronze_xray_images": 4, "silver_quarantine": 2, "silver_xray_metadata": 1,
-                       "silver_image_features": 1, "gold_pneumonia_predictions": 1}
+                       "silver_image_features": 1, "gold_pneumonia_predictions": 1, "gold_radiologist_feedback": 1}
     assert [r["file_name"] for r in table_rows(config, "bronze_xray_images")] == ["person42_virus_1.jpeg"]
-    for table in ("silver_xray_metadata", "silver_image_features", "gold_pneumonia_predictions"):
+    for table in ("silver_xray_metadata", "silver_image_features", "gold_pneumonia_predictions",
+                  "gold_radiologist_feedback"):
         assert [r["image_id"] for r in table_rows(config, table)] == [sha(files["other"])]
     assert table_rows(config, "silver_quarantine") == []
 

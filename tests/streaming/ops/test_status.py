@@ -81,11 +81,15 @@ def test_status_of_a_populated_lakehouse(spark, tmp_path_factory, capsys):
     test_split = next(m for m in model["metrics"] if m["split"] == "test")
     assert test_split["sample_count"] == 20 and 0 <= test_split["accuracy"] <= 1
     assert status["quarantine"] == {"total": 3, "by_rule": {"not_an_image": 2, "image_too_small": 1}}
+    feedback = status["feedback"]  # tests/populated.py FEEDBACK; gold holds no champion prediction of them
+    assert (feedback["labels"], feedback["readers"], feedback["disputed"]) == (len(shared["feedback"]), 3, 1)
+    assert feedback["champion"]["model_version"] == version and feedback["champion"]["images"] == 0
 
     text = capsys.readouterr().out
     assert f"version {version} (champion)" in text
     assert "not_an_image" in text and "image_too_small" in text
     assert "batch 2 is planned but not committed" in text
+    assert f"FEEDBACK  {len(shared['feedback'])} label(s) from 3 reader(s)" in text
     gold_line = next(line for line in text.splitlines() if line.strip().startswith("gold "))
     assert gold_line.endswith("in bronze's batches")  # gold has no query of its own in the one-pass plan
     assert max(len(line) for line in text.splitlines()) <= 100

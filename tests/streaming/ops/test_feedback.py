@@ -1,0 +1,100 @@
+"""``xray feedback`` as a command (errors: exit 2, one line, nothing raw in the audit trail) and what
+``xray status`` says of the feedback: readers, confirmed and disputed images, the champion's agreement.
+In-process, delta-rs only: no Spark."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from support import strings_in, table_rows
+
+from streaming.cli.commands import main
+from streaming.core.pseudonym import reader_ref
+from streaming.gold.feedback import agreement, feedback_row
+from streaming.lakehouse.direct import append_rows
+from streaming.ops.feedback import feedback_lines, feedback_status
+
+IDS = [hashlib.sha256(f"image-{i}".encode()).hexdigest() for i in range(6)]
+
+
+@pytest.fixture
+def root(config):
+    """An existing lakehouse whose silver holds six images."""
+    config.root.mkdir(parents=True)
+    append_rows(config, "silver_xray_metadata", [{"image_id": i, "label": 1, "split": "train"} for i in IDS])
+    return config.root
+
+
+def one_error_line(capsys) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xray feedback: error: "), captured.err
+    assert "Traceback" not in captured.err + captured.out
+    return lines[0]
+
+
+def test_user_errors_exit_2_with_one_line(root, tmp_path, capsys):
+    base = ["feedback", "--lakehouse", str(root)]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("image,label,reader\nx,NORMAL,a\n")
+    assert main([*base, "--csv", str(bad)]) == 2
+    assert "expected a header with image_id, label" in one_error_line(capsys)
+    assert main([*base, "--image-id", IDS[0]]) == 2
+    assert "needs --label" in one_error_line(capsys)
+    assert main([*base, "--image-id", "person77_virus_1.jpeg", "--label", "NORMAL"]) == 2
+    line = one_error_line(capsys)
+    assert "not an image id" in line and "person77" not in line
+    assert main(["feedback", "--lakehouse", str(tmp_path / "typo"), "--image-id", IDS[0], "--label", "NORMAL"]) == 2
+    assert "no lakehouse at" in one_error_line(capsys)
+    assert not (tmp_path / "typo").exists()
+    assert not (root / "tables" / "gold_radiologist_feedback").exists()
+
+
+def test_a_label_is_recorded_and_audited_without_the_readers_name_or_note(config, root, capsys):
+    command = ["feedback", "--lakehouse", str(root), "--image-id", IDS[0], "--label", "pneumonia",
+               "--reader", "Dr Ann Lee", "--comment", "left lower lobe"]
+    assert main(command) == 0
+    assert "1 added" in capsys.readouterr().out
+    assert main(command) == 0  # the same label again: recorded once
+    out = capsys.readouterr().out
+    assert "0 added, 0 replaced" in out and "1 unchanged" in out
+    (row,) = table_rows(config, "gold_radiologist_feedback")
+    assert row["reader_id"] == reader_ref("Dr Ann Lee", config.patient_salt()) and row["reader_label"] == "PNEUMONIA"
+    audit = table_rows(config, "audit_log")
+    finished = [r for r in audit if r["event"] == "finished"]
+    assert [r["outcome"] for r in finished] == ["ok", "ok"]
+    options = json.loads(finished[0]["options"])
+    assert options["reader"] == f"reader:{row['reader_id']}" and options["comment"] == "<free text, 15 characters>"
+    assert row["run_id"] in {r["run_id"] for r in finished}
+    for value in strings_in(audit):
+        assert "Ann" not in value and "lobe" not in value
+
+
+def test_status_counts_readers_and_the_champions_agreement(config):
+    config.root.mkdir(parents=True)
+    key = config.patient_salt()
+    labels = {IDS[0]: ["PNEUMONIA"], IDS[1]: ["NORMAL", "NORMAL", "PNEUMONIA"], IDS[2]: ["NORMAL", "PNEUMONIA"],
+              IDS[3]: ["PNEUMONIA"], IDS[4]: ["NORMAL"]}
+    rows = [feedback_row(image, label, reader_ref(f"reader {n}", key), None, None)
+            for image, given in labels.items() for n, label in enumerate(given)]
+    append_rows(config, "gold_radiologist_feedback", rows)
+    champion = {"name": "m", "version": "2"}
+    predicted = {IDS[0]: "PNEUMONIA", IDS[1]: "PNEUMONIA", IDS[2]: "NORMAL", IDS[3]: "PNEUMONIA"}
+    append_rows(config, "gold_pneumonia_predictions", [
+        *({"image_id": i, "predicted_label": p, "model_name": "m", "model_version": "2"} for i, p in predicted.items()),
+        {"image_id": IDS[4], "predicted_label": "PNEUMONIA", "model_name": "m", "model_version": "1"},  # not the champion
+    ])
+
+    status = {"feedback": feedback_status(config, champion)}
+
+    fb = status["feedback"]
+    assert (fb["labels"], fb["images"], fb["readers"], fb["confirmed"], fb["disputed"]) == (8, 5, 3, 4, 1)
+    # Confirmed images the champion scored: IDS[0], IDS[1] (majority NORMAL), IDS[3]; IDS[2] is disputed.
+    expected = agreement([predicted[i] for i in (IDS[0], IDS[1], IDS[3])], ["PNEUMONIA", "NORMAL", "PNEUMONIA"])
+    assert fb["champion"] == {"model_version": "2", **expected} and expected["images"] == 3
+    text = "\n".join(feedback_lines(status))
+    assert "8 label(s) from 3 reader(s) on 5 image(s): 4 confirmed, 1 disputed" in text
+    assert f"agrees with the readers on {expected['agreeing']} of 3 image(s)" in text
+    assert feedback_status(config, {"name": "m", "version": None})["champion"] is None
