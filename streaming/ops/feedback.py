@@ -202,8 +202,9 @@ def feedback_lines(status: dict) -> list[str]:
     fb = status["feedback"]
     if not fb["labels"]:
         return ["FEEDBACK  no radiologist labels yet (xray feedback)"]
-    lines = [f"FEEDBACK  {fb['labels']} label(s) from {fb['readers']} reader(s) on {fb['images']} image(s): "
-             f"{fb['confirmed']} confirmed, {fb['disputed']} disputed (readers split evenly)"]
+    # Fits 100 columns with 5-digit counts; "disputed": readers split evenly, no label decided.
+    lines = [f"FEEDBACK  {fb['labels']} label(s), {fb['readers']} reader(s), {fb['images']} image(s): "
+             f"{fb['confirmed']} confirmed, {fb['disputed']} disputed (a tie)"]
     champion = fb["champion"]
     if champion is None:
         return lines
@@ -211,7 +212,7 @@ def feedback_lines(status: dict) -> list[str]:
         return [*lines, f"  champion version {champion['model_version']}: no gold prediction of it for the "
                         "confirmed images yet"]
     kappa = champion["cohen_kappa"]
-    return [*lines, f"  champion version {champion['model_version']} agrees with the readers on "
-                    f"{champion['agreeing']} of {champion['images']} image(s) ({champion['agreement']:.1%}), "
-                    f"Cohen's kappa {'-' if kappa is None else f'{kappa:.3f}'}"]
+    return [*lines, f"  champion version {champion['model_version']} agrees with readers on {champion['agreeing']} "
+                    f"of {champion['images']} ({champion['agreement']:.1%}), Cohen's kappa "
+                    f"{'-' if kappa is None else f'{kappa:.3f}'}"]
 

@@ -95,6 +95,7 @@ def test_status_counts_readers_and_the_champions_agreement(config):
     expected = agreement([predicted[i] for i in (IDS[0], IDS[1], IDS[3])], ["PNEUMONIA", "NORMAL", "PNEUMONIA"])
     assert fb["champion"] == {"model_version": "2", **expected} and expected["images"] == 3
     text = "\n".join(feedback_lines(status))
-    assert "8 label(s) from 3 reader(s) on 5 image(s): 4 confirmed, 1 disputed" in text
-    assert f"agrees with the readers on {expected['agreeing']} of 3 image(s)" in text
+    assert "8 label(s), 3 reader(s), 5 image(s): 4 confirmed, 1 disputed" in text
+    assert f"version 2 agrees with readers on {expected['agreeing']} of 3 (" in text
+    assert max(len(line) for line in text.splitlines()) <= 100
     assert feedback_status(config, {"name": "m", "version": None})["champion"] is None

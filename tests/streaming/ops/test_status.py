@@ -89,7 +89,7 @@ def test_status_of_a_populated_lakehouse(spark, tmp_path_factory, capsys):
     assert f"version {version} (champion)" in text
     assert "not_an_image" in text and "image_too_small" in text
     assert "batch 2 is planned but not committed" in text
-    assert f"FEEDBACK  {len(shared['feedback'])} label(s) from 3 reader(s)" in text
+    assert f"FEEDBACK  {len(shared['feedback'])} label(s), 3 reader(s)" in text
     gold_line = next(line for line in text.splitlines() if line.strip().startswith("gold "))
     assert gold_line.endswith("in bronze's batches")  # gold has no query of its own in the one-pass plan
     assert max(len(line) for line in text.splitlines()) <= 100
