@@ -39,6 +39,7 @@ locals {
     pipeline_events            = "ops"
     audit_log                  = "ops"
     forget_list                = "ops"
+    retrain_runs               = "ops"
   }
 }
 
