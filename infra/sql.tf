@@ -41,6 +41,7 @@ locals {
     pipeline_alerts            = "ops"
     audit_log                  = "ops"
     forget_list                = "ops"
+    retrain_runs               = "ops"
   }
 }
 

@@ -91,9 +91,12 @@ def _stream(args: argparse.Namespace, config: XrayConfig) -> int:
         from streaming.gold.scoring import warm_up
 
         warming = warm_up(config)  # loads the champion while Spark starts
+    from batch.retraining import retrain_task
+
+    retraining = retrain_task(config)  # beside the queries of continuous mode; None when both triggers are off
     try:
         run_stream(_spark(config), config, layers=layers, once=args.once, watch_inbox=args.watch,
-                   timeout=args.timeout, stop_event=stop_event)
+                   timeout=args.timeout, stop_event=stop_event, background=[retraining] if retraining else [])
     finally:
         restore()
         if warming is not None:
@@ -137,10 +140,49 @@ def _ingest_folder(args: argparse.Namespace, config: XrayConfig) -> int:
 
 
 def _retrain(args: argparse.Namespace, config: XrayConfig) -> int:
-    from batch.training.retrain import retrain
+    from batch.retraining import run_cycle
 
-    retrain(_spark(config), config, seed=args.seed, force_promote=args.force_promote)
+    if args.every is not None:
+        return _retrain_every(args, config)
+    # Under the lock of periodic retraining, recorded in retrain_runs: the schedule counts from this run.
+    run_cycle(lambda: _spark(config), config, seed=args.seed, force_promote=args.force_promote, full=False)
     return 0
+
+
+def _retrain_every(args: argparse.Namespace, config: XrayConfig) -> int:
+    """`xray retrain --every`: a service like `xray stream`; a stop signal ends the wait at once, a running
+    cycle first (a second Ctrl-C aborts it); SIGTERM exits 0, Ctrl-C 130."""
+    import signal
+    import threading
+
+    from batch.retraining import RetrainLoop
+    from batch.training.schedule import RetrainPolicy, format_duration, parse_duration
+
+    every = parse_duration(args.every)
+    stop_event, received = threading.Event(), []
+
+    def handle(signum, frame):  # noqa: ANN001
+        if stop_event.is_set():
+            signal.default_int_handler(signum, frame)
+        received.append(signum)
+        logging.getLogger(__name__).info("retrain: stopping (signal %d) once the running cycle, if any, ends",
+                                         signum)
+        stop_event.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        logging.getLogger(__name__).info("retrain: a cycle every %s (Ctrl-C or SIGTERM stops)",
+                                         format_duration(every))
+        # Spark starts when the first cycle is due: waiting hours holds no JVM.
+        RetrainLoop(config, RetrainPolicy.from_config(config, every=every), lambda: _spark(config),
+                    "xray retrain --every", seed=args.seed).run(stop_event)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if signal.SIGINT in received:
+        print("xray retrain: interrupted (Ctrl-C); stopped between cycles", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK  # SIGTERM included: the service's normal stop, as for xray stream
 
 
 def _metrics(args: argparse.Namespace, config: XrayConfig) -> int:

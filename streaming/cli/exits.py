@@ -1,14 +1,15 @@
 """Exit codes of ``xray``, its version, and how a signal ends a command.
 
-* 0: success, and `xray stream` or `xray serve` stopped by SIGTERM: for a service manager (systemd,
-  Kubernetes, a Databricks job cancel) SIGTERM is the normal stop; the stream finishes its micro-batch and
-  exits cleanly, which is not a failure to report or restart on.
+* 0: success, and `xray stream`, `xray serve` or `xray retrain --every` stopped by SIGTERM: for a service
+  manager (systemd, Kubernetes, a Databricks job cancel) SIGTERM is the normal stop; the stream finishes its
+  micro-batch (the retrain loop its running cycle) and exits cleanly, which is not a failure to report or
+  restart on.
 * 1: internal error (a bug): Python prints the traceback.
 * 2: user error: one line saying what to do.
-* 130: interrupted by Ctrl-C (SIGINT). `xray stream` first finishes its micro-batch (a second Ctrl-C
-  aborts at once), `xray serve` closes its socket; the shell convention 128 + 2 tells a script its command
-  did not run to its end.
-* 143: any other command ended by SIGTERM (128 + 15) before it finished; its work stops where it was
+* 130: interrupted by Ctrl-C (SIGINT). `xray stream` first finishes its micro-batch, `xray retrain --every`
+  its running cycle (a second Ctrl-C aborts at once), `xray serve` closes its socket; the shell convention
+  128 + 2 tells a script its command did not run to its end.
+* 143: any other command (`xray retrain` without --every too) ended by SIGTERM (128 + 15) before it finished; its work stops where it was
   (Spark is stopped in order) and running the command again resumes.
 """
 
@@ -34,11 +35,13 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM
 EXIT_CODES_HELP = """\
 exit codes:
   0    success; also 'xray stream' stopped by SIGTERM (systemd stop, kill) at a micro-batch boundary,
-       and 'xray serve' stopped by SIGTERM
+       'xray serve' stopped by SIGTERM, and 'xray retrain --every' stopped by SIGTERM once its running
+       cycle, if any, ended
   1    internal error (a bug: the traceback is printed)
   2    user error, printed as one line saying what to do
   130  interrupted by Ctrl-C (SIGINT); 'xray stream' first ends its micro-batch, a second Ctrl-C aborts
-  143  a command other than 'xray stream' terminated by SIGTERM before it finished
+  143  a command other than 'xray stream', 'xray serve' or 'xray retrain --every' terminated by SIGTERM
+       before it finished
 """
 
 PACKAGE = "xray-lakehouse"

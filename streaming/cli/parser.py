@@ -136,6 +136,11 @@ def _model_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     retrain.add_argument("--seed", type=int, default=0, help="seed of the patient-grouped split and model")
     retrain.add_argument("--force-promote", action="store_true",
                          help="make the new version champion even if it does not beat the current one")
+    retrain.add_argument("--every", metavar="DURATION", default=None,
+                         help="keep running: a cycle (retrain, rescore when gold lags the champion, metrics) every "
+                              "DURATION (90s, 30m, 6h, 1d), counted from the last cycle recorded in retrain_runs, "
+                              "and sooner once retrain_min_new_labels new labels arrived; until Ctrl-C or SIGTERM "
+                              "(exit 0; a running cycle ends first). Without it: one retrain now")
 
     metrics = add("metrics", "Evaluate models per split, refresh the dataset summary and write the report.")
     metrics.add_argument("--all-versions", action="store_true",

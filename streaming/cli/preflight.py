@@ -50,6 +50,14 @@ def _ingest_folder(args: argparse.Namespace, config: XrayConfig) -> None:  # noq
 
 
 def _retrain(args: argparse.Namespace, config: XrayConfig) -> None:  # noqa: ARG001
+    if args.every is not None:
+        from batch.training.schedule import parse_duration
+
+        parse_duration(args.every)  # before anything starts; the loop itself waits for labelled images
+        if args.force_promote:
+            raise ConfigError("--force-promote applies to one retrain, not to every cycle of --every: "
+                              "run xray retrain --force-promote once, without --every")
+        return
     if _labelled_silver_rows(config) == 0:
         raise NothingToDoError(f"cannot retrain: {NO_LABELLED_SILVER}")
 

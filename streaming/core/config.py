@@ -71,6 +71,13 @@ class XrayConfig:
     vacuum_retention_hours: int = 168
     # Unreferenced files never committed (a killed attempt's) are deleted once older than the longest batch.
     orphan_min_age_hours: float = 6.0
+    # Periodic retraining (README: Periodic retraining): retrain, rescore, metrics inside continuous `xray stream`
+    # every retrain_interval_hours and/or once retrain_min_new_labels new labelled silver rows or radiologist
+    # feedback rows arrived; 0 turns each trigger off (both off by default: a new champion is an operator's
+    # choice to automate). The triggers are checked every retrain_check_minutes.
+    retrain_interval_hours: float = 0.0
+    retrain_min_new_labels: int = 0
+    retrain_check_minutes: float = 5.0
     # Ingestion
     kaggle_dataset: str = "paultimothymooney/chest-xray-pneumonia"
     watch_stable_seconds: float = 2.0

@@ -287,6 +287,27 @@ FORGET_LIST = TableSpec(
     ),
 )
 
+RETRAIN_RUNS = TableSpec(
+    "retrain_runs",
+    "ops",
+    "One row per retrain cycle (xray stream, xray retrain --every) or xray retrain run: when, why, how it ended; "
+    "the schedule's memory across restarts.",
+    (
+        ("trigger", "string", "interval, new_labels (enough new labels or feedback) or manual (xray retrain)"),
+        ("runner", "string", "What ran it: xray stream, xray retrain --every or xray retrain"),
+        ("started_time", "timestamp", "When the cycle started (UTC)"),
+        ("finished_time", "timestamp", "When it ended (UTC): the schedule's next interval counts from here"),
+        ("outcome", "string", "ok, insufficient_data (too few labelled images: retried once new labels arrive) or error"),
+        ("model_version", "string", "Model version the cycle registered, null when none"),
+        ("promoted", "boolean", "Whether that version became champion"),
+        ("rescored_rows", "bigint", "Gold predictions re-scored with the champion; null when no rescore ran"),
+        ("labelled_rows", "bigint", "Labelled silver rows when the cycle started"),
+        ("feedback_rows", "bigint", "Radiologist feedback rows when the cycle started (0: no feedback table)"),
+        ("message", "string", "The promotion reason, or the one-line error (paths as keyed hashes)"),
+        ("audit_run_id", "string", "The audit_log run of the command that ran the cycle"),
+    ),
+)
+
 ALL_TABLES: tuple[TableSpec, ...] = (
     BRONZE_IMAGES,
     BRONZE_KAGGLE_DATASET_INFO,
@@ -300,5 +321,6 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     PIPELINE_EVENTS,
     AUDIT_LOG,
     FORGET_LIST,
+    RETRAIN_RUNS,
 )
 TABLES_BY_NAME = {spec.name: spec for spec in ALL_TABLES}

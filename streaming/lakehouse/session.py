@@ -90,6 +90,9 @@ def _local_builder(config: XrayConfig) -> SparkSession.Builder:
         # still rewind up to 100 batches after a lost Delta commit.
         .config("spark.sql.streaming.minBatchesToRetain", "100")
         .config("spark.ui.showConsoleProgress", "false")
+        # Jobs given a pool (the periodic retrain inside `xray stream`) share the cores with the stream's
+        # micro-batches (the default pool) rather than queue them behind; one pool alone runs as FIFO did.
+        .config("spark.scheduler.mode", "FAIR")
         .config("spark.python.worker.reuse", "true")
         .config("spark.driver.memory", os.environ.get("XRAY_DRIVER_MEMORY", "2g"))
         .config("spark.sql.warehouse.dir", str(config.root / "spark-warehouse"))

@@ -41,6 +41,11 @@ from streaming.silver.refeature import features_status, stale_features_message
 
 log = logging.getLogger(__name__)
 
+# A background task of continuous mode (`run_stream`'s ``background``): given the lakehouse and the stop
+# event, a thread to start beside the queries, which ends once the event is set. Tasks of upper layers (the
+# periodic retrain of `batch.retraining`) reach the service this way, without an upward import.
+BackgroundTask = Callable[[Lakehouse, threading.Event], threading.Thread]
+
 MAX_RESTARTS = 5
 STOP_WAIT_SECONDS = 60.0
 CHAMPION_POLL_SECONDS = 5.0
@@ -237,19 +242,23 @@ def run_stream(
     watch_inbox: str | None = None,
     timeout: float | None = None,
     stop_event: threading.Event | None = None,
+    background: Sequence[BackgroundTask] = (),
 ) -> StreamService:
     """Run the streaming layers (see module docstring). Returns the service after it stopped.
+
+    ``background`` tasks run beside the queries in continuous mode (off the hot path: their failures are
+    theirs to report) and are joined, up to `STOP_WAIT_SECONDS` each, when the service stops.
 
     Holds the lakehouse's stream lock throughout: a second stream on the same lakehouse is refused at
     once (two would race on the same checkpoints and tables, and on the orphan clean-up of bronze).
     """
     with stream_lock(config.root):
-        return _run_locked(spark, config, layers, once, watch_inbox, timeout, stop_event)
+        return _run_locked(spark, config, layers, once, watch_inbox, timeout, stop_event, background)
 
 
 def _run_locked(spark: SparkSession, config: XrayConfig, layers: Sequence[str], once: bool,
-                watch_inbox: str | None, timeout: float | None, stop_event: threading.Event | None
-                ) -> StreamService:
+                watch_inbox: str | None, timeout: float | None, stop_event: threading.Event | None,
+                background: Sequence[BackgroundTask] = ()) -> StreamService:
     lakehouse = Lakehouse(spark, config)
     # Before any table is created or written: a damaged log is named with its file, not a parser error.
     check_table_logs(config.tables_dir, [spec.name for spec in ALL_TABLES])
@@ -266,6 +275,7 @@ def _run_locked(spark: SparkSession, config: XrayConfig, layers: Sequence[str], 
     watcher = _start_watcher(config, watch_inbox, service.stop_event) if watch_inbox else None
     restore = install_stop_signals(service.stop_event)
     maintenance = None
+    tasks: list[threading.Thread] = []
     try:
         if service.stop_event.is_set():
             return service  # asked to stop before anything started
@@ -273,12 +283,17 @@ def _run_locked(spark: SparkSession, config: XrayConfig, layers: Sequence[str], 
             service.run_once()
         else:
             maintenance = _start_maintenance(lakehouse, service.stop_event)
+            for task in background:
+                tasks.append(task(lakehouse, service.stop_event))
+                tasks[-1].start()
             service.run_continuous(timeout)
     finally:
         restore()
         service.stop_event.set()
         if maintenance is not None:
             maintenance.join(timeout=STOP_WAIT_SECONDS)  # a pass in progress ends its table's work
+        for thread in tasks:
+            thread.join(timeout=STOP_WAIT_SECONDS)
         if watcher is not None:
             watcher.join(timeout=10)
         if warming is not None:

@@ -1,4 +1,5 @@
-"""Model lifecycle: gold stream with the MLflow champion, retrain, promotion, rescore, metrics."""
+"""Model lifecycle: gold stream with the MLflow champion, the stream's own retrain once enough labels arrived,
+retrain, promotion, rescore, metrics."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from deltalake import DeltaTable
 from imagefiles import stage_labelled_dataset
 
 from batch.evaluation.metrics import run_metrics
+from batch.retraining import retrain_task
 from batch.training.rescore import rescore
 from batch.training.retrain import retrain
 from streaming.core.errors import NoChampionModelError
-from streaming.core.registry import champion
+from streaming.core.registry import champion, version_tags
 from streaming.pipeline.service import run_stream
 
 
@@ -32,48 +34,53 @@ def wait_for(condition, timeout: float, message: str) -> None:
 
 @pytest.mark.slow
 def test_stream_retrain_gold_metrics_rescore_end_to_end(spark, config):
+    # The stream retrains by itself once 60 labelled images are in silver (checked every 0.6 s).
+    config = config.with_overrides(retrain_min_new_labels=60, retrain_check_minutes=0.01)
     stage_labelled_dataset(config.landing_dir, per_class=24, split="train", seed=1)
-    stage_labelled_dataset(config.landing_dir, per_class=6, split="test", seed=2)
     stop = threading.Event()
     errors: list[BaseException] = []
 
     def serve() -> None:
         try:
-            run_stream(spark, config, once=False, stop_event=stop)
+            run_stream(spark, config, once=False, stop_event=stop, background=[retrain_task(config)])
         except BaseException as error:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(error)
 
     stream = threading.Thread(target=serve, daemon=True)
     stream.start()
     try:
-        # No champion yet: silver fills, gold waits without failing.
+        # No champion yet, and too few labels to train one: silver fills, gold waits without failing.
         wait_for(lambda: config.table_path("silver_image_features").exists()
-                 and len(rows(config, "silver_image_features", ["image_id"])) == 60, 180, "silver")
+                 and len(rows(config, "silver_image_features", ["image_id"])) == 48, 180, "silver")
         time.sleep(2)
-        assert rows(config, "gold_pneumonia_predictions") == []
+        assert rows(config, "gold_pneumonia_predictions") == [] and rows(config, "retrain_runs") == []
         assert not errors
 
-        first = retrain(spark, config)
-        assert first.promoted and first.reason == "no champion yet"
-        assert first.validation_metrics["accuracy"] >= 0.8
-
-        # The running stream picks the champion up: gold fills without a restart.
-        wait_for(lambda: len(rows(config, "gold_pneumonia_predictions", ["image_id"])) == 60, 120, "gold")
+        # The test split completes 60 labels: the stream trains its first champion (on train only) and
+        # picks it up, without a restart.
+        stage_labelled_dataset(config.landing_dir, per_class=6, split="test", seed=2)
+        wait_for(lambda: len(rows(config, "gold_pneumonia_predictions", ["image_id"])) == 60, 240, "gold")
         assert stream.is_alive() and not errors
     finally:
         stop.set()
         stream.join(120)
     assert not errors, errors
+    (cycle,) = rows(config, "retrain_runs")
+    assert (cycle["trigger"], cycle["runner"], cycle["outcome"]) == ("new_labels", "xray stream", "ok")
+    assert cycle["promoted"] and cycle["message"] == "no champion yet" and cycle["labelled_rows"] == 60
+    first = champion(config)
+    assert first.version == cycle["model_version"]
+    assert float(version_tags(config, first)["validation_accuracy"]) >= 0.8
 
     gold = rows(config, "gold_pneumonia_predictions")
-    assert {r["model_version"] for r in gold} == {first.version.version}
+    assert {r["model_version"] for r in gold} == {first.version}
     test_rows = [r for r in gold if r["true_label"] is not None]
     assert sum(r["is_correct"] for r in test_rows) / len(test_rows) >= 0.8
     assert all(0.5 <= r["confidence"] <= 1.0 for r in gold)
 
     # Same data, same seed: the new version ties, so the champion is not replaced.
     second = retrain(spark, config)
-    assert not second.promoted and champion(config) == first.version
+    assert not second.promoted and champion(config) == first
 
     # A newer champion: rescore replaces the stale rows, once.
     third = retrain(spark, config, seed=5, force_promote=True)
@@ -89,6 +96,8 @@ def test_stream_retrain_gold_metrics_rescore_end_to_end(spark, config):
 
     metrics = run_metrics(spark, config)
     performance = rows(config, "gold_model_performance")
+    latest = max(r["evaluated_time"] for r in performance)  # the stream's cycle evaluated its champion before
+    performance = [r for r in performance if r["evaluated_time"] == latest]
     assert {r["split"] for r in performance} >= {"train", "test"}
     assert all(r["model_version"] == third.version.version for r in performance)
     assert metrics.report_path is not None and metrics.report_path.exists()

@@ -104,6 +104,13 @@ def test_retrain_on_an_empty_lakehouse_says_what_to_do(capsys, no_spark, empty_l
     assert "xray ingest-folder" in NO_LABELLED_SILVER and "xray stream" in NO_LABELLED_SILVER
 
 
+def test_retrain_every_with_a_bad_duration_or_a_forced_promotion(capsys, no_spark, empty_lakehouse):
+    assert main(["retrain", "--every", "6x", "--lakehouse", str(empty_lakehouse)]) == 2
+    assert "invalid duration '6x'" in one_line_error(capsys, "retrain")
+    assert main(["retrain", "--every", "6h", "--force-promote", "--lakehouse", str(empty_lakehouse)]) == 2
+    assert "without --every" in one_line_error(capsys, "retrain")
+
+
 def test_rescore_and_metrics_with_nothing_to_do(capsys, no_spark, empty_lakehouse):
     assert main(["rescore", "--lakehouse", str(empty_lakehouse)]) == 2
     assert "nothing to rescore" in one_line_error(capsys, "rescore")
