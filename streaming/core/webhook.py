@@ -44,6 +44,8 @@ class Delivery:
 def redact_url(url: str) -> str:
     """``scheme://host[:port]/...``: what a log line may say of a webhook URL (paths and queries of
     webhooks often are the secret)."""
+    if not url:
+        return "(no webhook)"
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or "?"
     port = f":{parts.port}" if parts.port else ""

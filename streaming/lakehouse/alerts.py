@@ -90,7 +90,7 @@ class Alerts:
         self.config = config
         self.lakehouse = lakehouse_id(config)
         self.sender = sender or WebhookSender(config.alert_webhook_url or None, name="xray-alerts")
-        if not self.sender.is_alive():
+        if self.sender.ident is None:  # not started yet (a test may hand over a running or closed one)
             self.sender.start()
         self._sent: dict[tuple[str, str], float] = {}  # (kind, subject) → when it last alerted (monotonic)
         self._suppressed: dict[tuple[str, str], int] = {}
@@ -136,9 +136,9 @@ class Alerts:
     def _settled(self, alert: Alert, delivery: Delivery) -> None:
         """Log a delivery that failed, and record the alert with its delivery."""
         if delivery.status not in ("delivered", "no_webhook"):
-            log.warning("alerts: %s alert %s not delivered to %s (%s after %d attempt(s)); it is in this log and "
-                        "in pipeline_alerts", alert.kind, alert.alert_id[:8], redact_url(self.config.alert_webhook_url),
-                        delivery.error or delivery.status, delivery.attempts)
+            log.warning("alerts: %s alert %s not delivered to %s: %s (%s, %d attempt(s)); it is in this log and in "
+                        "pipeline_alerts", alert.kind, alert.alert_id[:8], redact_url(self.config.alert_webhook_url),
+                        delivery.error or "no answer", delivery.status, delivery.attempts)
         try:
             append_rows(self.config, PIPELINE_ALERTS.name, [alert.row(delivery)])
         except Exception as error:  # noqa: BLE001 - a table that cannot be written must not stop alerting

@@ -4,6 +4,7 @@ Spark, no registry."""
 from __future__ import annotations
 
 import io
+import logging
 
 import numpy as np
 import pyarrow as pa
@@ -74,7 +75,10 @@ def test_a_reference_leaves_out_unknown_statistics_and_the_window_needs_enough_i
     assert drift.as_dict()["window_images"] == 100
 
 
-def test_the_window_keeps_the_last_images_and_empties_for_a_new_champion(config):
+def test_the_window_keeps_the_last_images_and_empties_for_a_new_champion(config, caplog):
+    """Champions without a reference (tags without one: no registry read): the predicted prevalence only,
+    and one log line per champion."""
+    caplog.set_level(logging.INFO, logger="streaming.gold.drift")
     window = DriftWindow(size=5, minimum=2)
     first, second = ModelRef("m", "1"), ModelRef("m", "2")
     statistics = np.zeros((3, len(STATISTICS)))
@@ -82,3 +86,5 @@ def test_the_window_keeps_the_last_images_and_empties_for_a_new_champion(config)
     drift = window.add(config, first, {}, statistics, np.array([0, 0, 0.0]))
     assert (drift.window_images, drift.predicted_prevalence) == (5, pytest.approx(0.4))
     assert window.add(config, second, {}, statistics[:1], np.array([1.0])).window_images == 1
+    said = [r.getMessage() for r in caplog.records if "no training reference" in r.getMessage()]
+    assert len(said) == 2 and "m v1 " in said[0] and "m v2 " in said[1]

@@ -58,6 +58,16 @@ def test_a_webhook_that_is_down_costs_a_warning_and_the_row_says_failed(config, 
     assert "secret-token" not in text and "key=abc" not in text
 
 
+def test_an_alert_the_queue_cannot_take_is_recorded_dropped(config, caplog):
+    sender = WebhookSender("http://127.0.0.1:9/hook")
+    sender.start()
+    sender.close(1)  # a closed sender takes nothing, as a full one
+    Alerts(config, sender).fire("stream_stalled", "critical", "no bronze batch for 16 min")
+    [row] = table_rows(config, "pipeline_alerts")
+    assert (row["kind"], row["delivery"], row["attempts"]) == ("stream_stalled", "dropped", 0)
+    assert "queue is full" in caplog.text
+
+
 def test_error_messages_lose_their_paths_before_they_leave():
     message = "cannot read /data/landing/train/PNEUMONIA/person12_virus_3.jpeg: [Errno 5] I/O error (person9_a.png)"
     assert without_paths(message) == "cannot read <path>: [Errno 5] I/O error (<path>)"
