@@ -108,8 +108,8 @@ class Alerts:
                 return None
             suppressed = self._suppressed.pop(key, 0)
             self._sent[key] = now
-            alert = Alert(kind, severity, message, {**(details or {}),
-                                                    **({"repeats_suppressed": suppressed} if suppressed else {})})
+            repeats = {"repeats_suppressed": suppressed} if suppressed else {}
+            alert = Alert(kind, severity, message, {**(details or {}), **repeats})
             self._firing[key] = alert
         log.warning("ALERT %s (%s): %s", kind, severity, message)
         self._send(alert)

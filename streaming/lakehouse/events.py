@@ -79,11 +79,11 @@ def record_events(lakehouse: Lakehouse, events: list[BatchEvent], txn: tuple[str
     lakehouse.append_rows(PIPELINE_EVENTS.name, rows, txn=txn)
     for event, row in zip(events, rows, strict=True):
         # Work outside any micro-batch (gold scoring images that waited for a champion) uses batch id -1.
+        drift = f" drift PSI {event.drift_psi:.3f}" if event.drift_psi is not None else ""
         log.info(
             "%s %s: in=%d out=%d quarantined=%d duplicates=%d %dms%s%s",
             event.query, f"batch {event.batch_id}" if event.batch_id >= 0 else "catch-up", event.input_rows, event.output_rows, event.quarantined_rows,
-            event.duplicate_rows, row["duration_ms"], f" drift PSI {event.drift_psi:.3f}" if event.drift_psi is not None
-            else "", f" ({event.message})" if event.message else "",
+            event.duplicate_rows, row["duration_ms"], drift, f" ({event.message})" if event.message else "",
         )
 
 

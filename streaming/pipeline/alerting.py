@@ -154,25 +154,24 @@ class AlertMonitor(threading.Thread):
         newest = self._newest_ingested()
         # Spark lists whole milliseconds: the newest ingested file itself is not waiting.
         backlog = backlog_scan(config.landing_dir, newest + dt.timedelta(microseconds=999) if newest else None)
+        waiting = {"waiting_files": backlog.files, "waiting_bytes": backlog.bytes}
         idle = time.monotonic() - max(self.started_at, _last_bronze_batch.get(str(config.tables_dir), 0.0))
         if config.alert_stall_minutes > 0:
             if backlog.files and idle > config.alert_stall_minutes * 60:
-                alerts_for(config).fire("stream_stalled", "critical",
-                            f"no bronze batch for {idle / 60:.0f} min while {backlog.files} landing file(s) wait "
-                            f"(limit {config.alert_stall_minutes:g} min)",
-                            {"idle_minutes": round(idle / 60, 1), "waiting_files": backlog.files,
-                             "waiting_bytes": backlog.bytes})
+                message = (f"no bronze batch for {idle / 60:.0f} min while {backlog.files} landing file(s) wait "
+                           f"(limit {config.alert_stall_minutes:g} min)")
+                alerts_for(config).fire("stream_stalled", "critical", message,
+                                        {"idle_minutes": round(idle / 60, 1), **waiting})
             else:
                 resolve(config, "stream_stalled", "bronze is reading landing again" if backlog.files
                         else "no landing file waits")
         if config.alert_backlog_minutes > 0:
             age = (dt.datetime.now(dt.timezone.utc) - backlog.oldest).total_seconds() if backlog.oldest else 0.0
             if age > config.alert_backlog_minutes * 60:
-                alerts_for(config).fire("backlog_age", "warning",
-                            f"the oldest of {backlog.files} waiting landing file(s) was modified {age / 60:.0f} min "
-                            f"ago (limit {config.alert_backlog_minutes:g} min)",
-                            {"oldest_age_minutes": round(age / 60, 1), "waiting_files": backlog.files,
-                             "waiting_bytes": backlog.bytes})
+                message = (f"the oldest of {backlog.files} waiting landing file(s) was modified {age / 60:.0f} min "
+                           f"ago (limit {config.alert_backlog_minutes:g} min)")
+                alerts_for(config).fire("backlog_age", "warning", message,
+                                        {"oldest_age_minutes": round(age / 60, 1), **waiting})
             else:
                 resolve(config, "backlog_age", "no landing file waits longer than the limit")
 
@@ -188,10 +187,10 @@ class AlertMonitor(threading.Thread):
         waited = now - self.champion_missing_since
         images = self.lakehouse.row_count(SILVER_FEATURES.name) if self.lakehouse.exists(SILVER_FEATURES.name) else 0
         if waited > config.alert_champion_minutes * 60 and images:
-            alerts_for(config).fire("no_champion", "critical",
-                        f"no model has the 'champion' alias for {waited / 60:.0f} min: new silver images are not "
-                        f"scored (silver holds {images}); run xray retrain",
-                        {"waited_minutes": round(waited / 60, 1), "silver_images": images})
+            message = (f"no model has the 'champion' alias for {waited / 60:.0f} min: new silver images are not "
+                       f"scored (silver holds {images}); run xray retrain")
+            alerts_for(config).fire("no_champion", "critical", message,
+                                    {"waited_minutes": round(waited / 60, 1), "silver_images": images})
 
 
 @contextlib.contextmanager
@@ -205,10 +204,12 @@ def watching(spark: SparkSession, config: XrayConfig, layers: Sequence[str], onc
     try:
         yield
     except Exception as error:
-        with contextlib.suppress(Exception):
+        try:
             alerts_for(config).fire("stream_stopped", "critical",
                                     f"xray stream stopped: {type(error).__name__}: {_first_line(error)}",
                                     {"error": type(error).__name__})
+        except Exception as failure:  # noqa: BLE001 - the stream's own error is what the caller must see
+            log.warning("alerts: the stream_stopped alert was not raised (%s)", _first_line(failure))
         raise
     finally:
         if monitor is not None:
