@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 
 from batch.training import model as model_lib
 from batch.training.confirmed import ConfirmedLabels, apply_confirmed, confirmed_labels
+from batch.training.reference import record_reference
 from streaming.core.config import XrayConfig
 from streaming.core.errors import InsufficientDataError
 from streaming.core.progress import progress
@@ -199,6 +200,7 @@ def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promot
                 )
         steps.update(1, step=RETRAIN_STEPS[3])
         ref = _log_and_register(config, seed, result, data, champion_metrics, training_seconds, feedback)
+        record_reference(lakehouse, ref, data, result.model)  # drift monitoring's reference (streaming.gold.drift)
         if previous is not None and champion_metrics is None and not force_promote:
             promoted, reason = True, "champion uses other features"
         else:

@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _stream_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
-    stream = add("stream", "Run the streaming layers: landing -> bronze -> silver -> gold, exactly once.")
+    stream = add("stream", "Run the streaming layers: landing -> bronze -> silver -> gold, exactly once. Drift of "
+                           "the scored images and alerts (log, pipeline_alerts, the webhook alert_webhook_url): "
+                           "settings drift_* and alert_* (README: Drift and alerts).")
     stream.add_argument("--once", action="store_true",
                         help="process what is in landing now, then exit (availableNow trigger)")
     stream.add_argument("--layer", choices=(*LAYERS, "all"), action="append", default=None,

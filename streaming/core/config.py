@@ -78,6 +78,17 @@ class XrayConfig:
     retrain_interval_hours: float = 0.0
     retrain_min_new_labels: int = 0
     retrain_check_minutes: float = 5.0
+    # Drift and alerts (README: Drift and alerts). Minutes of 0 turn that alert off.
+    drift_psi_threshold: float = 0.25  # PSI above this raises a drift alert (the usual rule of thumb)
+    drift_window_images: int = 200  # drift compares the last N scored images with the training reference
+    drift_min_images: int = 100  # ... once the window holds this many (fewer: sampling noise)
+    alert_webhook_url: str = ""  # JSON POST of every alert; may hold a token: logged as scheme://host only
+    alert_cooldown_minutes: float = 30.0  # a persisting condition alerts once per this many minutes
+    alert_quarantine_rate: float = 0.2  # share of a batch's files quarantined
+    alert_quarantine_min_files: int = 20  # ... in batches of at least this many files
+    alert_stall_minutes: float = 15.0  # landing files wait and no bronze batch ran for this long
+    alert_backlog_minutes: float = 60.0  # the oldest waiting landing file is older than this
+    alert_champion_minutes: float = 30.0  # silver images wait this long for a champion model
     # Ingestion
     kaggle_dataset: str = "paultimothymooney/chest-xray-pneumonia"
     watch_stable_seconds: float = 2.0
@@ -181,7 +192,7 @@ def _create_key(path: Path, key: str) -> None:
 
 
 _HINTS = get_type_hints(XrayConfig)
-_FLOAT_RANGES = {"target_sensitivity": (0.5, 1.0)}  # other numbers: >= 0
+_FLOAT_RANGES = {"target_sensitivity": (0.5, 1.0), "alert_quarantine_rate": (0.0, 1.0)}  # other numbers: >= 0
 KEYS = tuple(f.name for f in fields(XrayConfig))
 
 
@@ -307,7 +318,17 @@ def load_config(
             raise ConfigError(f"unknown config key {key!r}")
         config = dataclasses.replace(config, **{key: _coerce(key, value, f"option --{key.replace('_', '-')}")})
     _check_paths(config)
+    _check_alerts(config)
     return config
+
+
+def _check_alerts(config: XrayConfig) -> None:
+    # The URL is not quoted: it may hold a token.
+    if config.alert_webhook_url and not config.alert_webhook_url.lower().startswith(("http://", "https://")):
+        raise ConfigError("invalid 'alert_webhook_url': expected an http:// or https:// URL (or empty: no webhook)")
+    if config.drift_min_images > config.drift_window_images:
+        raise ConfigError(f"invalid 'drift_min_images' ({config.drift_min_images}): it must not exceed "
+                          f"drift_window_images ({config.drift_window_images})")
 
 
 def _check_paths(config: XrayConfig) -> None:

@@ -113,6 +113,42 @@ def version_tags(config: XrayConfig, ref: ModelRef) -> dict[str, str]:
     return dict(configure_mlflow(config).get_model_version(ref.name, ref.version).tags)
 
 
+def log_version_json(config: XrayConfig, ref: ModelRef, name: str, payload: dict) -> None:
+    """Store a JSON document with a model version: an artifact of its training run (tag ``run_id``, else
+    the version's own run), named ``name``, and a version tag ``name`` pointing at it (readers ask the tag
+    first: an older version without it has none). Artifacts rather than tags, whose size Unity Catalog
+    limits."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    client = configure_mlflow(config)
+    version = client.get_model_version(ref.name, ref.version)
+    run_id = dict(version.tags).get("run_id") or version.run_id
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"{name}.json"
+        path.write_text(json.dumps(payload, indent=1, sort_keys=True))
+        client.log_artifact(run_id, str(path))
+    client.set_model_version_tag(ref.name, ref.version, name, f"{name}.json")
+
+
+def version_json(config: XrayConfig, ref: ModelRef, name: str, tags: dict[str, str] | None = None) -> dict | None:
+    """The JSON document `log_version_json` stored with a version, or None when it has none."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    tags = version_tags(config, ref) if tags is None else tags
+    if name not in tags:
+        return None
+    client = configure_mlflow(config)
+    version = client.get_model_version(ref.name, ref.version)
+    run_id = dict(version.tags).get("run_id") or version.run_id
+    with tempfile.TemporaryDirectory() as folder:
+        local = client.download_artifacts(run_id, tags[name], folder)
+        return json.loads(Path(local).read_text())
+
+
 class ChampionCache:
     """Keeps the loaded champion between micro-batches; reloads only when the alias moves."""
 

@@ -24,6 +24,7 @@ from pyspark.sql import DataFrame
 from streaming.core.config import XrayConfig
 from streaming.core.names import LABELS
 from streaming.core.registry import ChampionCache, ModelRef, champion
+from streaming.gold import drift
 from streaming.imaging import features as feature_lib
 from streaming.lakehouse.catalog import GOLD_PREDICTIONS, SILVER_FEATURES, SILVER_METADATA
 from streaming.lakehouse.deltars import arrow_schema_of_spark
@@ -157,12 +158,13 @@ def _unpredicted(lakehouse: Lakehouse, predictions: pa.Table) -> pa.Table:
 
 
 def write_predictions(lakehouse: Lakehouse, rows: pa.Table, batch_id: int, txn_app: str | None,
-                      current: tuple[ModelRef, Any, dict[str, str]] | None = None, record: bool = True
-                      ) -> BatchEvent:
+                      current: tuple[ModelRef, Any, dict[str, str]] | None = None, record: bool = True,
+                      watch_drift: bool = False) -> BatchEvent:
     """Score feature rows (image_id, feature_version, features, label_name) with the champion and append
     the predictions gold does not hold yet, in transaction (``txn_app``, ``batch_id``; None: no
     transaction, the check for existing predictions alone keeps it idempotent); log the event (unless
-    ``record``: the caller then writes it with its own).
+    ``record``: the caller then writes it with its own). ``watch_drift``: the scored rows (with silver's
+    measures) join the drift window and the event carries its comparison (`streaming.gold.drift`).
 
     Raises when the champion alias disappeared, so the batch is retried rather than lost.
     """
@@ -178,10 +180,12 @@ def write_predictions(lakehouse: Lakehouse, rows: pa.Table, batch_id: int, txn_a
     if model_features:
         rows = rows.filter(pc.equal(rows.column("feature_version"), model_features))
     with GOLD_WRITE_LOCK:  # the check for existing predictions and the append are one step
-        predictions = score_batch(rows, model, ref, model_features, dt.datetime.now(dt.timezone.utc))
-        predictions = _unpredicted(lakehouse, predictions)
+        scored = score_batch(rows, model, ref, model_features, dt.datetime.now(dt.timezone.utc))
+        predictions = _unpredicted(lakehouse, scored)
         event.output_rows = predictions.num_rows
         lakehouse.append_arrow(GOLD_PREDICTIONS.name, predictions, txn=(txn_app, batch_id) if txn_app else None)
+    if watch_drift:
+        _watch_drift(lakehouse, event, ref, tags, rows, scored)
     skipped = rows.num_rows - event.output_rows
     other_versions = event.input_rows - rows.num_rows
     event.message = f"model {ref.name} v{ref.version}" + (
@@ -193,9 +197,24 @@ def write_predictions(lakehouse: Lakehouse, rows: pa.Table, batch_id: int, txn_a
     return event.finish()
 
 
+def _watch_drift(lakehouse: Lakehouse, event: BatchEvent, ref: ModelRef, tags: dict[str, str], rows: pa.Table,
+                 scored: pa.Table) -> None:
+    """Add the scored images to the drift window; the event carries what it says (never fails a batch)."""
+    try:
+        result = drift.observe(lakehouse.config, ref, tags, rows, scored)
+    except Exception as error:  # noqa: BLE001 - drift is a measure: scoring goes on without it
+        log.warning("drift: not measured for gold batch %d (%s)", event.batch_id,
+                    str(error).splitlines()[0] if str(error) else type(error).__name__)
+        return
+    if result is not None:
+        event.predicted_prevalence, event.drift_psi = result.predicted_prevalence, result.drift_psi
+        event.drift = result.as_dict() if result.psi or result.prevalence_psi is not None else None
+
+
 def score_new_images(lakehouse: Lakehouse, new_images: pa.Table, batch_id: int, txn_app: str,
                      record: bool = True) -> BatchEvent | None:
-    """Gold inside a silver batch: score the batch's new images (inspected rows) when a champion exists."""
+    """Gold inside a silver batch: score the batch's new images (inspected rows) when a champion exists;
+    they join the drift window."""
     current = _cache(lakehouse.config).current()
     if current is None:
         return None  # scored later by `score_unscored`, when a champion appears
@@ -204,8 +223,9 @@ def score_new_images(lakehouse: Lakehouse, new_images: pa.Table, batch_id: int, 
         "feature_version": pa.array([feature_lib.FEATURE_VERSION] * new_images.num_rows, pa.string()),
         "features": new_images.column("features"),
         "label_name": new_images.column("label_name"),
+        **{name: new_images.column(name) for name in drift.MEASURES},
     })
-    return write_predictions(lakehouse, rows, batch_id, txn_app, current, record)
+    return write_predictions(lakehouse, rows, batch_id, txn_app, current, record, watch_drift=True)
 
 
 def score_unscored(lakehouse: Lakehouse, chunk_rows: int = 20_000) -> int:

@@ -247,6 +247,12 @@ PIPELINE_EVENTS = TableSpec(
         ("backlog_files", "bigint", "Landing files not yet ingested (bronze only)"),
         ("backlog_bytes", "bigint", "Bytes of landing files not yet ingested (bronze only)"),
         ("message", "string", "Anything worth knowing about the batch"),
+        ("drift_psi", "double", "Gold rows: largest PSI of the image statistics of the last drift_window_images "
+                                "scored images against the champion's training reference (null: no reference, "
+                                "or fewer than drift_min_images)"),
+        ("predicted_prevalence", "double", "Gold rows: share of those images gold predicted PNEUMONIA"),
+        ("drift", "string", "Gold rows: JSON with the PSI of each statistic, the prevalence PSI, the window size "
+                            "and the reference's prevalences (null when drift_psi is)"),
     ),
 )
 
@@ -308,6 +314,26 @@ RETRAIN_RUNS = TableSpec(
     ),
 )
 
+PIPELINE_ALERTS = TableSpec(
+    "pipeline_alerts",
+    "ops",
+    "Alerts the stream raised (quarantine rate, drift, failed or stalled stream, old backlog, no champion) "
+    "and whether the webhook got them.",
+    (
+        ("alert_id", "string", "Random id of the alert (also in the webhook's JSON)"),
+        ("alert_time", "timestamp", "When the alert was raised (UTC)"),
+        ("kind", "string", "quarantine_rate, drift, query_failed, stream_stopped, stream_stalled, backlog_age "
+                           "or no_champion"),
+        ("severity", "string", "warning or critical"),
+        ("status", "string", "firing, or resolved (the condition cleared)"),
+        ("message", "string", "What happened, one line (no paths, no identifiers)"),
+        ("details", "string", "JSON: the measures behind the alert"),
+        ("delivery", "string", "delivered, failed, dropped (queue full), undelivered (the service stopped "
+                               "first) or no_webhook"),
+        ("attempts", "int", "Webhook POSTs tried"),
+    ),
+)
+
 ALL_TABLES: tuple[TableSpec, ...] = (
     BRONZE_IMAGES,
     BRONZE_KAGGLE_DATASET_INFO,
@@ -319,6 +345,7 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     GOLD_DATASET_SUMMARY,
     GOLD_RADIOLOGIST_FEEDBACK,
     PIPELINE_EVENTS,
+    PIPELINE_ALERTS,
     AUDIT_LOG,
     FORGET_LIST,
     RETRAIN_RUNS,

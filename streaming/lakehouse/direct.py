@@ -122,9 +122,10 @@ def create_table(path: str, spec: TableSpec, schema: StructType | None = None) -
 
 
 def commit_arrow(path: str, schema: StructType, data: Any, mode: str = "append",
-                 txn: tuple[str, int] | None = None) -> None:
+                 txn: tuple[str, int] | None = None, merge_schema: bool = False) -> None:
     """Write an Arrow table as Parquet files of the Delta table at ``path`` and commit them in one
-    transaction (``mode`` append or overwrite). ``txn`` (application id, version) makes it idempotent."""
+    transaction (``mode`` append or overwrite). ``txn`` (application id, version) makes it idempotent;
+    ``merge_schema`` adds the columns of ``schema`` the table lacks."""
     from streaming.lakehouse.deltars import (
         ParquetFileWriter,
         arrow_schema_of_spark,
@@ -145,11 +146,13 @@ def commit_arrow(path: str, schema: StructType, data: Any, mode: str = "append",
     except BaseException:
         writer.discard()
         raise
-    commit_files(path, schema, [message], mode, app, version)
+    commit_files(path, schema, [message], mode, app, version, merge_schema=merge_schema)
 
 
 def append_rows(config: XrayConfig, table: str, rows: Sequence[dict[str, Any]]) -> None:
-    """Append a few rows to a declared table with delta-rs, creating the table when missing: no Spark.
+    """Append a few rows to a declared table with delta-rs, creating the table when missing, and adding
+    the declared columns a table of an older version lacks (e.g. ``pipeline_events.drift_psi`` when
+    ``xray maintain`` records a pass before any stream upgraded the table): no Spark.
 
     Errors are the library's (an ``OSError`` on a full disk, a ``DeltaError``); the caller decides how to
     say them (`streaming.lakehouse.failures.storage_error` names the common ones).
@@ -160,7 +163,7 @@ def append_rows(config: XrayConfig, table: str, rows: Sequence[dict[str, Any]]) 
     schema = spec_schema(spec)
     path = str(config.table_path(table))
     create_table(path, spec, schema)
-    commit_arrow(path, schema, arrow_rows(schema, rows))
+    commit_arrow(path, schema, arrow_rows(schema, rows), merge_schema=True)
 
 
 MERGE_ATTEMPTS = 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,10 @@ class BatchEvent:
     backlog_files: int | None = None
     backlog_bytes: int | None = None
     message: str | None = None
+    # Gold rows: the drift window against the champion's training reference (`streaming.gold.drift`).
+    drift_psi: float | None = None
+    predicted_prevalence: float | None = None
+    drift: dict | None = None
 
     duration_ms: int | None = None
 
@@ -51,6 +56,9 @@ class BatchEvent:
             "backlog_files": self.backlog_files,
             "backlog_bytes": self.backlog_bytes,
             "message": self.message,
+            "drift_psi": self.drift_psi,
+            "predicted_prevalence": self.predicted_prevalence,
+            "drift": json.dumps(self.drift, sort_keys=True) if self.drift is not None else None,
         }
 
 
@@ -71,10 +79,11 @@ def record_events(lakehouse: Lakehouse, events: list[BatchEvent], txn: tuple[str
     lakehouse.append_rows(PIPELINE_EVENTS.name, rows, txn=txn)
     for event, row in zip(events, rows, strict=True):
         # Work outside any micro-batch (gold scoring images that waited for a champion) uses batch id -1.
+        drift = f" drift PSI {event.drift_psi:.3f}" if event.drift_psi is not None else ""
         log.info(
-            "%s %s: in=%d out=%d quarantined=%d duplicates=%d %dms%s",
+            "%s %s: in=%d out=%d quarantined=%d duplicates=%d %dms%s%s",
             event.query, f"batch {event.batch_id}" if event.batch_id >= 0 else "catch-up", event.input_rows, event.output_rows, event.quarantined_rows,
-            event.duplicate_rows, row["duration_ms"], f" ({event.message})" if event.message else "",
+            event.duplicate_rows, row["duration_ms"], drift, f" ({event.message})" if event.message else "",
         )
 
 

@@ -44,6 +44,7 @@ from streaming.lakehouse.engine import DELTA_RS_FORMAT, Lakehouse, translate_err
 from streaming.lakehouse.events import BatchEvent, record_events
 from streaming.lakehouse.forgetlist import forgotten_patients
 from streaming.landing.backlog import landing_backlog
+from streaming.pipeline import alerting
 from streaming.quality.spark import apply_expectations, flag_expectations
 from streaming.silver.inspect import INSPECTED_SCHEMA, inspect_record, inspected_batch
 
@@ -252,9 +253,9 @@ def _as_landing_entries(listing: DataFrame) -> DataFrame:
 
 
 def _describe_bronze(config: XrayConfig, inspected: pa.Table, missing: pa.ChunkedArray, refused: pa.ChunkedArray,
-                     event: BatchEvent) -> None:
+                     event: BatchEvent) -> dt.datetime | None:
     """Fill bronze's event: rows written, files gone before they were read, files of erased patients
-    refused, landing problems, backlog."""
+    refused, landing problems, backlog. Returns the newest modification time the batch ingested."""
     gone = [short_ref(ref) for ref in inspected.filter(missing).column("path_ref").to_pylist()]
     refused_count = pc.sum(refused).as_py() or 0
     event.output_rows = event.input_rows - len(gone) - refused_count
@@ -274,6 +275,7 @@ def _describe_bronze(config: XrayConfig, inspected: pa.Table, missing: pa.Chunke
     if newest is not None and newest.tzinfo is None:
         newest = newest.replace(tzinfo=dt.timezone.utc)
     event.backlog_files, event.backlog_bytes = landing_backlog(config.landing_dir, newest)
+    return newest
 
 
 def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int, silver_inline: bool = False,
@@ -316,7 +318,7 @@ def _process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: in
     missing = pc.equal(inspected.column("content_status"), "missing")
     refused = pc.equal(inspected.column("content_status"), REFUSED)
     with profiling.timed("bronze event (landing backlog scan)"):
-        _describe_bronze(config, inspected, missing, refused, event)
+        newest = _describe_bronze(config, inspected, missing, refused, event)
     events = [event.finish()]
     if silver_inline:
         from streaming.silver import batch as silver
@@ -338,6 +340,7 @@ def _process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: in
     # One commit for the batch's events, last: a replay that finds it knows every layer wrote.
     record_events(lakehouse, events, (f"{QUERY_NAME}:events", batch_id))
     phases["events"] = time.perf_counter() - clock - sum(phases.values())
+    alerting.after_batch(config, events, newest)  # quarantine rate, drift: once the batch is committed
     with profiling.timed("clean landing"):
         _clean_batch(config, inspected, missing, refused)
     log.debug("bronze batch %d phases: %s", batch_id, ", ".join(f"{k} {v:.3f} s" for k, v in phases.items()))
@@ -365,6 +368,8 @@ def process_silver_batch(lakehouse: Lakehouse, bronze_batch: DataFrame, batch_id
     from streaming.silver import batch as silver
 
     event, new_images = silver.process_silver_batch(lakehouse, bronze_batch, batch_id)
+    gold_event = None
     if gold_inline and new_images is not None:
-        gold.score_new_images(lakehouse, new_images, batch_id, silver.QUERY_NAME)
+        gold_event = gold.score_new_images(lakehouse, new_images, batch_id, silver.QUERY_NAME)
+    alerting.after_batch(lakehouse.config, [event] + ([gold_event] if gold_event is not None else []))
     return event

@@ -33,7 +33,7 @@ from streaming.lakehouse.catalog import ALL_TABLES, BRONZE_IMAGES, SILVER_FEATUR
 from streaming.lakehouse.engine import Lakehouse, await_termination, translate_errors
 from streaming.lakehouse.events import BatchEvent
 from streaming.lakehouse.failures import check_table_logs
-from streaming.pipeline import fused
+from streaming.pipeline import alerting, fused
 from streaming.pipeline.consistency import check_checkpoints, mark_empty_batch
 from streaming.pipeline.drain import DrainProgress
 from streaming.pipeline.plan import LAYER_ORDER, plan_queries
@@ -220,6 +220,7 @@ class StreamService:
             if len(recent) >= MAX_RESTARTS:
                 raise
             self.restarts[layer] = [*recent, time.monotonic()]
+            alerting.query_failed(self.lakehouse.config, layer, error)
             log.error("%s: query failed (%s); restarting from its checkpoint", layer, str(error).splitlines()[0])
             time.sleep(min(30.0, 2.0 ** len(recent)))
 
@@ -252,7 +253,8 @@ def run_stream(
     Holds the lakehouse's stream lock throughout: a second stream on the same lakehouse is refused at
     once (two would race on the same checkpoints and tables, and on the orphan clean-up of bronze).
     """
-    with stream_lock(config.root):
+    # Alerts: a monitor beside continuous queries, one when the stream stops on an error, flushed at the end.
+    with stream_lock(config.root), alerting.watching(spark, config, layers, once):
         return _run_locked(spark, config, layers, once, watch_inbox, timeout, stop_event, background)
 
 

@@ -7,7 +7,8 @@ from imagefiles import stage_labelled_dataset
 
 from batch.training.retrain import decide_promotion, retrain
 from streaming.core.errors import InsufficientDataError
-from streaming.core.registry import champion
+from streaming.core.registry import champion, version_json
+from streaming.gold.drift import REFERENCE, STATISTICS
 from streaming.pipeline.service import run_stream
 
 
@@ -50,6 +51,10 @@ def test_the_registered_champion_labels_every_image_as_gold_does(spark, config):
     assert metrics["augmented_copies"] == 2 and metrics["images_without_bytes"] == 0
     assert 0.0 <= metrics["perturbed_worst_specificity"] <= metrics["perturbed_mean_specificity"] <= 1.0
     assert 0.0 <= metrics["accuracy_at_test_mix"] <= 1.0
+    # The drift reference of its training images is stored with the version (streaming/gold/drift.py).
+    reference = version_json(config, result.version, REFERENCE)
+    assert set(reference["statistics"]) == set(STATISTICS) and reference["images"] == 32
+    assert reference["prevalence"] == 0.5 and 0.0 < reference["predicted_prevalence"] < 1.0
     run_stream(spark, config, once=True)  # gold scores the images that waited for a champion
     configure_mlflow(config)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{config.model_name}@champion")

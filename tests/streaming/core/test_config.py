@@ -132,3 +132,16 @@ def test_help_lists_every_subcommand(capsys):
     for command in ("stream", "watch", "ingest-kaggle", "ingest-folder", "retrain", "metrics", "rescore",
                     "status", "demo", "bench"):
         assert command in text
+
+
+def test_alert_settings_from_the_environment_and_a_bad_webhook_url_is_not_echoed(tmp_path):
+    environ = {"XRAY_ALERT_WEBHOOK_URL": "https://hooks.example.com/T1/secret", "XRAY_DRIFT_PSI_THRESHOLD": "0.3"}
+    config = load_config(environ=environ, lakehouse=str(tmp_path / "lh"))
+    assert (config.alert_webhook_url, config.drift_psi_threshold) == ("https://hooks.example.com/T1/secret", 0.3)
+    with pytest.raises(ConfigError, match="alert_webhook_url") as error:
+        load_config(environ={"XRAY_ALERT_WEBHOOK_URL": "hooks.example.com/T1/secret"}, lakehouse=str(tmp_path))
+    assert "secret" not in str(error.value)
+    with pytest.raises(ConfigError, match="alert_quarantine_rate"):
+        load_config(environ={}, lakehouse=str(tmp_path), alert_quarantine_rate=1.5)
+    with pytest.raises(ConfigError, match="drift_min_images"):
+        load_config(environ={}, lakehouse=str(tmp_path), drift_window_images=50, drift_min_images=100)

@@ -1,0 +1,50 @@
+"""The drift reference of a newly registered model (`streaming.gold.drift`): the statistics of the images
+it was trained on, stored with its version in MLflow, so gold can tell when the images it scores drift away
+from them."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from streaming.core.registry import ModelRef, log_version_json
+from streaming.gold.drift import MEASURES, REFERENCE, build_reference, image_statistics
+from streaming.lakehouse.catalog import SILVER_METADATA
+from streaming.lakehouse.engine import Lakehouse
+
+if TYPE_CHECKING:
+    from batch.training.retrain import LabelledData
+
+__all__ = ["record_reference", "training_reference"]
+
+log = logging.getLogger(__name__)
+
+
+def training_reference(lakehouse: Lakehouse, image_ids: list[str], features: np.ndarray, labels: np.ndarray,
+                       model: Any) -> dict[str, Any]:
+    """The reference of a model trained on these images (features in the rows' order): silver's measures
+    read for them, the statistics of their features, their labels and the model's predictions."""
+    measures = lakehouse.read_arrow(SILVER_METADATA.name, columns=["image_id", *MEASURES])
+    # Each training image's silver row (null measures for an image silver lacks).
+    rows = measures.take(pc.index_in(pa.array(image_ids, pa.string()), value_set=measures.column("image_id")))
+    predicted = np.asarray(model.predict(features), dtype=float) if len(image_ids) else np.zeros(0)
+    return build_reference(image_statistics(rows, features), np.asarray(labels, dtype=float), predicted)
+
+
+def record_reference(lakehouse: Lakehouse, ref: ModelRef, data: LabelledData, model: Any) -> None:
+    """Store the reference of a version trained on ``data`` (`retrain`); a failure costs a WARNING only:
+    the model serves, without drift measured."""
+    try:
+        reference = training_reference(lakehouse, data.image_ids, data.X, data.y, model)
+        log_version_json(lakehouse.config, ref, REFERENCE, reference)
+    except Exception as error:  # noqa: BLE001 - the model is registered; only its drift monitoring is lost
+        log.warning("drift: the training reference of model %s v%s was not stored (%s); gold will not measure "
+                    "drift while it serves", ref.name, ref.version, str(error).splitlines()[0] if str(error)
+                    else type(error).__name__)
+        return
+    log.info("drift: stored the training reference of model %s v%s (%d images, statistics: %s)", ref.name,
+             ref.version, reference["images"], ", ".join(reference["statistics"]) or "none")
