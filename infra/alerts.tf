@@ -57,7 +57,7 @@ locals {
       SQL
     }
     # Only what the stream logged: a stream that died after a batch that left nothing waiting shows no
-    # backlog here; the job's failure notification (and the service's own stream_failed) cover that case.
+    # backlog here; the job's failure notification (and the service's own query_failed and stream_stalled alerts) cover that case.
     stream_stalled = {
       title     = "stream stalled with landing files waiting"
       column    = "stalled_minutes"

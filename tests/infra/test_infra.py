@@ -30,15 +30,14 @@ PLACEHOLDER = "0"  # stands for a Terraform expression the checks cannot evaluat
 EXPECTED_COMMANDS = {"stream", "retrain", "metrics", "rescore", "ingest-kaggle", "maintain"}
 SENSITIVE_VARIABLES = {"kaggle_username", "kaggle_key", "patient_id_salt", "alert_webhook_url"}
 
-# Declared by other branches of issue 18 ("close the clinical loop"), already used here: the alert table and
-# drift columns the SQL alerts read, the webhook setting the stream job sets, the service's alert kinds.
-# Each entry counts only while streaming/lakehouse/catalog.py (or config.py) lacks it: once the declaration
-# is merged, the real one is checked. Delete an entry when its declaration is on main.
-PENDING_TABLES = {"pipeline_alerts": ("ops", ("alert_time", "kind", "severity", "message", "details"))}
-PENDING_COLUMNS = {"pipeline_events": ("drift_psi", "predicted_prevalence")}
-PENDING_SETTINGS = {"alert_webhook_url"}
-SERVICE_ALERT_KINDS = {"quarantine_rate", "drift", "stream_failed", "stream_stalled", "backlog_age",
-                       "champion_missing"}
+# The service's alert kinds (streaming/lakehouse/alerts.py): the SQL alerts are keyed by the kind they mirror.
+from streaming.lakehouse.alerts import KINDS  # noqa: E402
+
+SERVICE_ALERT_KINDS = set(KINDS)
+
+PENDING_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {}
+PENDING_COLUMNS: dict[str, tuple[str, ...]] = {}
+PENDING_SETTINGS: set[str] = set()
 
 # ---- parsing helpers ---------------------------------------------------------------------------------
 
