@@ -10,6 +10,7 @@ requested, the same pass skips the inspection.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import time
@@ -84,8 +85,7 @@ class _Recorder:
     def __init__(self, config: XrayConfig, batch_id: int, bronze_path: str, inspect: bool,
                  forgotten: frozenset[str]):
         self.batch_id, self.bronze_path, self.inspect, self.forgotten = batch_id, bronze_path, inspect, forgotten
-        self.bronze_schema = arrow_schema_of_spark(BRONZE_IMAGES.schema)
-        self.recorded_schema = arrow_schema_of_spark(RECORDED_SCHEMA)
+        self.bronze_schema, self.recorded_schema = _arrow_schemas()
         self.ingest_time = dt.datetime.now(dt.timezone.utc)
         self.max_file_bytes, self.max_pixels = config.max_file_bytes, config.max_image_pixels
         self.salt, self.roots = config.patient_salt(), landing_roots(config)
@@ -156,6 +156,12 @@ class _Recorder:
         yield pa.RecordBatch.from_pylist([{WRITTEN_FILES_COLUMN: json.dumps(marker)}], schema=self.recorded_schema)
 
 
+@functools.cache
+def _arrow_schemas() -> tuple[pa.Schema, pa.Schema]:
+    """Bronze's and the recorded rows' Arrow schemas, converted once (every batch's plan needs them)."""
+    return arrow_schema_of_spark(BRONZE_IMAGES.schema), arrow_schema_of_spark(RECORDED_SCHEMA)
+
+
 def _marker(phases: Phases | None) -> Callable[[str, float], float]:
     """``mark(phase, since)``: charge the time since ``since`` to ``phase`` and return now (profiling on);
     a no-op when profiling is off."""
@@ -179,13 +185,15 @@ def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int
                                       forgotten)
         if silver_inline:
             recorded = flag_expectations(recorded, silver_expectations(config, forgotten), SILVER_METADATA.name)
+        plan_built_at = time.time()
         rows = recorded.toArrow()
     markers = [json.loads(text) for text in
                rows.filter(pc.is_valid(rows.column(WRITTEN_FILES_COLUMN))).column(WRITTEN_FILES_COLUMN).to_pylist()]
     files = [WrittenFile(**f) for marker in markers for f in marker["files"]]
     if profiling.enabled():
         _EXECUTOR_PROFILES[batch_id] = [{**m["profile"], "job_started_at": job_started_at,
-                                         "job_ended_at": time.time()} for m in markers if "profile" in m]
+                                         "plan_built_at": plan_built_at, "job_ended_at": time.time()}
+                                        for m in markers if "profile" in m]
     with translate_errors(), profiling.timed(f"commit {BRONZE_IMAGES.name}"):
         committed = commit_files(lakehouse.path(BRONZE_IMAGES.name), BRONZE_IMAGES.schema,
                                  [DeltaRsCommitMessage(files=files)], "append", QUERY_NAME, batch_id)
