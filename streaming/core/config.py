@@ -41,6 +41,8 @@ class XrayConfig:
     shuffle_partitions: int = 4
     spark_conf: dict[str, str] = field(default_factory=dict)
     delta_engine: DeltaEngine = "auto"
+    # The driver JVM maps Spark's classes from an archive in the user's cache (made by the first start).
+    jvm_class_cache: bool = True
     # Streaming
     trigger_seconds: float = 1.0
     max_files_per_trigger: int = 1000
