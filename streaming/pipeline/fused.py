@@ -62,6 +62,8 @@ MODIFIED_COLUMN = "modification_time"
 SEQ_COLUMN = "landing_seq"  # the entry's number in the landing log, for clean_source
 # Profiling on (`streaming.core.profiling`): each task's phase sums, by batch, until the batch is written.
 _EXECUTOR_PROFILES: dict[int, list[dict]] = {}
+# What a task holds at once: its files' bytes, their bronze rows and inspected rows (features included).
+SLICE_FILES, SLICE_BYTES = 256, 64 * 1024 * 1024
 RECORDED_SCHEMA = StructType([*INSPECTED_SCHEMA.fields, StructField(SEQ_COLUMN, LongType()),
                               StructField(WRITTEN_FILES_COLUMN, StringType())])
 
@@ -138,10 +140,13 @@ class _Recorder:
             since = time.perf_counter()
             for batch in batches:
                 mark("Spark: input from the JVM", since)
-                out = self.record_batch(batch, writer, phases)
-                since = time.perf_counter()
-                yield out
-                since = mark("Spark: output to the JVM", since)
+                # Spark hands over a task's whole listing at once: a bounded slice of it at a time keeps
+                # the bytes a task holds the same whatever the admission limit.
+                for part in _slices(batch):
+                    out = self.record_batch(part, writer, phases)
+                    since = time.perf_counter()
+                    yield out
+                    since = mark("Spark: output to the JVM", since)
             since = mark("Spark: input from the JVM", since)
             files = [asdict(f) for f in writer.finish().files]
             mark("bronze write", since)
@@ -154,6 +159,19 @@ class _Recorder:
             marker["profile"] = {"phases": phases.seconds, "task_seconds": time.perf_counter() - started,
                                  "started_at": started_at, "ended_at": time.time()}
         yield pa.RecordBatch.from_pylist([{WRITTEN_FILES_COLUMN: json.dumps(marker)}], schema=self.recorded_schema)
+
+
+def _slices(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+    """The listed files in runs of at most `SLICE_FILES` files and `SLICE_BYTES` bytes (at least one file)."""
+    lengths = [n or 0 for n in batch.column("length").to_pylist()]
+    start, held = 0, 0
+    for index, length in enumerate(lengths):
+        if index > start and (index - start >= SLICE_FILES or held + length > SLICE_BYTES):
+            yield batch.slice(start, index - start)
+            start, held = index, 0
+        held += length
+    if start < len(lengths):
+        yield batch.slice(start)
 
 
 @functools.cache
