@@ -18,6 +18,7 @@ MAX_PIXELS = 40_000_000  # the default max_image_pixels: what silver decodes
 FORMAT_ROUNDS = 3  # the dicom part: interleaved JPEG/DICOM rounds, best of each
 MODEL_IMAGES_PER_CLASS = 20
 MEASURED_MASTER = "local[2]"
+MARGINAL_SMALL_FILES = 300  # the marginal rate: warm runs on this many files and on all of them
 LATENCY_WARMUP_FILES = 2
 LATENCY_DROPS = 20
 LATENCY_INTERVAL_SECONDS = 2.0
@@ -33,9 +34,10 @@ CHECKPOINT_NEW_FILES = 5
 CHECKPOINT_ROUNDS = 2
 MAINTENANCE_BATCHES = 200  # micro-batches of one tiny image each before `xray maintain`
 
-TARGETS = {
+TARGETS = {  # issue 17
     "pipeline_vs_baseline": 0.8,
-    "latency_p95_seconds": 3.0,
+    "cold_startup_seconds": 4.5,  # process start -> first bronze batch, half of the ~9 s measured before
+    "latency_p95_seconds": 1.0,
     "idle_cpu_percent": 5.0,
     "driver_memory_growth": 0.10,
     "scaling_2_vs_1": 1.7,

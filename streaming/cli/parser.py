@@ -85,7 +85,7 @@ def _stream_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None
     stream.add_argument("--trigger-seconds", type=float, default=None, metavar="S",
                         help="processing-time trigger of the continuous mode (default 1)")
     stream.add_argument("--max-files-per-trigger", type=int, default=None, metavar="N",
-                        help="at most N landing files per bronze micro-batch (default 1000)")
+                        help="at most N landing files per bronze micro-batch (default 4000)")
     stream.add_argument("--watch", metavar="INBOX", default=None,
                         help="also move completed files from INBOX into landing (see 'xray watch')")
     stream.add_argument("--timeout", type=float, default=None, metavar="S",

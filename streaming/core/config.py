@@ -41,9 +41,13 @@ class XrayConfig:
     shuffle_partitions: int = 4
     spark_conf: dict[str, str] = field(default_factory=dict)
     delta_engine: DeltaEngine = "auto"
+    # The driver JVM maps Spark's classes from an archive in the user's cache (made by the first start).
+    jvm_class_cache: bool = True
     # Streaming
     trigger_seconds: float = 1.0
-    max_files_per_trigger: int = 1000
+    # A batch's fixed cost (planning, worker hand-over, commits: ~0.5-1 s) is paid per batch; executors hold
+    # at most 256 files / 64 MB at once whatever the limit (`pipeline.fused`).
+    max_files_per_trigger: int = 4000
     max_bytes_per_trigger: int = 0  # 0: no byte limit
     modified_after: str = ""  # ISO timestamp (UTC without a zone); older files are ignored (modifiedAfter)
     clean_source: CleanSource = "off"  # what happens to landing files once ingested

@@ -15,6 +15,7 @@ from pyspark.sql import SparkSession
 from streaming.core.config import XrayConfig, load_config
 from streaming.core.errors import JavaMissingError
 from streaming.core.permissions import UMASKS, apply_permissions
+from streaming.lakehouse.jvmcache import class_data_options
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +26,17 @@ JAVA_HELP = (
 )
 
 
-def java_major_version() -> int | None:
-    """The major version of the Java runtime Spark would start, or None when there is none."""
+def java_binary() -> str | None:
+    """The ``java`` Spark would start (``JAVA_HOME``'s, else the one on PATH), or None."""
     java_home = os.environ.get("JAVA_HOME")
     java = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java")
-    if not java or not os.path.exists(java):
+    return java if java and os.path.exists(java) else None
+
+
+def java_major_version() -> int | None:
+    """The major version of the Java runtime Spark would start, or None when there is none."""
+    java = java_binary()
+    if java is None:
         return None
     try:
         result = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
@@ -51,6 +58,7 @@ def check_java() -> None:
         raise JavaMissingError(f"Java {major} found. {JAVA_HELP}")
 
 
+WORKER_DAEMON = "streaming.lakehouse.workerdaemon"
 LOG4J2_FILE = Path(__file__).with_name("log4j2.properties")
 
 
@@ -63,6 +71,9 @@ def _driver_java_options(config: XrayConfig) -> str:
     # The JVM only plans and moves small results here (Python does the image work): its C2 compiler
     # cost up to a core during the first minutes for no gain; C1 alone starts the service faster.
     options = ["-XX:TieredStopAtLevel=1", f"-Dderby.system.home={config.root / 'derby'}"]
+    java = java_binary()
+    if config.jvm_class_cache and java:
+        options += class_data_options(java)  # Spark's classes mapped, not loaded (`jvmcache`)
     if spark_is_quiet(config) and LOG4J2_FILE.is_file():
         # Read before Spark logs its first line; a URI has no spaces for Spark to split on.
         options.append(f"-Dlog4j2.configurationFile={LOG4J2_FILE.resolve().as_uri()}")
@@ -94,6 +105,8 @@ def _local_builder(config: XrayConfig) -> SparkSession.Builder:
         # micro-batches (the default pool) rather than queue them behind; one pool alone runs as FIFO did.
         .config("spark.scheduler.mode", "FAIR")
         .config("spark.python.worker.reuse", "true")
+        # Workers forked with the executors' modules already imported (`workerdaemon`).
+        .config("spark.python.daemon.module", WORKER_DAEMON)
         .config("spark.driver.memory", os.environ.get("XRAY_DRIVER_MEMORY", "2g"))
         .config("spark.sql.warehouse.dir", str(config.root / "spark-warehouse"))
         .config("spark.driver.extraJavaOptions", _driver_java_options(config))

@@ -10,6 +10,7 @@ requested, the same pass skips the inspection.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import time
@@ -62,6 +63,8 @@ MODIFIED_COLUMN = "modification_time"
 SEQ_COLUMN = "landing_seq"  # the entry's number in the landing log, for clean_source
 # Profiling on (`streaming.core.profiling`): each task's phase sums, by batch, until the batch is written.
 _EXECUTOR_PROFILES: dict[int, list[dict]] = {}
+# What a task holds at once: its files' bytes, their bronze rows and inspected rows (features included).
+SLICE_FILES, SLICE_BYTES = 256, 64 * 1024 * 1024
 RECORDED_SCHEMA = StructType([*INSPECTED_SCHEMA.fields, StructField(SEQ_COLUMN, LongType()),
                               StructField(WRITTEN_FILES_COLUMN, StringType())])
 
@@ -85,8 +88,7 @@ class _Recorder:
     def __init__(self, config: XrayConfig, batch_id: int, bronze_path: str, inspect: bool,
                  forgotten: frozenset[str]):
         self.batch_id, self.bronze_path, self.inspect, self.forgotten = batch_id, bronze_path, inspect, forgotten
-        self.bronze_schema = arrow_schema_of_spark(BRONZE_IMAGES.schema)
-        self.recorded_schema = arrow_schema_of_spark(RECORDED_SCHEMA)
+        self.bronze_schema, self.recorded_schema = _arrow_schemas()
         self.ingest_time = dt.datetime.now(dt.timezone.utc)
         self.max_file_bytes, self.max_pixels = config.max_file_bytes, config.max_image_pixels
         self.salt, self.roots = config.patient_salt(), landing_roots(config)
@@ -139,10 +141,13 @@ class _Recorder:
             since = time.perf_counter()
             for batch in batches:
                 mark("Spark: input from the JVM", since)
-                out = self.record_batch(batch, writer, phases)
-                since = time.perf_counter()
-                yield out
-                since = mark("Spark: output to the JVM", since)
+                # Spark hands over a task's whole listing at once: a bounded slice of it at a time keeps
+                # the bytes a task holds the same whatever the admission limit.
+                for part in _slices(batch):
+                    out = self.record_batch(part, writer, phases)
+                    since = time.perf_counter()
+                    yield out
+                    since = mark("Spark: output to the JVM", since)
             since = mark("Spark: input from the JVM", since)
             files = [asdict(f) for f in writer.finish().files]
             mark("bronze write", since)
@@ -155,6 +160,25 @@ class _Recorder:
             marker["profile"] = {"phases": phases.seconds, "task_seconds": time.perf_counter() - started,
                                  "started_at": started_at, "ended_at": time.time()}
         yield pa.RecordBatch.from_pylist([{WRITTEN_FILES_COLUMN: json.dumps(marker)}], schema=self.recorded_schema)
+
+
+def _slices(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+    """The listed files in runs of at most `SLICE_FILES` files and `SLICE_BYTES` bytes (at least one file)."""
+    lengths = [n or 0 for n in batch.column("length").to_pylist()]
+    start, held = 0, 0
+    for index, length in enumerate(lengths):
+        if index > start and (index - start >= SLICE_FILES or held + length > SLICE_BYTES):
+            yield batch.slice(start, index - start)
+            start, held = index, 0
+        held += length
+    if start < len(lengths):
+        yield batch.slice(start)
+
+
+@functools.cache
+def _arrow_schemas() -> tuple[pa.Schema, pa.Schema]:
+    """Bronze's and the recorded rows' Arrow schemas, converted once (every batch's plan needs them)."""
+    return arrow_schema_of_spark(BRONZE_IMAGES.schema), arrow_schema_of_spark(RECORDED_SCHEMA)
 
 
 def _marker(phases: Phases | None) -> Callable[[str, float], float]:
@@ -180,13 +204,15 @@ def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int
                                       forgotten)
         if silver_inline:
             recorded = flag_expectations(recorded, silver_expectations(config, forgotten), SILVER_METADATA.name)
+        plan_built_at = time.time()
         rows = recorded.toArrow()
     markers = [json.loads(text) for text in
                rows.filter(pc.is_valid(rows.column(WRITTEN_FILES_COLUMN))).column(WRITTEN_FILES_COLUMN).to_pylist()]
     files = [WrittenFile(**f) for marker in markers for f in marker["files"]]
     if profiling.enabled():
         _EXECUTOR_PROFILES[batch_id] = [{**m["profile"], "job_started_at": job_started_at,
-                                         "job_ended_at": time.time()} for m in markers if "profile" in m]
+                                         "plan_built_at": plan_built_at, "job_ended_at": time.time()}
+                                        for m in markers if "profile" in m]
     with translate_errors(), profiling.timed(f"commit {BRONZE_IMAGES.name}"):
         committed = commit_files(lakehouse.path(BRONZE_IMAGES.name), BRONZE_IMAGES.schema,
                                  [DeltaRsCommitMessage(files=files)], "append", QUERY_NAME, batch_id)

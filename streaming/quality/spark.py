@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+
+from pyspark import SparkContext
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -28,17 +31,21 @@ def flag_expectations(batch: DataFrame, expectations: tuple[Expectation, ...], t
     driver then splits the flagged rows with `streaming.quality.arrow.split_flagged`.
     A row failing several quarantine rules is blamed on the first in declaration order.
     """
+    return batch.select("*", *_flag_columns(expectations, table, SparkContext._active_spark_context))
+
+
+@functools.lru_cache(maxsize=16)
+def _flag_columns(expectations: tuple[Expectation, ...], table: str, _context: SparkContext | None) -> tuple[Column, ...]:
+    # Built once per rule set (and Spark context: the columns are JVM objects): every micro-batch would
+    # otherwise parse each rule's SQL again, a few hundred Py4J calls (0.1-0.4 s a batch, `xray bench
+    # --only profile`); an unresolved column can go into any number of plans.
     quarantining = [e for e in expectations if e.action == "quarantine"]
     rule = F.coalesce(*[F.when(failed(e), F.lit(e.name)) for e in quarantining]) if quarantining else F.lit(None)
     reason = (F.coalesce(*[F.when(failed(e), F.expr(e.reason).cast("string")) for e in quarantining])
               if quarantining else F.lit(None))
     flags, rule_column, reason_column = flag_names(expectations, table)
-    return batch.select(
-        "*",
-        *[failed(e).alias(flag) for e, flag in zip(expectations, flags, strict=True)],
-        rule.cast("string").alias(rule_column),
-        reason.cast("string").alias(reason_column),
-    )
+    return (*[failed(e).alias(flag) for e, flag in zip(expectations, flags, strict=True)],
+            rule.cast("string").alias(rule_column), reason.cast("string").alias(reason_column))
 
 
 def apply_expectations(
