@@ -213,7 +213,9 @@ def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int
         _EXECUTOR_PROFILES[batch_id] = [{**m["profile"], "job_started_at": job_started_at,
                                          "plan_built_at": plan_built_at, "job_ended_at": time.time()}
                                         for m in markers if "profile" in m]
-    with translate_errors(), profiling.timed(f"commit {BRONZE_IMAGES.name}"):
+    # A full disk at the commit names the table: delta-rs's own error carries no path.
+    bronze_path = lakehouse.path(BRONZE_IMAGES.name)
+    with translate_errors(BRONZE_IMAGES.name, bronze_path), profiling.timed(f"commit {BRONZE_IMAGES.name}"):
         committed = commit_files(lakehouse.path(BRONZE_IMAGES.name), BRONZE_IMAGES.schema,
                                  [DeltaRsCommitMessage(files=files)], "append", QUERY_NAME, batch_id)
     return rows.filter(pc.is_null(rows.column(WRITTEN_FILES_COLUMN))).drop_columns([WRITTEN_FILES_COLUMN]), committed
