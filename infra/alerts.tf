@@ -27,7 +27,7 @@ locals {
   # One SQL alert per signal, keyed by the service's alert kind where it has one. Each query returns one
   # row; `column` is compared with `threshold` (GREATER_THAN). `webhook`: also notify the webhook
   # destination (service_alerts only goes to e-mail: the service already posted those to the webhook).
-  # Columns used here must exist in streaming/lakehouse/catalog.py (tests/infra/test_infra.py checks).
+  # Columns used here must exist in streaming/lakehouse/catalog.py (tests/infra/test_alerts.py checks).
   sql_alerts = {
     quarantine_rate = {
       title     = "quarantine rate, last hour"

@@ -7,310 +7,38 @@ that a Databricks job passes fails here instead of in a scheduled run.
 
 from __future__ import annotations
 
-import argparse
-import configparser
-import contextlib
-import io
 import re
 import shutil
 import subprocess
 from collections.abc import Iterator
 from typing import Any
 
-import hcl2
 import pytest
+from hcltools import (
+    INFRA,
+    PLACEHOLDER,
+    SENSITIVE_VARIABLES,
+    blocks,
+    check_wheel_tasks,
+    job_tasks,
+    load_hcl,
+    locals_,
+    normalize_dist,
+    one,
+    parse_cli,
+    resolve,
+    resources,
+    setup_metadata,
+    table_layer,
+    variables,
+    walk,
+)
 from support import REPO
 
-from streaming.cli.commands import build_parser
 from streaming.core.config import KEYS as CONFIG_KEYS
-from streaming.lakehouse.catalog import ALL_TABLES, TABLES_BY_NAME
+from streaming.lakehouse.catalog import ALL_TABLES
 
-INFRA = REPO / "infra"
-PLACEHOLDER = "0"  # stands for a Terraform expression the checks cannot evaluate (valid for str/int/float)
 EXPECTED_COMMANDS = {"stream", "retrain", "metrics", "rescore", "ingest-kaggle", "maintain"}
-SENSITIVE_VARIABLES = {"kaggle_username", "kaggle_key", "patient_id_salt", "alert_webhook_url"}
-
-# The service's alert kinds (streaming/lakehouse/alerts.py): the SQL alerts are keyed by the kind they mirror.
-from streaming.lakehouse.alerts import KINDS  # noqa: E402
-
-SERVICE_ALERT_KINDS = set(KINDS)
-
-PENDING_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {}
-PENDING_COLUMNS: dict[str, tuple[str, ...]] = {}
-PENDING_SETTINGS: set[str] = set()
-
-# ---- parsing helpers ---------------------------------------------------------------------------------
-
-_META_KEYS = {"__is_block__", "__comments__", "__inline_comments__", "__start_line__", "__end_line__"}
-
-
-def _unquote(text: str) -> str:
-    if len(text) >= 2 and text[0] == text[-1] == '"':
-        return text[1:-1].replace('\\"', '"')
-    return text
-
-
-def _normalize(value: Any) -> Any:
-    """python-hcl2 output without format noise: unquoted keys/strings, no metadata keys.
-
-    Literal strings come back as plain text; expressions as ``${...}`` (templates keep their ``${...}``).
-    """
-    if isinstance(value, dict):
-        return {_unquote(k): _normalize(v) for k, v in value.items() if k not in _META_KEYS}
-    if isinstance(value, list):
-        return [_normalize(v) for v in value]
-    if isinstance(value, str):
-        return _unquote(value)
-    return value
-
-
-def load_hcl(text: str) -> dict[str, Any]:
-    """Parse HCL text into normalized dicts (blocks are lists of dicts, as python-hcl2 gives them)."""
-    try:
-        from hcl2.utils import SerializationOptions  # python-hcl2 >= 8
-    except ImportError:  # pragma: no cover - older python-hcl2 already strips quotes
-        return _normalize(hcl2.loads(text))
-    options = SerializationOptions(
-        with_comments=False, explicit_blocks=False, preserve_heredocs=False, strip_string_quotes=True
-    )
-    return _normalize(hcl2.loads(text, serialization_options=options))
-
-
-def load_infra() -> dict[str, dict[str, Any]]:
-    """Every .tf file of infra/, parsed, by file name."""
-    return {path.name: load_hcl(path.read_text()) for path in sorted(INFRA.glob("*.tf"))}
-
-
-def blocks(docs: dict[str, dict[str, Any]], kind: str) -> Iterator[dict[str, Any]]:
-    for doc in docs.values():
-        yield from doc.get(kind, [])
-
-
-def resources(docs: dict[str, dict[str, Any]], rtype: str | None = None) -> Iterator[tuple[str, str, dict]]:
-    """(type, name, body) of every resource, optionally of one type."""
-    for block in blocks(docs, "resource"):
-        for res_type, named in block.items():
-            for name, body in named.items():
-                if rtype is None or res_type == rtype:
-                    yield res_type, name, body
-
-
-def variables(docs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    for block in blocks(docs, "variable"):
-        found.update(block)
-    return found
-
-
-def locals_(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for block in blocks(docs, "locals"):
-        found.update(block)
-    return found
-
-
-def one(value: Any) -> Any:
-    """A nested block (a one-element list) as its dict; None when absent."""
-    if isinstance(value, list):
-        assert len(value) <= 1, f"expected at most one block, got {value!r}"
-        return value[0] if value else None
-    return value
-
-
-def walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    """(dotted path, leaf) of every scalar in a parsed structure."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from walk(item, f"{path}.{key}" if path else key)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from walk(item, f"{path}[{index}]")
-    else:
-        yield path, value
-
-
-def interpolations(text: str) -> Iterator[tuple[int, int, str]]:
-    """(start, end, inner expression) of each top-level ``${...}`` in a string, nested braces included."""
-    index = 0
-    while True:
-        start = text.find("${", index)
-        if start < 0:
-            return
-        depth, pos, quote = 0, start + 1, False
-        while pos < len(text):
-            char = text[pos]
-            if char == '"' and text[pos - 1] != "\\":
-                quote = not quote
-            elif not quote and char == "{":
-                depth += 1
-            elif not quote and char == "}":
-                depth -= 1
-                if depth == 0:
-                    break
-            pos += 1
-        yield start, pos + 1, text[start + 2 : pos]
-        index = pos + 1
-
-
-def resolve(text: str, variables_: dict[str, dict], locals_map: dict[str, Any], depth: int = 0) -> str:
-    """Replace Terraform interpolations by values the checks can know.
-
-    ``${var.x}`` becomes the variable's default, ``${local.y}`` the local when it is a plain string (resolved
-    in turn), ``tostring(...)`` of either the same; any other expression becomes PLACEHOLDER.
-    """
-    out, last = [], 0
-    for start, end, expr in interpolations(text):
-        out.append(text[last:start])
-        last = end
-        expr = expr.strip()
-        wrapped = re.fullmatch(r"tostring\((.*)\)", expr)
-        if wrapped:
-            expr = wrapped.group(1).strip()
-        ref = re.fullmatch(r"(var|local)\.([A-Za-z_][\w-]*)", expr)
-        value: Any = None
-        if ref and depth < 10:
-            kind, name = ref.groups()
-            value = variables_.get(name, {}).get("default") if kind == "var" else locals_map.get(name)
-        if isinstance(value, bool):
-            out.append(str(value).lower())
-        elif isinstance(value, (int, float)):
-            out.append(str(value))
-        elif isinstance(value, str) and (not value.startswith("${") or depth < 9):
-            out.append(resolve(value, variables_, locals_map, depth + 1))
-        else:
-            out.append(PLACEHOLDER)
-    out.append(text[last:])
-    return "".join(out)
-
-
-def parse_cli(argv: list[str]) -> tuple[argparse.Namespace | None, str | None]:
-    """Parse an ``xray`` command line with the real parser: (namespace, None) or (None, argparse's error)."""
-    stderr = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
-            return build_parser().parse_args(argv), None
-    except SystemExit:
-        lines = [line for line in stderr.getvalue().splitlines() if line.strip()]
-        return None, lines[-1] if lines else "rejected by the xray parser"
-
-
-def setup_metadata() -> tuple[str, str, str]:
-    """(distribution name, version, console_scripts text) from setup.cfg."""
-    config = configparser.ConfigParser()
-    config.read(REPO / "setup.cfg")
-    return (
-        config["metadata"]["name"],
-        config["metadata"]["version"],
-        config["options.entry_points"]["console_scripts"],
-    )
-
-
-def normalize_dist(name: str) -> str:
-    """PEP 503/427 normalization: what wheel file names and installers compare."""
-    return re.sub(r"[-_.]+", "_", name).lower()
-
-
-def job_tasks(docs: dict[str, dict[str, Any]]) -> Iterator[tuple[str, dict, dict]]:
-    """(job name, job body, task) of every task of every databricks_job."""
-    for _, name, body in resources(docs, "databricks_job"):
-        for task in body.get("task", []):
-            yield name, body, task
-
-
-def table_layer(table: str) -> str | None:
-    """The layer (= SQL schema) of a table the service declares, or will once PENDING_TABLES is merged."""
-    if table in TABLES_BY_NAME:
-        return TABLES_BY_NAME[table].layer
-    return PENDING_TABLES[table][0] if table in PENDING_TABLES else None
-
-
-def table_columns(table: str) -> set[str] | None:
-    """Column names of a table, from the catalog, plus the PENDING_* ones until the catalog has them."""
-    if table not in TABLES_BY_NAME:
-        return set(PENDING_TABLES[table][1]) if table in PENDING_TABLES else None
-    declared = set(TABLES_BY_NAME[table].column_names)
-    pending = set(PENDING_COLUMNS.get(table, ()))
-    # Once the other branch is merged (any of them declared), only the catalog counts: a renamed column fails.
-    return declared if declared & pending else declared | pending
-
-
-# What the alert queries may say besides column names: keywords and functions of Databricks SQL. Kept short
-# on purpose: a word added here can no longer be caught as a misspelt column.
-_SQL_WORDS = frozenset("""
-    select from where and or not is null as case when then else end interval hour minute day days
-    coalesce nullif count sum max min max_by timestampdiff current_timestamp
-""".split())
-_QUALIFIED_TABLE = re.compile(r"\$\{local\.catalog_name\}\.(\w+)\.(\w+)")
-
-
-def check_alert_query(sql: str) -> tuple[list[str], set[str]]:
-    """(problems, output column names) of one SQL alert query.
-
-    Tables are named ``${local.catalog_name}.<layer>.<table>`` and must be declared in their layer; every
-    other word must be a column of those tables or one of _SQL_WORDS; ``AS name`` gives the output names.
-    """
-    problems = []
-    text = re.sub(r"'[^']*'", "''", sql)  # literals are values, not names
-    tables = _QUALIFIED_TABLE.findall(text)
-    if not tables:
-        problems.append("reads no ${local.catalog_name}.<layer>.<table>")
-    known: set[str] = set()
-    for schema, table in tables:
-        columns = table_columns(table)
-        if columns is None:
-            problems.append(f"unknown table {table}")
-            continue
-        if schema != table_layer(table):
-            problems.append(f"{table} is in schema {table_layer(table)}, not {schema}")
-        known |= columns
-    text = _QUALIFIED_TABLE.sub(" ", text)
-    if "${" in text:
-        problems.append("interpolates something other than the catalog (thresholds belong to the alert)")
-    outputs = set(re.findall(r"\bAS\s+(\w+)", text, flags=re.IGNORECASE))
-    text = re.sub(r"\bAS\s+\w+", " ", text, flags=re.IGNORECASE)  # an alias never makes a name valid
-    for word in re.findall(r"\b[A-Za-z_]\w*", text):
-        if word.lower() not in _SQL_WORDS and word not in known:
-            problems.append(f"unknown column or word {word!r}")
-    return sorted(set(problems)), outputs
-
-
-# ---- the checker the tests (and anyone editing infra/) rely on -------------------------------------
-
-
-def check_wheel_tasks(docs: dict[str, dict[str, Any]], package_name: str | None = None) -> list[str]:
-    """Problems of the python_wheel_task of every job: entry point, package and CLI-valid parameters.
-
-    Parameters are resolved (see `resolve`) and parsed by ``streaming.cli.build_parser()``; an unknown
-    option, a bad choice or a missing subcommand is reported with argparse's own message.
-    """
-    package_name = package_name or setup_metadata()[0]
-    variables_, locals_map = variables(docs), locals_(docs)
-    problems = []
-    for job, _, task in job_tasks(docs):
-        wheel_task = one(task.get("python_wheel_task"))
-        if wheel_task is None:
-            continue
-        where = f"databricks_job.{job} task {task.get('task_key')!r}"
-        if wheel_task.get("entry_point") != "xray":
-            problems.append(f"{where}: entry_point is {wheel_task.get('entry_point')!r}, expected 'xray'")
-        if normalize_dist(str(wheel_task.get("package_name"))) != normalize_dist(package_name):
-            problems.append(f"{where}: package_name {wheel_task.get('package_name')!r} is not {package_name!r}")
-        if "named_parameters" in wheel_task:
-            problems.append(f"{where}: named_parameters cannot express the xray subcommand; use parameters")
-        params = wheel_task.get("parameters")
-        if not isinstance(params, list) or not params:
-            problems.append(f"{where}: parameters must be a literal, non-empty list (no concat()) to be checked")
-            continue
-        argv = [resolve(str(param), variables_, locals_map) for param in params]
-        _, error = parse_cli(argv)
-        if error:
-            problems.append(f"{where}: xray {' '.join(argv)}: {error}")
-    return problems
-
-
-@pytest.fixture(scope="module")
-def docs() -> dict[str, dict[str, Any]]:
-    return load_infra()
 
 
 # ---- files and pins ----------------------------------------------------------------------------------
@@ -451,7 +179,7 @@ def test_cluster_environment_sets_only_known_service_settings(docs):
     for name in [*env, *alert_env]:
         assert name.startswith("XRAY_")
         key = name[len("XRAY_"):].lower()
-        assert key in CONFIG_KEYS or key in PENDING_SETTINGS, f"{name} is not a setting of streaming/core/config.py"
+        assert key in CONFIG_KEYS, f"{name} is not a setting of streaming/core/config.py"
     assert env["XRAY_DELTA_ENGINE"] == "delta-spark"
     assert env["XRAY_LAKEHOUSE"] == "${local.lakehouse_root}"
 
@@ -678,137 +406,6 @@ def test_outputs_expose_jobs_warehouse_and_paths(docs):
         assert name in outputs, name
     for name, body in outputs.items():
         assert body.get("description"), f"output {name} needs a description"
-
-
-# ---- alerts (alerts.tf): the webhook secret, job notifications, SQL alerts ---------------------------
-
-
-def test_the_alert_webhook_is_a_secret_the_stream_job_reads(docs):
-    variables_, locals_map = variables(docs), locals_(docs)
-    assert variables_["alert_webhook_url"]["validation"], "an https:// URL or empty"
-    assert locals_map["alert_webhook_on"] == '${nonsensitive(var.alert_webhook_url != "")}'
-    secret = one([body for _, name, body in resources(docs, "databricks_secret") if name == "alert_webhook_url"])
-    assert secret["count"] == "${local.alert_webhook_on ? 1 : 0}", "no secret without a URL"
-    assert secret["key"] == "alert_webhook_url" and secret["string_value"] == "${var.alert_webhook_url}"
-    # The cluster gets a {{secrets/...}} reference to that key, never the value.
-    assert locals_map["alert_env"] == (
-        '${local.alert_webhook_on ? {XRAY_ALERT_WEBHOOK_URL = "{{secrets/${local.secret_scope}/alert_webhook_url}}"}'
-        " : {}}"
-    )
-    jobs = {name: body for _, name, body in resources(docs, "databricks_job")}
-    assert "${databricks_secret.alert_webhook_url}" in jobs["stream"]["depends_on"], "resolved at cluster start"
-
-
-def test_a_failed_stream_notifies_the_webhook_destination(docs):
-    destination = one([b for _, n, b in resources(docs, "databricks_notification_destination") if n == "webhook"])
-    assert destination["count"] == "${local.alert_webhook_on ? 1 : 0}"
-    assert one(one(destination["config"])["generic_webhook"])["url"] == "${var.alert_webhook_url}"
-    assert locals_(docs)["webhook_destination_ids"] == "${databricks_notification_destination.webhook[*].id}"
-
-    stream = {name: body for _, name, body in resources(docs, "databricks_job")}["stream"]
-    dynamic = {key: block for item in stream["dynamic"] for key, block in item.items()}
-    webhooks = dynamic["webhook_notifications"]
-    assert webhooks["for_each"] == "${local.webhook_destination_ids}"
-    assert one(one(webhooks["content"])["on_failure"])["id"] == "${webhook_notifications.value}"
-    assert one(dynamic["email_notifications"]["content"])["on_failure"] == "${email_notifications.value}"
-
-
-def test_no_output_exposes_a_secret(docs):
-    forbidden = re.compile(
-        r"var\.(" + "|".join(sorted(SENSITIVE_VARIABLES)) + r")\b|databricks_secret\.|"
-        r"databricks_notification_destination\.|local\.(alert_env|kaggle_env|salt_env)\b"
-    )
-    outputs = {}
-    for block in blocks(docs, "output"):
-        outputs.update(block)
-    assert outputs
-    for name, body in outputs.items():
-        for path, leaf in walk(body):
-            assert not (isinstance(leaf, str) and forbidden.search(leaf)), f"output {name}.{path} = {leaf!r}"
-
-
-def test_sql_alerts_read_only_declared_tables_and_columns(docs):
-    variables_ = variables(docs)
-    alerts = locals_(docs)["sql_alerts"]
-    assert set(alerts) - {"service_alerts"} <= SERVICE_ALERT_KINDS, "keyed by the service's alert kind"
-    assert {"quarantine_rate", "drift", "stream_stalled", "backlog_age", "service_alerts"} <= set(alerts)
-    for name, alert in alerts.items():
-        problems, outputs = check_alert_query(alert["query"])
-        assert problems == [], f"sql_alerts.{name}: {problems}"
-        assert alert["column"] in outputs, f"sql_alerts.{name} compares {alert['column']!r}, not a query output"
-        threshold = str(alert["threshold"])
-        ref = re.fullmatch(r"\$\{var\.(\w+)\}", threshold)
-        assert (ref and ref.group(1) in variables_) or threshold == "0", f"sql_alerts.{name}: {threshold}"
-
-
-def test_the_alert_query_checker_reports_unknown_names():
-    good = "SELECT max(backlog_files) AS n FROM ${local.catalog_name}.ops.pipeline_events WHERE query = 'bronze'"
-    assert check_alert_query(good) == ([], {"n"})
-    cases = {
-        good.replace("backlog_files", "backlog_file"): "unknown column or word 'backlog_file'",
-        good.replace("ops.pipeline_events", "ops.pipeline_event"): "unknown table pipeline_event",
-        good.replace("ops.pipeline_events", "gold.pipeline_events"): "pipeline_events is in schema ops, not gold",
-        good.replace("max(backlog_files) AS n", "max(backlog_age) AS backlog_age"): "'backlog_age'",
-        good.replace("'bronze'", "${var.layer}"): "interpolates something other than the catalog",
-    }
-    for sql, expected in cases.items():
-        problems, _ = check_alert_query(sql)
-        assert any(expected in problem for problem in problems), (sql, problems)
-
-
-def test_sql_alerts_are_evaluated_by_a_paused_job_notifying_the_destinations(docs):
-    variables_, locals_map = variables(docs), locals_(docs)
-    assert locals_map["sql_alerts_on"] == "${local.uc && var.create_sql_views}", "they read the views"
-    assert table_layer("pipeline_alerts") == locals_map["sql_views"]["pipeline_alerts"] == "ops"
-    query = one([body for _, _, body in resources(docs, "databricks_query")])
-    alert = one([body for _, _, body in resources(docs, "databricks_alert")])
-    for body in (query, alert):
-        assert body["for_each"] == "${local.sql_alerts_on ? local.sql_alerts : {}}"
-    assert query["warehouse_id"] == "${databricks_sql_endpoint.this.id}"
-    assert query["query_text"] == "${each.value.query}"
-    condition = one(alert["condition"])
-    assert condition["op"] == "GREATER_THAN"
-    assert one(one(condition["operand"])["column"])["name"] == "${each.value.column}"
-    assert one(one(condition["threshold"])["value"])["double_value"] == "${each.value.threshold}"
-
-    job = {name: body for _, name, body in resources(docs, "databricks_job")}["sql_alerts"]
-    assert job["tags"] == "${local.job_tags}" and "job_cluster" not in job and "task" not in job
-    schedule = one(job["schedule"])
-    assert schedule["pause_status"] == '${var.sql_alerts_paused ? "PAUSED" : "UNPAUSED"}'
-    assert variables_["sql_alerts_paused"]["default"] is True, "every run wakes the warehouse: paused by default"
-    fields = variables_["sql_alerts_cron"]["default"].split()
-    assert len(fields) in (6, 7) and (fields[3] == "?") != (fields[5] == "?")
-    task = one([item["task"] for item in job["dynamic"] if "task" in item])
-    assert task["for_each"] == "${local.sql_alert_tasks}"
-    sql_task = one(one(task["content"])["sql_task"])
-    assert sql_task["warehouse_id"] == "${databricks_sql_endpoint.this.id}", "SQL tasks run on the warehouse"
-    alert_block = one(sql_task["alert"])
-    assert alert_block["alert_id"] == "${databricks_alert.pipeline[task.key].id}"
-    subscriptions = one(alert_block["dynamic"])["subscriptions"]
-    assert "local.webhook_destination_ids" in subscriptions["for_each"]
-    assert "local.email_destination_ids" in subscriptions["for_each"]
-    assert one(subscriptions["content"]) == {"destination_id": "${subscriptions.value}"}
-    assert "in databricks_job.sql_alerts" in locals_map["job_ids"], "operators may run it, outputs list it"
-
-
-def _condition_holds(condition: str, name: str, value: float) -> bool:
-    """Evaluate a numeric validation condition (comparisons joined by && / ||) with var.<name> = value."""
-    expr = condition.removeprefix("${").removesuffix("}").replace(f"var.{name}", repr(value))
-    expr = expr.replace("&&", " and ").replace("||", " or ")
-    assert re.fullmatch(r"[\d.e+\- <>=()andor]+", expr), f"not a numeric condition: {condition}"
-    return bool(eval(expr, {"__builtins__": {}}))  # noqa: S307 - digits, comparisons and and/or only
-
-
-@pytest.mark.parametrize(
-    "name", ["quarantine_rate_threshold", "drift_psi_threshold", "stream_stall_minutes", "backlog_age_minutes"]
-)
-def test_alert_thresholds_are_validated(docs, name):
-    variable = variables(docs)[name]
-    condition = one(variable["validation"])["condition"]
-    assert f"var.{name}" in condition
-    assert _condition_holds(condition, name, variable["default"]), "the default must pass its own validation"
-    assert not _condition_holds(condition, name, 0), "0 would alert on everything (or nothing)"
-    assert not _condition_holds(condition, name, 1e9), "an unbounded threshold never alerts"
 
 
 # ---- the checker itself fails when it should ---------------------------------------------------------
