@@ -6,8 +6,7 @@ page is for anyone who can reach it, so the dict keeps counts, hashes, rule name
 paths (the lakehouse, checkpoints, landing and the folders a landing problem names, which may carry a
 patient's name) are dropped, and any string still holding the lakehouse path has it replaced.
 
-``pipeline_alerts`` and the ``drift_psi`` / ``predicted_prevalence`` columns of ``pipeline_events`` are read
-by name when they exist (they are written by the drift monitor); before that the page says so.
+The alerts, drift figures and retraining come with ``xray status``'s dict (`streaming.ops.monitoring`).
 """
 
 from __future__ import annotations
@@ -21,18 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from streaming.lakehouse.catalog import PIPELINE_EVENTS
 from streaming.lakehouse.engine import Lakehouse
+from streaming.ops.monitoring import recent_alerts, recent_drift
 from streaming.ops.status import collect_status
 
 __all__ = ["CHARTS", "StatusCache", "page_status", "public_view", "recent_alerts", "recent_drift"]
 
 log = logging.getLogger(__name__)
 
-ALERTS_TABLE = "pipeline_alerts"
-ALERT_COLUMNS = ("alert_time", "kind", "severity", "message", "details")
-DRIFT_COLUMNS = ("drift_psi", "predicted_prevalence")
-RECENT_ROWS = 20
 # The evaluation report's charts (batch.evaluation.figures.CHART_TITLES, which sits a layer above; a test
 # keeps the two equal): the only files the page serves from disk.
 CHARTS = {"roc_curve.png": "ROC curve", "confusion_matrix.png": "Confusion matrices",
@@ -40,70 +35,6 @@ CHARTS = {"roc_curve.png": "ROC curve", "confusion_matrix.png": "Confusion matri
 # Keys of collect_status that hold raw paths: useful in a terminal, not on a page.
 PRIVATE_KEYS = frozenset({"lakehouse", "path", "landing_dir"})
 LAKEHOUSE_PLACEHOLDER = "<lakehouse>"
-
-
-def _json_ready(value: Any) -> Any:
-    """Datetimes as ISO text in UTC, recursively (Arrow gives naive UTC timestamps)."""
-    if isinstance(value, dt.datetime):
-        aware = value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
-        return aware.astimezone(dt.timezone.utc).isoformat()
-    if isinstance(value, dict):
-        return {key: _json_ready(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_json_ready(item) for item in value]
-    return value
-
-
-def _columns(lakehouse: Lakehouse, table: str) -> list[str]:
-    return [field.name for field in lakehouse.delta_table(table).schema().fields]
-
-
-def _newest(rows: Any, time_column: str, limit: int) -> list[dict]:
-    """The ``limit`` newest rows of an Arrow table by ``time_column``, newest first."""
-    if rows.num_rows == 0:
-        return []
-    return rows.sort_by([(time_column, "descending")]).slice(0, limit).to_pylist()
-
-
-def recent_alerts(lakehouse: Lakehouse, limit: int = RECENT_ROWS) -> dict:
-    """The newest alerts of ``pipeline_alerts`` (newest first) and how many there are in all."""
-    if not lakehouse.exists(ALERTS_TABLE):
-        return {"available": False, "total": 0, "rows": []}
-    present = [c for c in ALERT_COLUMNS if c in _columns(lakehouse, ALERTS_TABLE)]
-    rows = lakehouse.delta_table(ALERTS_TABLE).to_pyarrow_table(columns=present)
-    newest = _newest(rows, "alert_time", limit) if "alert_time" in present else rows.slice(0, limit).to_pylist()
-    for row in newest:
-        row["details"] = _details(row.get("details"))
-    return {"available": True, "total": rows.num_rows, "rows": _json_ready(newest)}
-
-
-def _details(text: Any) -> Any:
-    """An alert's details: its JSON object when it is one, else the text as written."""
-    if not isinstance(text, str):
-        return text
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def recent_drift(lakehouse: Lakehouse, limit: int = RECENT_ROWS) -> dict:
-    """The newest micro-batches of ``pipeline_events`` that carry a drift figure, oldest first (a chart's
-    order); ``available`` False while the events have no drift column yet."""
-    if not lakehouse.exists(PIPELINE_EVENTS.name):
-        return {"available": False, "rows": []}
-    present = [c for c in DRIFT_COLUMNS if c in _columns(lakehouse, PIPELINE_EVENTS.name)]
-    if not present:
-        return {"available": False, "rows": []}
-    import pyarrow.compute as pc
-
-    events = lakehouse.delta_table(PIPELINE_EVENTS.name).to_pyarrow_table(
-        columns=["event_time", "query", "batch_id", *present])
-    measured = pc.is_valid(events.column(present[0]))
-    for column in present[1:]:
-        measured = pc.or_(measured, pc.is_valid(events.column(column)))
-    rows = _newest(events.filter(measured), "event_time", limit)[::-1]
-    return {"available": True, "rows": _json_ready([{**dict.fromkeys(DRIFT_COLUMNS), **row} for row in rows])}
 
 
 def public_view(value: Any, root: str) -> Any:
@@ -129,9 +60,7 @@ def chart_list(reports_dir: Path) -> list[dict]:
 
 def page_status(lakehouse: Lakehouse, now: dt.datetime | None = None) -> dict:
     """Everything the page shows, safe to publish (see the module docstring)."""
-    status = collect_status(lakehouse, now)
-    status["alerts"] = recent_alerts(lakehouse)
-    status["drift"] = recent_drift(lakehouse)
+    status = collect_status(lakehouse, now)  # with its alerts, drift and retraining (`streaming.ops.monitoring`)
     status["charts"] = chart_list(lakehouse.config.reports_dir)
     return public_view(status, str(lakehouse.config.root))
 

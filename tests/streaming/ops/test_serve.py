@@ -31,7 +31,7 @@ from streaming.core.config import load_config
 from streaming.core.errors import ConfigError
 from streaming.lakehouse.direct import append_rows
 from streaming.lakehouse.engine import Lakehouse
-from streaming.ops import livestatus
+from streaming.ops import livestatus, monitoring
 from streaming.ops.livestatus import CHARTS, StatusCache
 from streaming.ops.serve import check_address, make_server
 
@@ -353,8 +353,8 @@ def test_no_alerts_table_and_no_drift_columns_yet(config):
                        "batch_id": pa.array([0], pa.int64())})
     write_deltalake(str(config.table_path("pipeline_events")), events)
     lakehouse = Lakehouse(None, config.with_overrides(delta_engine="delta-rs"))
-    assert livestatus.recent_alerts(lakehouse) == {"available": False, "total": 0, "rows": []}
-    assert livestatus.recent_drift(lakehouse) == {"available": False, "rows": []}
+    assert monitoring.recent_alerts(lakehouse) == {"available": False, "total": 0, "rows": []}
+    assert monitoring.recent_drift(lakehouse) == {"available": False, "rows": []}
 
 
 @pytest.mark.parametrize(("host", "port", "allow_remote", "refused"), [
