@@ -105,12 +105,14 @@ def _local_builder(config: XrayConfig) -> SparkSession.Builder:
         # micro-batches (the default pool) rather than queue them behind; one pool alone runs as FIFO did.
         .config("spark.scheduler.mode", "FAIR")
         .config("spark.python.worker.reuse", "true")
-        # Workers forked with the executors' modules already imported (`workerdaemon`).
-        .config("spark.python.daemon.module", WORKER_DAEMON)
         .config("spark.driver.memory", os.environ.get("XRAY_DRIVER_MEMORY", "2g"))
         .config("spark.sql.warehouse.dir", str(config.root / "spark-warehouse"))
         .config("spark.driver.extraJavaOptions", _driver_java_options(config))
     )
+    if sys.platform.startswith("linux"):
+        # Workers forked with the executors' modules already imported (`workerdaemon`); Linux only: on macOS
+        # native libraries loaded before a fork (Accelerate, the Objective-C runtime) are not fork-safe.
+        builder = builder.config("spark.python.daemon.module", WORKER_DAEMON)
     # Hadoop's local filesystem (checkpoints) sets modes itself from its own umask (022 by default),
     # ignoring the process umask: give it the lakehouse's.
     builder = builder.config("spark.hadoop.fs.permissions.umask-mode",
