@@ -13,6 +13,10 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 # Tests never read the developer's own settings.
 for _name in [n for n in os.environ if n.startswith("XRAY_")]:
     del os.environ[_name]
+# No JVM of the suite maps or writes the user's class-data archive (`streaming.lakehouse.jvmcache`, tested
+# with its own folders): on a machine without one, every JVM started before the first dump was adopted
+# would write 150 MB at its exit, holding its output pipe open for 15 s or more after the process ended.
+os.environ["XRAY_JVM_CLASS_CACHE"] = "false"
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +31,7 @@ def spark(tmp_path_factory):
         lakehouse=str(root),
         spark_master="local[2]",
         shuffle_partitions=2,
+        jvm_class_cache=False,
         spark_conf={"spark.ui.showConsoleProgress": "false", "spark.driver.memory": "1g"},
     )
     session = get_spark(config)
