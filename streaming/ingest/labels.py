@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING
 
+from streaming.core.csvfile import read_csv_file
 from streaming.core.errors import IngestError
 from streaming.core.names import LABELS, SPLIT_ALIASES
 
@@ -79,20 +80,7 @@ def read_labels(path: str | Path) -> LabelsFile:
     """Read and check a labels CSV; `IngestError` (one line saying what to fix) for a file that cannot be
     read, a missing column, an unknown label or split, a row without key, or a key given twice with
     different labels."""
-    path = Path(path).expanduser()
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's BOM
-            return _parse(path, handle)
-    except FileNotFoundError:
-        raise IngestError(f"labels file {path} does not exist; pass the CSV with --labels FILE") from None
-    except IsADirectoryError:
-        raise IngestError(f"labels file {path} is a folder; pass the CSV file itself") from None
-    except UnicodeDecodeError:
-        raise IngestError(f"labels file {path} is not UTF-8 text; save it as CSV (UTF-8)") from None
-    except csv.Error as error:
-        raise IngestError(f"labels file {path} is not valid CSV ({error}); save it as CSV") from None
-    except OSError as error:
-        raise IngestError(f"cannot read labels file {path} ({error.strerror}); check its permissions") from None
+    return read_csv_file(path, "labels", "--labels", IngestError, _parse)
 
 
 def _parse(path: Path, handle: IO[str]) -> LabelsFile:

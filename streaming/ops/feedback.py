@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from streaming.core.config import XrayConfig
+from streaming.core.csvfile import read_csv_file
 from streaming.core.errors import FeedbackError
 from streaming.gold.feedback import (
     FeedbackBatch,
@@ -55,20 +56,8 @@ def os_user() -> str:
 def read_feedback_csv(path: str | Path, reader: str | None = None) -> list[FeedbackInput]:
     """The rows of a feedback CSV (header required; ``reader`` fills empty reader cells). `FeedbackError`,
     one line, for a file that cannot be read or whose columns are not the expected ones."""
-    path = Path(path).expanduser()
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's BOM
-            return _parse(path, handle, reader)
-    except FileNotFoundError:
-        raise FeedbackError(f"feedback file {path} does not exist; pass the CSV with --csv FILE") from None
-    except IsADirectoryError:
-        raise FeedbackError(f"feedback file {path} is a folder; pass the CSV file itself") from None
-    except UnicodeDecodeError:
-        raise FeedbackError(f"feedback file {path} is not UTF-8 text; save it as CSV (UTF-8)") from None
-    except csv.Error as error:
-        raise FeedbackError(f"feedback file {path} is not valid CSV ({error}); save it as CSV") from None
-    except OSError as error:
-        raise FeedbackError(f"cannot read feedback file {path} ({error.strerror}); check its permissions") from None
+    return read_csv_file(path, "feedback", "--csv", FeedbackError,
+                         lambda where, handle: _parse(where, handle, reader))
 
 
 def _parse(path: Path, handle: IO[str], reader: str | None) -> list[FeedbackInput]:
