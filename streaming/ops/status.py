@@ -13,20 +13,19 @@ import logging
 import math
 from typing import Any
 
+from streaming.bronze.backlog import newest_ingested_time, waiting_after
 from streaming.core.checkpoints import newest_batch
 from streaming.core.config import XrayConfig
 from streaming.core.names import LAYERS
 from streaming.core.registry import local_store_exists
 from streaming.lakehouse.catalog import (
     ALL_TABLES,
-    BRONZE_IMAGES,
     GOLD_MODEL_PERFORMANCE,
     PIPELINE_EVENTS,
     SILVER_QUARANTINE,
 )
 from streaming.lakehouse.engine import Lakehouse
 from streaming.lakehouse.maintenance import MAINTENANCE_QUERY
-from streaming.landing.backlog import landing_backlog
 from streaming.ops.feedback import feedback_lines, feedback_status
 from streaming.ops.monitoring import monitoring_lines, monitoring_status
 from streaming.ops.text import format_table
@@ -124,44 +123,19 @@ def stream_status(config: XrayConfig, events: dict[str, dict], now: dt.datetime)
     return result
 
 
-def newest_ingested_time(lakehouse: Lakehouse) -> dt.datetime | None:
-    """Modification time of the newest landing file bronze ingested.
-
-    Taken from the file statistics in the Delta log when every file has them (no data read), else from
-    the one ``modification_time`` column (delta-rs writes no timestamp statistics).
-    """
-    if not lakehouse.exists(BRONZE_IMAGES.name):
-        return None
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    table = lakehouse.delta_table(BRONZE_IMAGES.name)
-    actions = pa.table(table.get_add_actions(flatten=True))
-    if actions.num_rows == 0:
-        return None
-    stat = "max.modification_time"
-    if stat in actions.column_names and actions.column(stat).null_count == 0:
-        return _utc(pc.max(actions.column(stat)).as_py())
-    column = table.to_pyarrow_table(columns=["modification_time"]).column("modification_time")
-    return _utc(pc.max(column).as_py())
-
-
 def backlog_status(lakehouse: Lakehouse, bronze_event: dict | None) -> dict:
     """Landing files the bronze stream has still to read.
 
     The file source admits files oldest first, so the backlog is what landing holds modified after the
-    newest file in bronze (`streaming.events.landing_backlog`, the measure bronze logs with each batch).
+    newest file in bronze (`streaming.bronze.backlog`; bronze logs the same measure with each batch).
     Counting landing minus bronze rows would be wrong once clean_source archives or deletes ingested files
-    and when a file is copied twice. Spark lists modification times in whole milliseconds while the
-    filesystem keeps finer ones, so the threshold is the end of that millisecond: the newest ingested file
-    itself is not reported as waiting.
+    and when a file is copied twice.
     """
     newest = newest_ingested_time(lakehouse)
-    threshold = newest + dt.timedelta(microseconds=999) if newest is not None else None
-    files, size = landing_backlog(lakehouse.config.landing_dir, threshold)
+    waiting = waiting_after(lakehouse.config.landing_dir, newest)
     return {
-        "files": files,
-        "bytes": size,
+        "files": waiting.files,
+        "bytes": waiting.bytes,
         "newest_ingested_time": _iso(newest),
         "landing_dir": str(lakehouse.config.landing_dir),
         "last_logged_files": bronze_event.get("backlog_files") if bronze_event else None,

@@ -22,12 +22,12 @@ from collections.abc import Iterator, Sequence
 
 from pyspark.sql import SparkSession
 
+from streaming.bronze.backlog import newest_ingested_time, waiting_after
 from streaming.core.config import XrayConfig
 from streaming.lakehouse.alerts import alerts_for, close_alerts, resolve, without_paths
-from streaming.lakehouse.catalog import BRONZE_IMAGES, SILVER_FEATURES
+from streaming.lakehouse.catalog import SILVER_FEATURES
 from streaming.lakehouse.engine import Lakehouse
 from streaming.lakehouse.events import BatchEvent
-from streaming.landing.backlog import backlog_scan
 
 __all__ = ["AlertMonitor", "after_batch", "query_failed", "watching"]
 
@@ -141,19 +141,14 @@ class AlertMonitor(threading.Thread):
 
     def _newest_ingested(self) -> dt.datetime | None:
         key = str(self.lakehouse.config.tables_dir)
-        if key not in _newest_ingested and self.lakehouse.exists(BRONZE_IMAGES.name):
-            import pyarrow.compute as pc
-
-            column = self.lakehouse.read_arrow(BRONZE_IMAGES.name, columns=["modification_time"]).column(0)
-            newest = pc.max(column).as_py()
+        if key not in _newest_ingested:  # before this process's first bronze batch: what bronze holds
+            newest = newest_ingested_time(self.lakehouse)
             if newest is not None:
-                _newest_ingested[key] = newest if newest.tzinfo else newest.replace(tzinfo=dt.timezone.utc)
+                _newest_ingested[key] = newest
         return _newest_ingested.get(key)
 
     def _check_landing(self, config: XrayConfig) -> None:
-        newest = self._newest_ingested()
-        # Spark lists whole milliseconds: the newest ingested file itself is not waiting.
-        backlog = backlog_scan(config.landing_dir, newest + dt.timedelta(microseconds=999) if newest else None)
+        backlog = waiting_after(config.landing_dir, self._newest_ingested())
         waiting = {"waiting_files": backlog.files, "waiting_bytes": backlog.bytes}
         idle = time.monotonic() - max(self.started_at, _last_bronze_batch.get(str(config.tables_dir), 0.0))
         if config.alert_stall_minutes > 0:
