@@ -27,7 +27,11 @@ from streaming.lakehouse.deltars import (
 from streaming.landing.scan import special_kind, within
 from streaming.quality.expectations import Expectation
 
-__all__ = ["BRONZE_EXPECTATIONS", "FileRead", "bronze_record", "read_file", "read_landing_files"]
+__all__ = ["BRONZE_EXPECTATIONS", "SLICE_BYTES", "SLICE_FILES", "FileRead", "bronze_record", "listing_slices",
+           "read_file", "read_landing_files"]
+
+# What a task holds at once: its files' bytes, their bronze rows and inspected rows (features included).
+SLICE_FILES, SLICE_BYTES = 256, 64 * 1024 * 1024
 
 BRONZE_EXPECTATIONS = (
     Expectation(
@@ -142,3 +146,16 @@ def read_file(path: str, size: int | None, max_bytes: int, status: str = "file",
     digest = hashlib.sha256(content).hexdigest()
     phases.add("hash", since)
     return FileRead(content, digest, "ok")
+
+
+def listing_slices(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+    """The listed files in runs of at most `SLICE_FILES` files and `SLICE_BYTES` bytes (at least one file)."""
+    lengths = [n or 0 for n in batch.column("length").to_pylist()]
+    start, held = 0, 0
+    for index, length in enumerate(lengths):
+        if index > start and (index - start >= SLICE_FILES or held + length > SLICE_BYTES):
+            yield batch.slice(start, index - start)
+            start, held = index, 0
+        held += length
+    if start < len(lengths):
+        yield batch.slice(start)

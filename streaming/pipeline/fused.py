@@ -23,7 +23,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from streaming.bronze.read import BRONZE_EXPECTATIONS, bronze_record, read_landing_files
+from streaming.bronze.read import BRONZE_EXPECTATIONS, bronze_record, listing_slices, read_landing_files
 from streaming.bronze.refuse import REFUSED, refused_records
 from streaming.bronze.source import QUERY_NAME, clean_landing, landing_roots, report_landing_problems
 from streaming.core import profiling
@@ -63,8 +63,6 @@ MODIFIED_COLUMN = "modification_time"
 SEQ_COLUMN = "landing_seq"  # the entry's number in the landing log, for clean_source
 # Profiling on (`streaming.core.profiling`): each task's phase sums, by batch, until the batch is written.
 _EXECUTOR_PROFILES: dict[int, list[dict]] = {}
-# What a task holds at once: its files' bytes, their bronze rows and inspected rows (features included).
-SLICE_FILES, SLICE_BYTES = 256, 64 * 1024 * 1024
 RECORDED_SCHEMA = StructType([*INSPECTED_SCHEMA.fields, StructField(SEQ_COLUMN, LongType()),
                               StructField(WRITTEN_FILES_COLUMN, StringType())])
 
@@ -143,7 +141,7 @@ class _Recorder:
                 mark("Spark: input from the JVM", since)
                 # Spark hands over a task's whole listing at once: a bounded slice of it at a time keeps
                 # the bytes a task holds the same whatever the admission limit.
-                for part in _slices(batch):
+                for part in listing_slices(batch):
                     out = self.record_batch(part, writer, phases)
                     since = time.perf_counter()
                     yield out
@@ -160,19 +158,6 @@ class _Recorder:
             marker["profile"] = {"phases": phases.seconds, "task_seconds": time.perf_counter() - started,
                                  "started_at": started_at, "ended_at": time.time()}
         yield pa.RecordBatch.from_pylist([{WRITTEN_FILES_COLUMN: json.dumps(marker)}], schema=self.recorded_schema)
-
-
-def _slices(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
-    """The listed files in runs of at most `SLICE_FILES` files and `SLICE_BYTES` bytes (at least one file)."""
-    lengths = [n or 0 for n in batch.column("length").to_pylist()]
-    start, held = 0, 0
-    for index, length in enumerate(lengths):
-        if index > start and (index - start >= SLICE_FILES or held + length > SLICE_BYTES):
-            yield batch.slice(start, index - start)
-            start, held = index, 0
-        held += length
-    if start < len(lengths):
-        yield batch.slice(start)
 
 
 @functools.cache
@@ -216,7 +201,7 @@ def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int
     # A full disk at the commit names the table: delta-rs's own error carries no path.
     bronze_path = lakehouse.path(BRONZE_IMAGES.name)
     with translate_errors(BRONZE_IMAGES.name, bronze_path), profiling.timed(f"commit {BRONZE_IMAGES.name}"):
-        committed = commit_files(lakehouse.path(BRONZE_IMAGES.name), BRONZE_IMAGES.schema,
+        committed = commit_files(bronze_path, BRONZE_IMAGES.schema,
                                  [DeltaRsCommitMessage(files=files)], "append", QUERY_NAME, batch_id)
     return rows.filter(pc.is_null(rows.column(WRITTEN_FILES_COLUMN))).drop_columns([WRITTEN_FILES_COLUMN]), committed
 

@@ -45,3 +45,20 @@ def test_read_landing_files_is_a_pure_transform(spark, tmp_path):
         "file_name string, content_status string, label string, split string, batch_id long",
     )
     assertDataFrameEqual(rows, expected)
+
+
+def test_a_task_records_its_files_in_bounded_slices():
+    """Whatever the admission limit, a task holds at most SLICE_FILES files / SLICE_BYTES bytes at once,
+    and every listed file is in exactly one slice, in order (a file larger than the bound alone)."""
+    import pyarrow as pa
+
+    from streaming.bronze.read import SLICE_BYTES, SLICE_FILES, listing_slices
+
+    lengths = [10] * (SLICE_FILES + 3) + [SLICE_BYTES // 2, SLICE_BYTES // 2 + 1, SLICE_BYTES * 2, None, 5]
+    batch = pa.RecordBatch.from_pydict({"seq": list(range(len(lengths))), "length": lengths})
+    slices = list(listing_slices(batch))
+    assert [s for part in slices for s in part.column("seq").to_pylist()] == list(range(len(lengths)))
+    for part in slices:
+        held = sum(n or 0 for n in part.column("length").to_pylist())
+        assert part.num_rows <= SLICE_FILES and (held <= SLICE_BYTES or part.num_rows == 1)
+    assert [p.num_rows for p in slices] == [SLICE_FILES, 4, 1, 1, 2]

@@ -34,22 +34,3 @@ def test_bronze_only_then_silver_alone_then_fused_keeps_every_file_once(spark, c
     assert sorted(names[r["path_ref"]] for r in metadata) == ["IM-0101-0001.jpeg", "IM-0102-0001.jpeg"]
     assert len(table_rows(config, "silver_image_features")) == 2
     assert [names[r["path_ref"]] for r in table_rows(config, "silver_quarantine")] == [bad_name]
-
-
-
-
-def test_a_task_records_its_files_in_bounded_slices():
-    """Whatever the admission limit, a task holds at most SLICE_FILES files / SLICE_BYTES bytes at once,
-    and every listed file is in exactly one slice, in order (a file larger than the bound alone)."""
-    import pyarrow as pa
-
-    from streaming.pipeline.fused import SLICE_BYTES, SLICE_FILES, _slices
-
-    lengths = [10] * (SLICE_FILES + 3) + [SLICE_BYTES // 2, SLICE_BYTES // 2 + 1, SLICE_BYTES * 2, None, 5]
-    batch = pa.RecordBatch.from_pydict({"seq": list(range(len(lengths))), "length": lengths})
-    slices = list(_slices(batch))
-    assert [s for part in slices for s in part.column("seq").to_pylist()] == list(range(len(lengths)))
-    for part in slices:
-        held = sum(n or 0 for n in part.column("length").to_pylist())
-        assert part.num_rows <= SLICE_FILES and (held <= SLICE_BYTES or part.num_rows == 1)
-    assert [p.num_rows for p in slices] == [SLICE_FILES, 4, 1, 1, 2]
