@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from streaming.core.config import XrayConfig
 from streaming.core.errors import ConfigError
 from streaming.lakehouse.catalog import GOLD_RADIOLOGIST_FEEDBACK, RETRAIN_RUNS, SILVER_METADATA
+from streaming.ops.text import age
 
 __all__ = [
     "FEEDBACK_TABLE", "INSUFFICIENT", "TRIGGER_INTERVAL", "TRIGGER_MANUAL", "TRIGGER_NEW_LABELS", "Decision",
@@ -52,16 +53,8 @@ def parse_duration(text: str) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """``4h 0m``, ``2m 5s``, ``3s``: a wait as a person reads it."""
-    seconds = max(0, round(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m {secs}s" if minutes else f"{secs}s"
+    """``4h 0m``, ``2m 5s``, ``3s``: a wait as a person reads it (`streaming.ops.text.age`, rounded)."""
+    return age(round(seconds))
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from streaming.gold.feedback import (
     record_feedback,
 )
 from streaming.lakehouse.catalog import GOLD_PREDICTIONS
+from streaming.ops.text import iso_utc
 
 __all__ = ["CSV_COLUMNS", "FeedbackReport", "feedback_command", "feedback_lines", "feedback_status",
            "read_feedback_csv"]
@@ -162,12 +163,6 @@ def _champion_agreement(config: XrayConfig, model: dict, confirmed: dict[str, st
             **agreement([predicted[i] for i in ids], [confirmed[i] for i in ids])}
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    return (value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value).isoformat()
-
-
 def feedback_status(config: XrayConfig, model: dict) -> dict[str, Any]:
     """Labels, readers, images confirmed and disputed, and the champion's agreement (``model``: the
     champion entry of `streaming.ops.status.champion_status`). delta-rs reads of small columns only."""
@@ -181,7 +176,7 @@ def feedback_status(config: XrayConfig, model: dict) -> dict[str, Any]:
         "readers": len({r["reader_id"] for r in rows}),
         "confirmed": len(decided.confirmed),
         "disputed": len(decided.disputed),
-        "newest_time": _iso(newest),
+        "newest_time": iso_utc(newest),
         "champion": _champion_agreement(config, model, decided.confirmed),
     }
 

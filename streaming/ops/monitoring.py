@@ -15,6 +15,7 @@ from typing import Any
 
 from streaming.lakehouse.catalog import PIPELINE_ALERTS, PIPELINE_EVENTS, RETRAIN_RUNS
 from streaming.lakehouse.engine import Lakehouse
+from streaming.ops.text import iso_utc, short_time
 
 __all__ = ["ALERT_COLUMNS", "DRIFT_COLUMNS", "monitoring_lines", "monitoring_status", "recent_alerts",
            "recent_drift", "retraining_status"]
@@ -30,8 +31,7 @@ SCREEN_ALERTS = 3  # newest alerts on the status screen
 def _json_ready(value: Any) -> Any:
     """Datetimes as ISO text in UTC, recursively (Arrow gives naive UTC timestamps)."""
     if isinstance(value, dt.datetime):
-        aware = value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
-        return aware.astimezone(dt.timezone.utc).isoformat()
+        return iso_utc(value)
     if isinstance(value, dict):
         return {key: _json_ready(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -111,17 +111,13 @@ def monitoring_status(lakehouse: Lakehouse) -> dict:
     return {"alerts": recent_alerts(lakehouse), "drift": drift, "retraining": retraining_status(lakehouse)}
 
 
-def _short_time(iso: str | None) -> str:
-    return iso[:19].replace("T", " ") if iso else "-"
-
-
 def _alert_lines(alerts: dict) -> list[str]:
     if not alerts["total"]:
         return ["ALERTS  none raised"]
     lines = [f"ALERTS  {alerts['total']} in pipeline_alerts; newest first:"]
     for row in alerts["rows"][:SCREEN_ALERTS]:
         state = f" {row['status']}" if row.get("status") and row["status"] != "firing" else ""
-        lines.append(f"  {_short_time(row.get('alert_time'))}  {row.get('severity')} {row.get('kind')}{state}: "
+        lines.append(f"  {short_time(row.get('alert_time'))}  {row.get('severity')} {row.get('kind')}{state}: "
                      f"{row.get('message')}")
     return lines
 
@@ -136,7 +132,7 @@ def _drift_line(drift: dict) -> str:
              else "no PSI (the champion has no training reference)"]
     if prevalence is not None:
         parts.append(f"predicted PNEUMONIA {prevalence:.0%}")
-    return f"DRIFT  {_short_time(last.get('event_time'))}: {', '.join(parts)}"
+    return f"DRIFT  {short_time(last.get('event_time'))}: {', '.join(parts)}"
 
 
 def _retraining_line(retraining: dict) -> str:
@@ -149,7 +145,7 @@ def _retraining_line(retraining: dict) -> str:
     version = f", version {last['model_version']}{' promoted' if last.get('promoted') else ''}" \
         if last.get("model_version") else ""
     return (f"RETRAINING  periodic: {schedule}; last of {retraining['cycles']}: "
-            f"{_short_time(last.get('finished_time'))} ({last.get('trigger')}) {last.get('outcome')}{version}")
+            f"{short_time(last.get('finished_time'))} ({last.get('trigger')}) {last.get('outcome')}{version}")
 
 
 def monitoring_lines(status: dict) -> list[str]:

@@ -28,7 +28,7 @@ from streaming.lakehouse.engine import Lakehouse
 from streaming.lakehouse.maintenance import MAINTENANCE_QUERY
 from streaming.ops.feedback import feedback_lines, feedback_status
 from streaming.ops.monitoring import monitoring_lines, monitoring_status
-from streaming.ops.text import format_table
+from streaming.ops.text import age, format_table, iso_utc, short_time
 from streaming.silver.refeature import features_status, stale_features_message
 
 log = logging.getLogger(__name__)
@@ -39,10 +39,6 @@ SCREEN_WIDTH = 100
 
 
 # -- collection -----------------------------------------------------------------------------------------
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.astimezone(dt.timezone.utc).isoformat() if value is not None else None
-
-
 def _utc(value: Any) -> dt.datetime | None:
     if value is None:
         return None
@@ -61,7 +57,7 @@ def table_status(lakehouse: Lakehouse) -> list[dict]:
             table = lakehouse.delta_table(spec.name)
             history = table.history(1)
             entry.update(rows=lakehouse.row_count(spec.name), version=table.version(),
-                         last_modified=_iso(_utc(history[0].get("timestamp"))) if history else None)
+                         last_modified=iso_utc(_utc(history[0].get("timestamp"))) if history else None)
         result.append(entry)
     return result
 
@@ -112,7 +108,7 @@ def stream_status(config: XrayConfig, events: dict[str, dict], now: dt.datetime)
         result.append({
             "query": query,
             "last_batch_id": event["batch_id"] if event else None,
-            "last_event_time": _iso(event_time),
+            "last_event_time": iso_utc(event_time),
             "age_seconds": round((now - event_time).total_seconds(), 1) if event_time else None,
             "input_rows": event["input_rows"] if event else None,
             "output_rows": event["output_rows"] if event else None,
@@ -136,7 +132,7 @@ def backlog_status(lakehouse: Lakehouse, bronze_event: dict | None) -> dict:
     return {
         "files": waiting.files,
         "bytes": waiting.bytes,
-        "newest_ingested_time": _iso(newest),
+        "newest_ingested_time": iso_utc(newest),
         "landing_dir": str(lakehouse.config.landing_dir),
         "last_logged_files": bronze_event.get("backlog_files") if bronze_event else None,
     }
@@ -172,7 +168,7 @@ def latest_performance(lakehouse: Lakehouse, name: str, version: str) -> list[di
             "confusion_matrix": json.loads(row["confusion_matrix"]) if row["confusion_matrix"] else None,
             "threshold": row["threshold"],
             "sample_count": row["sample_count"],
-            "evaluated_time": _iso(_utc(row["evaluated_time"])),
+            "evaluated_time": iso_utc(_utc(row["evaluated_time"])),
         })
     return result
 
@@ -222,7 +218,7 @@ def collect_status(lakehouse: Lakehouse, now: dt.datetime | None = None) -> dict
     model = champion_status(lakehouse)
     return {
         "lakehouse": str(config.root),
-        "generated_time": _iso(now),
+        "generated_time": iso_utc(now),
         "tables": table_status(lakehouse),
         "streams": stream_status(config, events, now),
         "landing_backlog": backlog_status(lakehouse, events.get("bronze")),
@@ -237,25 +233,11 @@ def collect_status(lakehouse: Lakehouse, now: dt.datetime | None = None) -> dict
 
 
 # -- rendering ------------------------------------------------------------------------------------------
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = max(0, int(seconds))
-    for unit, size, smaller, smaller_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60), ("m", 60, "s", 1)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} {seconds % size // smaller_size}{smaller}"
-    return f"{seconds}s"
-
-
 def _bytes(size: int | None) -> str:
     if not size:
         return "0 B"
     power = min(int(math.log(size, 1024)), 4)
     return f"{size / 1024 ** power:.1f} {('B', 'KB', 'MB', 'GB', 'TB')[power]}" if power else f"{size} B"
-
-
-def _time(iso: str | None) -> str:
-    return iso[:19].replace("T", " ") if iso else "-"
 
 
 def _num(value: Any) -> str:
@@ -270,10 +252,10 @@ def _shorten(text: str, width: int) -> str:
 
 def render_status(status: dict) -> str:
     """The one-screen text of ``xray status`` (fits a 100-column terminal)."""
-    lines = [f"xray status of {status['lakehouse']} at {_time(status['generated_time'])} UTC", "", "TABLES"]
+    lines = [f"xray status of {status['lakehouse']} at {short_time(status['generated_time'])} UTC", "", "TABLES"]
     lines += format_table(
         ("table", "layer", "rows", "version", "last commit (UTC)"),
-        [(t["name"], t["layer"], t["rows"], t["version"], _time(t["last_modified"])) if t["exists"]
+        [(t["name"], t["layer"], t["rows"], t["version"], short_time(t["last_modified"])) if t["exists"]
          else (t["name"], t["layer"], "-", "-", "not created yet") for t in status["tables"]],
         (False, False, True, True, False),
     )
@@ -307,8 +289,8 @@ def _streams_section(status: dict) -> list[str]:
         state, note = _checkpoint_state(s, bronze_checkpoint)
         notes += [note] if note else []
         last_batch = "catch-up" if s["last_batch_id"] == -1 else _num(s["last_batch_id"])
-        rows.append((s["query"], last_batch, _time(s["last_event_time"]),
-                     _age(s["age_seconds"]), _num(s["input_rows"]), _num(s["output_rows"]), state))
+        rows.append((s["query"], last_batch, short_time(s["last_event_time"]),
+                     age(s["age_seconds"]), _num(s["input_rows"]), _num(s["output_rows"]), state))
     lines = ["STREAMS", *format_table(("query", "last batch", "finished (UTC)", "age", "in", "out", "checkpoint"),
                                       rows, (False, True, False, True, True, True, False)), *notes]
     return lines + ([f"  {status['gold_waiting']}"] if status["gold_waiting"] else [])
@@ -319,12 +301,12 @@ def _landing_section(status: dict) -> list[str]:
     lines = [f"LANDING BACKLOG  {backlog['files']} file(s), {_bytes(backlog['bytes'])} not ingested yet"]
     if backlog["newest_ingested_time"]:
         lines.append(f"  (files in landing modified after the newest file in bronze, "
-                     f"{_time(backlog['newest_ingested_time'])} UTC)")
+                     f"{short_time(backlog['newest_ingested_time'])} UTC)")
     elif backlog["files"]:
         lines.append("  (nothing ingested yet: every image in landing is waiting)")
     for problem in status["landing_problems"]:
         lines.append(f"  skipped {problem['kind'].replace('_', ' ')} {problem['path']!r}: {problem['detail']} "
-                     f"(since {_time(problem['first_seen'])} UTC)")
+                     f"(since {short_time(problem['first_seen'])} UTC)")
     return lines
 
 
@@ -349,7 +331,7 @@ def _champion_lines(status: dict) -> list[str]:
         return [*lines, "  not evaluated yet: run 'xray metrics'"]
     return lines + format_table(
         ("split", "images", "accuracy", "precision", "recall", "specif.", "F1", "ROC AUC", "evaluated"),
-        [(m["split"], m["sample_count"], *[_num(m[k]) for k in METRIC_KEYS], _time(m["evaluated_time"]))
+        [(m["split"], m["sample_count"], *[_num(m[k]) for k in METRIC_KEYS], short_time(m["evaluated_time"]))
          for m in model["metrics"]],
         (False, True, True, True, True, True, True, True, False),
     )

@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["format_table"]
+__all__ = ["age", "format_table", "iso_utc", "short_time"]
+
+
+def iso_utc(value: dt.datetime | None) -> str | None:
+    """ISO text in UTC; a naive time is UTC already (Arrow's timestamps and Delta's are)."""
+    if value is None:
+        return None
+    return (value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value).astimezone(
+        dt.timezone.utc).isoformat()
+
+
+def short_time(iso: str | None) -> str:
+    """``2026-12-01 09:07:00`` of an ISO time; ``-`` for none."""
+    return iso[:19].replace("T", " ") if iso else "-"
+
+
+def age(seconds: float | None) -> str:
+    """``4h 0m``, ``2m 5s``, ``3s``, ``1d 2h``: a duration as a person reads it; ``-`` for none."""
+    if seconds is None:
+        return "-"
+    seconds = max(0, int(seconds))
+    for unit, size, smaller, smaller_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60), ("m", 60, "s", 1)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} {seconds % size // smaller_size}{smaller}"
+    return f"{seconds}s"
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[bool],
