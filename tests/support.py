@@ -3,6 +3,8 @@ rows read straight from Delta (no Spark), as a test checks them."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from deltalake import DeltaTable
@@ -25,3 +27,14 @@ def strings_in(value) -> list[str]:
     if isinstance(value, (list, tuple)):
         return [s for item in value for s in strings_in(item)]
     return []
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0, step: float = 0.05) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds passed; whether it held (the test then
+    asserts on what happened rather than hanging)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(step)
+    return True

@@ -11,13 +11,12 @@ import logging
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
 from populated import synthetic_silver
-from support import table_rows
+from support import table_rows, wait_until
 
 import streaming.cli.commands as commands
 from batch import retraining
@@ -32,9 +31,7 @@ def sigterm_once(condition: Callable[[], bool], timeout: float = 300) -> None:
     the command did, rather than hanging)."""
 
     def watch() -> None:
-        deadline = time.monotonic() + timeout
-        while not condition() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(condition, timeout, step=0.2)
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, daemon=True).start()
@@ -79,9 +76,7 @@ def test_a_failed_cycle_is_one_warning_recorded_and_the_loop_goes_on(config, mon
     thread = threading.Thread(target=loop.run, args=(stop,))
     with caplog.at_level(logging.INFO, logger="batch.retraining"):
         thread.start()
-        deadline = time.monotonic() + 30
-        while loop.cycles < 2 and time.monotonic() < deadline:
-            stop.wait(0.05)
+        wait_until(lambda: loop.cycles >= 2)
         stop.set()
         thread.join(timeout=10)
     assert not thread.is_alive() and loop.cycles >= 2 and loop.failures == 1

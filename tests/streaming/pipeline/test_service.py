@@ -8,7 +8,7 @@ from pathlib import Path
 
 from deltalake import DeltaTable
 from imagefiles import bad_inputs, jpeg_bytes, png_bytes, write, xray_like
-from support import table_rows
+from support import table_rows, wait_until
 
 from streaming.pipeline.service import run_stream
 
@@ -141,7 +141,6 @@ def test_rerunning_once_adds_nothing(spark, config):
 
 def test_a_failed_maintenance_pass_is_one_warning_and_the_next_pass_runs(spark, config, caplog, monkeypatch):
     import threading
-    import time
 
     from streaming.lakehouse import maintenance
     from streaming.lakehouse.engine import Lakehouse
@@ -159,9 +158,7 @@ def test_a_failed_maintenance_pass_is_one_warning_and_the_next_pass_runs(spark, 
     stop = threading.Event()
     thread = PeriodicMaintenance(Lakehouse(spark, config.with_overrides(maintenance_interval_minutes=0.001)), stop)
     thread.start()
-    deadline = time.monotonic() + 30
-    while thread.passes < 1 and time.monotonic() < deadline:
-        stop.wait(0.05)
+    wait_until(lambda: thread.passes >= 1)
     stop.set()
     thread.join(timeout=10)
     assert not thread.is_alive() and thread.passes >= 1 and len(calls) >= 2
