@@ -12,7 +12,6 @@ forgets its cooldowns. Messages and details never hold paths or identifiers (the
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import re
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streaming.core.config import XrayConfig
+from streaming.core.pseudonym import keyed_hash
 from streaming.core.webhook import Delivery, WebhookSender, redact_url
 from streaming.lakehouse.catalog import PIPELINE_ALERTS
 from streaming.lakehouse.direct import append_rows
@@ -48,8 +48,9 @@ def without_paths(text: str) -> str:
 
 
 def lakehouse_id(config: XrayConfig) -> str:
-    """A short stable id of the lakehouse (a hash of its root): tells lakehouses apart without a path."""
-    return hashlib.sha256(str(config.root).encode()).hexdigest()[:12]
+    """A short stable id of the lakehouse (its root's keyed hash, as every identifier leaving it): tells
+    lakehouses apart without a path, and a guessed path cannot be checked against it."""
+    return keyed_hash(config.patient_salt(), "lakehouse", str(config.root))[:12]
 
 
 def _now() -> dt.datetime:
