@@ -80,12 +80,15 @@ def _spark(config: XrayConfig):  # noqa: ANN202 - keeps pyspark out of the impor
 def _stream(args: argparse.Namespace, config: XrayConfig) -> int:
     import signal
 
-    from streaming.pipeline.service import StopEvent, install_stop_signals, run_stream
+    from streaming.pipeline.service import run_stream
+    from streaming.pipeline.stopping import StopEvent, StopWatchdog, install_stop_signals
 
     layers = LAYERS if not args.layer or "all" in args.layer else tuple(args.layer)
     # Signals are handled before Spark starts, so SIGTERM during start-up also ends cleanly.
     stop_event = StopEvent()
     restore = install_stop_signals(stop_event)
+    watchdog = StopWatchdog(stop_event)  # a stop that does not end within its deadline ends the process
+    watchdog.start()
     warming = None
     if "gold" in layers:
         from streaming.gold.scoring import warm_up
@@ -101,6 +104,11 @@ def _stream(args: argparse.Namespace, config: XrayConfig) -> int:
         restore()
         if warming is not None:
             warming.join(timeout=60)  # never exit in the middle of loading native libraries
+        if "pyspark" in sys.modules:
+            from streaming.lakehouse.session import stop_owned_sessions
+
+            stop_owned_sessions()  # Spark's own stop is part of the service's: under the watchdog too
+        watchdog.finish()
     if stop_event.signum == signal.SIGINT:
         print("xray stream: interrupted (Ctrl-C); stopped at a micro-batch boundary", file=sys.stderr)
         return EXIT_INTERRUPTED

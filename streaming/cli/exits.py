@@ -11,6 +11,9 @@
   128 + 2 tells a script its command did not run to its end.
 * 143: any other command (`xray retrain` without --every too) ended by SIGTERM (128 + 15) before it finished; its work stops where it was
   (Spark is stopped in order) and running the command again resumes.
+* A stop of `xray stream` that has not ended 85 s after the request (something it waits for never returns)
+  ends the process with 128 + the signal (143, 130; 1 after --timeout or --once) once every thread's stack
+  is printed (`streaming.pipeline.stopping`): the next start replays the unfinished micro-batch.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ exit codes:
   2    user error, printed as one line saying what to do
   130  interrupted by Ctrl-C (SIGINT); 'xray stream' first ends its micro-batch, a second Ctrl-C aborts
   143  a command other than 'xray stream', 'xray serve' or 'xray retrain --every' terminated by SIGTERM
-       before it finished
+       before it finished; also 'xray stream' whose stop did not end within 85 s (130 after Ctrl-C)
 """
 
 PACKAGE = "xray-lakehouse"

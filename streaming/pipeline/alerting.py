@@ -28,6 +28,7 @@ from streaming.lakehouse.alerts import alerts_for, close_alerts, resolve, withou
 from streaming.lakehouse.catalog import SILVER_FEATURES
 from streaming.lakehouse.engine import Lakehouse
 from streaming.lakehouse.events import BatchEvent
+from streaming.pipeline.stopping import waiting_for
 
 __all__ = ["AlertMonitor", "after_batch", "query_failed", "watching"]
 
@@ -208,6 +209,8 @@ def watching(spark: SparkSession, config: XrayConfig, layers: Sequence[str], onc
         raise
     finally:
         if monitor is not None:
+            waiting_for("the alert monitor's check")
             monitor.stopped.set()
-            monitor.join(timeout=30)
+            monitor.join(timeout=5)  # a daemon thread: a check still running is left behind, not waited for
+        waiting_for("the queued alerts' delivery")
         close_alerts(config)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +36,7 @@ from streaming.pipeline import alerting, fused
 from streaming.pipeline.consistency import check_checkpoints, mark_empty_batch
 from streaming.pipeline.drain import DrainProgress
 from streaming.pipeline.plan import LAYER_ORDER, plan_queries
+from streaming.pipeline.stopping import StopBudget, install_stop_signals, waiting_for
 from streaming.silver.refeature import features_status, stale_features_message
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 BackgroundTask = Callable[[Lakehouse, threading.Event], threading.Thread]
 
 MAX_RESTARTS = 5
-STOP_WAIT_SECONDS = 60.0
+QUERY_STOP_SECONDS = 15.0  # of the stop's budget, kept for each query's own stop
 CHAMPION_POLL_SECONDS = 5.0
 
 
@@ -128,6 +128,7 @@ class StreamService:
     restarts: dict[str, list[float]] = field(default_factory=dict)
     next_champion_check: float = 0.0
     scored_for: object = None  # the champion the last catch-up of unscored images ran for
+    budget: StopBudget | None = None  # set when the stop begins
 
     @property
     def plan(self) -> dict[str, tuple[str, ...]]:
@@ -224,15 +225,41 @@ class StreamService:
             log.error("%s: query failed (%s); restarting from its checkpoint", layer, str(error).splitlines()[0])
             time.sleep(min(30.0, 2.0 ** len(recent)))
 
+    def stop_budget(self) -> StopBudget:
+        """The time left of this stop, counted from its first call (`streaming.pipeline.stopping`)."""
+        if self.budget is None:
+            self.budget = StopBudget()
+        return self.budget
+
     def stop(self) -> None:
-        """Stop every query at a micro-batch boundary (or after STOP_WAIT_SECONDS)."""
+        """Stop every query at a micro-batch boundary. A running batch may end within the stop's budget,
+        less `QUERY_STOP_SECONDS` kept for the query's own stop; past that the query is stopped where it is
+        and its unfinished batch runs again at the next start."""
+        budget = self.stop_budget()
         for layer, query in list(self.queries.items()):
-            deadline = time.monotonic() + STOP_WAIT_SECONDS
-            while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+            waiting_for(f"the {layer} query's running micro-batch")
+            while (query.isActive and query.status.get("isTriggerActive")
+                   and budget.remaining() > QUERY_STOP_SECONDS):
                 time.sleep(0.05)
-            if query.isActive:
-                query.stop()
+            if not query.isActive:
+                continue
+            waiting_for(f"the {layer} query to stop")
+            try:
+                query.stop()  # bounded by spark.sql.streaming.stopTimeout (`bound_query_stops`)
+            except Exception as error:  # noqa: BLE001 - stopping anyway: the checkpoint has the batch
+                log.warning("%s: the query did not stop within %.0f s (%s); its unfinished micro-batch runs "
+                            "again at the next start", layer, QUERY_STOP_SECONDS,
+                            next(iter(str(error).strip().splitlines()), type(error).__name__)[:200])
+            else:
                 log.info("%s: stopped", layer)
+
+
+def bound_query_stops(spark: SparkSession) -> None:
+    """``query.stop()`` waits for the query's thread with no limit by default: give it one."""
+    try:
+        spark.conf.set("spark.sql.streaming.stopTimeout", str(int(QUERY_STOP_SECONDS * 1000)))
+    except Exception as error:  # noqa: BLE001 - a platform that fixes it keeps its own; the watchdog remains
+        log.debug("spark.sql.streaming.stopTimeout not set: %s", error)
 
 
 def run_stream(
@@ -248,7 +275,7 @@ def run_stream(
     """Run the streaming layers (see module docstring). Returns the service after it stopped.
 
     ``background`` tasks run beside the queries in continuous mode (off the hot path: their failures are
-    theirs to report) and are joined, up to `STOP_WAIT_SECONDS` each, when the service stops.
+    theirs to report) and are joined when the service stops, within the stop's budget (`stopping`).
 
     Holds the lakehouse's stream lock throughout: a second stream on the same lakehouse is refused at
     once (two would race on the same checkpoints and tables, and on the orphan clean-up of bronze).
@@ -262,6 +289,7 @@ def _run_locked(spark: SparkSession, config: XrayConfig, layers: Sequence[str], 
                 watch_inbox: str | None, timeout: float | None, stop_event: threading.Event | None,
                 background: Sequence[BackgroundTask] = ()) -> StreamService:
     lakehouse = Lakehouse(spark, config)
+    bound_query_stops(spark)
     # Before any table is created or written: a damaged log is named with its file, not a parser error.
     check_table_logs(config.tables_dir, [spec.name for spec in ALL_TABLES])
     # Before tables are created: a table that vanished behind its checkpoint must not come back empty.
@@ -292,15 +320,22 @@ def _run_locked(spark: SparkSession, config: XrayConfig, layers: Sequence[str], 
     finally:
         restore()
         service.stop_event.set()
-        if maintenance is not None:
-            maintenance.join(timeout=STOP_WAIT_SECONDS)  # a pass in progress ends its table's work
-        for thread in tasks:
-            thread.join(timeout=STOP_WAIT_SECONDS)
-        if watcher is not None:
-            watcher.join(timeout=10)
-        if warming is not None:
-            warming.join(timeout=60)  # never leave a thread loading native libraries behind
+        _join_within(service.stop_budget(), maintenance, tasks, watcher, warming)
     return service
+
+
+def _join_within(budget: StopBudget, maintenance: threading.Thread | None, tasks: Sequence[threading.Thread],
+                 watcher: threading.Thread | None, warming: threading.Thread | None) -> None:
+    """The background threads end once the stop event is set; each may finish what it is doing (a
+    maintenance pass its table, a retrain its cycle) within what is left of the stop's budget."""
+    waits = [(maintenance, "the periodic maintenance pass", None)]
+    waits += [(thread, f"the background task {thread.name}", None) for thread in tasks]
+    waits += [(watcher, "the inbox watcher", 10.0),
+              (warming, "the champion model's loading", 60.0)]  # never leave it loading native libraries
+    for thread, what, cap in waits:
+        if thread is not None and thread.is_alive():
+            waiting_for(what)
+            thread.join(timeout=budget.remaining(cap))
 
 
 class PeriodicMaintenance(threading.Thread):
@@ -352,34 +387,3 @@ def _start_watcher(config: XrayConfig, inbox: str, stop_event: threading.Event) 
                               name="xray-watch", daemon=True)
     thread.start()
     return thread
-
-
-class StopEvent(threading.Event):
-    """A stop request that remembers the signal asking for it (None: a timeout, the end of --once, code),
-    so the command can exit with the code that signal calls for."""
-
-    signum: int | None = None
-
-
-def install_stop_signals(stop_event: threading.Event) -> Callable[[], None]:
-    """SIGINT/SIGTERM ask the service to stop at the next batch boundary (a second Ctrl-C aborts)."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def handle(signum, frame):  # noqa: ANN001
-        if stop_event.is_set():
-            signal.default_int_handler(signum, frame)
-        log.info("stopping at the next micro-batch boundary (signal %d)", signum)
-        if isinstance(stop_event, StopEvent):
-            stop_event.signum = signum
-        stop_event.set()
-
-    for sig in previous:
-        signal.signal(sig, handle)
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    return restore

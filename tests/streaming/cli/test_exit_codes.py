@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
+STOP_LIMIT_SECONDS = 150
 
 
 def start_stream(tmp_path: Path) -> subprocess.Popen:
@@ -41,6 +42,22 @@ def wait_until_streaming(process: subprocess.Popen, timeout: float = 300) -> lis
     pytest.fail("the stream did not start:\n" + "".join(lines[-30:]))
 
 
+def finish(process: subprocess.Popen) -> str:
+    """The rest of the output once the process ended. The stream's own watchdog ends a stop stuck past
+    85 s (`streaming.pipeline.stopping`), so a wait far past that means the process or its JVM hangs:
+    fail with what is still running and what they printed."""
+    try:
+        return process.communicate(timeout=STOP_LIMIT_SECONDS)[0]
+    except subprocess.TimeoutExpired as timeout:
+        ps = subprocess.run(["ps", "-eo", "pid,ppid,stat,etime,args"], capture_output=True, text=True).stdout
+        tree = [line for line in ps.splitlines() if str(process.pid) in line.split()[:2]]
+        state = "still running" if process.poll() is None else f"exited with {process.returncode}"
+        process.kill()
+        printed = timeout.output.decode() if isinstance(timeout.output, bytes) else (timeout.output or "")
+        pytest.fail(f"no end of output {STOP_LIMIT_SECONDS} s after the signal; xray {state}; processes:\n"
+                    + "\n".join(tree) + "\nprinted:\n" + printed[-6000:])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("stop_signal", "expected"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)],
                          ids=["SIGTERM", "SIGINT"])
@@ -48,7 +65,7 @@ def test_a_running_stream_stops_cleanly_with_the_documented_exit_code(tmp_path, 
     process = start_stream(tmp_path)
     started = wait_until_streaming(process)
     process.send_signal(stop_signal)
-    rest, _ = process.communicate(timeout=120)
+    rest = finish(process)
     output = "".join(started) + rest
     assert process.returncode == expected, output[-3000:]
     assert "stopping at the next micro-batch boundary" in output
