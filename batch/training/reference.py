@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from streaming.core.errors import first_line
 from streaming.core.registry import ModelRef, log_version_json
 from streaming.gold.drift import MEASURES, REFERENCE, build_reference, image_statistics
 from streaming.lakehouse.catalog import SILVER_METADATA
@@ -43,8 +44,7 @@ def record_reference(lakehouse: Lakehouse, ref: ModelRef, data: LabelledData, mo
         log_version_json(lakehouse.config, ref, REFERENCE, reference)
     except Exception as error:  # noqa: BLE001 - the model is registered; only its drift monitoring is lost
         log.warning("drift: the training reference of model %s v%s was not stored (%s); gold will not measure "
-                    "drift while it serves", ref.name, ref.version, str(error).splitlines()[0] if str(error)
-                    else type(error).__name__)
+                    "drift while it serves", ref.name, ref.version, first_line(error))
         return
     log.info("drift: stored the training reference of model %s v%s (%d images, statistics: %s)", ref.name,
              ref.version, reference["images"], ", ".join(reference["statistics"]) or "none")

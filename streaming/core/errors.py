@@ -114,3 +114,11 @@ def received(text: str) -> XrayError | None:
     found = globals().get(match.group(1))
     error_class = found if isinstance(found, type) and issubclass(found, XrayError) else XrayError
     return error_class(match.group(2).strip())
+
+
+def first_line(error: BaseException | str) -> str:
+    """The first non-blank line of an error's text, for one-line messages (a long Spark or MLflow error is
+    many lines); an exception with no text gives its type's name."""
+    text = str(error)
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    return line or ("" if isinstance(error, str) else type(error).__name__)

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from streaming.core.config import XrayConfig
+from streaming.core.errors import first_line
 from streaming.core.registry import ModelRef, version_json
 from streaming.imaging.features import FEATURE_BLOCKS, FEATURE_LENGTH, FEATURE_VERSION
 from streaming.quality.drift import psi, reference_bins, sample_psi
@@ -177,7 +178,7 @@ def _load_reference(config: XrayConfig, ref: ModelRef, tags: dict[str, str]) -> 
         reference = version_json(config, ref, REFERENCE, tags)
     except Exception as error:  # noqa: BLE001 - drift must never stop scoring
         log.warning("drift: cannot read the training reference of model %s v%s (%s); drift is not computed "
-                    "for it", ref.name, ref.version, str(error).splitlines()[0] if str(error) else type(error).__name__)
+                    "for it", ref.name, ref.version, first_line(error))
         return None
     if reference is None:
         log.info("drift: model %s v%s has no training reference (registered before drift monitoring, or not by "

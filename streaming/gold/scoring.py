@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 
 from streaming.core.config import XrayConfig
+from streaming.core.errors import first_line
 from streaming.core.names import LABELS
 from streaming.core.registry import ChampionCache, ModelRef, champion
 from streaming.gold import drift
@@ -204,7 +205,7 @@ def _watch_drift(lakehouse: Lakehouse, event: BatchEvent, ref: ModelRef, tags: d
         result = drift.observe(lakehouse.config, ref, tags, rows, scored)
     except Exception as error:  # noqa: BLE001 - drift is a measure: scoring goes on without it
         log.warning("drift: not measured for gold batch %d (%s)", event.batch_id,
-                    str(error).splitlines()[0] if str(error) else type(error).__name__)
+                    first_line(error))
         return
     if result is not None:
         event.predicted_prevalence, event.drift_psi = result.predicted_prevalence, result.drift_psi

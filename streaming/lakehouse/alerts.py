@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streaming.core.config import XrayConfig
+from streaming.core.errors import first_line
 from streaming.core.pseudonym import keyed_hash
 from streaming.core.webhook import Delivery, WebhookSender, redact_url
 from streaming.lakehouse.catalog import PIPELINE_ALERTS
@@ -144,7 +145,7 @@ class Alerts:
             append_rows(self.config, PIPELINE_ALERTS.name, [alert.row(delivery)])
         except Exception as error:  # noqa: BLE001 - a table that cannot be written must not stop alerting
             log.warning("alerts: pipeline_alerts not written (%s); alert %s is in this log only",
-                        str(error).splitlines()[0] if str(error) else type(error).__name__, alert.alert_id[:8])
+                        first_line(error), alert.alert_id[:8])
 
     def close(self, timeout: float = CLOSE_SECONDS) -> None:
         """Send what is queued (up to ``timeout`` seconds), record the rest undelivered, stop the sender."""

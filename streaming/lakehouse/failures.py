@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from streaming.core.errors import DamagedTableError, DiskFullError, XrayError
+from streaming.core.errors import DamagedTableError, DiskFullError, XrayError, first_line
 
 _DISK_FULL = re.compile(r"No space left on device|\[Errno 28\]|os error 28|errno 28", re.IGNORECASE)
 # delta-rs (kernel) and Python's json module, reading a commit that is not JSON or is cut short.
@@ -23,10 +23,6 @@ _DAMAGED_LOG = re.compile(r"Json error|JSONDecodeError|Expecting value|Untermina
 _TABLE_IN_PATH = re.compile(r"/tables/([A-Za-z0-9_]+)")
 # Only lakehouse paths: a stack trace quotes other files (libraries) that would mislead.
 _QUOTED_PATH = re.compile(r"'(/[^'\n]*/(?:tables|checkpoints)/[^'\n]+)'")
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def disk_full(error: BaseException, table: str | None = None) -> DiskFullError | None:
@@ -103,7 +99,7 @@ def damaged_log(error: BaseException, table: str | None = None, table_path: Path
             return damaged_table_error(table or table_path.name, *found)
     name = table or next(iter(_TABLE_IN_PATH.findall(text)), None)
     return DamagedTableError(
-        f"the Delta log of {'table ' + name if name else 'a table'} is damaged ({_first_line(str(error))[:160]}); "
+        f"the Delta log of {'table ' + name if name else 'a table'} is damaged ({first_line(str(error))[:160]}); "
         "restore the damaged commit file under its _delta_log from a backup, then run the command again"
     )
 

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from streaming.core.config import XrayConfig
-from streaming.core.errors import XrayError
+from streaming.core.errors import XrayError, first_line
 from streaming.core.pseudonym import path_ref, patient_ref, reader_ref
 from streaming.lakehouse.catalog import ALL_TABLES, AUDIT_LOG
 
@@ -150,10 +150,6 @@ def scrub(message: str, options: dict[str, Any], salt: str) -> str:
     return _FILE_TOKEN.sub(lambda m: _path_value(m.group(0), salt), message)
 
 
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
-
-
 def _changed(before: dict[str, int | None], after: dict[str, int | None]) -> list[dict[str, Any]]:
     return [{"table": name, "version_before": before.get(name), "version_after": version}
             for name, version in after.items() if version != before.get(name)]
@@ -213,7 +209,7 @@ class CommandAudit:
             outcome = "interrupted"
         message = None
         if outcome == "error" and self.error is not None:
-            text = _first_line(str(self.error))
+            text = first_line(str(self.error))
             if not isinstance(self.error, XrayError):  # a bug or a library's error: its class tells most
                 text = f"{type(self.error).__name__}: {text}".rstrip(": ")
             message = text
@@ -269,5 +265,5 @@ class CommandAudit:
         from streaming.lakehouse.failures import disk_full
 
         reason = ("the disk is full" if disk_full(error) else
-                  f"{type(error).__name__}: {_first_line(str(error))}".rstrip(": ")[:300])
+                  f"{type(error).__name__}: {first_line(str(error))}".rstrip(": ")[:300])
         print(f"xray {self.command}: warning: {AUDIT_LOG.name} not recorded ({reason})", file=sys.stderr)

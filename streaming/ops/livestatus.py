@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from streaming.core.errors import first_line
 from streaming.lakehouse.engine import Lakehouse
 from streaming.ops.monitoring import recent_alerts, recent_drift
 from streaming.ops.status import collect_status
@@ -93,6 +94,6 @@ class StatusCache:
             return 200, json.dumps(self._collect(), default=str).encode("utf-8")
         except Exception as error:  # noqa: BLE001 - the page shows the error and keeps refreshing
             log.warning("status page: collecting the status failed: %s", error, exc_info=log.isEnabledFor(10))
-            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            first = first_line(error)
             message = public_view(f"cannot read the status: {first}", self._root)
             return 503, json.dumps({"error": message}).encode("utf-8")

@@ -24,6 +24,7 @@ from pyspark.sql import SparkSession
 
 from streaming.bronze.backlog import newest_ingested_time, waiting_after
 from streaming.core.config import XrayConfig
+from streaming.core.errors import first_line
 from streaming.lakehouse.alerts import alerts_for, close_alerts, resolve, without_paths
 from streaming.lakehouse.catalog import SILVER_FEATURES
 from streaming.lakehouse.engine import Lakehouse
@@ -42,8 +43,7 @@ _newest_ingested: dict[str, dt.datetime] = {}
 
 
 def _first_line(error: BaseException) -> str:
-    text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
-    return without_paths(text)[:300] or type(error).__name__
+    return without_paths(first_line(error))[:300] or type(error).__name__
 
 
 def after_batch(config: XrayConfig, events: Sequence[BatchEvent], newest_ingested: dt.datetime | None = None) -> None:

@@ -25,7 +25,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from streaming.bronze.source import landing_stream
 from streaming.core.config import XrayConfig
-from streaming.core.errors import LakehouseBusyError, XrayError, transported
+from streaming.core.errors import LakehouseBusyError, XrayError, first_line, transported
 from streaming.core.locks import stream_lock
 from streaming.gold import scoring as gold
 from streaming.lakehouse.catalog import ALL_TABLES, BRONZE_IMAGES, SILVER_FEATURES
@@ -222,7 +222,7 @@ class StreamService:
                 raise
             self.restarts[layer] = [*recent, time.monotonic()]
             alerting.query_failed(self.lakehouse.config, layer, error)
-            log.error("%s: query failed (%s); restarting from its checkpoint", layer, str(error).splitlines()[0])
+            log.error("%s: query failed (%s); restarting from its checkpoint", layer, first_line(error))
             time.sleep(min(30.0, 2.0 ** len(recent)))
 
     def stop_budget(self) -> StopBudget:
@@ -249,7 +249,7 @@ class StreamService:
             except Exception as error:  # noqa: BLE001 - stopping anyway: the checkpoint has the batch
                 log.warning("%s: the query did not stop within %.0f s (%s); its unfinished micro-batch runs "
                             "again at the next start", layer, QUERY_STOP_SECONDS,
-                            next(iter(str(error).strip().splitlines()), type(error).__name__)[:200])
+                            first_line(error)[:200])
             else:
                 log.info("%s: stopped", layer)
 
@@ -369,7 +369,7 @@ class PeriodicMaintenance(threading.Thread):
             log.info("maintenance: skipped the periodic pass: another pass (xray maintain) is running")
         except Exception as error:  # noqa: BLE001 - maintenance must never stop the stream
             log.warning("maintenance: the periodic pass failed (%s); the stream goes on, the next pass "
-                        "retries", str(error).splitlines()[0] if str(error) else type(error).__name__)
+                        "retries", first_line(error))
 
 
 def _start_maintenance(lakehouse: Lakehouse, stop_event: threading.Event) -> PeriodicMaintenance | None:
