@@ -19,6 +19,7 @@ import pickle
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from streaming.core.config import XrayConfig
@@ -31,6 +32,7 @@ SQL_HELP = "Run a read-only SQL query over the lakehouse tables (by name) and pr
 ENGINES = ("delta-rs", "spark")  # spark: refused with one line (removed: it could read and write any file)
 FORMATS = ("table", "csv", "json")
 DEFAULT_LIMIT = 100
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # where `streaming` is imported from
 CELL_WIDTH = 60  # longest cell of the aligned table (features, long messages are cut)
 SPARK_REMOVED = ("--engine spark was removed: Spark SQL reads any file (text.`/etc/passwd`) and writes outside "
                  "the lakehouse (INSERT OVERWRITE DIRECTORY); xray sql runs DataFusion only, read-only by "
@@ -71,9 +73,12 @@ def run_query(config: XrayConfig, sql: str, engine: str = "delta-rs", limit: int
         raise SqlError(SPARK_REMOVED)
     seconds = config.sql_timeout_seconds if timeout is None else timeout
     request = pickle.dumps((config, sql, max(0, limit), seconds))
-    # Its own session: a terminal's Ctrl-C reaches this process only, which stops the child.
-    child = subprocess.Popen([sys.executable, "-m", "streaming.ops.sqlengine"], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    # Its own session: a terminal's Ctrl-C reaches this process only, which stops the child. It starts in
+    # the folder holding this `streaming` package, so `-m` finds this code, never a `streaming/` folder
+    # where the user happens to be.
+    child = subprocess.Popen([sys.executable, "-m", "streaming.ops.sqlengine"], cwd=PACKAGE_PARENT,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True)
     try:
         answer, errors = child.communicate(request, timeout=seconds or None)
     except subprocess.TimeoutExpired:
