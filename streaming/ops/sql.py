@@ -39,6 +39,17 @@ SPARK_REMOVED = ("--engine spark was removed: Spark SQL reads any file (text.`/e
                  "construction: drop --engine and write the query in DataFusion's SQL")
 
 
+def _seconds(text: str) -> float:
+    """A --timeout: a number of seconds >= 0 (argparse prints the error as one usage line)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0 (0: no limit), not {text!r}")
+    return seconds
+
+
 def add_sql_arguments(command: argparse.ArgumentParser) -> None:
     """The options of ``xray sql`` (the parser entry in streaming/cli/commands.py)."""
     command.add_argument("query", metavar="SQL", help="the query, e.g. \"SELECT rule, count(*) FROM "
@@ -50,7 +61,7 @@ def add_sql_arguments(command: argparse.ArgumentParser) -> None:
                               "removed: it could read and write files outside the lakehouse)")
     command.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N",
                          help=f"print at most N rows (default {DEFAULT_LIMIT}; 0: all)")
-    command.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+    command.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
                          help="stop the query after SECONDS (default: sql_timeout_seconds, 60; 0: no limit)")
 
 

@@ -205,11 +205,16 @@ def _query_process(pid: int, deadline: float) -> int:
     raise AssertionError("xray sql started no query process")
 
 
-@pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(),
-                    reason="needs Linux /proc/<pid>/task/<tid>/children to find the query's process")
-@pytest.mark.parametrize("signum, code, said", [(signal.SIGINT, 130, "interrupted (Ctrl-C)"),
-                                                (signal.SIGTERM, 143, "terminated (SIGTERM)")])
-def test_a_signal_stops_a_running_cross_join(filled, config, signum, code, said):
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (one killed whose parent is gone waits for init to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def _start_cross_join(config) -> tuple[subprocess.Popen, int]:
+    """`xray sql` running the cross join without a timeout in a fresh interpreter, and its query process."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-c", "import sys; from streaming.cli.commands import main; sys.exit(main())",
                "sql", "--lakehouse", str(config.root), "--timeout", "0", CROSS_JOIN]
@@ -217,11 +222,48 @@ def test_a_signal_stops_a_running_cross_join(filled, config, signum, code, said)
                                 text=True)
     try:
         worker = _query_process(xray_sql.pid, time.monotonic() + 120)
-        time.sleep(1)  # the query is planned and running
+    except BaseException:
+        xray_sql.kill()
+        raise
+    time.sleep(1)  # the query is planned and running
+    return xray_sql, worker
+
+
+PROC_CHILDREN = pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(),
+                                   reason="needs Linux /proc/<pid>/task/<tid>/children to find the query's process")
+
+
+@PROC_CHILDREN
+@pytest.mark.parametrize("signum, code, said", [(signal.SIGINT, 130, "interrupted (Ctrl-C)"),
+                                                (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_a_signal_stops_a_running_cross_join(filled, config, signum, code, said):
+    xray_sql, worker = _start_cross_join(config)
+    try:
         xray_sql.send_signal(signum)
         out, err = xray_sql.communicate(timeout=60)
     finally:
         xray_sql.kill()
     assert xray_sql.returncode == code, err
     assert out == "" and err == f"xray sql: {said}; the query was stopped\n"
-    assert not Path(f"/proc/{worker}").exists()  # killed and reaped, not left computing
+    assert not _running(worker)  # killed and reaped, not left computing
+
+
+@PROC_CHILDREN
+def test_the_query_ends_with_its_command_killed_by_sigkill(filled, config):
+    """`kill -9` of `xray sql` leaves no orphan computing: the query process watches its parent."""
+    xray_sql, worker = _start_cross_join(config)
+    xray_sql.kill()
+    xray_sql.communicate(timeout=60)
+    deadline = time.monotonic() + 60
+    while _running(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _running(worker)
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "soon"])
+def test_a_timeout_is_a_number_of_seconds(config, capsys, value):
+    with pytest.raises(SystemExit) as stop:
+        xray(config, "--timeout", value, "SELECT 1")
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"xray sql: error: argument --timeout: expected a number of seconds >= 0 (0: no limit), not {value!r}")
