@@ -99,9 +99,9 @@ def run_query(config: XrayConfig, sql: str, engine: str = "delta-rs", limit: int
     except BaseException:  # Ctrl-C, SIGTERM (Terminated): stop the query, then end as the signal asks
         _stop(child)
         raise
-    if child.returncode < 0:
-        raise SqlError(f"the query's process was killed by signal {-child.returncode} (out of memory?); "
-                       "narrow the query (WHERE, LIMIT, fewer joins)")
+    if child.returncode == -signal.SIGKILL:  # the kernel's out-of-memory killer, or an operator
+        raise SqlError("the query's process was killed (SIGKILL: out of memory?); narrow the query (WHERE, "
+                       "LIMIT, fewer joins)")
     if child.returncode != 0 or not answer:
         raise RuntimeError(f"xray sql's query process failed (exit {child.returncode}):\n"
                            f"{errors.decode(errors='replace')}")

@@ -27,6 +27,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,9 +38,9 @@ __all__ = ["QUERY_NODES", "QueryResult", "SqlError", "execute", "worker_main"]
 
 # The logical plan nodes of a query that reads (DataFusion 55's names from LogicalPlan.to_variant()).
 QUERY_NODES = frozenset({
-    "Projection", "Filter", "WindowExpr", "Window", "Aggregate", "Sort", "Join", "CrossJoin", "Repartition",
-    "Union", "TableScan", "EmptyRelation", "Subquery", "SubqueryAlias", "Limit", "Values", "Distinct",
-    "DistinctOn", "Unnest", "RecursiveQuery", "Explain", "Analyze", "DescribeTable",
+    "Projection", "Filter", "WindowExpr", "Aggregate", "Sort", "Join", "Repartition", "Union", "TableScan",
+    "EmptyRelation", "Subquery", "SubqueryAlias", "Limit", "Values", "Distinct", "Unnest", "RecursiveQuery",
+    "Explain", "Analyze", "DescribeTable",
 })
 # What the engine's planning error names, as the user wrote it (CamelCase plan names to SQL words).
 _REFUSED = re.compile(r"(?:DML|DDL|Statement) not supported: (.+)")
@@ -200,6 +201,10 @@ def worker_main() -> None:
         outcome: tuple[str, Any] = ("ok", execute(config, sql, limit))
     except XrayError as error:
         outcome = ("error", str(error))
+    except Exception:  # a bug: its traceback for the parent to show, and an exit code that says so
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
     with os.fdopen(answer, "wb") as out:
         pickle.dump(outcome, out)
     sys.stderr.flush()

@@ -260,6 +260,20 @@ def test_the_query_ends_with_its_command_killed_by_sigkill(filled, config):
     assert not _running(worker)
 
 
+
+@PROC_CHILDREN
+def test_a_query_process_killed_under_it_is_one_line(filled, config):
+    """The kernel's out-of-memory killer ends the query's process: `xray sql` says so in one line, exit 2."""
+    xray_sql, worker = _start_cross_join(config)
+    try:
+        os.kill(worker, signal.SIGKILL)
+        out, err = xray_sql.communicate(timeout=60)
+    finally:
+        xray_sql.kill()
+    assert xray_sql.returncode == 2 and out == ""
+    assert err == ("xray sql: error: the query's process was killed (SIGKILL: out of memory?); narrow the query "
+                   "(WHERE, LIMIT, fewer joins)\n")
+
 @pytest.mark.parametrize("value", ["-1", "nan", "soon"])
 def test_a_timeout_is_a_number_of_seconds(config, capsys, value):
     with pytest.raises(SystemExit) as stop:
