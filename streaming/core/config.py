@@ -99,6 +99,8 @@ class XrayConfig:
     # The status page of `xray serve`: loopback by default (a non-loopback host also needs --allow-remote).
     serve_host: str = "127.0.0.1"
     serve_port: int = 8765
+    # `xray sql` stops a query running longer than this (0: no limit); --timeout overrides it.
+    sql_timeout_seconds: float = 60.0
     log_level: str = "INFO"
 
     # ---- derived locations -------------------------------------------------------------------------
