@@ -238,10 +238,10 @@ def _status(args: argparse.Namespace, config: XrayConfig) -> int:
 def _serve(args: argparse.Namespace, config: XrayConfig) -> int:
     import signal
 
-    from streaming.ops.serve import serve
+    from streaming.ops.serve import listen_address, serve
 
-    stopped_by = serve(config, args.host or config.serve_host, config.serve_port if args.port is None else args.port,
-                       allow_remote=args.allow_remote)
+    address = listen_address(config, args.host, args.port)  # messages name the option or the setting
+    stopped_by = serve(config, address.host, address.port, allow_remote=args.allow_remote, address=address)
     # SIGTERM is the normal stop of a service (exit 0, as for `xray stream`); Ctrl-C is 130.
     return EXIT_INTERRUPTED if stopped_by == signal.SIGINT else EXIT_OK
 

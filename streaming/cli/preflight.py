@@ -101,10 +101,10 @@ def _existing_lakehouse(args: argparse.Namespace, config: XrayConfig) -> None:
 
 
 def _serve(args: argparse.Namespace, config: XrayConfig) -> None:
-    from streaming.ops.serve import check_address
+    from streaming.ops.serve import check_address, listen_address
 
-    check_address(args.host or config.serve_host, config.serve_port if args.port is None else args.port,
-                  args.allow_remote)
+    address = listen_address(config, args.host, args.port)
+    check_address(address.host, address.port, args.allow_remote, address)
 
 
 def _feedback(args: argparse.Namespace, config: XrayConfig) -> None:

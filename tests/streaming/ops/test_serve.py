@@ -376,6 +376,31 @@ def test_a_non_loopback_host_without_allow_remote_is_one_line_and_exit_2(tmp_pat
     assert not (tmp_path / "lh").exists()
 
 
+@pytest.mark.parametrize(("options", "named"), [([], "the setting serve_port"), (["--port", "70000"], "--port")])
+def test_a_port_out_of_range_names_where_it_came_from(tmp_path, capsys, options, named):
+    settings = tmp_path / "xray.toml"
+    settings.write_text("serve_port = 70000\n")
+    code = main(["serve", "--lakehouse", str(tmp_path / "lh"), "--config", str(settings), *options])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == [f"xray serve: error: {named} must be from 0 to 65535 (0: any free port), got 70000"]
+
+
+def test_a_busy_port_from_the_settings_is_named_as_a_setting(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = tmp_path / "xray.toml"
+        settings.write_text(f"serve_port = {port}\n")
+        code = main(["serve", "--lakehouse", str(tmp_path / "lh"), "--config", str(settings)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert f"cannot listen on 127.0.0.1:{port}" in err[0] and "(it came from the setting serve_port)" in err[0]
+    assert "--port" not in err[0]
+
+
 # -- the command ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("options", "stop_signal", "expected"), [
     ([], signal.SIGTERM, 0), (["--host", "0.0.0.0", "--allow-remote"], signal.SIGINT, 130)],
