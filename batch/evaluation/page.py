@@ -18,6 +18,7 @@ from batch.evaluation.figures import (
     split_sort_key,
 )
 from streaming.core.registry import ModelRef
+from streaming.ops.text import NOT_DEFINED, undefined_metrics
 
 if TYPE_CHECKING:
     from batch.evaluation.metrics import HoldOut, SplitEvaluation
@@ -51,6 +52,15 @@ def _cell(value: Any) -> str:
     return html.escape(str(value))
 
 
+_UNDEFINED_NOTE = (f"{NOT_DEFINED}: not defined for these images (no PNEUMONIA image: no sensitivity; no NORMAL "
+                   "image: no specificity; none predicted PNEUMONIA: no precision).")
+
+
+def _rate(metrics: dict, key: str) -> Any:
+    """A rate, or ``n/a`` where the split's confusion matrix leaves it undefined (not 0.000)."""
+    return NOT_DEFINED if key in undefined_metrics(metrics.get("confusion_matrix")) else metrics.get(key)
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], css_class: str = "") -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in rows)
@@ -79,13 +89,14 @@ def hold_out_rows(holdouts: Sequence[HoldOut], evaluations: Sequence[SplitEvalua
             m = h.metrics
             rows.append([_version_name(version, champion), "validation: patients held out at training",
                          _images(h.images, h.patients), m.get("accuracy"), m.get("balanced_accuracy"),
-                         m.get("roc_auc"), m.get("recall"), m.get("specificity"), m.get("precision"), m.get("f1")])
+                         m.get("roc_auc"), _rate(m, "recall"), _rate(m, "specificity"), _rate(m, "precision"),
+                         _rate(m, "f1")])
         for e in sorted((e for e in evaluations if e.model_version == version and e.split in HELD_OUT_SPLITS),
                         key=lambda e: split_sort_key(e.split)):
             m = e.metrics
             rows.append([_version_name(version, champion), f"{e.split} split (never trained on)", len(e.y),
-                         m.get("accuracy"), m.get("balanced_accuracy"), m.get("roc_auc"), m.get("recall"),
-                         m.get("specificity"), m.get("precision"), m.get("f1")])
+                         m.get("accuracy"), m.get("balanced_accuracy"), m.get("roc_auc"), _rate(m, "recall"),
+                         _rate(m, "specificity"), _rate(m, "precision"), _rate(m, "f1")])
     return rows
 
 
@@ -96,7 +107,7 @@ def in_sample_rows(evaluations: Sequence[SplitEvaluation], champion: ModelRef) -
             continue
         m = e.metrics
         rows.append([_version_name(e.model_version, champion), e.split, len(e.y), m.get("accuracy"),
-                     m.get("roc_auc"), m.get("recall"), m.get("specificity"), e.threshold])
+                     m.get("roc_auc"), _rate(m, "recall"), _rate(m, "specificity"), e.threshold])
     return rows
 
 
@@ -128,7 +139,8 @@ def _performance(holdouts: Sequence[HoldOut], evaluations: Sequence[SplitEvaluat
         '<p class="note">Images the model version never trained on. <i>Validation</i>: the patients '
         "<code>xray retrain</code> held out (20 %) to measure the version before refitting it on every "
         "labelled image; <i>test split</i>: images staged as <code>test</code>, which no version trains on. "
-        "PNEUMONIA is the positive class: sensitivity is PNEUMONIA recall, specificity is NORMAL recall.</p>")
+        "PNEUMONIA is the positive class: sensitivity is PNEUMONIA recall, specificity is NORMAL recall; "
+        f"{_UNDEFINED_NOTE}</p>")
     in_sample = in_sample_rows(evaluations, champion)
     if in_sample:
         parts += [
@@ -138,7 +150,7 @@ def _performance(holdouts: Sequence[HoldOut], evaluations: Sequence[SplitEvaluat
             "they check that scoring works, not how well the model generalises."
             + (" <i>feedback</i>: the images radiologists confirmed (<code>xray feedback</code>), labelled by them: "
                "the accuracy there is the agreement with the readers, on images the model may have trained on."
-               if any(e.split == FEEDBACK_SPLIT for e in evaluations) else "") + "</p>",
+               if any(e.split == FEEDBACK_SPLIT for e in evaluations) else "") + f" {_UNDEFINED_NOTE}</p>",
             _table(_IN_SAMPLE_HEADERS, in_sample),
         ]
     return parts

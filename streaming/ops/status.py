@@ -28,7 +28,15 @@ from streaming.lakehouse.engine import Lakehouse
 from streaming.lakehouse.maintenance import MAINTENANCE_QUERY
 from streaming.ops.feedback import feedback_lines, feedback_status
 from streaming.ops.monitoring import monitoring_lines, monitoring_status
-from streaming.ops.text import age, format_table, iso_utc, short_time
+from streaming.ops.text import (
+    NOT_DEFINED,
+    age,
+    format_table,
+    iso_utc,
+    metric_text,
+    short_time,
+    undefined_metrics,
+)
 from streaming.silver.refeature import features_status, stale_features_message
 
 log = logging.getLogger(__name__)
@@ -331,10 +339,21 @@ def _champion_lines(status: dict) -> list[str]:
         return [*lines, "  not evaluated yet: run 'xray metrics'"]
     return lines + format_table(
         ("split", "images", "accuracy", "precision", "recall", "specif.", "F1", "ROC AUC", "evaluated"),
-        [(m["split"], m["sample_count"], *[_num(m[k]) for k in METRIC_KEYS], short_time(m["evaluated_time"]))
+        [(m["split"], m["sample_count"], *[metric_text(m, k) for k in METRIC_KEYS], short_time(m["evaluated_time"]))
          for m in model["metrics"]],
         (False, True, True, True, True, True, True, True, False),
-    )
+    ) + _undefined_notes(model["metrics"])
+
+
+def _undefined_notes(metrics: list[dict]) -> list[str]:
+    """Why a cell says n/a: per split, the rates its images leave undefined."""
+    notes = []
+    for m in metrics:
+        reasons = undefined_metrics(m["confusion_matrix"])
+        if reasons:
+            notes.append(f"  {NOT_DEFINED} in {m['split']}: " + "; ".join(
+                f"{key} ({reason})" for key, reason in reasons.items()))
+    return notes
 
 
 def _quarantine_section(status: dict) -> list[str]:

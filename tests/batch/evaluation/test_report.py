@@ -54,6 +54,19 @@ def test_headline_is_the_hold_out_per_version():
     assert "optimistic" in text
 
 
+def test_an_undefined_sensitivity_is_n_a_with_its_reason_not_zero():
+    feedback = evaluation("1", "feedback", 0.75)
+    # Readers confirmed four images, all NORMAL: no PNEUMONIA image, so sensitivity has no value.
+    feedback.metrics.update(recall=0.0, specificity=0.75, confusion_matrix=[[3, 1], [0, 0]])
+    text = render_html(CHAMPION, {"feature_version": "f1"}, [evaluation("1", "train", 1.0), feedback], [], {}, {},
+                       T0)
+    in_sample = table_after("In-sample figures (images the model trained on)", text)
+    row = re.search(r"<tr><td>v1 \(champion\)</td><td>feedback</td>(.*?)</tr>", in_sample).group(1)
+    cells = re.findall(r"<td>(.*?)</td>", row)
+    assert cells[3] == "n/a" and cells[4] == "0.750", cells  # recall, specificity
+    assert "n/a: not defined for these images (no PNEUMONIA image: no sensitivity" in text
+
+
 def test_synthetic_caution_only_for_synthetic_data(tmp_path):
     config = load_config(environ={}, lakehouse=str(tmp_path / "lh"))
     assert synthetic_data(config) is None
