@@ -143,9 +143,9 @@ def _step(title: str) -> float:
 
 
 def _stage(spark: SparkSession, config: XrayConfig, per_class: int, use_kaggle: bool) -> None:
-    from batch.evaluation.provenance import mark_synthetic
     from streaming.imaging.synthetic import write_synthetic_dataset
     from streaming.ingest import ingest_folder, ingest_kaggle
+    from streaming.ops.provenance import mark_synthetic
 
     _step(f"staging a sample into {config.landing_dir}")
     if use_kaggle:

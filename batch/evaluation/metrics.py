@@ -348,12 +348,12 @@ def run_metrics(spark: SparkSession, config: XrayConfig, all_versions: bool = Fa
     holdouts = hold_outs(config)
     report_path = None
     if write_report:
-        from batch.evaluation.provenance import synthetic_data
         from batch.evaluation.report import write_report as render
+        from streaming.ops.provenance import synthetic_status
 
         report_path = render(lakehouse, current, evaluations, summary, quarantine_by_rule, now,
                              champion_tags=champion_tags or version_tags(config, current), holdouts=holdouts,
-                             synthetic=synthetic_data(config))
+                             synthetic=synthetic_status(lakehouse))
     result = MetricsResult(len(rows), report_path, current, evaluations, skipped, summary, quarantine_by_rule,
                            holdouts)
     _print_summary(result, threshold_of)
