@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-from streaming.ops.text import NOT_DEFINED, age, format_table, iso_utc, metric_text, short_time, undefined_metrics
+from streaming.ops.text import (
+    NOT_DEFINED,
+    age,
+    format_table,
+    iso_utc,
+    metric_text,
+    short_time,
+    undefined_metrics,
+)
 
 
 def test_times_are_utc_and_a_naive_time_is_taken_as_utc():
