@@ -84,6 +84,13 @@ def _stream(args: argparse.Namespace, config: XrayConfig) -> int:
     from streaming.pipeline.stopping import StopEvent, StopWatchdog, install_stop_signals
 
     layers = LAYERS if not args.layer or "all" in args.layer else tuple(args.layer)
+    if args.once and not args.watch:
+        from streaming.pipeline.idle import nothing_to_do
+
+        idle = nothing_to_do(config, layers)  # in a second, from files and Delta logs: no JVM for nothing
+        if idle:
+            print(f"xray stream --once: {idle}")
+            return EXIT_OK
     # Signals are handled before Spark starts, so SIGTERM during start-up also ends cleanly.
     stop_event = StopEvent()
     restore = install_stop_signals(stop_event)
@@ -98,8 +105,9 @@ def _stream(args: argparse.Namespace, config: XrayConfig) -> int:
 
     retraining = retrain_task(config)  # beside the queries of continuous mode; None when both triggers are off
     try:
-        run_stream(_spark(config), config, layers=layers, once=args.once, watch_inbox=args.watch,
-                   timeout=args.timeout, stop_event=stop_event, background=[retraining] if retraining else [])
+        service = run_stream(_spark(config), config, layers=layers, once=args.once, watch_inbox=args.watch,
+                             timeout=args.timeout, stop_event=stop_event,
+                             background=[retraining] if retraining else [])
     finally:
         restore()
         if warming is not None:
@@ -112,6 +120,8 @@ def _stream(args: argparse.Namespace, config: XrayConfig) -> int:
     if stop_event.signum == signal.SIGINT:
         print("xray stream: interrupted (Ctrl-C); stopped at a micro-batch boundary", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if args.once and not service.processed and stop_event.signum is None:
+        print("xray stream --once: nothing new: no file in landing to ingest, no batch to replay, no image to score")
     return EXIT_OK  # SIGTERM included: the service's normal stop (see streaming/cli/exits.py)
 
 
