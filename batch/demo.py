@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from pyspark.sql import SparkSession
 
 from streaming.core.config import XrayConfig
+from streaming.core.names import UNLABELLED
 from streaming.lakehouse.catalog import ALL_TABLES
 from streaming.lakehouse.engine import Lakehouse
 from streaming.pipeline.service import run_stream
@@ -206,7 +207,11 @@ def _look_next(config: XrayConfig, report: Path | None, quarantine_by_rule: dict
         print(f"Report: {report}")
     print(_quarantine_line(quarantine_by_rule, command_line([*xray, "status", *lakehouse])))
     print(f"MLflow UI: {command_line([*mlflow_words, 'ui', '--backend-store-uri', config.tracking_uri])}")
-    print(f"Keep streaming: {command_line([*xray, 'stream', *lakehouse])}  (drop files into {config.landing_dir})")
+    print(f"Keep streaming: {command_line([*xray, 'stream', *lakehouse])}")
+    # The folders say the label: a file at the landing root has none (scored, never trained on).
+    print(f"  drop labelled images into {config.landing_dir}/<split>/<LABEL>/ (e.g. "
+          f"{config.landing_dir / 'train' / 'PNEUMONIA'}/), images to classify into "
+          f"{config.landing_dir / UNLABELLED}/")
 
 
 def run_demo(spark: SparkSession, config: XrayConfig, per_class: int | None = None, source: str = "auto") -> dict:

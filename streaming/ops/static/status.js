@@ -7,7 +7,7 @@ const REFRESH_MS = 5000;
 // Keys drawn by a section of their own; any other top-level key goes to "Other" (new sections show up
 // before the page learns about them).
 const KNOWN = new Set(["generated_time", "tables", "streams", "landing_backlog", "landing_problems", "champion",
-  "gold_waiting", "features", "quarantine", "alerts", "drift", "charts", "throughput", "synthetic"]);
+  "gold_waiting", "features", "quarantine", "alerts", "drift", "charts", "throughput", "synthetic", "unlabelled"]);
 const METRICS = [["accuracy", "accuracy"], ["precision", "precision"], ["recall", "recall"],
   ["specificity", "specificity"], ["f1", "F1"], ["roc_auc", "ROC AUC"]];
 const HELD_OUT_SPLITS = new Set(["test"]);  // no model trains on them (batch/evaluation/figures.py)
@@ -130,6 +130,8 @@ function renderBacklog(status) {
       ` file(s), ${bytes(b.bytes)} not ingested yet`),
     note(b.newest_ingested_time ? `newest ingested file modified ${time(b.newest_ingested_time)} UTC`
       : (b.files ? "nothing ingested yet: every image in landing is waiting" : "")),
+    status.unlabelled && status.unlabelled.images ? note(`${status.unlabelled.images} image(s) in silver without ` +
+      "a label (not from a landing/<split>/<LABEL>/ folder): scored, not used for training", "warn") : null,
     problems.length ? table("problems-table", "skipped by the landing scan (see xray status for the folders)",
       ["problem", "detail", "since (UTC)"],
       problems.map(p => [String(p.kind).replaceAll("_", " "), p.detail, time(p.first_seen)])) : null);
