@@ -201,12 +201,11 @@ def _look_next(config: XrayConfig, report: Path | None, quarantine_by_rule: dict
     """Where to look, as commands that run as printed (absolute paths, the lakehouse used)."""
     xray = xray_command()
     lakehouse = ["--lakehouse", str(config.root)]
-    mlflow = Path(sys.executable).parent / "mlflow"
-    mlflow_words = [str(mlflow)] if mlflow.is_file() else [os.path.abspath(sys.executable), "-m", "mlflow"]
     if report:
         print(f"Report: {report}")
     print(_quarantine_line(quarantine_by_rule, command_line([*xray, "status", *lakehouse])))
-    print(f"MLflow UI: {command_line([*mlflow_words, 'ui', '--backend-store-uri', config.tracking_uri])}")
+    # Not `mlflow ui`: SIGTERM leaves its worker processes running; `xray mlflow-ui` stops them all.
+    print(f"MLflow UI: {command_line([*xray, 'mlflow-ui', *lakehouse])}  (Ctrl-C stops it)")
     print(f"Keep streaming: {command_line([*xray, 'stream', *lakehouse])}")
     # The folders say the label: a file at the landing root has none (scored, never trained on).
     print(f"  drop labelled images into {config.landing_dir}/<split>/<LABEL>/ (e.g. "

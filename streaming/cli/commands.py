@@ -31,6 +31,7 @@ from streaming.core.errors import XrayError, is_transported
 from streaming.core.names import LAYERS
 from streaming.core.permissions import apply_permissions
 from streaming.ops.audit import CommandAudit
+from streaming.ops.mlflowui import mlflow_ui_command
 from streaming.ops.sql import sql_command
 
 
@@ -62,6 +63,7 @@ def _run(args: argparse.Namespace, config: XrayConfig) -> int:
         "status": _status,
         "serve": _serve,
         "sql": sql_command,
+        "mlflow-ui": mlflow_ui_command,
         "maintain": _maintain,
         "recover": _recover,
         "forget": _forget,

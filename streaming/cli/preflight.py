@@ -19,7 +19,7 @@ __all__ = ["preflight"]
 NO_LABELLED_SILVER = ("no labelled images in silver yet: stage images (xray ingest-folder / ingest-kaggle) "
                       "and run xray stream first")
 # Commands that only read the lakehouse: it is not created for them.
-READ_ONLY = frozenset({"status", "recover", "serve"})
+READ_ONLY = frozenset({"status", "recover", "serve", "mlflow-ui"})
 
 
 def preflight(args: argparse.Namespace, config: XrayConfig) -> None:
