@@ -79,11 +79,10 @@ def _totals(report: MaintenanceReport) -> list[str]:
     if compacted:
         rewritten, written = sum(t.compacted for t in compacted), sum(t.compact_outputs for t in compacted)
         size = sum(t.compact_bytes for t in compacted) / 1e6
-        kept = sum(t.compacted for t in compacted) - sum(max(0, t.vacuumed) for t in compacted
-                                                          if report.retention_hours == 0)
+        # At 0 h the pass's own vacuum deletes the replaced files; otherwise they wait for the retention.
         lines.append(f"compaction {'would rewrite' if dry else 'rewrote'} {rewritten} small file(s) ({size:.1f} MB) "
                      f"into {written}" + (f"; the replaced files stay for time travel until a vacuum after "
-                                          f"{report.retention_hours} h" if kept > 0 else ""))
+                                          f"{report.retention_hours} h" if report.retention_hours > 0 else ""))
     if dry and any(t.estimated for t in report.tables):
         lines.append("<=: compaction's files hold the same rows as the files they replace, in at most their size")
     return lines
