@@ -147,7 +147,7 @@ def run_cycle(spark: SparkSession | Callable[[], SparkSession], config: XrayConf
            "audit_run_id": current_run_id(), "model_version": None, "promoted": None, "rescored_rows": None,
            "message": None}
     try:
-        session = spark() if callable(spark) else spark
+        session = _started(spark)
         with _labelled_spark_jobs(session):
             _steps(session, config, row, seed, force_promote, full)
     except Exception as error:
@@ -160,6 +160,18 @@ def run_cycle(spark: SparkSession | Callable[[], SparkSession], config: XrayConf
     # Not reached by a stop (KeyboardInterrupt, SIGTERM): a cycle cut short is due again at the next start.
     _record(config, row)
     return CycleResult(row)
+
+
+def _started(spark: SparkSession | Callable[[], SparkSession]) -> SparkSession:
+    """The session; a factory's start (a JVM: 10 to 30 s) is shown as retrain's first step, not silence."""
+    if not callable(spark):
+        return spark
+    from batch.training.retrain import PROGRESS_TICK_SECONDS
+    from streaming.core.progress import progress
+
+    with progress(None, "retrain", unit="step", tick=PROGRESS_TICK_SECONDS) as bar:
+        bar.update(0, step="starting Spark")
+        return spark()
 
 
 def _record(config: XrayConfig, row: dict) -> None:

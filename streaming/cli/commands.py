@@ -31,6 +31,7 @@ from streaming.core.errors import XrayError, is_transported
 from streaming.core.names import LAYERS
 from streaming.core.permissions import apply_permissions
 from streaming.ops.audit import CommandAudit
+from streaming.ops.mlflowui import mlflow_ui_command
 from streaming.ops.sql import sql_command
 
 
@@ -62,6 +63,7 @@ def _run(args: argparse.Namespace, config: XrayConfig) -> int:
         "status": _status,
         "serve": _serve,
         "sql": sql_command,
+        "mlflow-ui": mlflow_ui_command,
         "maintain": _maintain,
         "recover": _recover,
         "forget": _forget,
@@ -84,6 +86,13 @@ def _stream(args: argparse.Namespace, config: XrayConfig) -> int:
     from streaming.pipeline.stopping import StopEvent, StopWatchdog, install_stop_signals
 
     layers = LAYERS if not args.layer or "all" in args.layer else tuple(args.layer)
+    if args.once and not args.watch:
+        from streaming.pipeline.idle import nothing_to_do
+
+        idle = nothing_to_do(config, layers)  # in a second, from files and Delta logs: no JVM for nothing
+        if idle:
+            print(f"xray stream --once: {idle}")
+            return EXIT_OK
     # Signals are handled before Spark starts, so SIGTERM during start-up also ends cleanly.
     stop_event = StopEvent()
     restore = install_stop_signals(stop_event)
@@ -98,8 +107,9 @@ def _stream(args: argparse.Namespace, config: XrayConfig) -> int:
 
     retraining = retrain_task(config)  # beside the queries of continuous mode; None when both triggers are off
     try:
-        run_stream(_spark(config), config, layers=layers, once=args.once, watch_inbox=args.watch,
-                   timeout=args.timeout, stop_event=stop_event, background=[retraining] if retraining else [])
+        service = run_stream(_spark(config), config, layers=layers, once=args.once, watch_inbox=args.watch,
+                             timeout=args.timeout, stop_event=stop_event,
+                             background=[retraining] if retraining else [])
     finally:
         restore()
         if warming is not None:
@@ -112,6 +122,8 @@ def _stream(args: argparse.Namespace, config: XrayConfig) -> int:
     if stop_event.signum == signal.SIGINT:
         print("xray stream: interrupted (Ctrl-C); stopped at a micro-batch boundary", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if args.once and not service.processed and stop_event.signum is None:
+        print("xray stream --once: nothing new: no file in landing to ingest, no batch to replay, no image to score")
     return EXIT_OK  # SIGTERM included: the service's normal stop (see streaming/cli/exits.py)
 
 
@@ -238,10 +250,10 @@ def _status(args: argparse.Namespace, config: XrayConfig) -> int:
 def _serve(args: argparse.Namespace, config: XrayConfig) -> int:
     import signal
 
-    from streaming.ops.serve import serve
+    from streaming.ops.serve import listen_address, serve
 
-    stopped_by = serve(config, args.host or config.serve_host, config.serve_port if args.port is None else args.port,
-                       allow_remote=args.allow_remote)
+    address = listen_address(config, args.host, args.port)  # messages name the option or the setting
+    stopped_by = serve(config, address.host, address.port, allow_remote=args.allow_remote, address=address)
     # SIGTERM is the normal stop of a service (exit 0, as for `xray stream`); Ctrl-C is 130.
     return EXIT_INTERRUPTED if stopped_by == signal.SIGINT else EXIT_OK
 

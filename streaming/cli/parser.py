@@ -14,6 +14,7 @@ from streaming.cli.exits import (
 )
 from streaming.core.names import LABELS, LAYERS
 from streaming.lakehouse.catalog import ALL_TABLES
+from streaming.ops.mlflowui import MLFLOW_UI_HELP, add_mlflow_ui_arguments
 from streaming.ops.sql import SQL_HELP, add_sql_arguments
 
 # Options every subcommand accepts; each maps to the config key of the same name.
@@ -202,6 +203,7 @@ def _operations_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> 
                        help="allow a --host that other machines can reach (a warning is printed): the page has no "
                             "login, so prefer an SSH tunnel or an authenticating proxy")
     add_sql_arguments(add("sql", SQL_HELP))
+    add_mlflow_ui_arguments(add("mlflow-ui", MLFLOW_UI_HELP))
     forget = add("forget", "Erase a patient (right to erasure): every row of every table, their files in landing "
                            "and archive, and the history that still held them; their files arriving later are "
                            "refused. Safe while a stream runs. Without --yes, only says what would be erased.")

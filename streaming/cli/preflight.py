@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from streaming.core.checks import check_folder, check_input_path, check_lakehouse_writable
+from streaming.core.checks import check_folder, check_input_path, check_lakehouse_writable, check_landing
 from streaming.core.config import XrayConfig
 from streaming.core.errors import ConfigError, InputPathError, NothingToDoError
 
@@ -19,7 +19,7 @@ __all__ = ["preflight"]
 NO_LABELLED_SILVER = ("no labelled images in silver yet: stage images (xray ingest-folder / ingest-kaggle) "
                       "and run xray stream first")
 # Commands that only read the lakehouse: it is not created for them.
-READ_ONLY = frozenset({"status", "recover", "serve"})
+READ_ONLY = frozenset({"status", "recover", "serve", "mlflow-ui"})
 
 
 def preflight(args: argparse.Namespace, config: XrayConfig) -> None:
@@ -32,16 +32,25 @@ def preflight(args: argparse.Namespace, config: XrayConfig) -> None:
         check_lakehouse_writable(config.root, create=True)
 
 
-def _stream(args: argparse.Namespace, config: XrayConfig) -> None:  # noqa: ARG001
+def _stream(args: argparse.Namespace, config: XrayConfig) -> None:
     if args.watch:
         check_folder(args.watch, "inbox", "create it (mkdir -p) or pass the drop-zone folder to --watch")
+    if not args.layer or {"all", "bronze"} & set(args.layer):
+        # Moving files in (--watch) and archiving them out (clean_source) write in landing.
+        check_landing(config.landing_dir, write=bool(args.watch) or config.clean_source != "off")
 
 
-def _watch(args: argparse.Namespace, config: XrayConfig) -> None:  # noqa: ARG001
+def _watch(args: argparse.Namespace, config: XrayConfig) -> None:
     check_folder(args.inbox, "inbox", "create it (mkdir -p) or pass the drop-zone folder to watch")
+    check_landing(config.landing_dir, write=True)
 
 
-def _ingest_folder(args: argparse.Namespace, config: XrayConfig) -> None:  # noqa: ARG001
+def _staging(args: argparse.Namespace, config: XrayConfig) -> None:  # noqa: ARG001
+    check_landing(config.landing_dir, write=True)
+
+
+def _ingest_folder(args: argparse.Namespace, config: XrayConfig) -> None:
+    check_landing(config.landing_dir, write=True)
     check_input_path(args.path, "source", "pass a folder (or .zip/.tar) holding split/LABEL/*.jpeg images")
     if args.labels is not None:
         from streaming.ingest.labels import read_labels
@@ -92,10 +101,10 @@ def _existing_lakehouse(args: argparse.Namespace, config: XrayConfig) -> None:
 
 
 def _serve(args: argparse.Namespace, config: XrayConfig) -> None:
-    from streaming.ops.serve import check_address
+    from streaming.ops.serve import check_address, listen_address
 
-    check_address(args.host or config.serve_host, config.serve_port if args.port is None else args.port,
-                  args.allow_remote)
+    address = listen_address(config, args.host, args.port)
+    check_address(address.host, address.port, args.allow_remote, address)
 
 
 def _feedback(args: argparse.Namespace, config: XrayConfig) -> None:
@@ -119,6 +128,8 @@ _CHECKS = {
     "stream": _stream,
     "watch": _watch,
     "ingest-folder": _ingest_folder,
+    "ingest-kaggle": _staging,
+    "demo": _staging,
     "retrain": _retrain,
     "metrics": _metrics,
     "rescore": _rescore,

@@ -129,6 +129,7 @@ class StreamService:
     next_champion_check: float = 0.0
     scored_for: object = None  # the champion the last catch-up of unscored images ran for
     budget: StopBudget | None = None  # set when the stop begins
+    processed: int = 0  # rows the queries of ``once`` read, and images the catch-up scored: 0 is "nothing new"
 
     @property
     def plan(self) -> dict[str, tuple[str, ...]]:
@@ -146,6 +147,7 @@ class StreamService:
             return
         written = gold.score_unscored(self.lakehouse)
         self.scored_for = ref
+        self.processed += written
         if written:
             log.info("gold: scored %d image(s) that reached silver before model %s v%s was champion",
                      written, ref.name, ref.version)
@@ -168,6 +170,7 @@ class StreamService:
                 drain.poll(query)
             finally:
                 drain.close()
+                self.processed += drain.rows
         if self.gold_inline:
             self.catch_up_gold()
 

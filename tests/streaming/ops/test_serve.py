@@ -11,6 +11,7 @@ import datetime as dt
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -33,6 +34,7 @@ from streaming.lakehouse.direct import append_rows
 from streaming.lakehouse.engine import Lakehouse
 from streaming.ops import livestatus, monitoring
 from streaming.ops.livestatus import CHARTS, StatusCache
+from streaming.ops.provenance import mark_synthetic
 from streaming.ops.serve import check_address, make_server
 
 T0 = dt.datetime(2024, 5, 1, 8, 0, tzinfo=dt.timezone.utc)
@@ -80,6 +82,12 @@ def small(tmp_path_factory):
         for i, rule in enumerate(("not_an_image", "not_an_image", "image_too_small"))])
     append_rows(config, "pipeline_events", [
         {"event_time": T0, "query": "bronze", "batch_id": 0, "input_rows": 5, "output_rows": 5, "duration_ms": 40}])
+    # Bronze's batch 0: its five files were dropped 10 to 50 s before the batch committed.
+    append_rows(config, "bronze_xray_images", [
+        {"path_ref": f"ref{i}", "batch_id": 0, "modification_time": T0 - dt.timedelta(seconds=10 * i)}
+        for i in range(1, 6)])
+    append_rows(config, "silver_xray_metadata", [{"image_id": f"{i:064d}"} for i in range(7)])
+    mark_synthetic(config, images=250, seed=0)  # a demo's lakehouse: the page shows the report's caution
     write_drift(config, [(0, 0.02, 0.41), (1, 0.31, 0.62)])
     write_alert(config, alert_time=T0 + dt.timedelta(minutes=2), kind="prediction_drift", severity="warning",
                 message=ALERT_MESSAGE, details=json.dumps({"psi": 0.31, "images": 500}))
@@ -203,7 +211,14 @@ def test_the_page_in_a_browser_shows_tables_streams_alerts_drift_and_extra_keys(
     with Served(small) as server:
         page = browse(server.url, tmp_path)
 
-    assert page.text["updated"].startswith("updated at") and "hidden" in page.attrs["error"]
+    # One time format on the whole page: UTC, 24-hour.
+    assert re.fullmatch(r"updated at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(status of \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)",
+                        page.text["updated"]), page.text["updated"]
+    assert "hidden" in page.attrs["error"]
+    assert "hidden" not in page.attrs["synthetic"]
+    assert page.text["synthetic"].startswith("Synthetic data: these figures do not measure a medical model. "
+                                             "This lakehouse holds 7 images; xray demo generated images into it")
+    assert page.tables["throughput-table"][1] == ["2024-05-01 08:00:00", "0", "5", "0.04", "125", "30s", "50s"]
     tables = rows_by_first_cell(page.tables["tables-table"])
     assert tables["silver_quarantine"][2] == "3" and tables["pipeline_events"][2] == "3"
     assert tables["gold_pneumonia_predictions"][4] == "not created yet"
@@ -216,8 +231,12 @@ def test_the_page_in_a_browser_shows_tables_streams_alerts_drift_and_extra_keys(
     assert alerts[1][:4] == ["2024-05-01 08:02:00", "warning", "prediction_drift", ALERT_MESSAGE]
     assert [row[2:5] for row in page.tables["drift-table"][1:]] == [["0", "0.020", "0.410"], ["1", "0.310", "0.620"]]
     assert "hidden" not in page.attrs["other-section"]
-    assert rows_by_first_cell(page.tables["other-feedback"]) == {"labels_received": ["labels_received", "4"],
+    assert rows_by_first_cell(page.tables["other-feedback"]) == {"labels received": ["labels received", "4"],
                                                                  "disagreements": ["disagreements", "1"]}
+    retraining = rows_by_first_cell(page.tables["other-retraining"])
+    assert retraining["interval hours"][1] == "0" and retraining["last"][1] == "–"
+    other = [cell for name, rows in page.tables.items() if name.startswith("other-") for row in rows for cell in row]
+    assert not any(cell.startswith(("{", "[")) for cell in other), other  # rows, never raw JSON
     assert [(i["alt"], i["src"].split("?")[0]) for i in page.images] == [("ROC curve", "/charts/roc_curve.png")]
     assert PATIENT_FOLDER not in json.dumps(page.text)
 
@@ -374,6 +393,31 @@ def test_a_non_loopback_host_without_allow_remote_is_one_line_and_exit_2(tmp_pat
     err = capsys.readouterr().err
     assert code == 2 and "--allow-remote" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "lh").exists()
+
+
+@pytest.mark.parametrize(("options", "named"), [([], "the setting serve_port"), (["--port", "70000"], "--port")])
+def test_a_port_out_of_range_names_where_it_came_from(tmp_path, capsys, options, named):
+    settings = tmp_path / "xray.toml"
+    settings.write_text("serve_port = 70000\n")
+    code = main(["serve", "--lakehouse", str(tmp_path / "lh"), "--config", str(settings), *options])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == [f"xray serve: error: {named} must be from 0 to 65535 (0: any free port), got 70000"]
+
+
+def test_a_busy_port_from_the_settings_is_named_as_a_setting(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = tmp_path / "xray.toml"
+        settings.write_text(f"serve_port = {port}\n")
+        code = main(["serve", "--lakehouse", str(tmp_path / "lh"), "--config", str(settings)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert f"cannot listen on 127.0.0.1:{port}" in err[0] and "(it came from the setting serve_port)" in err[0]
+    assert "--port" not in err[0]
 
 
 # -- the command ---------------------------------------------------------------------------------------
