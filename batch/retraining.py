@@ -100,14 +100,14 @@ def stale_predictions(config: XrayConfig) -> int:
     from streaming.core.registry import champion
 
     ref = champion(config)
-    path = config.table_path(GOLD_PREDICTIONS.name)
-    if ref is None or not (path / "_delta_log").is_dir():
+    if ref is None:
         return 0
     import pyarrow.dataset as ds
-    from deltalake import DeltaTable
+
+    from streaming.lakehouse.tables import count_rows
 
     other = (ds.field("model_name") != ref.name) | (ds.field("model_version") != ref.version)
-    return DeltaTable(str(path)).to_pyarrow_dataset().count_rows(filter=other)
+    return count_rows(config, GOLD_PREDICTIONS.name, other)
 
 
 def _steps(spark: SparkSession, config: XrayConfig, row: dict, seed: int, force_promote: bool, full: bool) -> None:

@@ -104,9 +104,9 @@ class Lakehouse:
         return str(self.config.table_path(table))
 
     def exists(self, table: str) -> bool:
-        from deltalake import DeltaTable
+        from streaming.lakehouse.tables import table_exists
 
-        return DeltaTable.is_deltatable(self.path(table))
+        return table_exists(self.config, table)  # the one existence rule
 
     # -- tables -------------------------------------------------------------------------------------
     def ensure_tables(self, specs: tuple[TableSpec, ...] = ALL_TABLES) -> None:

@@ -67,12 +67,11 @@ class QueryResult:
 # -- engines -------------------------------------------------------------------------------------------
 def _tables(config: XrayConfig) -> tuple[list[str], list[str]]:
     """(every catalogue table name, those created in this lakehouse)."""
-    from deltalake import DeltaTable
-
     from streaming.lakehouse.catalog import ALL_TABLES
+    from streaming.lakehouse.tables import table_exists
 
     names = [spec.name for spec in ALL_TABLES]
-    return names, [n for n in names if DeltaTable.is_deltatable(str(config.table_path(n)))]
+    return names, [n for n in names if table_exists(config, n)]
 
 
 def _mentioned(sql: str, names: Sequence[str]) -> list[str]:
@@ -111,11 +110,12 @@ def _engine_error(error: Exception, names: Sequence[str], created: Sequence[str]
 
 def _delta_rs(config: XrayConfig, sql: str, names: Sequence[str], created: Sequence[str], limit: int) -> Any:
     import pyarrow as pa
-    from deltalake import DeltaTable, QueryBuilder
 
-    builder = QueryBuilder({"datafusion.catalog.information_schema": "true"})  # SHOW TABLES, DESCRIBE
-    for name in (_mentioned(sql, created) if not re.search(r"\bshow\b", sql, re.I) else created):
-        builder.register(name, DeltaTable(str(config.table_path(name))))
+    from streaming.lakehouse.tables import query_builder
+
+    registered = _mentioned(sql, created) if not re.search(r"\bshow\b", sql, re.I) else created
+    builder = query_builder(config, registered,
+                            {"datafusion.catalog.information_schema": "true"})  # SHOW TABLES, DESCRIBE
     try:
         reader = pa.RecordBatchReader.from_stream(builder.execute(sql))
         batches, rows = [], 0
