@@ -57,6 +57,7 @@ def test_options_before_the_subcommand_reach_the_configuration(tmp_path):
 def test_status_uses_the_lakehouse_given_before_the_subcommand(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     target = tmp_path / "elsewhere"
+    target.mkdir()
     assert main(["--lakehouse", str(target), "--delta-engine", "delta-rs", "status"]) == 0
     out = capsys.readouterr().out
     assert f"xray status of {target}" in out

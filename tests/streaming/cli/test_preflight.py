@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[3]
 @pytest.fixture
 def no_spark(monkeypatch):
     """Fail the test if anything asks for a Spark session."""
-    import streaming.cli.commands as cli
+    import streaming.cli.handlers as cli
     import streaming.lakehouse.session as session
 
     def refuse(*args, **kwargs):  # noqa: ARG001

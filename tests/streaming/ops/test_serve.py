@@ -370,10 +370,11 @@ def test_check_address(host, port, allow_remote, refused):
 
 
 def test_a_non_loopback_host_without_allow_remote_is_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "lh").mkdir()
     code = main(["serve", "--lakehouse", str(tmp_path / "lh"), "--host", "0.0.0.0"])
     err = capsys.readouterr().err
     assert code == 2 and "--allow-remote" in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "lh").exists()
+    assert not any((tmp_path / "lh").iterdir())
 
 
 # -- the command ---------------------------------------------------------------------------------------
@@ -382,6 +383,7 @@ def test_a_non_loopback_host_without_allow_remote_is_one_line_and_exit_2(tmp_pat
     ids=["SIGTERM", "SIGINT-remote"])
 def test_xray_serve_answers_then_stops_on_a_signal(tmp_path, options, stop_signal, expected):
     lakehouse = tmp_path / "lh"
+    lakehouse.mkdir()  # serve reads an existing lakehouse
     process = subprocess.Popen(
         [sys.executable, "-m", "streaming.cli", "serve", "--lakehouse", str(lakehouse), "--port", "0", *options],
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
