@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import signal
 import socket
 import sys
 import threading
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from streaming.core.config import XrayConfig
 from streaming.core.errors import ConfigError
+from streaming.core.signals import StopEvent, stop_on_signals
 from streaming.lakehouse.engine import Lakehouse
 from streaming.ops.livestatus import CHARTS, StatusCache, page_status
 
@@ -183,14 +183,8 @@ def serve(config: XrayConfig, host: str, port: int, allow_remote: bool = False,
     """
     check_address(host, port, allow_remote)
     server = make_server(Lakehouse(None, config.with_overrides(delta_engine="delta-rs")), host, port)
-    stopped: list[int] = []
-    done = threading.Event()
-
-    def stop(signum, frame) -> None:  # noqa: ANN001, ARG001
-        stopped.append(signum)
-        done.set()
-
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    done = StopEvent()
+    restore = stop_on_signals(done)
     worker = threading.Thread(target=server.serve_forever, name="xray-serve", daemon=True)
     worker.start()
     try:
@@ -201,9 +195,8 @@ def serve(config: XrayConfig, host: str, port: int, allow_remote: bool = False,
         while not done.wait(1.0):
             pass
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        restore()
         server.shutdown()
         server.server_close()
         worker.join()
-    return stopped[0]
+    return done.signum

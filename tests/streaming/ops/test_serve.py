@@ -405,4 +405,4 @@ def test_xray_serve_answers_then_stops_on_a_signal(tmp_path, options, stop_signa
     assert process.returncode == expected, err
     assert "Traceback" not in err
     assert ("WARNING: listening on 0.0.0.0" in err) == ("--allow-remote" in options)
-    assert not lakehouse.exists()  # looking creates nothing
+    assert not any(lakehouse.iterdir())  # looking creates nothing
