@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 from batch.evaluation.agreement import FEEDBACK_SPLIT, agreement_line, feedback_split
 from batch.training.retrain import collect_labelled, labelled_features
 from streaming.core.config import XrayConfig
-from streaming.core.errors import NoChampionModelError
+from streaming.core.errors import NoChampionModelError, first_line
 from streaming.core.registry import (
     ModelRef,
     champion,
@@ -201,7 +201,7 @@ def hold_out(config: XrayConfig, ref: ModelRef) -> HoldOut | None:
         run_id = tags.get("run_id") or version.run_id
         logged = client.get_run(run_id).data.metrics if run_id else {}
     except Exception as error:  # noqa: BLE001 - a pruned run must not stop the report
-        log.warning("no training run for %s version %s (%s)", ref.name, ref.version, str(error).splitlines()[0])
+        log.warning("no training run for %s version %s (%s)", ref.name, ref.version, first_line(error))
         tags, logged = {}, {}
     values = {key: logged.get(f"validation_{key}", tags.get(f"validation_{key}")) for key in HOLD_OUT_KEYS}
     metrics = {key: float(value) for key, value in values.items() if value is not None}

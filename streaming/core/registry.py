@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streaming.core.config import XrayConfig
+from streaming.core.errors import first_line
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def champion(config: XrayConfig) -> ModelRef | None:
     try:
         client = configure_mlflow(config)
     except Exception as error:  # noqa: BLE001 - an unreachable registry must not stop the stream
-        log.warning("model registry unavailable (%s); treating as no champion", str(error).splitlines()[0])
+        log.warning("model registry unavailable (%s); treating as no champion", first_line(error))
         return None
     try:
         version = client.get_model_version_by_alias(config.model_name, CHAMPION_ALIAS)

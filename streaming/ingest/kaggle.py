@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from streaming.core.config import XrayConfig
-from streaming.core.errors import IngestError
+from streaming.core.errors import IngestError, first_line
 from streaming.core.progress import attached_to_terminal, progress
 from streaming.ingest.options import StagingOptions
 from streaming.ingest.record import record_run
@@ -238,14 +238,14 @@ def _kaggle_failure(
             )
         if code == 429:
             return IngestError("Kaggle is rate-limiting requests (HTTP 429); wait a few minutes, run again")
-        detail = _redact(str(error), credentials.secrets).splitlines()[0] if str(error) else ""
+        detail = first_line(_redact(str(error), credentials.secrets))
         return IngestError(f"Kaggle API error for {dataset} (HTTP {code}: {detail}); try again later")
     if isinstance(error, (requests.ConnectionError, requests.Timeout)):
         return IngestError(
             f"cannot reach the Kaggle API at {endpoint} ({_network_reason(error)}); check the network and "
             "proxy settings, or stage a local copy with 'xray ingest-folder'"
         )
-    detail = _redact(f"{type(error).__name__}: {error}", credentials.secrets).splitlines()[0]
+    detail = first_line(_redact(f"{type(error).__name__}: {error}", credentials.secrets))
     return IngestError(f"Kaggle download of {dataset} failed ({detail}); run again to resume")
 
 

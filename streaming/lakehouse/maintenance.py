@@ -29,6 +29,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from streaming.core.config import XrayConfig
+from streaming.core.errors import first_line
 from streaming.core.locks import held_lock
 from streaming.lakehouse.catalog import ALL_TABLES
 
@@ -197,7 +198,7 @@ def _maintain_tables(config: XrayConfig, tables: Sequence[str] | None, retention
         try:
             _maintain(path, result, retention, min_age, dry_run)
         except Exception as error:  # noqa: BLE001 - one table's failure must not stop the others
-            result.error = str(error).splitlines()[0] if str(error) else type(error).__name__
+            result.error = first_line(error)
             log.warning("maintenance: table %s: %s", name, result.error)
         result.files_after, result.bytes_after, result.log_files_after = table_files(path)
         if dry_run:  # nothing changed: "after" is what the pass would leave

@@ -16,6 +16,7 @@ from typing import Any
 from streaming.bronze.backlog import newest_ingested_time, waiting_after
 from streaming.core.checkpoints import newest_batch
 from streaming.core.config import XrayConfig
+from streaming.core.errors import first_line
 from streaming.core.names import LAYERS
 from streaming.core.registry import local_store_exists
 from streaming.lakehouse.catalog import (
@@ -186,7 +187,7 @@ def champion_status(lakehouse: Lakehouse) -> dict:
         ref = champion(config)
         tags = version_tags(config, ref) if ref else {}
     except Exception as error:  # noqa: BLE001 - an unreachable registry must not hide the rest of the screen
-        entry["error"] = f"model registry unavailable: {str(error).splitlines()[0] if str(error) else error!r}"
+        entry["error"] = f"model registry unavailable: {first_line(error)}"
         return entry
     if ref is None:
         return entry
