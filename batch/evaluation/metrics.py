@@ -8,7 +8,7 @@
   with the totals, quarantined files and duplicates.
 - a ``feedback`` split when radiologists confirmed labels (``xray feedback``): the version against the
   readers' labels (`batch.evaluation.agreement`), its agreement and Cohen's kappa printed.
-- ``<lakehouse>/reports/index.html`` with PNG charts (see `batch.report`).
+- ``<lakehouse>/reports/index.html`` with PNG charts (see `batch.evaluation.report`).
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def _plain(value: Any) -> Any:
 
 
 def evaluate_split(model: Any, ref: ModelRef, split: str, X: np.ndarray, y: np.ndarray) -> SplitEvaluation:
-    """Score one split with `batch.model.evaluate`, keeping the probabilities for the ROC chart."""
+    """Score one split with `batch.training.model.evaluate`, keeping the probabilities for the ROC chart."""
     from batch.training import model as model_lib
 
     metrics = {k: _plain(v) for k, v in model_lib.evaluate(model, X, y).items()}

@@ -1,6 +1,6 @@
 """``spark.readStream.format("xray_landing")``: the landing folder as a streaming source, Auto Loader-style.
 
-Offsets are ``{"seq": n}``: the first n entries of the landing log (`streaming.landing.LandingLog`). Each
+Offsets are ``{"seq": n}``: the first n entries of the landing log (`streaming.landing.log.LandingLog`). Each
 trigger scans landing, logs the new entries (oldest first) and admits up to ``maxFilesPerTrigger`` files or
 ``maxBytesPerTrigger`` bytes. The end handed out for a start offset is recorded before Spark sees it, so a
 batch planned again from the same start (a lost ``offsets/N``, a rewound checkpoint) covers exactly the same
