@@ -40,9 +40,18 @@ PATIENT_FOLDER = "person1234_smith_john"  # a landing folder named after a patie
 ALERT_MESSAGE = "prediction drift: PSI 0.31 over the last 500 images"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 BROWSER = next((path for path in map(shutil.which, BROWSERS) if path), None)
-needs_browser = pytest.mark.skipif(
-    BROWSER is None, reason="no headless browser: none of chromium, chromium-browser, google-chrome is on PATH "
-                            "(.ci/run installs Debian's chromium with apt-get when it can); the HTTP tests still run")
+NO_BROWSER = ("no headless browser: none of chromium, chromium-browser, google-chrome is on PATH (.ci/run "
+              "installs Debian's chromium with apt-get when it can)")
+# Locally a missing browser skips (the HTTP tests still run); under CI=true it fails: CI never passes a page
+# test it did not run.
+needs_browser = (pytest.mark.skipif(BROWSER is None, reason=NO_BROWSER) if os.environ.get("CI") != "true"
+                 else pytest.mark.usefixtures("browser_required"))
+
+
+@pytest.fixture
+def browser_required() -> None:
+    if BROWSER is None:
+        pytest.fail(f"{NO_BROWSER}; CI=true: a browser test that cannot run is a failure")
 
 
 # -- the lakehouse and the server ----------------------------------------------------------------------
