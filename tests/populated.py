@@ -93,7 +93,7 @@ FEEDBACK = (
 )
 
 
-def radiologist_feedback(config) -> list[dict]:  # noqa: ANN001 - XrayConfig
+def radiologist_feedback(config) -> list[dict]:  # XrayConfig
     """Record `FEEDBACK` as `xray feedback` does; returns the table rows."""
     from streaming.gold.feedback import FeedbackInput, check_feedback, record_feedback
 

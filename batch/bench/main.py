@@ -72,7 +72,7 @@ def _run_parts(ctx: BenchContext, parts: list[str]) -> None:
             results[part] = PART_FUNCTIONS[part](ctx)
         except XrayError:
             raise
-        except Exception as error:  # noqa: BLE001 - one failed part must not lose the others' figures
+        except Exception as error:  # one failed part must not lose the others' figures
             results["errors"][part] = f"{type(error).__name__}: {error}"
             say(f"    {part} failed: {first_line(error)}")
             continue

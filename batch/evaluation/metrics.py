@@ -200,7 +200,7 @@ def hold_out(config: XrayConfig, ref: ModelRef) -> HoldOut | None:
         tags = dict(version.tags)
         run_id = tags.get("run_id") or version.run_id
         logged = client.get_run(run_id).data.metrics if run_id else {}
-    except Exception as error:  # noqa: BLE001 - a pruned run must not stop the report
+    except Exception as error:  # a pruned run must not stop the report
         log.warning("no training run for %s version %s (%s)", ref.name, ref.version, first_line(error))
         tags, logged = {}, {}
     values = {key: logged.get(f"validation_{key}", tags.get(f"validation_{key}")) for key in HOLD_OUT_KEYS}

@@ -16,7 +16,7 @@ from streaming.core.config import XrayConfig
 from streaming.core.names import LAYERS
 
 
-def _spark(config: XrayConfig):  # noqa: ANN202 - keeps pyspark out of the import path of `--help`
+def _spark(config: XrayConfig):  # keeps pyspark out of the import path of `--help`
     from streaming.lakehouse.session import get_spark
 
     return get_spark(config)

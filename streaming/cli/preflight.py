@@ -51,16 +51,16 @@ def lakehouse_exists(config: XrayConfig, command: str) -> None:
                              f"{CREATING_COMMANDS} creates one")
 
 
-def check_stream(args: argparse.Namespace, config: XrayConfig) -> None:  # noqa: ARG001
+def check_stream(args: argparse.Namespace, config: XrayConfig) -> None:
     if args.watch:
         check_folder(args.watch, "inbox", "create it (mkdir -p) or pass the drop-zone folder to --watch")
 
 
-def check_watch(args: argparse.Namespace, config: XrayConfig) -> None:  # noqa: ARG001
+def check_watch(args: argparse.Namespace, config: XrayConfig) -> None:
     check_folder(args.inbox, "inbox", "create it (mkdir -p) or pass the drop-zone folder to watch")
 
 
-def check_ingest_folder(args: argparse.Namespace, config: XrayConfig) -> None:  # noqa: ARG001
+def check_ingest_folder(args: argparse.Namespace, config: XrayConfig) -> None:
     check_input_path(args.path, "source", "pass a folder (or .zip/.tar) holding split/LABEL/*.jpeg images")
     if args.labels is not None:
         from streaming.ingest.labels import read_labels
@@ -68,7 +68,7 @@ def check_ingest_folder(args: argparse.Namespace, config: XrayConfig) -> None:  
         read_labels(args.labels)  # the whole CSV is checked now: a wrong row is answered before Spark
 
 
-def check_retrain(args: argparse.Namespace, config: XrayConfig) -> None:  # noqa: ARG001
+def check_retrain(args: argparse.Namespace, config: XrayConfig) -> None:
     if args.every is not None:
         from batch.training.schedule import parse_duration
 
@@ -81,13 +81,13 @@ def check_retrain(args: argparse.Namespace, config: XrayConfig) -> None:  # noqa
         raise NothingToDoError(f"cannot retrain: {NO_LABELLED_SILVER}")
 
 
-def check_metrics(args: argparse.Namespace, config: XrayConfig) -> None:  # noqa: ARG001
+def check_metrics(args: argparse.Namespace, config: XrayConfig) -> None:
     if _rows(config, "silver_xray_metadata") == 0 and not _has_champion(config):
         raise NothingToDoError("nothing to evaluate: no images in silver and no champion model yet: stage "
                                "images (xray ingest-folder / ingest-kaggle), run xray stream, then xray retrain")
 
 
-def check_rescore(args: argparse.Namespace, config: XrayConfig) -> None:  # noqa: ARG001
+def check_rescore(args: argparse.Namespace, config: XrayConfig) -> None:
     if _rows(config, "gold_pneumonia_predictions") == 0:
         raise NothingToDoError("nothing to rescore: gold holds no predictions yet; run xray stream (with a "
                                "champion model from xray retrain) first")
@@ -117,7 +117,7 @@ def _features_status(config: XrayConfig) -> dict | None:
 
     try:
         return current_features_status(config)
-    except Exception:  # noqa: BLE001 - cannot decide here: the command itself reports
+    except Exception:  # cannot decide here: the command itself reports
         return None
 
 
@@ -146,7 +146,7 @@ def _rows(config: XrayConfig, name: str) -> int | None:
 
     try:
         return count_rows(config, name)
-    except Exception:  # noqa: BLE001 - cannot decide here: the command itself reports
+    except Exception:  # cannot decide here: the command itself reports
         return None
 
 
@@ -160,7 +160,7 @@ def _labelled_silver_rows(config: XrayConfig) -> int | None:
         if count_rows(config, "silver_image_features") == 0:
             return 0
         return count_rows(config, "silver_xray_metadata", ds.field("label").is_valid())
-    except Exception:  # noqa: BLE001 - cannot decide here: the command itself reports
+    except Exception:  # cannot decide here: the command itself reports
         return None
 
 

@@ -281,7 +281,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
             data = yaml.safe_load(text) or {}
         else:
             data = tomllib.loads(text)
-    except Exception as error:  # noqa: BLE001 - any parser error is the user's file
+    except Exception as error:  # any parser error is the user's file
         raise ConfigError(first_line(f"cannot parse config file {path}: {error}")) from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold key = value settings at the top level")

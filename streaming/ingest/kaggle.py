@@ -163,7 +163,7 @@ def _kaggle_endpoint() -> str:
 
     try:
         return get_endpoint(get_env())
-    except Exception:  # noqa: BLE001 - kagglesdk raises a bare Exception for an unknown environment
+    except Exception:  # kagglesdk raises a bare Exception for an unknown environment
         raise IngestError(
             f"KAGGLE_API_ENVIRONMENT={os.environ.get('KAGGLE_API_ENVIRONMENT')!r} is not a Kaggle "
             "environment; unset it (or use PROD)"
@@ -344,6 +344,6 @@ def _download(dataset: str, owner: str, slug: str, downloads: Path) -> dict[str,
                 api.dataset_download_files(dataset, path=str(downloads), unzip=False, quiet=not terminal)
     except IngestError:
         raise
-    except Exception as error:  # noqa: BLE001 - every client failure becomes one line without secrets
+    except Exception as error:  # every client failure becomes one line without secrets
         raise _kaggle_failure(error, dataset, credentials, endpoint) from None
     return metadata

@@ -197,7 +197,7 @@ def _maintain_tables(config: XrayConfig, tables: Sequence[str] | None, retention
         result.files_before, result.bytes_before, result.log_files_before = table_files(path)
         try:
             _maintain(path, result, retention, min_age, dry_run)
-        except Exception as error:  # noqa: BLE001 - one table's failure must not stop the others
+        except Exception as error:  # one table's failure must not stop the others
             result.error = first_line(error)
             log.warning("maintenance: table %s: %s", name, result.error)
         result.files_after, result.bytes_after, result.log_files_after = table_files(path)
@@ -244,7 +244,7 @@ def _maintain(path: str, result: TableMaintenance, retention: int, min_age_hours
     result.deleted_bytes += sum(size for _, size in orphans)
 
 
-def _small_files(table) -> list[str]:  # noqa: ANN001 - deltalake.DeltaTable
+def _small_files(table) -> list[str]:  # deltalake.DeltaTable
     actions = pa.table(table.get_add_actions(flatten=True))
     if actions.num_rows == 0:
         return []
@@ -253,7 +253,7 @@ def _small_files(table) -> list[str]:  # noqa: ANN001 - deltalake.DeltaTable
             if s < COMPACT_TARGET_BYTES // 2]
 
 
-def _checkpoint(table, path: str) -> bool:  # noqa: ANN001 - deltalake.DeltaTable
+def _checkpoint(table, path: str) -> bool:  # deltalake.DeltaTable
     """Checkpoint the current version once CHECKPOINT_MIN_COMMITS commits followed the last checkpoint:
     readers then start from it instead of replaying every JSON commit, and `cleanup_metadata` may drop
     the commits before it. (delta-rs also writes one every 100 commits by itself.) A table with a few
@@ -269,7 +269,7 @@ def _checkpoint(table, path: str) -> bool:  # noqa: ANN001 - deltalake.DeltaTabl
     return True
 
 
-def _table_retention_hours(table) -> float:  # noqa: ANN001 - deltalake.DeltaTable
+def _table_retention_hours(table) -> float:  # deltalake.DeltaTable
     """The table's delta.deletedFileRetentionDuration in hours (``interval 7 days``), else 168."""
     value = (table.metadata().configuration or {}).get("delta.deletedFileRetentionDuration", "")
     match = re.fullmatch(r"\s*interval\s+(\d+)\s+(hour|day|week)s?\s*", value or "", re.IGNORECASE)
@@ -278,7 +278,7 @@ def _table_retention_hours(table) -> float:  # noqa: ANN001 - deltalake.DeltaTab
     return int(match.group(1)) * {"hour": 1, "day": 24, "week": 168}[match.group(2).lower()]
 
 
-def _remove_orphans(table, path: str, min_age_hours: float, dry_run: bool  # noqa: ANN001
+def _remove_orphans(table, path: str, min_age_hours: float, dry_run: bool
                     ) -> list[tuple[str, int]]:
     """Delete the Parquet files of the table folder that neither the snapshot nor a tombstone names and
     that are older than ``min_age_hours``: files of an attempt killed between writing and committing.

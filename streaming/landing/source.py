@@ -195,7 +195,7 @@ def retained_start(checkpoint: Path, plan: dict[int, int]) -> int | None:
     return min((start for start, planned in plan.items() if planned == end), default=end)
 
 
-def _carried(function, *args):  # noqa: ANN001, ANN202
+def _carried(function, *args):
     """Call ``function``; a `LandingLogCompactedError` keeps its name across the JVM (it is raised in the
     Python process Spark runs the source in, and only its text reaches the driver)."""
     try:

@@ -70,7 +70,7 @@ def current_run_id() -> str | None:
 def _user() -> str:
     try:
         return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry (containers): the uid still says who
+    except Exception:  # no passwd entry (containers): the uid still says who
         return str(os.getuid())
 
 
@@ -180,7 +180,7 @@ class CommandAudit:
 
     def started(self) -> None:
         """Write the ``started`` row, unless the lakehouse folder does not exist yet."""
-        global _current_run  # noqa: PLW0603 - one command per process: its run id, for forget_list
+        global _current_run  # one command per process: its run id, for forget_list
         if not self.active or self.config is None:
             return
         _current_run = self.run_id
@@ -192,7 +192,7 @@ class CommandAudit:
 
     def finish(self, exit_code: int) -> None:
         """Write the ``finished`` row: outcome from the exit code and the error noted by `failed`."""
-        global _current_run  # noqa: PLW0603
+        global _current_run
         if not self.active or self.config is None:
             return
         _current_run = None
@@ -218,7 +218,7 @@ class CommandAudit:
             from streaming.lakehouse.direct import table_versions
 
             return table_versions(self.config, [spec.name for spec in ALL_TABLES if spec is not AUDIT_LOG])
-        except Exception:  # noqa: BLE001 - the audit never stops a command (a failed write will say so)
+        except Exception:  # the audit never stops a command (a failed write will say so)
             return dict(self._before)
 
     def _started_row(self) -> dict[str, Any]:
@@ -246,7 +246,7 @@ class CommandAudit:
 
             append_rows(self.config, AUDIT_LOG.name, rows)
             return True
-        except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - never hides the command's result
+        except (Exception, KeyboardInterrupt) as error:  # never hides the command's result
             self._warn(error)
             return False
 

@@ -50,7 +50,7 @@ LINES_SHOWN = 10  # line numbers named per reason; more are counted
 def os_user() -> str:
     try:
         return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry (containers): the uid still names someone
+    except Exception:  # no passwd entry (containers): the uid still names someone
         return str(os.getuid())
 
 

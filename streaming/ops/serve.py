@@ -93,10 +93,10 @@ class StatusHandler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return "xray-serve"  # no Python version for a scanner to look up
 
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
+    def do_GET(self) -> None:  # the name http.server dispatches to
         self._answer(send_body=True)
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._answer(send_body=False)
 
     def _refuse_method(self) -> None:
@@ -152,7 +152,7 @@ class StatusHandler(BaseHTTPRequestHandler):
         if send_body:
             self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's signature
+    def log_message(self, format: str, *args: object) -> None:  # the stdlib's signature
         log.debug("%s %s", self.address_string(), format % args)
 
 

@@ -125,7 +125,7 @@ def _delta_rs(config: XrayConfig, sql: str, names: Sequence[str], created: Seque
             if limit and rows > limit:
                 break
         return pa.Table.from_batches(batches, schema=reader.schema)
-    except Exception as error:  # noqa: BLE001 - DeltaError, Arrow errors: every failure is one line
+    except Exception as error:  # DeltaError, Arrow errors: every failure is one line
         raise _engine_error(error, names, created) from None
 
 
@@ -144,7 +144,7 @@ def _spark(config: XrayConfig, sql: str, names: Sequence[str], created: Sequence
     try:
         frame = spark.sql(sql)
         return (frame.limit(limit + 1) if limit else frame).toArrow()
-    except Exception as error:  # noqa: BLE001 - AnalysisException, ParseException: one line
+    except Exception as error:  # AnalysisException, ParseException: one line
         raise _engine_error(error, names, created) from None
 
 

@@ -139,7 +139,7 @@ def backlog_status(lakehouse: Lakehouse, bronze_event: dict | None) -> dict:
     }
 
 
-def landing_problems(config) -> list[dict]:  # noqa: ANN001 - XrayConfig
+def landing_problems(config) -> list[dict]:  # XrayConfig
     """What the landing scan skipped at its last pass (unreadable folders, links to folders inside landing,
     names that are not UTF-8), with the folder relative to landing: the operator has to fix it there."""
     from streaming.bronze.source import landing_log_dir
@@ -186,7 +186,7 @@ def champion_status(lakehouse: Lakehouse) -> dict:
     try:
         ref = champion(config)
         tags = version_tags(config, ref) if ref else {}
-    except Exception as error:  # noqa: BLE001 - an unreachable registry must not hide the rest of the screen
+    except Exception as error:  # an unreachable registry must not hide the rest of the screen
         entry["error"] = f"model registry unavailable: {first_line(error)}"
         return entry
     if ref is None:

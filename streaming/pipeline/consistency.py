@@ -245,7 +245,7 @@ def recover(config: XrayConfig, queries: tuple[str, ...] = QUERIES) -> list[Rewi
     return results
 
 
-def mark_empty_batch(lakehouse, query: str, batch_id: int) -> None:  # noqa: ANN001 - Lakehouse, lazily
+def mark_empty_batch(lakehouse, query: str, batch_id: int) -> None:  # Lakehouse, lazily
     """Commit the events transaction of a batch that wrote nothing (no rows), so the start-up check can
     tell "empty batch" from "lost commit". Skipped when the transaction is already held (a replay)."""
     from streaming.lakehouse.deltars import DeltaRsCommitMessage, commit_files

@@ -120,5 +120,5 @@ def end_spark_jvm() -> None:
         process.terminate()
         try:
             process.wait(5)
-        except Exception:  # noqa: BLE001 - subprocess.TimeoutExpired: it did not end on SIGTERM
+        except Exception:  # subprocess.TimeoutExpired: it did not end on SIGTERM
             process.kill()

@@ -64,7 +64,7 @@ def test_a_failed_cycle_is_one_warning_recorded_and_the_loop_goes_on(config, mon
     append_rows(config, "silver_xray_metadata", [{"image_id": str(i), "label": i % 2} for i in range(4)])
     calls = []
 
-    def failing_then_working(spark, config, row, seed, force_promote, full):  # noqa: ARG001
+    def failing_then_working(spark, config, row, seed, force_promote, full):
         calls.append(full)
         if len(calls) == 1:
             raise OSError(f"disk unplugged under {config.root}/tables\nsecond line")

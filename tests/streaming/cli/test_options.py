@@ -40,7 +40,7 @@ def test_given_before_and_after_the_later_one_wins(option, value, other, attribu
 
 
 @pytest.mark.parametrize(("option", "value", "other", "attribute"), COMMON, ids=[c[0] for c in COMMON])
-def test_common_option_not_given_is_none_in_either_position(option, value, other, attribute):  # noqa: ARG001
+def test_common_option_not_given_is_none_in_either_position(option, value, other, attribute):
     assert getattr(parse(["status"]), attribute) is None
     assert getattr(parse([option, value, "status"]), attribute) == value  # not reset by the subparser
 

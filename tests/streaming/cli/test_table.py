@@ -33,7 +33,7 @@ def no_spark(monkeypatch):
     import streaming.cli.handlers as handlers
     import streaming.lakehouse.session as session
 
-    def refuse(*args, **kwargs):  # noqa: ARG001
+    def refuse(*args, **kwargs):
         pytest.fail("Spark was started for a user error")
 
     monkeypatch.setattr(session, "get_spark", refuse)

@@ -25,7 +25,7 @@ def test_an_unreachable_registry_with_an_empty_message_does_not_stop_the_stream(
     from streaming.core import registry
     from streaming.core.config import load_config
 
-    def unreachable(config):  # noqa: ARG001
+    def unreachable(config):
         raise ConnectionError()
 
     monkeypatch.setattr(registry, "configure_mlflow", unreachable)

@@ -165,7 +165,7 @@ def replace_run(monkeypatch, name: str, run) -> None:
 def test_the_outcome_is_how_the_command_ended(root, monkeypatch, capsys, raised, code, outcome, message):
     seen = []
 
-    def ends(args, config):  # noqa: ARG001
+    def ends(args, config):
         seen.append(current_run_id())
         raise raised
 
@@ -178,7 +178,7 @@ def test_the_outcome_is_how_the_command_ended(root, monkeypatch, capsys, raised,
 
 
 def test_a_bug_records_its_class_and_first_line_and_still_raises(root, monkeypatch):
-    def ends(args, config):  # noqa: ARG001
+    def ends(args, config):
         raise RuntimeError("boom at /data/person4_virus_9.jpeg\nsecond line")
 
     replace_run(monkeypatch, "recover", ends)
