@@ -99,12 +99,12 @@ def check_rescore(args: argparse.Namespace, config: XrayConfig) -> None:
 def check_refeature(args: argparse.Namespace, config: XrayConfig) -> None:
     if args.chunk_images is not None and args.chunk_images < 1:
         raise ConfigError(f"--chunk-images must be at least 1 (got {args.chunk_images})")
-    if _rows(config, "silver_xray_metadata") == 0:
-        raise NothingToDoError("nothing to refeature: no images in silver yet; stage images and run xray stream")
     from streaming.core.locks import stream_lock
 
     with stream_lock(config.root):  # a running stream refuses it now, not after the JVM started
         pass
+    if _rows(config, "silver_xray_metadata") == 0:
+        raise NothingToDoError("nothing to refeature: no images in silver yet; stage images and run xray stream")
     status = _features_status(config)
     if status is not None and status["stale"] == 0:
         raise NothingToDoError(f"nothing to refeature: every silver image with features has features of the "

@@ -28,18 +28,6 @@ MINIMAL_ARGUMENTS = {
 }
 
 
-@pytest.fixture
-def no_spark(monkeypatch):
-    import streaming.cli.handlers as handlers
-    import streaming.lakehouse.session as session
-
-    def refuse(*args, **kwargs):
-        pytest.fail("Spark was started for a user error")
-
-    monkeypatch.setattr(session, "get_spark", refuse)
-    monkeypatch.setattr(handlers, "_spark", refuse)
-
-
 def one_line(text: str) -> str:
     lines = text.strip().splitlines()
     assert len(lines) == 1, text
