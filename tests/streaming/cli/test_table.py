@@ -67,6 +67,22 @@ def test_a_command_added_to_a_table_is_parsed_and_listed():
     assert parser.parse_args(["export", "--dry-run"]).dry_run is True
 
 
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("argv", [["status"], ["status", "--json"], ["sql", "SELECT count(*) FROM pipeline_events"]])
+def test_a_command_declared_read_only_changes_nothing(tmp_path, capsys, no_spark, argv):
+    """The declaration the audit trusts is true: a read-only command leaves every file as it was."""
+    config = load_config(environ={}, lakehouse=str(tmp_path / "lh"), delta_engine="delta-rs")
+    append_rows(config, "pipeline_events", [{"query": "bronze", "batch_id": 0}])
+    config.patient_salt()  # the key exists, as after any stream
+    before = snapshot(config.root)
+    assert COMMANDS_BY_NAME[argv[0]].read_only
+    assert main([*argv, "--lakehouse", str(config.root), "--delta-engine", "delta-rs"]) == 0, capsys.readouterr()
+    assert snapshot(config.root) == before
+
+
 def test_read_only_commands_are_not_audited_and_creators_are_few():
     creators = {c.name for c in COMMANDS if c.creates_lakehouse}
     assert creators == {"stream", "watch", "ingest-kaggle", "ingest-folder", "demo", "bench"}
