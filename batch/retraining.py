@@ -85,7 +85,7 @@ def _labelled_spark_jobs(spark: SparkSession) -> Iterator[None]:
         previous = {key: context.getLocalProperty(key) for key in properties}
         for key, value in properties.items():
             context.setLocalProperty(key, value)
-    except Exception:  # noqa: BLE001, S110 - the cycle runs in the default pool then
+    except Exception:  # the cycle runs in the default pool then
         pass
     try:
         yield
@@ -100,14 +100,14 @@ def stale_predictions(config: XrayConfig) -> int:
     from streaming.core.registry import champion
 
     ref = champion(config)
-    path = config.table_path(GOLD_PREDICTIONS.name)
-    if ref is None or not (path / "_delta_log").is_dir():
+    if ref is None:
         return 0
     import pyarrow.dataset as ds
-    from deltalake import DeltaTable
+
+    from streaming.lakehouse.tables import count_rows
 
     other = (ds.field("model_name") != ref.name) | (ds.field("model_version") != ref.version)
-    return DeltaTable(str(path)).to_pyarrow_dataset().count_rows(filter=other)
+    return count_rows(config, GOLD_PREDICTIONS.name, other)
 
 
 def _steps(spark: SparkSession, config: XrayConfig, row: dict, seed: int, force_promote: bool, full: bool) -> None:
@@ -178,7 +178,7 @@ def _record(config: XrayConfig, row: dict) -> None:
     row["finished_time"] = dt.datetime.now(dt.timezone.utc)
     try:
         schedule.record_run(config, row)
-    except Exception as error:  # noqa: BLE001 - the cycle's own outcome (or error) is what the caller needs
+    except Exception as error:  # the cycle's own outcome (or error) is what the caller needs
         log.warning("retrain: could not record the cycle in retrain_runs (%s); the schedule counts from the "
                     "cycle recorded before it", _scrubbed(config, error))
 
@@ -230,7 +230,7 @@ class RetrainLoop:
             log.info("retrain: another retrain on this lakehouse is running; checking again later")
         except InsufficientDataError as error:
             log.info("retrain: %s (recorded; the next cycle waits for new labels)", _scrubbed(self.config, error))
-        except Exception as error:  # noqa: BLE001 - retraining must never stop the stream or the loop
+        except Exception as error:  # retraining must never stop the stream or the loop
             if stop_event.is_set():
                 log.info("retrain: the cycle ended with the stop; it runs again at the next start")
                 return None
@@ -241,7 +241,7 @@ class RetrainLoop:
             return None
         try:
             return schedule.due(self.config, policy=self.policy)
-        except Exception:  # noqa: BLE001 - the next step reports it
+        except Exception:  # the next step reports it
             return None
 
 

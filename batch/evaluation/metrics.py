@@ -8,7 +8,7 @@
   with the totals, quarantined files and duplicates.
 - a ``feedback`` split when radiologists confirmed labels (``xray feedback``): the version against the
   readers' labels (`batch.evaluation.agreement`), its agreement and Cohen's kappa printed.
-- ``<lakehouse>/reports/index.html`` with PNG charts (see `batch.report`).
+- ``<lakehouse>/reports/index.html`` with PNG charts (see `batch.evaluation.report`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 from batch.evaluation.agreement import FEEDBACK_SPLIT, agreement_line, feedback_split
 from batch.training.retrain import collect_labelled, labelled_features
 from streaming.core.config import XrayConfig
-from streaming.core.errors import NoChampionModelError
+from streaming.core.errors import NoChampionModelError, first_line
 from streaming.core.registry import (
     ModelRef,
     champion,
@@ -176,7 +176,7 @@ def _plain(value: Any) -> Any:
 
 
 def evaluate_split(model: Any, ref: ModelRef, split: str, X: np.ndarray, y: np.ndarray) -> SplitEvaluation:
-    """Score one split with `batch.model.evaluate`, keeping the probabilities for the ROC chart."""
+    """Score one split with `batch.training.model.evaluate`, keeping the probabilities for the ROC chart."""
     from batch.training import model as model_lib
 
     metrics = {k: _plain(v) for k, v in model_lib.evaluate(model, X, y).items()}
@@ -201,8 +201,8 @@ def hold_out(config: XrayConfig, ref: ModelRef) -> HoldOut | None:
         tags = dict(version.tags)
         run_id = tags.get("run_id") or version.run_id
         logged = client.get_run(run_id).data.metrics if run_id else {}
-    except Exception as error:  # noqa: BLE001 - a pruned run must not stop the report
-        log.warning("no training run for %s version %s (%s)", ref.name, ref.version, str(error).splitlines()[0])
+    except Exception as error:  # a pruned run must not stop the report
+        log.warning("no training run for %s version %s (%s)", ref.name, ref.version, first_line(error))
         tags, logged = {}, {}
     values = {key: logged.get(f"validation_{key}", tags.get(f"validation_{key}")) for key in HOLD_OUT_KEYS}
     metrics = {key: float(value) for key, value in values.items() if value is not None}

@@ -279,7 +279,7 @@ def _log_and_register(config: XrayConfig, seed: int, result: model_lib.TrainResu
     return ref
 
 
-def _log_model(config: XrayConfig, result: model_lib.TrainResult, data: LabelledData):  # noqa: ANN202
+def _log_model(config: XrayConfig, result: model_lib.TrainResult, data: LabelledData):
     import mlflow.models
     import mlflow.sklearn
 

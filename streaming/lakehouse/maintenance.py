@@ -29,6 +29,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from streaming.core.config import XrayConfig
+from streaming.core.errors import first_line
 from streaming.core.locks import held_lock
 from streaming.lakehouse.catalog import ALL_TABLES
 
@@ -204,8 +205,8 @@ def _maintain_tables(config: XrayConfig, tables: Sequence[str] | None, retention
             result.files_before, result.bytes_before, result.log_files_before)
         try:
             _maintain(path, result, retention, min_age, dry_run)
-        except Exception as error:  # noqa: BLE001 - one table's failure must not stop the others
-            result.error = str(error).splitlines()[0] if str(error) else type(error).__name__
+        except Exception as error:  # one table's failure must not stop the others
+            result.error = first_line(error)
             log.warning("maintenance: table %s: %s", name, result.error)
         if not dry_run:  # a dry run's "after" is the plan's (`_predict`): what the pass would leave
             result.files_after, result.bytes_after, result.log_files_after = table_files(path)
@@ -274,7 +275,7 @@ def _predict(result: TableMaintenance, compacting: bool, vacuuming: bool, path: 
                               + ((2 if first_checkpoint else 1) if result.checkpoint else 0))
 
 
-def compaction_bins(table) -> list[list[tuple[str, int]]]:  # noqa: ANN001 - deltalake.DeltaTable
+def compaction_bins(table) -> list[list[tuple[str, int]]]:  # deltalake.DeltaTable
     """The files delta-rs's compaction (``optimize.compact``) rewrites together, one larger file per group:
     its own plan (delta-rs ``build_compaction_plan``), per partition, files of at most the target size,
     largest first, each into the first group it fits in; a group of one file is left alone. The pass
@@ -314,7 +315,7 @@ def _checkpoint_due(path: str, version: int) -> bool:
     return version - last >= CHECKPOINT_MIN_COMMITS
 
 
-def _checkpoint(table, path: str) -> bool:  # noqa: ANN001 - deltalake.DeltaTable
+def _checkpoint(table, path: str) -> bool:  # deltalake.DeltaTable
     """Checkpoint the current version once CHECKPOINT_MIN_COMMITS commits followed the last checkpoint:
     readers then start from it instead of replaying every JSON commit, and `cleanup_metadata` may drop
     the commits before it. (delta-rs also writes one every 100 commits by itself.) A table with a few
@@ -325,7 +326,7 @@ def _checkpoint(table, path: str) -> bool:  # noqa: ANN001 - deltalake.DeltaTabl
     return True
 
 
-def _table_retention_hours(table) -> float:  # noqa: ANN001 - deltalake.DeltaTable
+def _table_retention_hours(table) -> float:  # deltalake.DeltaTable
     """The table's delta.deletedFileRetentionDuration in hours (``interval 7 days``), else 168."""
     value = (table.metadata().configuration or {}).get("delta.deletedFileRetentionDuration", "")
     match = re.fullmatch(r"\s*interval\s+(\d+)\s+(hour|day|week)s?\s*", value or "", re.IGNORECASE)
@@ -334,7 +335,7 @@ def _table_retention_hours(table) -> float:  # noqa: ANN001 - deltalake.DeltaTab
     return int(match.group(1)) * {"hour": 1, "day": 24, "week": 168}[match.group(2).lower()]
 
 
-def _remove_orphans(table, path: str, min_age_hours: float, dry_run: bool  # noqa: ANN001
+def _remove_orphans(table, path: str, min_age_hours: float, dry_run: bool
                     ) -> list[tuple[str, int]]:
     """Delete the Parquet files of the table folder that neither the snapshot nor a tombstone names and
     that are older than ``min_age_hours``: files of an attempt killed between writing and committing.

@@ -132,7 +132,7 @@ def stop_owned_sessions() -> None:
         session = _owned.pop()
         try:
             session.stop()
-        except Exception:  # noqa: BLE001 - ending anyway; the JVM exits with this process
+        except Exception:  # ending anyway; the JVM exits with this process
             pass
 
 

@@ -50,7 +50,7 @@ LINES_SHOWN = 10  # line numbers named per reason; more are counted
 def os_user() -> str:
     try:
         return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry (containers): the uid still names someone
+    except Exception:  # no passwd entry (containers): the uid still names someone
         return str(os.getuid())
 
 
@@ -149,14 +149,15 @@ def _champion_agreement(config: XrayConfig, model: dict, confirmed: dict[str, st
         return None
     import pyarrow as pa
     import pyarrow.dataset as ds
-    from deltalake import DeltaTable
 
-    path = str(config.table_path(GOLD_PREDICTIONS.name))
+    from streaming.lakehouse.tables import open_table
+
+    gold = open_table(config, GOLD_PREDICTIONS.name) if confirmed else None
     predicted: dict[str, str] = {}
-    if confirmed and DeltaTable.is_deltatable(path):
+    if gold is not None:
         wanted = (ds.field("model_name") == model["name"]) & (ds.field("model_version") == str(model["version"])) \
             & ds.field("image_id").isin(pa.array(sorted(confirmed), pa.string()))
-        rows = DeltaTable(path).to_pyarrow_dataset().to_table(columns=["image_id", "predicted_label"], filter=wanted)
+        rows = gold.to_pyarrow_dataset().to_table(columns=["image_id", "predicted_label"], filter=wanted)
         predicted = {r["image_id"]: r["predicted_label"] for r in rows.to_pylist() if r["predicted_label"]}
     ids = sorted(predicted)
     return {"model_version": model["version"],

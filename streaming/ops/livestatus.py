@@ -100,7 +100,7 @@ class StatusCache:
     def _fresh(self) -> tuple[int, bytes]:
         try:
             return 200, json.dumps(self._collect(), default=str).encode("utf-8")
-        except Exception as error:  # noqa: BLE001 - the page shows the error and keeps refreshing
+        except Exception as error:  # the page shows the error and keeps refreshing
             log.warning("status page: collecting the status failed: %s", error, exc_info=log.isEnabledFor(10))
             first = first_line(error)
             message = public_view(f"cannot read the status: {first}", self._root)

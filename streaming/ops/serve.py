@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import signal
 import socket
 import sys
 import threading
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from streaming.core.config import XrayConfig
 from streaming.core.errors import ConfigError
+from streaming.core.signals import StopEvent, stop_on_signals
 from streaming.lakehouse.engine import Lakehouse
 from streaming.ops.livestatus import CHARTS, StatusCache, page_status
 
@@ -114,10 +114,10 @@ class StatusHandler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return "xray-serve"  # no Python version for a scanner to look up
 
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
+    def do_GET(self) -> None:  # the name http.server dispatches to
         self._answer(send_body=True)
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._answer(send_body=False)
 
     def _refuse_method(self) -> None:
@@ -173,7 +173,7 @@ class StatusHandler(BaseHTTPRequestHandler):
         if send_body:
             self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's signature
+    def log_message(self, format: str, *args: object) -> None:  # the stdlib's signature
         log.debug("%s %s", self.address_string(), format % args)
 
 
@@ -207,14 +207,8 @@ def serve(config: XrayConfig, host: str, port: int, allow_remote: bool = False,
     check_address(host, port, allow_remote, address)
     server = make_server(Lakehouse(None, config.with_overrides(delta_engine="delta-rs")), host, port,
                          address.port_from)
-    stopped: list[int] = []
-    done = threading.Event()
-
-    def stop(signum, frame) -> None:  # noqa: ANN001, ARG001
-        stopped.append(signum)
-        done.set()
-
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    done = StopEvent()
+    restore = stop_on_signals(done)
     worker = threading.Thread(target=server.serve_forever, name="xray-serve", daemon=True)
     worker.start()
     try:
@@ -225,9 +219,8 @@ def serve(config: XrayConfig, host: str, port: int, allow_remote: bool = False,
         while not done.wait(1.0):
             pass
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        restore()
         server.shutdown()
         server.server_close()
         worker.join()
-    return stopped[0]
+    return done.signum

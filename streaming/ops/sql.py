@@ -51,7 +51,7 @@ def _seconds(text: str) -> float:
 
 
 def add_sql_arguments(command: argparse.ArgumentParser) -> None:
-    """The options of ``xray sql`` (the parser entry in streaming/cli/commands.py)."""
+    """The options of ``xray sql`` (named by the command table, streaming/cli/table.py)."""
     command.add_argument("query", metavar="SQL", help="the query, e.g. \"SELECT rule, count(*) FROM "
                                                       "silver_quarantine GROUP BY rule\"")
     command.add_argument("--format", choices=FORMATS, default="table",

@@ -66,12 +66,11 @@ class QueryResult:
 # -- tables --------------------------------------------------------------------------------------------
 def _tables(config: XrayConfig) -> tuple[list[str], list[str]]:
     """(every catalogue table name, those created in this lakehouse)."""
-    from deltalake import DeltaTable
-
     from streaming.lakehouse.catalog import ALL_TABLES
+    from streaming.lakehouse.tables import table_exists
 
     names = [spec.name for spec in ALL_TABLES]
-    return names, [n for n in names if DeltaTable.is_deltatable(str(config.table_path(n)))]
+    return names, [n for n in names if table_exists(config, n)]
 
 
 def _mentioned(sql: str, names: Sequence[str]) -> list[str]:
@@ -85,11 +84,12 @@ def _mentioned(sql: str, names: Sequence[str]) -> list[str]:
 def _session(config: XrayConfig, tables: Sequence[str]) -> Any:
     """A DataFusion session holding only ``tables`` (delta-rs's read provider) and information_schema."""
     from datafusion import SessionConfig, SessionContext
-    from deltalake import DeltaTable
+
+    from streaming.lakehouse.tables import open_table
 
     context = SessionContext(SessionConfig().with_information_schema(True))  # SHOW TABLES, DESCRIBE
     for name in tables:
-        context.register_table(name, DeltaTable(str(config.table_path(name))))
+        context.register_table(name, open_table(config, name))
     return context
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from streaming.bronze.backlog import newest_ingested_time, waiting_after
 from streaming.core.checkpoints import newest_batch
 from streaming.core.config import XrayConfig
+from streaming.core.errors import first_line
 from streaming.core.names import LAYERS
 from streaming.core.registry import local_store_exists
 from streaming.lakehouse.catalog import (
@@ -147,7 +148,7 @@ def backlog_status(lakehouse: Lakehouse, bronze_event: dict | None) -> dict:
     }
 
 
-def landing_problems(config) -> list[dict]:  # noqa: ANN001 - XrayConfig
+def landing_problems(config) -> list[dict]:  # XrayConfig
     """What the landing scan skipped at its last pass (unreadable folders, links to folders inside landing,
     names that are not UTF-8), with the folder relative to landing: the operator has to fix it there."""
     from streaming.bronze.source import landing_log_dir
@@ -203,8 +204,8 @@ def champion_status(lakehouse: Lakehouse) -> dict:
     try:
         ref = champion(config)
         tags = version_tags(config, ref) if ref else {}
-    except Exception as error:  # noqa: BLE001 - an unreachable registry must not hide the rest of the screen
-        entry["error"] = f"model registry unavailable: {str(error).splitlines()[0] if str(error) else error!r}"
+    except Exception as error:  # an unreachable registry must not hide the rest of the screen
+        entry["error"] = f"model registry unavailable: {first_line(error)}"
         return entry
     if ref is None:
         return entry

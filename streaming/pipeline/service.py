@@ -219,7 +219,7 @@ class StreamService:
                 raise error
         except XrayError:
             raise
-        except Exception:  # noqa: BLE001 - anything else may be transient: restart from the checkpoint
+        except Exception:  # anything else may be transient: restart from the checkpoint
             recent = [t for t in self.restarts.get(layer, []) if time.monotonic() - t < 600]
             if len(recent) >= MAX_RESTARTS:
                 raise
@@ -249,7 +249,7 @@ class StreamService:
             waiting_for(f"the {layer} query to stop")
             try:
                 query.stop()  # bounded by spark.sql.streaming.stopTimeout (`bound_query_stops`)
-            except Exception as error:  # noqa: BLE001 - stopping anyway: the checkpoint has the batch
+            except Exception as error:  # stopping anyway: the checkpoint has the batch
                 log.warning("%s: the query did not stop within %.0f s (%s); its unfinished micro-batch runs "
                             "again at the next start", layer, QUERY_STOP_SECONDS,
                             first_line(error)[:200])
@@ -261,7 +261,7 @@ def bound_query_stops(spark: SparkSession) -> None:
     """``query.stop()`` waits for the query's thread with no limit by default: give it one."""
     try:
         spark.conf.set("spark.sql.streaming.stopTimeout", str(int(QUERY_STOP_SECONDS * 1000)))
-    except Exception as error:  # noqa: BLE001 - a platform that fixes it keeps its own; the watchdog remains
+    except Exception as error:  # a platform that fixes it keeps its own; the watchdog remains
         log.debug("spark.sql.streaming.stopTimeout not set: %s", error)
 
 
@@ -370,7 +370,7 @@ class PeriodicMaintenance(threading.Thread):
             log.info("maintenance: %s", report.summary())
         except LakehouseBusyError:
             log.info("maintenance: skipped the periodic pass: another pass (xray maintain) is running")
-        except Exception as error:  # noqa: BLE001 - maintenance must never stop the stream
+        except Exception as error:  # maintenance must never stop the stream
             log.warning("maintenance: the periodic pass failed (%s); the stream goes on, the next pass "
                         "retries", first_line(error))
 

@@ -15,19 +15,6 @@ from streaming.cli.preflight import NO_LABELLED_SILVER
 ROOT = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture
-def no_spark(monkeypatch):
-    """Fail the test if anything asks for a Spark session."""
-    import streaming.cli.commands as cli
-    import streaming.lakehouse.session as session
-
-    def refuse(*args, **kwargs):  # noqa: ARG001
-        pytest.fail("Spark was started for a user error")
-
-    monkeypatch.setattr(session, "get_spark", refuse)
-    monkeypatch.setattr(cli, "_spark", refuse)
-
-
 def one_line_error(capsys, command: str) -> str:
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()

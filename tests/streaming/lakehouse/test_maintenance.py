@@ -151,7 +151,7 @@ def _first_load_stale(monkeypatch, stale: DeltaTable) -> list[str]:
     calls: list[str] = []
     real = Lakehouse.delta_table
 
-    def first_stale(self, table):  # noqa: ANN001, ANN202
+    def first_stale(self, table):
         calls.append(table)
         return stale if len(calls) == 1 else real(self, table)
 
