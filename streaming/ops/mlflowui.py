@@ -56,7 +56,7 @@ def run_mlflow_ui(config: XrayConfig, port: int) -> int:
     stop = threading.Event()
     received: list[int] = []
 
-    def handle(signum, frame) -> None:  # noqa: ANN001, ARG001
+    def handle(signum, frame) -> None:
         received.append(signum)
         stop.set()
 

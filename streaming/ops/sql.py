@@ -173,7 +173,7 @@ def render(result: QueryResult, fmt: str = "table") -> str:
     return "\n".join([*lines, f"({count} row{'' if count == 1 else 's'}{' shown' if result.truncated else ''})"])
 
 
-class _Stopped(BaseException):  # noqa: N818 - like KeyboardInterrupt: a request to end, not an error
+class _Stopped(BaseException):  # like KeyboardInterrupt: a request to end, not an error
     def __init__(self, signum: int):
         super().__init__(signum)
         self.signum = signum
@@ -181,7 +181,7 @@ class _Stopped(BaseException):  # noqa: N818 - like KeyboardInterrupt: a request
 
 def _stop_on_signals() -> Any:
     """Ctrl-C and SIGTERM raise `_Stopped` while the query runs (run_query then kills it); the restorer."""
-    def stop(signum, frame):  # noqa: ANN001, ARG001
+    def stop(signum, frame):
         raise _Stopped(signum)
 
     try:

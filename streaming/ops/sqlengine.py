@@ -107,7 +107,7 @@ def _check_plan(plan: Any) -> None:
         node = pending.pop()
         try:
             kind = type(node.to_variant()).__name__
-        except Exception:  # noqa: BLE001 - a node the bindings cannot show is not a known query node
+        except Exception:  # a node the bindings cannot show is not a known query node
             kind = "an unknown plan node"
         if kind not in QUERY_NODES:
             raise _refusal(kind)
@@ -162,7 +162,7 @@ def execute(config: XrayConfig, sql: str, limit: int) -> QueryResult:
     context = _session(config, _mentioned(sql, created))
     try:
         frame = context.sql_with_options(sql, _read_only_options())
-    except Exception as error:  # noqa: BLE001 - parse and plan errors of the user's query: one line
+    except Exception as error:  # parse and plan errors of the user's query: one line
         raise _engine_error(error, names, created) from None
     _check_plan(frame.logical_plan())
     try:
@@ -174,7 +174,7 @@ def execute(config: XrayConfig, sql: str, limit: int) -> QueryResult:
                 break
         schema = batches[0].schema if batches else frame.schema()
         return QueryResult(pa.Table.from_batches(batches, schema=schema), limit)
-    except Exception as error:  # noqa: BLE001 - execution errors (casts, overflow): one line
+    except Exception as error:  # execution errors (casts, overflow): one line
         raise _engine_error(error, names, created) from None
 
 

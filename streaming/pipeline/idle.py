@@ -103,10 +103,10 @@ def _committed_end(offsets_file: Path) -> int | None:
 
 def _unscored(config: XrayConfig) -> bool:
     """Whether a silver image has no prediction (it waits for a champion, or for the catch-up)."""
-    from deltalake import DeltaTable
+    from streaming.lakehouse.tables import read_arrow
 
     def ids(name: str) -> set:
-        column = DeltaTable(str(config.table_path(name))).to_pyarrow_table(columns=["image_id"]).column("image_id")
-        return set(column.cast("string").to_pylist())
+        table = read_arrow(config, name, columns=["image_id"])
+        return set() if table is None else set(table.column("image_id").cast("string").to_pylist())
 
     return bool(ids(SILVER_FEATURES.name) - ids(GOLD_PREDICTIONS.name))

@@ -159,13 +159,13 @@ def test_a_landing_that_is_a_file_is_one_line_and_no_alert(capsys, no_spark, emp
 
 
 def test_stream_of_gold_alone_does_not_need_landing(no_spark, empty_lakehouse):
-    from streaming.cli.parser import build_parser
     from streaming.cli.preflight import preflight
+    from streaming.cli.table import COMMANDS_BY_NAME, build_parser
     from streaming.core.config import load_config
 
     (empty_lakehouse / "landing").write_text("not a folder")
     args = build_parser().parse_args(["stream", "--once", "--layer", "gold", "--lakehouse", str(empty_lakehouse)])
-    preflight(args, load_config(lakehouse=str(empty_lakehouse)))  # no error: gold reads silver, not landing
+    preflight(args, load_config(lakehouse=str(empty_lakehouse)), COMMANDS_BY_NAME["stream"])  # no error: gold reads silver, not landing
 
 
 def _as_root_without_file_capabilities(command: list[str], lakehouse: Path) -> subprocess.CompletedProcess:

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[3]
 # The fewest arguments each command accepts (a new command needs its line here: this test then covers it).
 MINIMAL_ARGUMENTS = {
     "stream": ["--once"], "recover": [], "watch": ["inbox"], "ingest-kaggle": [], "ingest-folder": ["folder"],
-    "retrain": [], "metrics": [], "rescore": [], "refeature": [], "status": [], "serve": [], "sql": ["SELECT 1"],
+    "retrain": [], "metrics": [], "rescore": [], "refeature": [], "status": [], "serve": [], "sql": ["SELECT 1"], "mlflow-ui": [],
     "forget": ["--patient", "person1"], "maintain": [], "demo": [], "bench": [],
     "feedback": ["--image-id", "0" * 64, "--label", "NORMAL"],
 }
@@ -42,7 +42,7 @@ def test_every_command_that_writes_is_audited():
         assert command.audited == (not command.read_only and command.audited_elsewhere is None), command.name
         assert command.name in AUDITED or command.read_only or command.audited_elsewhere, command.name
     assert {c.name for c in COMMANDS if c.audited_elsewhere} == {"bench"}
-    assert {c.name for c in COMMANDS if c.read_only} == {"status", "serve", "sql"}
+    assert {c.name for c in COMMANDS if c.read_only} == {"status", "serve", "sql", "mlflow-ui"}
 
 
 def test_a_new_command_that_writes_is_audited_without_another_list():

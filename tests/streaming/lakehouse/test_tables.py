@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
@@ -44,13 +43,6 @@ def test_a_table_is_opened_read_and_counted_by_name(config):
     assert rows.column_names == ["batch_id"] and sorted(rows.column(0).to_pylist()) == [0, 1, 2]
     assert tables.count_rows(config, EVENTS) == 3
     assert tables.count_rows(config, EVENTS, ds.field("batch_id") >= 1) == 2
-
-
-def test_sql_over_registered_tables(config):
-    append_rows(config, EVENTS, [{"query": "gold", "batch_id": 7}])
-    builder = tables.query_builder(config, [EVENTS, "gold_pneumonia_predictions"])  # the second is missing
-    result = pa.table(pa.RecordBatchReader.from_stream(builder.execute(f"SELECT batch_id FROM {EVENTS}")))
-    assert result.column("batch_id").to_pylist() == [7]
 
 
 def test_the_commit_conflict_error_is_deltas_own():

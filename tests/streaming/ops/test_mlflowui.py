@@ -96,6 +96,7 @@ def test_sigterm_stops_the_mlflow_ui_with_all_its_workers(tmp_path):
 
 
 def test_without_a_model_store_it_is_one_line(tmp_path, capsys):
+    (tmp_path / "lh").mkdir()  # a lakehouse without a model store (no lakehouse at all: test_table)
     assert main(["mlflow-ui", "--lakehouse", str(tmp_path / "lh")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no model store under" in err[0] and "xray retrain" in err[0]

@@ -409,6 +409,7 @@ def test_a_non_loopback_host_without_allow_remote_is_one_line_and_exit_2(tmp_pat
 def test_a_port_out_of_range_names_where_it_came_from(tmp_path, capsys, options, named):
     settings = tmp_path / "xray.toml"
     settings.write_text("serve_port = 70000\n")
+    (tmp_path / "lh").mkdir()
     code = main(["serve", "--lakehouse", str(tmp_path / "lh"), "--config", str(settings), *options])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err == [f"xray serve: error: {named} must be from 0 to 65535 (0: any free port), got 70000"]
@@ -423,6 +424,7 @@ def test_a_busy_port_from_the_settings_is_named_as_a_setting(tmp_path, capsys):
         port = taken.getsockname()[1]
         settings = tmp_path / "xray.toml"
         settings.write_text(f"serve_port = {port}\n")
+        (tmp_path / "lh").mkdir()
         code = main(["serve", "--lakehouse", str(tmp_path / "lh"), "--config", str(settings)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err

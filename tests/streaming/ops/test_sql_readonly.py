@@ -280,4 +280,5 @@ def test_a_timeout_is_a_number_of_seconds(config, capsys, value):
         xray(config, "--timeout", value, "SELECT 1")
     assert stop.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
-        f"xray sql: error: argument --timeout: expected a number of seconds >= 0 (0: no limit), not {value!r}")
+        f"xray sql: error: argument --timeout: expected a number of seconds >= 0 (0: no limit), not {value!r} "
+        "(see xray sql --help)")

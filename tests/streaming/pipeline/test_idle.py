@@ -31,7 +31,7 @@ def test_an_idle_once_is_one_line_without_spark(streamed, capsys, monkeypatch):
     config = streamed
     assert nothing_to_do(config, LAYERS).startswith("nothing new: the 4 file(s) in landing were all ingested, "
                                                     "no batch to replay; drop images into ")
-    import streaming.cli.commands as cli
+    import streaming.cli.handlers as cli
 
     monkeypatch.setattr(cli, "_spark", lambda config: pytest.fail("Spark started for an idle --once"))
     argv = ["stream", "--once", "--layer", "bronze", "--layer", "silver", "--lakehouse", str(config.root)]
