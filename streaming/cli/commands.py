@@ -80,9 +80,11 @@ def _spark(config: XrayConfig):  # noqa: ANN202 - keeps pyspark out of the impor
 def _stream(args: argparse.Namespace, config: XrayConfig) -> int:
     import signal
 
+    from streaming.ops.forget import finish_pending_erasures
     from streaming.pipeline.service import run_stream
     from streaming.pipeline.stopping import StopEvent, StopWatchdog, install_stop_signals
 
+    finish_pending_erasures(config)  # an interrupted `xray forget`, finished before any batch runs
     layers = LAYERS if not args.layer or "all" in args.layer else tuple(args.layer)
     # Signals are handled before Spark starts, so SIGTERM during start-up also ends cleanly.
     stop_event = StopEvent()
