@@ -203,8 +203,10 @@ def _operations_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> 
                             "login, so prefer an SSH tunnel or an authenticating proxy")
     add_sql_arguments(add("sql", SQL_HELP))
     forget = add("forget", "Erase a patient (right to erasure): every row of every table, their files in landing "
-                           "and archive, and the history that still held them; their files arriving later are "
-                           "refused. Safe while a stream runs. Without --yes, only says what would be erased.")
+                           "and archive, and the history that still held them; their files, and copies of "
+                           "their images under any name, arriving later are refused. Safe while a stream runs; "
+                           "an erasure interrupted by a crash is finished by the next xray forget --yes (any "
+                           "patient), xray stream or xray maintain. Without --yes, only says what would be erased.")
     forget.add_argument("--patient", required=True, metavar="ID",
                         help="the patient as file names or DICOM PatientID give it (person123, IM-0115), or its "
                              "keyed hash (silver patient_id, 64 hex digits)")

@@ -109,12 +109,13 @@ def forget_patient(config: XrayConfig, patient: str, yes: bool = False, run_id: 
                             pending=len(pending_erasures(config)))
     others = finish_pending_erasures(config, but=ref)
     journal = next((j for j in pending_erasures(config) if j.patient == ref), None)
+    resumed = journal is not None
     if journal is None:
         journal = new_journal(ref, run_id or str(uuid.uuid4()))
         # A new erasure of a patient erased before: the contents refused so far stay refused.
         journal.contents, journal.path_refs, journal.sizes = _recorded(config, ref)
         write_journal(config, journal)  # before the forget list: an erasure begun is always known
-    report = _erase(config, journal)
+    report = _erase(config, journal, resumed)
     report.others = others
     return report
 
@@ -123,7 +124,7 @@ def finish_pending_erasures(config: XrayConfig, but: str | None = None) -> list[
     """Finish every interrupted erasure (but patient ``but``'s): run by `xray forget`, at `xray stream`
     start and by `xray maintain`. Returns what each did (none pending: an empty list, at the cost of
     listing one folder)."""
-    reports = [_erase(config, journal) for journal in pending_erasures(config) if journal.patient != but]
+    reports = [_erase(config, journal, resumed=True) for journal in pending_erasures(config) if journal.patient != but]
     for report in reports:
         log.info("forget: finished the interrupted erasure of patient %s", short_ref(report.patient))
     return reports
@@ -134,10 +135,11 @@ def _recorded(config: XrayConfig, ref: str) -> tuple[list[str], list[str], list[
     return ([], [], []) if old is None else (old.contents, old.path_refs, old.sizes)
 
 
-def _erase(config: XrayConfig, journal: ErasureJournal) -> ForgetReport:
-    """The steps of an erasure not done yet, in order, each recorded in the journal once done."""
+def _erase(config: XrayConfig, journal: ErasureJournal, resumed: bool) -> ForgetReport:
+    """The steps of an erasure not done yet, in order, each recorded in the journal once done (``resumed``:
+    begun by an earlier, interrupted run)."""
     ref = journal.patient
-    report = ForgetReport(ref, True, resumed=bool(journal.done))
+    report = ForgetReport(ref, True, resumed=resumed)
     if "listed" not in journal.done:
         if ref not in forgotten_patients(config):
             append_rows(config, FORGET_LIST.name, [{"patient_ref": ref, "requested_time": _now(),

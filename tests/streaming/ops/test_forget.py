@@ -15,6 +15,7 @@ from imagefiles import jpeg_bytes, write, xray_like
 from support import table_rows
 
 from streaming.bronze.source import landing_log_dir
+from streaming.cli.commands import main
 from streaming.core.errors import ErasureError
 from streaming.core.locks import stream_lock
 from streaming.core.pseudonym import path_ref, patient_ref
@@ -131,12 +132,16 @@ def stocked(lakehouse):
     return config, rows
 
 
-def killed_at(monkeypatch, step: str) -> None:
-    """The erasure stops, as a crash would, when it reaches ``step`` (nothing of that step is done)."""
+def interrupted(config, monkeypatch, patient: str, step: str) -> None:
+    """Run `xray forget` for ``patient`` and stop it, as a crash would, when it reaches ``step`` (a function
+    of streaming.ops.forget; nothing of that step is done)."""
     def crash(*_args, **_kwargs):
         raise KeyboardInterrupt(f"killed before {step}")
 
-    monkeypatch.setattr(f"streaming.ops.forget.{step}", crash)
+    with monkeypatch.context() as patched:  # only this patch is undone (not the conftest's)
+        patched.setattr(f"streaming.ops.forget.{step}", crash)
+        with pytest.raises(KeyboardInterrupt):
+            forget_patient(config, patient, yes=True)
 
 
 def left_of(config, rows: list[dict]) -> dict[str, int]:
@@ -150,10 +155,7 @@ def left_of(config, rows: list[dict]) -> dict[str, int]:
 
 def test_an_erasure_interrupted_before_its_files_is_finished_by_xray_maintain(stocked, monkeypatch, capsys):
     config, rows = stocked
-    killed_at(monkeypatch, "erase_files")
-    with pytest.raises(KeyboardInterrupt):
-        forget_patient(config, "person41", yes=True)
-    monkeypatch.undo()
+    interrupted(config, monkeypatch, "person41", "erase_files")
     assert left_of(config, rows) == {rows[0]["patient"][:6]: 2, rows[1]["patient"][:6]: 5}  # file and log path
     [journal] = pending_erasures(config)
     assert journal.next_step() == "files" and journal.contents == [rows[0]["content_sha256"]]
@@ -173,10 +175,7 @@ def test_an_erasure_interrupted_before_its_files_is_finished_by_xray_maintain(st
 def test_an_erasure_interrupted_before_its_purge_is_finished_by_another_patient_s(stocked, monkeypatch):
     config, rows = stocked
     bronze = config.table_path("bronze_xray_images")
-    killed_at(monkeypatch, "purge_history")
-    with pytest.raises(KeyboardInterrupt):
-        forget_patient(config, "person41", yes=True)
-    monkeypatch.undo()
+    interrupted(config, monkeypatch, "person41", "purge_history")
     assert any(rows[0]["content"] in p.read_bytes() for p in bronze.glob("*.parquet")), "old files still hold it"
 
     report = forget_patient(config, "person42", yes=True)
@@ -194,3 +193,12 @@ def test_forgetting_a_patient_again_keeps_the_contents_refused(stocked):
     again = forget_patient(config, "person41", yes=True)
     assert (again.images, again.contents, again.resumed) == (0, 0, False)
     assert read_forget_list(config).contents == {rows[0]["content_sha256"]}
+
+
+def test_an_interrupted_erasure_is_finished_when_xray_stream_starts(stocked, monkeypatch):
+    config, rows = stocked
+    interrupted(config, monkeypatch, "person41", "erase_rows")
+    assert [j.next_step() for j in pending_erasures(config)] == ["rows"]
+    assert main(["stream", "--once", "--lakehouse", str(config.root)]) == 0
+    assert pending_erasures(config) == []
+    assert rows[0]["content_sha256"] not in {r["image_id"] for r in table_rows(config, "silver_xray_metadata")}
