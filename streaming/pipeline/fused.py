@@ -230,15 +230,14 @@ def _record_with_spark(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, s
         kept = rows.filter(~F.col("path").isin(refused)) if refused else rows
         result = apply_expectations(kept, BRONZE_EXPECTATIONS, BRONZE_IMAGES.name, count=False)
         lakehouse.append(result.valid, BRONZE_IMAGES.name, txn=(QUERY_NAME, batch_id))
-        if silver_inline:
-            inspected = flag_expectations(inspect_bronze_rows(rows, config),
-                                          silver_expectations(config, forgotten.patients),
-                                          SILVER_METADATA.name)
-        else:
-            inspected = rows.select("path", "path_ref", "content_status", MODIFIED_COLUMN)
-        if refused:
+        inspected = (inspect_bronze_rows(rows, config) if silver_inline
+                     else rows.select("path", "path_ref", "content_status", MODIFIED_COLUMN))
+        if refused:  # marked before the rules are: a renamed copy of erased bytes names no forgotten patient
             inspected = inspected.withColumn("content_status", F.when(F.col("path").isin(refused), F.lit(REFUSED))
                                              .otherwise(F.col("content_status")))
+        if silver_inline:
+            inspected = flag_expectations(inspected, silver_expectations(config, forgotten.patients),
+                                          SILVER_METADATA.name)
         table = inspected.toArrow()
     finally:
         rows.unpersist()

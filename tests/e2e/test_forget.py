@@ -170,7 +170,7 @@ def test_files_of_a_forgotten_patient_are_refused_by_a_running_stream(house, spa
     assert len(refused) == 3 and all("erased" in r["reason"] for r in refused)
     assert not [n for n in late if (config.landing_dir / n).exists() or (config.archive_dir / n).exists()]
     assert holding(config.root, [c for c in late.values()]) == []
-    landing_log = config.checkpoint_path("bronze") / "landing"
-    assert holding(landing_log, [PATIENT.encode(), b"IM000779", b"scan-7771-renamed"]) == [], "no raw path left"
+    # The landing log (checkpoints/bronze/landing) and every other checkpoint file: no raw path of theirs.
+    assert holding(config.checkpoints_dir, [PATIENT.encode(), b"IM000779", b"scan-7771-renamed"]) == []
     events = [r["message"] or "" for r in table_rows(config, "pipeline_events") if r["query"] == "bronze"]
     assert any("refused" in m for m in events)
