@@ -19,7 +19,8 @@ from pathlib import Path
 from streaming.core.config import XrayConfig
 from streaming.landing.log import write_atomically
 
-__all__ = ["STEPS", "ErasureJournal", "erased_contents", "journals", "pending_erasures", "write_journal"]
+__all__ = ["STEPS", "ErasureJournal", "erased_contents", "journal_dir", "journals", "new_journal", "pending_erasures",
+           "write_journal"]
 
 # In order. ``listed``: the patient is on the forget list; ``found``: what is to be erased is recorded below;
 # ``rows``, ``history``, ``files``, ``landing_log``: rows deleted, old versions' files and log removed,
@@ -65,17 +66,18 @@ def write_journal(config: XrayConfig, journal: ErasureJournal) -> None:
 
 def journals(config: XrayConfig) -> list[ErasureJournal]:
     """Every erasure recorded, oldest request first. A file that is not a journal (a stray copy, a
-    ``.tmp`` left by a crash mid-write) is skipped: the write it belonged to never happened."""
+    ``.tmp`` left by a crash mid-write: the write it belonged to never happened) is skipped."""
     folder = journal_dir(config)
     if not folder.is_dir():
         return []
     found = []
     for path in sorted(folder.glob("*.json")):
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            found.append(ErasureJournal(**data))
+            journal = ErasureJournal(**json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError):
             continue
+        if journal.patient == path.stem:  # a copy under another name would be written back elsewhere
+            found.append(journal)
     return sorted(found, key=lambda j: (j.requested_time, j.patient))
 
 
