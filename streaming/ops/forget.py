@@ -262,5 +262,5 @@ def erasure_lines(status: dict) -> list[str]:
     if not erasures.get("pending"):
         return []
     steps = ", ".join(f"{e['patient']} before {e['next_step']}" for e in erasures["erasures"])
-    return ["", f"ERASURE  {erasures['pending']} interrupted 'xray forget' pending ({steps}): the next "
-                "'xray forget --yes' (any patient), 'xray stream' or 'xray maintain' finishes it"]
+    return ["", f"ERASURE  {erasures['pending']} interrupted 'xray forget' pending ({steps})",
+            "  the next 'xray forget --yes' (any patient), 'xray stream' or 'xray maintain' finishes it"]
