@@ -2,7 +2,8 @@
 table, recorded as one ``pipeline_events`` row, with the size of each streaming checkpoint.
 
 Runs beside a stream (it takes no lock: everything it does is safe against concurrent appends, see the
-maintenance module) and needs no Spark session (delta-rs does the work and writes the row).
+maintenance module) and needs no Spark session (delta-rs does the work and writes the row). An erasure an
+interrupted `xray forget` left is finished first (`streaming.ops.forget`; not on a dry run).
 """
 
 from __future__ import annotations
