@@ -25,9 +25,11 @@ def _spark(config: XrayConfig):  # keeps pyspark out of the import path of `--he
 def stream(args: argparse.Namespace, config: XrayConfig) -> int:
     import signal
 
+    from streaming.ops.forget import finish_pending_erasures
     from streaming.pipeline.service import run_stream
     from streaming.pipeline.stopping import StopEvent, StopWatchdog, install_stop_signals
 
+    finish_pending_erasures(config)  # an interrupted `xray forget`, finished before any batch runs
     layers = LAYERS if not args.layer or "all" in args.layer else tuple(args.layer)
     if args.once and not args.watch:
         from streaming.pipeline.idle import nothing_to_do

@@ -87,8 +87,10 @@ COMMANDS: tuple[Command, ...] = (
     Command("mlflow-ui", add_mlflow_ui_arguments, mlflow_ui_command, read_only=True, help=MLFLOW_UI_HELP),
     Command("forget", parser.forget_arguments, handlers.forget,
             help="Erase a patient (right to erasure): every row of every table, their files in landing and "
-                 "archive, and the history that still held them; their files arriving later are refused. Safe "
-                 "while a stream runs. Without --yes, only says what would be erased."),
+                 "archive, and the history that still held them; their files, and copies of their images under "
+                 "any name, arriving later are refused. Safe while a stream runs; an erasure interrupted by a "
+                 "crash is finished by the next xray forget --yes (any patient), xray stream or xray maintain. "
+                 "Without --yes, only says what would be erased."),
     Command("maintain", parser.maintain_arguments, handlers.maintain,
             help="Compact small files, checkpoint and trim each Delta log, vacuum files replaced longer ago than "
                  "the retention, and delete never-committed files older than orphan_min_age_hours; prints files "

@@ -16,14 +16,14 @@ import datetime as dt
 import fcntl
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 from streaming.core.errors import LandingLogCompactedError
 from streaming.landing.scan import Found, Problem
 
-__all__ = ["Entries", "LandingLog", "erase_paths", "exclusive", "read_problems"]
+__all__ = ["Entries", "LandingLog", "erase_paths", "exclusive", "read_problems", "write_atomically"]
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -33,6 +33,9 @@ def _write_atomically(path: Path, text: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+
+
+write_atomically = _write_atomically  # also the erasure journal's (`streaming.lakehouse.erasures`)
 
 
 def _append_line(path: Path, record: dict) -> None:
@@ -290,11 +293,13 @@ def exclusive(folder: Path) -> Iterator[None]:
         os.close(descriptor)
 
 
-def erase_paths(folder: Path, paths: set[str], landing: Path) -> int:
-    """Replace the given raw paths in the landing log by ``<landing>/.erased/<seq>`` (`xray forget`): the
-    entries keep their numbers, so offsets and replays are unchanged, but the log no longer names the
-    patient. Older entries kept by path only (``base.json``) and problems naming those paths are dropped
-    (the files are gone from landing). Returns the entries changed."""
+def erase_paths(folder: Path, erased: Callable[[str], bool], landing: Path) -> int:
+    """Replace the raw paths for which ``erased(path)`` is true in the landing log by
+    ``<landing>/.erased/<seq>`` (`xray forget`, and files the stream refused): the entries keep their
+    numbers, so offsets and replays are unchanged, but the log no longer names the patient. Older entries
+    kept by path only (``base.json``) and problems naming those paths are dropped (the files are gone from
+    landing). Each file is rewritten atomically, so running it again after a crash finishes it. Returns the
+    entries changed."""
     folder = Path(folder)
     if not (folder / "files").is_dir():
         return 0
@@ -302,7 +307,7 @@ def erase_paths(folder: Path, paths: set[str], landing: Path) -> int:
     with exclusive(folder):
         for segment in sorted((folder / "files").glob("*.jsonl")):
             records = _read_lines(segment)
-            hits = [r for r in records if r.get("path") in paths]
+            hits = [r for r in records if r.get("path") and erased(r["path"])]
             for record in hits:
                 record["path"] = str(Path(landing) / ERASED_FOLDER / str(record.get("seq")))
                 record["target"] = None
@@ -310,13 +315,12 @@ def erase_paths(folder: Path, paths: set[str], landing: Path) -> int:
                 _write_atomically(segment, "".join(json.dumps(r) + "\n" for r in records))
                 changed += len(hits)
         base = _read_base(folder)
-        seen = {path: seq for path, seq in base["seen"].items() if path not in paths}
+        seen = {path: seq for path, seq in base["seen"].items() if not erased(path)}
         if len(seen) != len(base["seen"]):
             _write_atomically(folder / "base.json", json.dumps({"first_seq": base["first_seq"], "seen": seen}))
             changed += len(base["seen"]) - len(seen)
-    relative = {os.path.relpath(p, landing) for p in paths}
-    problems = read_problems(folder)
-    kept = [p for p in problems if p.get("path") not in relative and p.get("path") not in paths]
-    if len(kept) != len(problems):
-        _write_atomically(folder / "problems.json", json.dumps(kept))
+        problems = read_problems(folder)
+        kept = [p for p in problems if not (p.get("path") and erased(os.path.join(landing, p["path"])))]
+        if len(kept) != len(problems):
+            _write_atomically(folder / "problems.json", json.dumps(kept))
     return changed

@@ -27,7 +27,7 @@ from streaming.core.config import XrayConfig
 from streaming.core.dicomfile import DICOM_PREAMBLE_LENGTH, has_dicom_preamble
 from streaming.core.errors import ErasureError
 from streaming.core.paths import parse_xray_path
-from streaming.core.pseudonym import patient_ref
+from streaming.core.pseudonym import path_ref, patient_ref
 from streaming.imaging.dicom import dicom_patient_id
 from streaming.lakehouse.catalog import (
     BRONZE_IMAGES,
@@ -59,6 +59,23 @@ class Erasure:
     sizes: set[int] = field(default_factory=set)  # sizes of the erased files: which other files to hash
     silver_images: set[str] = field(default_factory=set)  # the image_ids silver holds for the patient
 
+    def add_recorded(self, contents: list[str], path_refs: list[str], sizes: list[int]) -> None:
+        """Add what an earlier, interrupted run recorded (its erasure journal): the rows it deleted are no
+        longer there to be found, but the tables it did not reach still hold theirs."""
+        self.image_ids.update(contents)
+        self.path_refs.update(path_refs)
+        self.sizes.update(sizes)
+
+    def names_patient(self, path: str, key: str, landing: Path | None = None, archive: Path | None = None) -> bool:
+        """Whether a raw path is one of the patient's: recorded by bronze (this run's find, or its keyed
+        hash recorded by an earlier run; an archived file by its path in landing), or named for them."""
+        if path in self.landing_paths or path_ref(path, key) in self.path_refs:
+            return True
+        if landing is not None and archive is not None and _is_under(path, archive):
+            if path_ref(str(Path(landing) / os.path.relpath(path, archive)), key) in self.path_refs:
+                return True
+        return patient_ref(parse_xray_path(path).patient_key, key) == self.patient
+
     def predicates(self) -> dict[str, str]:
         """The delete predicate of each table holding rows of the patient (SQL over hex values only)."""
         ids, refs = _in_list(self.image_ids), _in_list(self.path_refs)
@@ -75,6 +92,10 @@ class Erasure:
             GOLD_RADIOLOGIST_FEEDBACK.name: by_image,  # readers' labels and notes on the patient's images
         }
         return {table: predicate for table, predicate in found.items() if predicate}
+
+
+def _is_under(path: str, folder: Path) -> bool:
+    return os.path.commonpath([os.path.abspath(path), os.path.abspath(folder)]) == os.path.abspath(folder)
 
 
 def _in_list(values: set[str]) -> str:
@@ -221,9 +242,8 @@ def erase_files(config: XrayConfig, erasure: Erasure) -> int:
     deleted = 0
     for folder in (config.landing_dir, config.archive_dir):
         for path, is_link in _entries(folder):
-            recorded = str(path) in erasure.landing_paths
-            named = patient_ref(parse_xray_path(str(path)).patient_key, key) == erasure.patient
-            if recorded or named or (not is_link and _holds_patient(path, erasure, key)):
+            if erasure.names_patient(str(path), key, config.landing_dir, config.archive_dir) or (
+                    not is_link and _holds_patient(path, erasure, key)):
                 path.unlink(missing_ok=True)
                 deleted += 1
     return deleted

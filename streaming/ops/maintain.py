@@ -2,7 +2,8 @@
 table, recorded as one ``pipeline_events`` row, with the size of each streaming checkpoint.
 
 Runs beside a stream (it takes no lock: everything it does is safe against concurrent appends, see the
-maintenance module) and needs no Spark session (delta-rs does the work and writes the row).
+maintenance module) and needs no Spark session (delta-rs does the work and writes the row). An erasure an
+interrupted `xray forget` left is finished first (`streaming.ops.forget`; not on a dry run).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from streaming.core.config import XrayConfig
 from streaming.core.errors import ConfigError
 from streaming.lakehouse.catalog import TABLES_BY_NAME
 from streaming.lakehouse.maintenance import MaintenanceReport, maintain_tables, record_maintenance
+from streaming.ops.forget import finish_pending_erasures
 from streaming.ops.text import format_table
 
 __all__ = ["checkpoint_sizes", "maintain_command", "render_report"]
@@ -98,6 +100,8 @@ def maintain_command(config: XrayConfig, tables: Sequence[str] | None = None,
     unknown = sorted(set(tables or ()) - set(TABLES_BY_NAME))
     if unknown:
         raise ConfigError(f"unknown table {', '.join(unknown)}; choose from {', '.join(TABLES_BY_NAME)}")
+    if not dry_run:
+        finish_pending_erasures(config)  # an interrupted `xray forget` first: its vacuum is part of it
     report = maintain_tables(config, tables=list(tables) if tables else None, retention_hours=retention_hours,
                              dry_run=dry_run, wait_seconds=WAIT_SECONDS)
     print(render_report(report, checkpoint_sizes(config)))

@@ -29,6 +29,7 @@ from streaming.lakehouse.catalog import (
 from streaming.lakehouse.engine import Lakehouse
 from streaming.lakehouse.maintenance import MAINTENANCE_QUERY
 from streaming.ops.feedback import feedback_lines, feedback_status
+from streaming.ops.forget import erasure_lines, erasure_status
 from streaming.ops.monitoring import monitoring_lines, monitoring_status
 from streaming.ops.text import (
     NOT_DEFINED,
@@ -247,6 +248,7 @@ def collect_status(lakehouse: Lakehouse, now: dt.datetime | None = None) -> dict
         "gold_waiting": GOLD_WAITING if model["version"] is None else None,
         "features": features_status(lakehouse),
         "quarantine": quarantine_status(lakehouse),
+        "erasures": erasure_status(config),  # interrupted `xray forget` runs, finished by the next one
         "feedback": feedback_status(config, model),
         **monitoring_status(lakehouse),  # alerts, drift, retraining
     }
@@ -282,6 +284,7 @@ def render_status(status: dict) -> str:
     for section in (_streams_section, _landing_section, _model_section, feedback_lines, _quarantine_section,
                     monitoring_lines):
         lines += ["", *section(status)]
+    lines += erasure_lines(status)
     return "\n".join(_shorten(line, SCREEN_WIDTH) if len(line) > SCREEN_WIDTH else line for line in lines)
 
 

@@ -26,7 +26,13 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType
 from streaming.bronze.labels import outside_label_folders, unlabelled_note
 from streaming.bronze.read import BRONZE_EXPECTATIONS, bronze_record, listing_slices, read_landing_files
 from streaming.bronze.refuse import REFUSED, refused_records
-from streaming.bronze.source import QUERY_NAME, clean_landing, landing_roots, report_landing_problems
+from streaming.bronze.source import (
+    QUERY_NAME,
+    clean_landing,
+    landing_log_dir,
+    landing_roots,
+    report_landing_problems,
+)
 from streaming.core import profiling
 from streaming.core.config import XrayConfig
 from streaming.core.profiling import Phases
@@ -44,8 +50,9 @@ from streaming.lakehouse.deltars import (
 )
 from streaming.lakehouse.engine import DELTA_RS_FORMAT, Lakehouse, translate_errors
 from streaming.lakehouse.events import BatchEvent, record_events
-from streaming.lakehouse.forgetlist import forgotten_patients
+from streaming.lakehouse.forgetlist import Forgotten, read_forget_list
 from streaming.landing.backlog import landing_backlog
+from streaming.landing.log import erase_paths
 from streaming.pipeline import alerting
 from streaming.quality.spark import apply_expectations, flag_expectations
 from streaming.silver.inspect import INSPECTED_SCHEMA, inspect_record, inspected_batch
@@ -69,14 +76,15 @@ RECORDED_SCHEMA = StructType([*INSPECTED_SCHEMA.fields, StructField(SEQ_COLUMN, 
 
 
 def record_and_inspect(listing: DataFrame, config: XrayConfig, batch_id: int, bronze_path: str,
-                       inspect: bool, forgotten: frozenset[str] = frozenset()) -> DataFrame:
+                       inspect: bool, forgotten: Forgotten | None = None) -> DataFrame:
     """Listing rows → bronze Parquet files written by the executors (not committed yet) and one inspected
     row per file (decode, measures, features when ``inspect``), in one pass that reads each file once.
 
     A file deleted between listing and reading (bronze's rule ``file_still_exists``) is not written, nor is
-    a file of a patient on the forget list (``forgotten``): its inspected row says ``refused``.
+    a file the forget list refuses (``forgotten``: its patient, or its erased bytes): its inspected row says
+    ``refused``.
     """
-    recorder = _Recorder(config, batch_id, bronze_path, inspect, forgotten)
+    recorder = _Recorder(config, batch_id, bronze_path, inspect, forgotten or Forgotten())
     return _as_landing_entries(listing).mapInArrow(recorder.record_batches, RECORDED_SCHEMA)
 
 
@@ -85,7 +93,7 @@ class _Recorder:
     every setting (profiling included) travels to the executors with it and no worker reads the config."""
 
     def __init__(self, config: XrayConfig, batch_id: int, bronze_path: str, inspect: bool,
-                 forgotten: frozenset[str]):
+                 forgotten: Forgotten):
         self.batch_id, self.bronze_path, self.inspect, self.forgotten = batch_id, bronze_path, inspect, forgotten
         self.bronze_schema, self.recorded_schema = _arrow_schemas()
         self.ingest_time = dt.datetime.now(dt.timezone.utc)
@@ -174,7 +182,7 @@ def _marker(phases: Phases | None) -> Callable[[str, float], float]:
 
 
 def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, silver_inline: bool,
-                          forgotten: frozenset[str]) -> tuple[pa.Table, bool]:
+                          forgotten: Forgotten) -> tuple[pa.Table, bool]:
     """Executors write bronze files and inspect; the driver commits the files. (inspected rows, committed)"""
     from streaming.silver.expectations import silver_expectations
 
@@ -189,7 +197,8 @@ def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int
         recorded = record_and_inspect(listed, config, batch_id, lakehouse.path(BRONZE_IMAGES.name), silver_inline,
                                       forgotten)
         if silver_inline:
-            recorded = flag_expectations(recorded, silver_expectations(config, forgotten), SILVER_METADATA.name)
+            recorded = flag_expectations(recorded, silver_expectations(config, forgotten.patients),
+                                         SILVER_METADATA.name)
         plan_built_at = time.time()
         rows = recorded.toArrow()
     markers = [json.loads(text) for text in
@@ -208,7 +217,7 @@ def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int
 
 
 def _record_with_spark(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, silver_inline: bool,
-                       forgotten: frozenset[str]) -> pa.Table:
+                       forgotten: Forgotten) -> pa.Table:
     """The same through Spark's writer (native ``delta`` format): the read rows are cached, bronze is
     written from the cache and the inspection reads it again (no image bytes reach the driver)."""
     from streaming.silver.expectations import silver_expectations
@@ -222,14 +231,14 @@ def _record_with_spark(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, s
         kept = rows.filter(~F.col("path").isin(refused)) if refused else rows
         result = apply_expectations(kept, BRONZE_EXPECTATIONS, BRONZE_IMAGES.name, count=False)
         lakehouse.append(result.valid, BRONZE_IMAGES.name, txn=(QUERY_NAME, batch_id))
-        if silver_inline:
-            inspected = flag_expectations(inspect_bronze_rows(rows, config), silver_expectations(config, forgotten),
-                                          SILVER_METADATA.name)
-        else:
-            inspected = rows.select("path", "path_ref", "content_status", MODIFIED_COLUMN)
-        if refused:
+        inspected = (inspect_bronze_rows(rows, config) if silver_inline
+                     else rows.select("path", "path_ref", "content_status", MODIFIED_COLUMN))
+        if refused:  # marked before the rules are: a renamed copy of erased bytes names no forgotten patient
             inspected = inspected.withColumn("content_status", F.when(F.col("path").isin(refused), F.lit(REFUSED))
                                              .otherwise(F.col("content_status")))
+        if silver_inline:
+            inspected = flag_expectations(inspected, silver_expectations(config, forgotten.patients),
+                                          SILVER_METADATA.name)
         table = inspected.toArrow()
     finally:
         rows.unpersist()
@@ -239,8 +248,8 @@ def _record_with_spark(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, s
                                                     pa.int64()))
 
 
-def _refused_paths(rows: DataFrame, forgotten: frozenset[str], key: str) -> list[str]:
-    """Paths of the read rows whose patient is on the forget list (executors look at the bytes)."""
+def _refused_paths(rows: DataFrame, forgotten: Forgotten, key: str) -> list[str]:
+    """Paths of the read rows the forget list refuses (executors look at the bytes)."""
     if not forgotten:
         return []
     schema = StructType([StructField("path", StringType())])
@@ -251,7 +260,7 @@ def _refused_paths(rows: DataFrame, forgotten: frozenset[str], key: str) -> list
             paths = [r["path"] for r, no in zip(records, refused_records(records, forgotten, key), strict=True) if no]
             yield pa.RecordBatch.from_pylist([{"path": p} for p in paths], schema=arrow_schema_of_spark(schema))
 
-    selected = rows.select("path", "content", "content_status")
+    selected = rows.select("path", "content", "content_status", "content_sha256")
     return [p for p in selected.mapInArrow(refused, schema).toArrow().column("path").to_pylist() if p]
 
 
@@ -326,7 +335,7 @@ def _process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: in
     listed = _as_landing_entries(listing)  # the Spark path reads its seq column too
     # Read at every batch: an erasure (`xray forget`) is honoured from the next batch on.
     with profiling.timed("forget list read"):
-        forgotten = forgotten_patients(config)
+        forgotten = read_forget_list(config)
     if lakehouse.format == DELTA_RS_FORMAT:
         inspected, _ = _record_with_delta_rs(lakehouse, listed, batch_id, silver_inline, forgotten)
     else:
@@ -346,7 +355,7 @@ def _process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: in
         silver_event = BatchEvent(silver.QUERY_NAME, batch_id)
         with profiling.timed("silver (split, dedupe, rows)"):
             new_images = silver.write_silver(lakehouse, inspected.filter(pc.invert(missing)), batch_id, QUERY_NAME,
-                                             silver_event, forgotten=forgotten)
+                                             silver_event, forgotten=forgotten.patients)
         events.append(silver_event.finish())
         phases["silver"] = time.perf_counter() - clock - sum(phases.values())
         if gold_inline:
@@ -373,8 +382,10 @@ def _clean_batch(config: XrayConfig, inspected: pa.Table, missing: pa.ChunkedArr
     erased patients (never archived: the erasure keeps their bytes off the lakehouse's disk)."""
     refused_rows = inspected.filter(refused)
     if refused_rows.num_rows:
-        clean_landing(config, refused_rows.column("path").to_pylist(), refused_rows.column(SEQ_COLUMN).to_pylist(),
-                      mode="delete")
+        paths = refused_rows.column("path").to_pylist()
+        clean_landing(config, paths, refused_rows.column(SEQ_COLUMN).to_pylist(), mode="delete")
+        # Their raw paths name the patient: the landing log keeps their numbers, not their paths.
+        erase_paths(landing_log_dir(config), set(paths).__contains__, config.landing_dir)
     if config.clean_source != "off":
         kept = inspected.filter(pc.invert(pc.or_(missing, refused)))
         clean_landing(config, kept.column("path").to_pylist(), kept.column(SEQ_COLUMN).to_pylist())

@@ -22,7 +22,10 @@ def forgotten_rule(forgotten: frozenset[str]) -> tuple[Expectation, ...]:
     if not forgotten:
         return ()
     refs = ", ".join(f"'{ref}'" for ref in sorted(forgotten))  # keyed hashes: hex digits only
-    return (Expectation("patient_not_forgotten", f"patient_id IS NULL OR patient_id NOT IN ({refs})", "quarantine",
+    # 'refused': bronze's mark (`streaming.bronze.refuse.REFUSED`), also for a copy of an erased file under
+    # a name that names nobody.
+    condition = f"coalesce(content_status, '') <> 'refused' AND (patient_id IS NULL OR patient_id NOT IN ({refs}))"
+    return (Expectation("patient_not_forgotten", condition, "quarantine",
                         "'the patient was erased (xray forget): the file was refused and not stored'"),)
 
 

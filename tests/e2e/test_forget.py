@@ -135,7 +135,9 @@ def test_forget_erases_every_row_byte_and_trace(house, capsys):
 
 @pytest.mark.slow
 def test_files_of_a_forgotten_patient_are_refused_by_a_running_stream(house, spark):
-    config, _ = house
+    """Their files by name and by DICOM header, and a copy of an erased image under a name that names
+    nobody (by its bytes); none of their raw paths stays in the landing log."""
+    config, contents = house
     if not any(True for _ in table_rows(config, "forget_list")):
         assert main(["forget", "--lakehouse", str(config.root), "--patient", PATIENT, "--yes"]) == 0
     stop = threading.Event()
@@ -145,6 +147,7 @@ def test_files_of_a_forgotten_patient_are_refused_by_a_running_stream(house, spa
         late = {
             "train/PNEUMONIA/person777_bacteria_9.jpeg": labelled_xray("PNEUMONIA", 7779),
             "pacs/IM000779": dicom_of(radiograph(7780), patient_id=PATIENT),
+            "incoming/scan-7771-renamed.jpeg": contents[0],  # the bytes of an erased image
         }
         others = {f"train/NORMAL/IM-8{i:03d}-0001.jpeg": labelled_xray("NORMAL", 8000 + i) for i in range(3)}
         for name, content in {**late, **others}.items():
@@ -153,19 +156,21 @@ def test_files_of_a_forgotten_patient_are_refused_by_a_running_stream(house, spa
         while time.monotonic() < deadline:
             rules = [r["rule"] for r in table_rows(config, "silver_quarantine")]
             names = {r["file_name"] for r in table_rows(config, "bronze_xray_images")}
-            if rules.count("patient_not_forgotten") >= 2 and {Path(n).name for n in others} <= names:
+            if rules.count("patient_not_forgotten") >= 3 and {Path(n).name for n in others} <= names:
                 break
             time.sleep(0.5)
     finally:
         stop.set()
         stream.join(timeout=60)
     bronze = table_rows(config, "bronze_xray_images")
-    assert not [r for r in bronze if PATIENT in r["path"] or r["file_name"] == "IM000779"]
+    assert not [r for r in bronze if PATIENT in r["path"] or r["file_name"] in ("IM000779", "scan-7771-renamed.jpeg")]
     assert sorted(r["file_name"] for r in bronze if r["file_name"].startswith("IM-8")) == sorted(
         Path(n).name for n in others), "other files flow exactly once"
     refused = [r for r in table_rows(config, "silver_quarantine") if r["rule"] == "patient_not_forgotten"]
-    assert len(refused) == 2 and all("erased" in r["reason"] for r in refused)
+    assert len(refused) == 3 and all("erased" in r["reason"] for r in refused)
     assert not [n for n in late if (config.landing_dir / n).exists() or (config.archive_dir / n).exists()]
     assert holding(config.root, [c for c in late.values()]) == []
+    # The landing log (checkpoints/bronze/landing) and every other checkpoint file: no raw path of theirs.
+    assert holding(config.checkpoints_dir, [PATIENT.encode(), b"IM000779", b"scan-7771-renamed"]) == []
     events = [r["message"] or "" for r in table_rows(config, "pipeline_events") if r["query"] == "bronze"]
     assert any("refused" in m for m in events)

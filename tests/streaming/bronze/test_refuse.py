@@ -7,6 +7,7 @@ from imagefiles import jpeg_bytes, xray_like
 
 from streaming.bronze.refuse import record_patient, refused_records
 from streaming.core.pseudonym import patient_ref
+from streaming.lakehouse.forgetlist import Forgotten
 
 KEY = "test-key"
 
@@ -29,5 +30,16 @@ def test_only_files_of_listed_patients_are_refused():
     records = [record("person12_virus_3.jpeg", b"x"), record("person13_virus_1.jpeg", b"x"),
                record("person12_virus_4.jpeg", None, status="missing"), record("IM000002", dicom_of(
                    radiograph(2), patient_id="person12"))]
-    assert refused_records(records, frozenset({patient_ref("person12", KEY)}), KEY) == [True, False, False, True]
-    assert refused_records(records, frozenset(), KEY) == [False] * 4
+    listed = Forgotten(patients=frozenset({patient_ref("person12", KEY)}))
+    assert refused_records(records, listed, KEY) == [True, False, False, True]
+    assert refused_records(records, Forgotten(), KEY) == [False] * 4
+
+
+def test_a_renamed_copy_of_an_erased_file_is_refused_by_its_bytes():
+    erased = "ab" * 32  # the content SHA-256 an erasure journal recorded
+    records = [{**record("scan-0002.jpeg", b"x"), "content_sha256": erased},  # a name that names nobody
+               {**record("IM-0200-0001.jpeg", b"y"), "content_sha256": "cd" * 32},
+               {**record("gone.jpeg", None, status="missing"), "content_sha256": None}]
+    listed = Forgotten(patients=frozenset({patient_ref("person12", KEY)}), contents=frozenset({erased}))
+    assert refused_records(records, listed, KEY) == [True, False, False]
+    assert refused_records(records, Forgotten(patients=listed.patients), KEY) == [False] * 3

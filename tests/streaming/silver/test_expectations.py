@@ -26,10 +26,14 @@ def inspected(name: str, content: bytes) -> dict:
     return row
 
 
-def judged(spark, config, files: dict[str, bytes], forgotten: frozenset[str] = frozenset()
-           ) -> tuple[dict[str, str | None], dict[str, int]]:
-    """(file name → quarantine rule or None, rule → rows failing it) for the given files."""
-    frame = spark.createDataFrame([inspected(n, c) for n, c in files.items()], INSPECTED_SCHEMA)
+def judged(spark, config, files: dict[str, bytes], forgotten: frozenset[str] = frozenset(),
+           refused: frozenset[str] = frozenset()) -> tuple[dict[str, str | None], dict[str, int]]:
+    """(file name → quarantine rule or None, rule → rows failing it) for the given files; those named in
+    ``refused`` marked as bronze marks a refused file (`streaming.bronze.refuse`)."""
+    rows = [inspected(n, c) for n, c in files.items()]
+    for row in rows:
+        row["content_status"] = "refused" if row["file_name"] in refused else row["content_status"]
+    frame = spark.createDataFrame(rows, INSPECTED_SCHEMA)
     expectations = silver_expectations(config, forgotten)
     result = split_flagged(flag_expectations(frame, expectations, "silver_xray_metadata").toArrow(), expectations,
                            "silver_xray_metadata")
@@ -73,3 +77,12 @@ def test_a_forgotten_patient_is_quarantined_first_whatever_else_is_wrong(spark, 
                      "IM000001": "patient_not_forgotten", "person6_virus_1.jpeg": None, "blank.jpeg": None}
     assert counts["patient_not_forgotten"] == 3
     assert silver_expectations(config)[0].name != "patient_not_forgotten"  # no list, no rule
+
+
+def test_a_file_bronze_refused_by_its_bytes_is_quarantined_whatever_its_name(spark, config):
+    forgotten = frozenset({patient_ref("person5", SALT)})
+    files = {"scan-0001.jpeg": jpeg_bytes(xray_like(1)),  # the bytes of an erased image, a name naming nobody
+             "scan-0002.jpeg": jpeg_bytes(xray_like(2))}
+    rules, counts = judged(spark, config, files, forgotten, refused=frozenset({"scan-0001.jpeg"}))
+    assert rules == {"scan-0001.jpeg": "patient_not_forgotten", "scan-0002.jpeg": None}
+    assert counts["patient_not_forgotten"] == 1
