@@ -52,6 +52,7 @@ def _run(args: argparse.Namespace, config: XrayConfig) -> int:
     handlers: dict[str, Callable[[argparse.Namespace, XrayConfig], int]] = {
         "stream": _stream,
         "watch": _watch,
+        "receive": _receive,
         "ingest-kaggle": _ingest_kaggle,
         "ingest-folder": _ingest_folder,
         "retrain": _retrain,
@@ -233,6 +234,15 @@ def _status(args: argparse.Namespace, config: XrayConfig) -> int:
     # Status reads Delta logs and small columns with delta-rs: no Spark start unless the engine needs it.
     print_status(_spark(config) if config.delta_engine == "delta-spark" else None, config, as_json=args.json)
     return 0
+
+
+def _receive(args: argparse.Namespace, config: XrayConfig) -> int:
+    import signal
+
+    from streaming.ingest.receive import receive
+
+    stopped_by = receive(config, args.port, args.ae_title, allow_remote=args.allow_remote)
+    return EXIT_INTERRUPTED if stopped_by == signal.SIGINT else EXIT_OK
 
 
 def _serve(args: argparse.Namespace, config: XrayConfig) -> int:

@@ -115,6 +115,15 @@ def _ingest_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None
                        help="a file is complete when its size and mtime are unchanged for S seconds (default 2)")
     watch.add_argument("--timeout", type=float, default=None, metavar="S", help="stop after S seconds")
 
+    receive = add("receive", "Receive X-rays from modalities and the PACS over DICOM (C-STORE SCP, C-ECHO) into "
+                             "landing; each instance is on disk before success is answered. Ctrl-C/SIGTERM stop it.")
+    receive.add_argument("--port", type=int, default=None, metavar="N",
+                         help="port to listen on (default receive_port, 11112; 0: any free port, printed)")
+    receive.add_argument("--ae-title", default=None, metavar="T", help="our AE title (default receive_ae_title, XRAY)")
+    receive.add_argument("--allow-remote", action="store_true",
+                         help="let any calling AE in from other machines (without it, and with receive_calling_aes "
+                              "empty, only this machine may connect)")
+
     kaggle = add("ingest-kaggle", "Download the Kaggle chest X-ray dataset and stage it into landing.")
     kaggle.add_argument("--dataset", default=None, metavar="OWNER/SLUG",
                         help="Kaggle dataset (default paultimothymooney/chest-xray-pneumonia)")

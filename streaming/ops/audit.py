@@ -41,7 +41,7 @@ __all__ = ["AUDITED_COMMANDS", "PATH_OPTIONS", "CommandAudit", "audit_options", 
 # <lakehouse>/bench/, whose commands are audited there), --help and --version (no command runs).
 AUDITED_COMMANDS = frozenset({
     "stream", "watch", "ingest-kaggle", "ingest-folder", "retrain", "metrics", "rescore", "refeature",
-    "recover", "demo", "maintain", "forget", "feedback",
+    "recover", "demo", "maintain", "forget", "feedback", "receive",
 })
 # Options (argparse dests) whose value is a file, folder or URI: it may name a patient (a landing-style
 # file name, a folder per patient), so only its keyed hash is kept.
