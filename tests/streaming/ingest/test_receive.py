@@ -176,3 +176,31 @@ def test_receive_stops_on_its_event_and_reports(config):
         stop.set()
         worker.join(30)
     assert not worker.is_alive()
+
+
+def _certificate(folder, name):
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(folder / f"{name}.key"),
+                    "-out", str(folder / f"{name}.pem")], check=True, capture_output=True)
+    return folder / f"{name}.pem", folder / f"{name}.key"
+
+
+def test_tls_with_client_certificates(config, receiver_of, tmp_path):
+    import shutil
+    import ssl
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make the test certificates")
+    server_cert, server_key = _certificate(tmp_path, "server")
+    client_cert, client_key = _certificate(tmp_path, "client")
+    receiver = receiver_of(dataclasses.replace(config, receive_tls_cert=str(server_cert),
+                                               receive_tls_key=str(server_key), receive_tls_ca=str(client_cert)))
+    client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(server_cert))
+    client.load_cert_chain(str(client_cert), str(client_key))
+    ds = dataset(dicom_of(radiograph(10)))
+    assert send(receiver.port, [ds], tls=(client, "localhost")) == [SUCCESS]
+    assert _landed(config) == [f"unlabelled/{ds.SOPInstanceUID}.dcm"]
+    anonymous = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(server_cert))
+    assert send(receiver.port, [ds], tls=(anonymous, "localhost")) in ([], [None])  # no client certificate
+    with pytest.raises(ConfigError, match="go together"):
+        DicomReceiver(dataclasses.replace(config, receive_tls_cert=str(server_cert)), receive_address(config))
