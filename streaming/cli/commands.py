@@ -53,6 +53,7 @@ def _run(args: argparse.Namespace, config: XrayConfig) -> int:
         "stream": _stream,
         "watch": _watch,
         "receive": _receive,
+        "send-results": _send_results,
         "ingest-kaggle": _ingest_kaggle,
         "ingest-folder": _ingest_folder,
         "retrain": _retrain,
@@ -243,6 +244,16 @@ def _receive(args: argparse.Namespace, config: XrayConfig) -> int:
 
     stopped_by = receive(config, args.port, args.ae_title, allow_remote=args.allow_remote)
     return EXIT_INTERRUPTED if stopped_by == signal.SIGINT else EXIT_OK
+
+
+def _send_results(args: argparse.Namespace, config: XrayConfig) -> int:
+    from streaming.ops.sendresults import send_results
+
+    report = send_results(config, args.to, args.limit)
+    print(f"sent {report.sent} report(s); {report.already_sent} sent before, {report.not_dicom} not DICOM (no "
+          f"instance to refer to), {report.missing_original} without their original in bronze, "
+          f"{report.refused} refused by the destination")
+    return EXIT_OK if report.refused == 0 else EXIT_USER_ERROR
 
 
 def _serve(args: argparse.Namespace, config: XrayConfig) -> int:

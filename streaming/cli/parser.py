@@ -124,6 +124,12 @@ def _ingest_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None
                          help="let any calling AE in from other machines (without it, and with receive_calling_aes "
                               "empty, only this machine may connect)")
 
+    results = add("send-results", "Send each scored DICOM image's prediction to the PACS as a DICOM Structured Report "
+                                  "(C-STORE), once per image and model version (recorded in dicom_results_sent).")
+    results.add_argument("--to", default=None, metavar="AE@HOST:PORT",
+                         help="the destination DICOM node (default results_destination)")
+    results.add_argument("--limit", type=int, default=None, metavar="N", help="send at most N reports this run")
+
     kaggle = add("ingest-kaggle", "Download the Kaggle chest X-ray dataset and stage it into landing.")
     kaggle.add_argument("--dataset", default=None, metavar="OWNER/SLUG",
                         help="Kaggle dataset (default paultimothymooney/chest-xray-pneumonia)")

@@ -334,6 +334,23 @@ PIPELINE_ALERTS = TableSpec(
     ),
 )
 
+DICOM_RESULTS_SENT = TableSpec(
+    "dicom_results_sent",
+    "ops",
+    "Predictions sent back to the PACS as DICOM Structured Reports by 'xray send-results': one row per "
+    "prediction (image and model version), so each is sent once.",
+    (
+        ("prediction_id", "string", "The gold prediction sent (gold_pneumonia_predictions.prediction_id)"),
+        ("image_id", "string", "Image of the prediction (silver image_id)"),
+        ("model_name", "string", "Registered model name"),
+        ("model_version", "string", "Registered model version"),
+        ("study_ref", "string", "Keyed hash of the original's StudyInstanceUID (silver study_ref)"),
+        ("report_ref", "string", "Keyed hash of the report's SOPInstanceUID (derived from prediction_id)"),
+        ("destination", "string", "Where it went: AE title@host:port"),
+        ("sent_time", "timestamp", "When the destination acknowledged the report (UTC)"),
+    ),
+)
+
 ALL_TABLES: tuple[TableSpec, ...] = (
     BRONZE_IMAGES,
     BRONZE_KAGGLE_DATASET_INFO,
@@ -349,5 +366,6 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     AUDIT_LOG,
     FORGET_LIST,
     RETRAIN_RUNS,
+    DICOM_RESULTS_SENT,
 )
 TABLES_BY_NAME = {spec.name: spec for spec in ALL_TABLES}

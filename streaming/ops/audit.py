@@ -42,6 +42,7 @@ __all__ = ["AUDITED_COMMANDS", "PATH_OPTIONS", "CommandAudit", "audit_options", 
 AUDITED_COMMANDS = frozenset({
     "stream", "watch", "ingest-kaggle", "ingest-folder", "retrain", "metrics", "rescore", "refeature",
     "recover", "demo", "maintain", "forget", "feedback", "receive",
+    "send-results",
 })
 # Options (argparse dests) whose value is a file, folder or URI: it may name a patient (a landing-style
 # file name, a folder per patient), so only its keyed hash is kept.
