@@ -120,6 +120,9 @@ def _ingest_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None
     receive.add_argument("--port", type=int, default=None, metavar="N",
                          help="port to listen on (default receive_port, 11112; 0: any free port, printed)")
     receive.add_argument("--ae-title", default=None, metavar="T", help="our AE title (default receive_ae_title, XRAY)")
+    receive.add_argument("--stow-port", type=int, default=None, metavar="N",
+                         help="also serve STOW-RS (DICOMweb POST /studies) on port N (default stow_port; 0: off); "
+                              "needs stow_token")
     receive.add_argument("--allow-remote", action="store_true",
                          help="let any calling AE in from other machines (without it, and with receive_calling_aes "
                               "empty, only this machine may connect)")

@@ -108,6 +108,11 @@ class XrayConfig:
     receive_tls_ca: str = ""  # PEM CA bundle: peers must then present a certificate it signed
     receive_labels: dict[str, str] = field(default_factory=dict)  # calling AE = "LABEL" or "split/LABEL"
     receive_labels_file: str = ""  # a labels CSV (xray ingest-folder --labels) matched by SOPInstanceUID
+    # STOW-RS (DICOMweb) beside the C-STORE receiver of `xray receive`: POST /studies; 0 turns it off. A bearer
+    # token is required; a non-loopback stow_host also needs --allow-remote (put TLS in front: a reverse proxy).
+    stow_port: int = 0
+    stow_host: str = "127.0.0.1"
+    stow_token: str = ""
     # `xray send-results`: where the results' Structured Reports go, "AE@host:port" (empty: nowhere).
     results_destination: str = ""
     # The status page of `xray serve`: loopback by default (a non-loopback host also needs --allow-remote).

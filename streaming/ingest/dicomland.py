@@ -30,7 +30,10 @@ from streaming.ingest.plan import UNLABELLED
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TEMPORARY_PREFIX", "LabelRules", "Landed", "land_instance", "remove_stale_temporaries", "valid_uid"]
+__all__ = [
+    "CANNOT_UNDERSTAND", "OUT_OF_RESOURCES", "SUCCESS", "TEMPORARY_PREFIX", "LabelRules", "Landed", "land_instance",
+    "remove_stale_temporaries", "store_instance", "valid_uid",
+]
 
 TEMPORARY_PREFIX = ".xray-receive-"
 # A DICOM UID: digits in dot-separated components, at most 64 characters (PS3.5 9.1). Checked before the
@@ -39,6 +42,11 @@ _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 # Errors of a full filesystem or quota: the sender is told "out of resources" and may try again later.
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 STALE_TEMPORARY_SECONDS = 3600.0
+# DICOM statuses of a store (PS3.4 B.2.3; STOW-RS's FailureReason takes the same values).
+SUCCESS = 0x0000
+OUT_OF_RESOURCES = 0xA700  # refused: out of resources (a full disk): the sender keeps it and tries again
+CANNOT_UNDERSTAND = 0xC000  # error: cannot understand (no valid SOP Instance UID)
+OUTCOMES = {"placed": "stored", "duplicate": "duplicates", "renamed": "versions"}
 
 
 def valid_uid(uid: str | None) -> bool:
@@ -136,3 +144,20 @@ def remove_stale_temporaries(landing: Path, older_than: float = STALE_TEMPORARY_
                         path.unlink()
                         removed += 1
     return removed
+
+
+def store_instance(landing: Path, group: str, uid: str, data: bytes, sender: str) -> tuple[int, str]:
+    """`land_instance` as a DICOM answer: (status, outcome) with outcome ``stored``, ``duplicates``,
+    ``versions`` or ``failed``. ``sender`` (a keyed hash) is named in the log lines of failures."""
+    try:
+        landed = land_instance(landing, group, uid, data)
+    except ValueError:
+        log.warning("refused an instance from %s: its SOP Instance UID is malformed", sender)
+        return CANNOT_UNDERSTAND, "failed"
+    except OSError as error:
+        what = "the disk is full" if error.errno in DISK_FULL_ERRNOS else type(error).__name__
+        log.error("cannot write a received instance into landing (%s); answered 'out of resources', the "
+                  "sender keeps it and may send it again", what)
+        return OUT_OF_RESOURCES, "failed"
+    log.debug("instance %s from %s: %s as %s", uid, sender, landed.status, landed.path)
+    return SUCCESS, OUTCOMES[landed.status]

@@ -32,11 +32,21 @@ from streaming.core.addresses import is_loopback
 from streaming.core.config import XrayConfig
 from streaming.core.errors import ConfigError
 from streaming.core.pseudonym import keyed_hash, short_ref
-from streaming.ingest.dicomland import DISK_FULL_ERRNOS, LabelRules, land_instance, remove_stale_temporaries
+from streaming.ingest.dicomland import (
+    CANNOT_UNDERSTAND,
+    OUT_OF_RESOURCES,
+    SUCCESS,
+    LabelRules,
+    remove_stale_temporaries,
+    store_instance,
+)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STORAGE_SOP_CLASSES", "DicomReceiver", "ReceiveAddress", "receive", "receive_address"]
+__all__ = [
+    "CANNOT_UNDERSTAND", "OUT_OF_RESOURCES", "STORAGE_SOP_CLASSES", "SUCCESS", "DicomReceiver", "ReceiveAddress",
+    "receive", "receive_address",
+]
 
 STORAGE_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.1": "Computed Radiography Image Storage",
@@ -44,9 +54,6 @@ STORAGE_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.1.1.1": "Digital X-Ray Image Storage - For Processing",
     "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture Image Storage",
 }
-SUCCESS = 0x0000
-OUT_OF_RESOURCES = 0xA700
-CANNOT_UNDERSTAND = 0xC000
 # A-ASSOCIATE-RJ (result, source, diagnostic): rejected permanently by the service user.
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)  # calling AE title not recognised
 REJECT_NO_REASON = (0x01, 0x01, 0x01)  # no reason given (an address not let in)
@@ -192,22 +199,10 @@ class DicomReceiver:
     def _on_store(self, event) -> int:  # noqa: ANN001 - pynetdicom's Event
         uid = str(event.request.AffectedSOPInstanceUID or "")
         calling = event.assoc.requestor.ae_title
-        try:
-            landed = land_instance(self.landing, self.rules.group(calling, uid), uid, event.encoded_dataset())
-        except ValueError:
-            self._count("failed")
-            log.warning("refused an instance from calling AE %s: its SOP Instance UID is malformed",
-                        self._ae_ref(calling))
-            return CANNOT_UNDERSTAND
-        except OSError as error:
-            self._count("failed")
-            what = "the disk is full" if error.errno in DISK_FULL_ERRNOS else f"{type(error).__name__}"
-            log.error("cannot write a received instance into landing (%s); answered 'out of resources', the "
-                      "sender keeps it and may send it again", what)
-            return OUT_OF_RESOURCES
-        self._count({"placed": "stored", "duplicate": "duplicates", "renamed": "versions"}[landed.status])
-        log.debug("instance %s from %s: %s as %s", uid, calling, landed.status, landed.path)
-        return SUCCESS
+        status, outcome = store_instance(self.landing, self.rules.group(calling, uid), uid, event.encoded_dataset(),
+                                         f"calling AE {self._ae_ref(calling)}")
+        self._count(outcome)
+        return status
 
     def _count(self, key: str) -> None:
         with self._lock:
@@ -228,7 +223,10 @@ def _announce(line: str) -> None:
 def receive(config: XrayConfig, port: int | None = None, ae_title: str | None = None, allow_remote: bool = False,
             announce: Callable[[str], None] = _announce, stop_event: threading.Event | None = None) -> int:
     """Receive until SIGINT or SIGTERM (or ``stop_event``); returns the signal number that stopped it (0)."""
+    from streaming.ingest.stow import check_stow, start_stow
+
     address = receive_address(config, port, ae_title, allow_remote)
+    check_stow(config, allow_remote)
     if config.log_level.upper() != "DEBUG":
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its INFO lines name AE titles and UIDs
     receiver = DicomReceiver(config, address)
@@ -242,7 +240,11 @@ def receive(config: XrayConfig, port: int | None = None, ae_title: str | None = 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)} \
         if threading.current_thread() is threading.main_thread() else {}
     receiver.start()
+    stow = start_stow(config, receiver.rules, set(STORAGE_SOP_CLASSES)) if config.stow_port else None
     try:
+        if stow is not None:
+            announce(f"xray receive: STOW-RS on http://{config.stow_host}:{stow.server_address[1]}/studies "
+                     "(bearer token: stow_token)")
         if not is_loopback(address.host):
             print(f"xray receive: listening on {address.host}: other machines reach it (calling AE titles let in: "
                   f"{', '.join(sorted(receiver.allowed_aes)) or 'any'})", file=sys.stderr)
@@ -255,6 +257,10 @@ def receive(config: XrayConfig, port: int | None = None, ae_title: str | None = 
             signal.signal(sig, handler)
         receiver.stop()
         counts = receiver.counts
+        if stow is not None:
+            stow.shutdown()
+            stow.server_close()
+            counts = counts + stow.counts
         log.info("stopped receiving: %d association(s), %d refused; %d instance(s) stored, %d already held, "
                  "%d new version(s), %d failed", counts["associations"], counts["refused"], counts["stored"],
                  counts["duplicates"], counts["versions"], counts["failed"])
