@@ -108,6 +108,8 @@ class XrayConfig:
     receive_tls_ca: str = ""  # PEM CA bundle: peers must then present a certificate it signed
     receive_labels: dict[str, str] = field(default_factory=dict)  # calling AE = "LABEL" or "split/LABEL"
     receive_labels_file: str = ""  # a labels CSV (xray ingest-folder --labels) matched by SOPInstanceUID
+    # A received study counts as complete after this long without a new instance (xray status).
+    study_idle_seconds: float = 120.0
     # STOW-RS (DICOMweb) beside the C-STORE receiver of `xray receive`: POST /studies; 0 turns it off. A bearer
     # token is required; a non-loopback stow_host also needs --allow-remote (put TLS in front: a reverse proxy).
     stow_port: int = 0

@@ -17,12 +17,12 @@ must present a certificate it signed). Calling AE titles are logged as keyed has
 from __future__ import annotations
 
 import ipaddress
-import itertools
 import logging
 import signal
 import ssl
 import sys
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +40,7 @@ from streaming.ingest.dicomland import (
     remove_stale_temporaries,
     store_instance,
 )
+from streaming.ingest.receipts import ReceiptLog
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class DicomReceiver:
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._associations: dict[int, str] = {}
-        self._numbers = itertools.count(1)
+        self.receipts = ReceiptLog(config)
         self._server = None
 
     @property
@@ -142,6 +143,7 @@ class DicomReceiver:
         stale = remove_stale_temporaries(self.landing)
         if stale:
             log.info("removed %d temporary file(s) a stopped receiver left in landing", stale)
+        self.receipts.start()
         ae = AE(ae_title=self.address.ae_title)
         ae.maximum_associations = 32
         ae.add_supported_context(Verification)
@@ -162,6 +164,7 @@ class DicomReceiver:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
+        self.receipts.stop()
 
     # -- handlers (pynetdicom's threads) ---------------------------------------------------------------
     def _ae_ref(self, title: str) -> str:
@@ -179,6 +182,7 @@ class DicomReceiver:
         if reason is not None:
             with self._lock:
                 self.counts["refused"] += 1
+            self.receipts.refused(uuid.uuid4().hex[:16], calling)
             log.warning("refused an association from calling AE %s: %s", self._ae_ref(calling), reason)
             event.assoc.acse.send_reject(*rejection)
             # As pynetdicom's own rejection does: wait for the reject PDU to leave before the socket closes
@@ -187,7 +191,7 @@ class DicomReceiver:
             return
         with self._lock:
             self.counts["associations"] += 1
-            self._associations[id(event.assoc)] = f"{next(self._numbers)}"
+            self._associations[id(event.assoc)] = uuid.uuid4().hex[:16]
 
     def _peer_allowed(self, peer: str) -> bool:
         try:
@@ -199,9 +203,13 @@ class DicomReceiver:
     def _on_store(self, event) -> int:  # noqa: ANN001 - pynetdicom's Event
         uid = str(event.request.AffectedSOPInstanceUID or "")
         calling = event.assoc.requestor.ae_title
-        status, outcome = store_instance(self.landing, self.rules.group(calling, uid), uid, event.encoded_dataset(),
+        data = event.encoded_dataset()
+        status, outcome = store_instance(self.landing, self.rules.group(calling, uid), uid, data,
                                          f"calling AE {self._ae_ref(calling)}")
         self._count(outcome)
+        with self._lock:
+            association = self._associations.get(id(event.assoc), "")
+        self.receipts.instance("c-store", association, calling, data, outcome, status)
         return status
 
     def _count(self, key: str) -> None:
@@ -240,7 +248,8 @@ def receive(config: XrayConfig, port: int | None = None, ae_title: str | None = 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)} \
         if threading.current_thread() is threading.main_thread() else {}
     receiver.start()
-    stow = start_stow(config, receiver.rules, set(STORAGE_SOP_CLASSES)) if config.stow_port else None
+    stow = start_stow(config, receiver.rules, set(STORAGE_SOP_CLASSES), receiver.receipts) \
+        if config.stow_port else None
     try:
         if stow is not None:
             announce(f"xray receive: STOW-RS on http://{config.stow_host}:{stow.server_address[1]}/studies "
@@ -255,12 +264,12 @@ def receive(config: XrayConfig, port: int | None = None, ae_title: str | None = 
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        receiver.stop()
         counts = receiver.counts
         if stow is not None:
             stow.shutdown()
             stow.server_close()
             counts = counts + stow.counts
+        receiver.stop()  # last: it writes the receipts of both
         log.info("stopped receiving: %d association(s), %d refused; %d instance(s) stored, %d already held, "
                  "%d new version(s), %d failed", counts["associations"], counts["refused"], counts["stored"],
                  counts["duplicates"], counts["versions"], counts["failed"])

@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import threading
+import uuid
 from collections import Counter
 from email.errors import CloseBoundaryNotFoundDefect
 from http import HTTPStatus
@@ -28,6 +29,7 @@ from streaming.core.addresses import is_loopback
 from streaming.core.config import XrayConfig
 from streaming.core.errors import ConfigError
 from streaming.ingest.dicomland import CANNOT_UNDERSTAND, SUCCESS, LabelRules, store_instance
+from streaming.ingest.receipts import ReceiptLog
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +68,22 @@ class StowServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, config: XrayConfig, rules: LabelRules, storage_classes: set[str]):
+    def __init__(self, config: XrayConfig, rules: LabelRules, storage_classes: set[str],
+                 receipts: ReceiptLog | None = None):
         self.config, self.rules, self.storage_classes = config, rules, storage_classes
+        self.receipts = receipts
         self.counts: Counter[str] = Counter()
         self.lock = threading.Lock()
         super().__init__((config.stow_host, config.stow_port), _Handler)
 
-    def store_part(self, data: bytes) -> tuple[dict, bool]:
-        """One part: (its DICOM JSON item, whether it was stored)."""
+    def store_part(self, data: bytes, request: str) -> tuple[dict, bool]:
+        """One part of request ``request``: (its DICOM JSON item, whether it was stored)."""
+        item, status, outcome = self._store(data)
+        if self.receipts is not None:
+            self.receipts.instance("stow-rs", request, None, data, outcome, status)
+        return item, status == SUCCESS
+
+    def _store(self, data: bytes) -> tuple[dict, int, str]:
         import pydicom
 
         try:
@@ -81,13 +91,13 @@ class StowServer(ThreadingHTTPServer):
             sop_class, uid = str(header.SOPClassUID), str(header.SOPInstanceUID)
         except Exception:  # noqa: BLE001 - not a DICOM Part 10 instance: the part fails, the request goes on
             self._count("failed")
-            return _instance_json(None, None, CANNOT_UNDERSTAND), False
+            return _instance_json(None, None, CANNOT_UNDERSTAND), CANNOT_UNDERSTAND, "failed"
         if sop_class not in self.storage_classes:
             self._count("failed")
-            return _instance_json(sop_class, uid, SOP_CLASS_NOT_SUPPORTED), False
+            return _instance_json(sop_class, uid, SOP_CLASS_NOT_SUPPORTED), SOP_CLASS_NOT_SUPPORTED, "failed"
         status, outcome = store_instance(self.config.landing_dir, self.rules.group("", uid), uid, data, "STOW-RS")
         self._count(outcome)
-        return _instance_json(sop_class, uid, None if status == SUCCESS else status), status == SUCCESS
+        return _instance_json(sop_class, uid, None if status == SUCCESS else status), status, outcome
 
     def _count(self, key: str) -> None:
         with self.lock:
@@ -121,9 +131,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not message.is_multipart() or any(isinstance(d, CloseBoundaryNotFoundDefect) for d in message.defects):
             self._answer(HTTPStatus.BAD_REQUEST, {})
             return
-        stored, failed = [], []
+        stored, failed, request = [], [], uuid.uuid4().hex[:16]
         for part in message.iter_parts():
-            item, ok = self.server.store_part(part.get_payload(decode=True) or b"")
+            item, ok = self.server.store_part(part.get_payload(decode=True) or b"", request)
             (stored if ok else failed).append(item)
         response = {}
         if stored:
@@ -182,10 +192,11 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("STOW-RS %s", format % args)
 
 
-def start_stow(config: XrayConfig, rules: LabelRules, storage_classes: set[str]) -> StowServer:
+def start_stow(config: XrayConfig, rules: LabelRules, storage_classes: set[str],
+               receipts: ReceiptLog | None = None) -> StowServer:
     """Listen and serve in a daemon thread; `ConfigError` when the port cannot be bound."""
     try:
-        server = StowServer(config, rules, storage_classes)
+        server = StowServer(config, rules, storage_classes, receipts)
     except OSError as error:
         raise ConfigError(f"cannot listen on {config.stow_host}:{config.stow_port} ({error.strerror or error}) "
                           "for STOW-RS: choose another stow_port") from None

@@ -28,6 +28,7 @@ from streaming.lakehouse.engine import Lakehouse
 from streaming.lakehouse.maintenance import MAINTENANCE_QUERY
 from streaming.ops.feedback import feedback_lines, feedback_status
 from streaming.ops.monitoring import monitoring_lines, monitoring_status
+from streaming.ops.receipts import receipts_lines, receipts_status
 from streaming.ops.text import age, format_table, iso_utc, short_time
 from streaming.silver.refeature import features_status, stale_features_message
 
@@ -228,6 +229,8 @@ def collect_status(lakehouse: Lakehouse, now: dt.datetime | None = None) -> dict
         "features": features_status(lakehouse),
         "quarantine": quarantine_status(lakehouse),
         "feedback": feedback_status(config, model),
+        "received": receipts_status(config, now),
+        "study_idle_seconds": config.study_idle_seconds,
         **monitoring_status(lakehouse),  # alerts, drift, retraining
     }
 
@@ -259,9 +262,11 @@ def render_status(status: dict) -> str:
          else (t["name"], t["layer"], "-", "-", "not created yet") for t in status["tables"]],
         (False, False, True, True, False),
     )
-    for section in (_streams_section, _landing_section, _model_section, feedback_lines, _quarantine_section,
-                    monitoring_lines):
-        lines += ["", *section(status)]
+    for section in (_streams_section, _landing_section, receipts_lines, _model_section, feedback_lines,
+                    _quarantine_section, monitoring_lines):
+        section_lines = section(status)
+        if section_lines:
+            lines += ["", *section_lines]
     return "\n".join(_shorten(line, SCREEN_WIDTH) if len(line) > SCREEN_WIDTH else line for line in lines)
 
 
