@@ -140,6 +140,8 @@ class DicomReceiver:
         from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
         from pynetdicom.sop_class import Verification
 
+        if self.config.log_level.upper() != "DEBUG" and not log.isEnabledFor(logging.DEBUG):
+            logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its INFO lines name AE titles and UIDs
         stale = remove_stale_temporaries(self.landing)
         if stale:
             log.info("removed %d temporary file(s) a stopped receiver left in landing", stale)
@@ -235,8 +237,6 @@ def receive(config: XrayConfig, port: int | None = None, ae_title: str | None = 
 
     address = receive_address(config, port, ae_title, allow_remote)
     check_stow(config, allow_remote)
-    if config.log_level.upper() != "DEBUG":
-        logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its INFO lines name AE titles and UIDs
     receiver = DicomReceiver(config, address)
     stopped: list[int] = []
     done = stop_event or threading.Event()
