@@ -145,7 +145,6 @@ class DicomReceiver:
         stale = remove_stale_temporaries(self.landing)
         if stale:
             log.info("removed %d temporary file(s) a stopped receiver left in landing", stale)
-        self.receipts.start()
         ae = AE(ae_title=self.address.ae_title)
         ae.maximum_associations = 32
         ae.add_supported_context(Verification)
@@ -161,6 +160,7 @@ class DicomReceiver:
             raise ConfigError(f"cannot listen on {self.address.host}:{self.address.port} "
                               f"({error.strerror or error}): choose another --port (or stop what listens there)"
                               ) from None
+        self.receipts.start()
 
     def stop(self) -> None:
         if self._server is not None:

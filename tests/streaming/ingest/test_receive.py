@@ -204,3 +204,11 @@ def test_tls_with_client_certificates(config, receiver_of, tmp_path):
     assert send(receiver.port, [ds], tls=(anonymous, "localhost")) in ([], [None])  # no client certificate
     with pytest.raises(ConfigError, match="go together"):
         DicomReceiver(dataclasses.replace(config, receive_tls_cert=str(server_cert)), receive_address(config))
+
+
+def test_a_port_in_use_is_one_line(config, receiver_of):
+    first = receiver_of(config)
+    second = DicomReceiver(config, receive_address(config, port=first.port))
+    with pytest.raises(ConfigError, match="cannot listen on 127.0.0.1"):
+        second.start()
+    second.stop()
