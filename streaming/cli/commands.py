@@ -99,11 +99,13 @@ def _stream(args: argparse.Namespace, config: XrayConfig) -> int:
 
         warming = warm_up(config)  # loads the champion while Spark starts
     from batch.retraining import retrain_task
+    from streaming.ops.sendresults import results_task
 
-    retraining = retrain_task(config)  # beside the queries of continuous mode; None when both triggers are off
+    # Beside the queries of continuous mode; None when both retrain triggers are off / no results_destination.
+    background = [task for task in (retrain_task(config), results_task(config)) if task]
     try:
         run_stream(_spark(config), config, layers=layers, once=args.once, watch_inbox=args.watch,
-                   timeout=args.timeout, stop_event=stop_event, background=[retraining] if retraining else [])
+                   timeout=args.timeout, stop_event=stop_event, background=background)
     finally:
         restore()
         if warming is not None:

@@ -27,15 +27,19 @@ def receipts_status(config: XrayConfig, now: dt.datetime) -> dict[str, Any] | No
     if not DeltaTable.is_deltatable(path):
         return None
     columns = ["receipt_time", "protocol", "association_id", "study_ref", "size_bytes", "outcome"]
-    rows = [r for r in DeltaTable(path).to_pyarrow_table(columns=columns).to_pylist()
-            if r["receipt_time"] is not None and now - r["receipt_time"] <= WINDOW]
+    every = DeltaTable(path).to_pyarrow_table(columns=columns).to_pylist()
+    if not every:
+        return None  # the stream creates the table empty: nothing was ever received
+    rows = [r for r in every if r["receipt_time"] is not None and now - r["receipt_time"] <= WINDOW]
     instances = [r for r in rows if r["outcome"] != "refused"]
     last_of_study: dict[str, dt.datetime] = {}
     for row in instances:
         if row["study_ref"] and row["outcome"] != "failed":
-            last_of_study[row["study_ref"]] = max(row["receipt_time"], last_of_study.get(row["study_ref"], row["receipt_time"]))
+            previous = last_of_study.get(row["study_ref"], row["receipt_time"])
+            last_of_study[row["study_ref"]] = max(row["receipt_time"], previous)
     idle = dt.timedelta(seconds=config.study_idle_seconds)
-    outcomes = {key: sum(r["outcome"] == key for r in instances) for key in ("stored", "duplicates", "versions", "failed")}
+    outcomes = {key: sum(r["outcome"] == key for r in instances)
+                for key in ("stored", "duplicates", "versions", "failed")}
     return {
         "associations": len({r["association_id"] for r in instances if r["protocol"] == "c-store"}),
         "stow_requests": len({r["association_id"] for r in instances if r["protocol"] == "stow-rs"}),

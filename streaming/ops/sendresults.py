@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from streaming.core.config import XrayConfig
-from streaming.core.errors import ConfigError, DicomSendError
+from streaming.core.errors import ConfigError, DicomSendError, XrayError, first_line
 from streaming.core.locks import held_lock
 from streaming.core.pseudonym import keyed_hash
 from streaming.core.registry import ModelRef, version_tags
@@ -29,9 +30,10 @@ from streaming.lakehouse.direct import append_rows
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Destination", "SendReport", "parse_destination", "send_results"]
+__all__ = ["RESULTS_EVERY_SECONDS", "Destination", "SendReport", "parse_destination", "results_task", "send_results"]
 
 COMMIT_EVERY = 50
+RESULTS_EVERY_SECONDS = 60.0  # `xray stream` with results_destination: a pass this often
 SCAN_BATCH_ROWS = 64
 
 
@@ -159,8 +161,10 @@ def _sent_row(config: XrayConfig, image: ScoredImage, sr, destination: Destinati
             "destination": str(destination), "sent_time": datetime.now(timezone.utc)}
 
 
-def send_results(config: XrayConfig, to: str | None = None, limit: int | None = None) -> SendReport:
-    """Send every unsent prediction of a DICOM image as an SR (at most ``limit``); returns the counts."""
+def send_results(config: XrayConfig, to: str | None = None, limit: int | None = None,
+                 stop_event: threading.Event | None = None) -> SendReport:
+    """Send every unsent prediction of a DICOM image as an SR (at most ``limit``; until ``stop_event`` is
+    set); returns the counts."""
     text = to or config.results_destination
     if not text:
         raise ConfigError("no destination: set results_destination = \"AE@host:port\" or pass --to AE@host:port")
@@ -168,18 +172,19 @@ def send_results(config: XrayConfig, to: str | None = None, limit: int | None = 
     report = SendReport()
     busy = "another 'xray send-results' is running on {} ({}); wait for it to finish".format
     with held_lock(config.root / "_locks" / "send-results.lock", lambda holder: busy(config.root, holder)):
-        _send(config, destination, limit, report)
+        _send(config, destination, limit, report, stop_event)
     log.info("sent %d report(s) to %s; %d sent before, %d not DICOM, %d without their original in bronze, "
              "%d refused", report.sent, destination, report.already_sent, report.not_dicom,
              report.missing_original, report.refused)
     return report
 
 
-def _send(config: XrayConfig, destination: Destination, limit: int | None, report: SendReport) -> None:
+def _send(config: XrayConfig, destination: Destination, limit: int | None, report: SendReport,
+          stop_event: threading.Event | None) -> None:
     assoc, done = None, []
     try:
         for image in _scored_images(config, report):
-            if limit is not None and report.sent + report.refused >= limit:
+            if (limit is not None and report.sent + report.refused >= limit) or (stop_event and stop_event.is_set()):
                 break
             sr = structured_report(image)
             if assoc is None:
@@ -204,3 +209,27 @@ def _send(config: XrayConfig, destination: Destination, limit: int | None, repor
             append_rows(config, DICOM_RESULTS_SENT.name, done)  # what was acknowledged, however the run ends
         if assoc is not None and assoc.is_established:
             assoc.release()
+
+
+def results_task(config: XrayConfig, every: float = RESULTS_EVERY_SECONDS
+                 ) -> Callable[[object, threading.Event], threading.Thread] | None:
+    """`xray stream`'s background task (`run_stream`'s ``background``) when ``results_destination`` is set:
+    a daemon thread sending the new results every ``every`` seconds, stopping with the stream; None when
+    no destination is set. A failed pass is said in the log and tried again at the next."""
+    if not config.results_destination:
+        return None
+    parse_destination(config.results_destination)  # a bad destination is said before the stream starts
+
+    def run(stop_event: threading.Event) -> None:
+        while not stop_event.wait(every):
+            try:
+                send_results(config, stop_event=stop_event)
+            except XrayError as error:
+                log.warning("sending results: %s", first_line(error))
+            except Exception as error:  # noqa: BLE001 - the stream goes on; the next pass tries again
+                log.error("sending results failed (%s); tried again in %.0f s", first_line(error), every)
+
+    def start(lakehouse: object, stop_event: threading.Event) -> threading.Thread:  # noqa: ARG001
+        return threading.Thread(target=run, args=(stop_event,), name="xray-send-results", daemon=True)
+
+    return start

@@ -51,3 +51,13 @@ def test_receipts_record_instances_and_refusals_as_keyed_hashes(config):
     assert "2 received, 0 still arriving" in lines[2]
     assert receipts_lines({"received": None}) == []
     assert receipts_status(config, idle + dt.timedelta(days=2))["stored"] == 0  # outside the last 24 h
+
+
+def test_no_section_before_anything_was_received(config):
+    from streaming.lakehouse.catalog import DICOM_RECEIPTS
+    from streaming.lakehouse.direct import create_table
+
+    now = dt.datetime.now(dt.timezone.utc)
+    assert receipts_status(config, now) is None  # no table
+    create_table(str(config.table_path("dicom_receipts")), DICOM_RECEIPTS)  # as the stream creates it: empty
+    assert receipts_status(config, now) is None

@@ -178,3 +178,29 @@ def test_destinations_and_an_unreachable_node_are_one_line(config):
         free = probe.getsockname()[1]
     with pytest.raises(DicomSendError, match="no association"):
         send_results(config, f"PACS@127.0.0.1:{free}")
+
+
+def test_the_stream_task_sends_new_results_until_stopped(config):
+    from support import wait_until
+
+    from streaming.ops.sendresults import results_task
+
+    assert results_task(config) is None  # no results_destination: no task
+    with pytest.raises(ConfigError, match="AE@host:port"):
+        results_task(dataclasses.replace(config, results_destination="PACS"))
+    originals = _populate(config, count=3)
+    scp = CheckingSCP(originals)
+    stop = threading.Event()
+    try:
+        task = results_task(dataclasses.replace(config, results_destination=f"PACS@127.0.0.1:{scp.port}"), every=0.2)
+        thread = task(None, stop)
+        thread.start()
+        assert wait_until(lambda: len(_sent_rows(config)) == 3 if config.table_path("dicom_results_sent").exists()
+                          else False, timeout=120)
+        stop.set()
+        thread.join(60)
+        assert not thread.is_alive()
+    finally:
+        stop.set()
+        scp.stop()
+    assert scp.problems == [] and len(scp.received) == 3
