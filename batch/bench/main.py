@@ -23,6 +23,7 @@ from batch.bench.latency import bench_latency
 from batch.bench.maintenance import bench_maintenance
 from batch.bench.pipeline import bench_pipeline, bench_scaling
 from batch.bench.profile import bench_profile
+from batch.bench.receive import bench_receive
 from batch.bench.report import print_report, say
 from batch.bench.settings import FORMATS, PART_ALIASES, PARTS, TARGETS
 from batch.bench.sink import bench_sink
@@ -39,6 +40,7 @@ PART_FUNCTIONS: dict[str, Callable[[BenchContext], dict[str, Any]]] = {
     "checkpoint": bench_checkpoint,
     "maintenance": bench_maintenance,
     "profile": bench_profile,
+    "receive": bench_receive,
 }
 
 

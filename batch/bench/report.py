@@ -160,6 +160,20 @@ def _maintenance_rows(rows: _Rows, upkeep: dict[str, Any]) -> None:
     add("maintain: pass / a second pass", f"{upkeep['maintain_seconds']} / {upkeep['second_pass_seconds']}", "s")
 
 
+def _receive_rows(rows: _Rows, received: dict[str, Any]) -> None:
+    add = rows.add
+    plain, ours = received["plain"], received["receive"]
+    add(f"receive: {received['instances']} instances ({received['megabytes']} MB), plain SCP writing files",
+        f"{plain['instances_per_second']} inst/s, {plain['mb_per_second']}", "MB/s")
+    add("  xray receive (atomic, fsynced, exactly once)",
+        f"{ours['instances_per_second']} inst/s, {ours['mb_per_second']}", "MB/s")
+    add("  xray receive / plain", received["ratio_to_plain"])
+    pipeline = received.get("pipeline_images_per_second")
+    if pipeline:
+        add("  receive / landing->gold rate (must be > 1)", round(ours["instances_per_second"] / pipeline, 2), "",
+            "> 1", _verdict(ours["instances_per_second"] / pipeline, 1.0, True))
+
+
 _SECTIONS: tuple[tuple[str, Callable[[_Rows, dict[str, Any]], None]], ...] = (
     ("baseline", _baseline_rows),
     ("pipeline", _pipeline_rows),
@@ -170,6 +184,7 @@ _SECTIONS: tuple[tuple[str, Callable[[_Rows, dict[str, Any]], None]], ...] = (
     ("checkpoint", _checkpoint_rows),
     ("maintenance", _maintenance_rows),
     ("profile", lambda rows, profile: [rows.add(*row) for row in profile_rows(profile)]),
+    ("receive", _receive_rows),
 )
 
 

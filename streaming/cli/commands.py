@@ -42,6 +42,8 @@ def config_from_args(args: argparse.Namespace) -> XrayConfig:
         overrides["max_files_per_trigger"] = args.max_files_per_trigger
     if getattr(args, "stable_seconds", None) is not None:
         overrides["watch_stable_seconds"] = args.stable_seconds
+    if getattr(args, "stow_port", None) is not None:
+        overrides["stow_port"] = args.stow_port
     if getattr(args, "dataset", None) is not None:
         overrides["kaggle_dataset"] = args.dataset
     return load_config(args.config, **overrides)

@@ -49,12 +49,14 @@ def stream(args: argparse.Namespace, config: XrayConfig) -> int:
 
         warming = warm_up(config)  # loads the champion while Spark starts
     from batch.retraining import retrain_task
+    from streaming.ops.sendresults import results_task
 
-    retraining = retrain_task(config)  # beside the queries of continuous mode; None when both triggers are off
+    # Beside the queries of continuous mode; None when both retrain triggers are off / no results_destination.
+    background = [task for task in (retrain_task(config), results_task(config)) if task]
     try:
         service = run_stream(_spark(config), config, layers=layers, once=args.once, watch_inbox=args.watch,
                              timeout=args.timeout, stop_event=stop_event,
-                             background=[retraining] if retraining else [])
+                             background=background)
     finally:
         restore()
         if warming is not None:
@@ -87,6 +89,25 @@ def _staging_options(args: argparse.Namespace) -> dict[str, Any]:
         "batch_files": args.batch_files,
         "interval_seconds": args.interval_seconds,
     }
+
+
+def receive(args: argparse.Namespace, config: XrayConfig) -> int:
+    import signal
+
+    from streaming.ingest.receive import receive
+
+    stopped_by = receive(config, args.port, args.ae_title, allow_remote=args.allow_remote)
+    return EXIT_INTERRUPTED if stopped_by == signal.SIGINT else EXIT_OK
+
+
+def send_results(args: argparse.Namespace, config: XrayConfig) -> int:
+    from streaming.ops.sendresults import send_results
+
+    report = send_results(config, args.to, args.limit)
+    print(f"sent {report.sent} report(s); {report.already_sent} sent before, {report.not_dicom} not DICOM (no "
+          f"instance to refer to), {report.missing_original} without their original in bronze, "
+          f"{report.refused} refused by the destination")
+    return EXIT_OK if report.refused == 0 else EXIT_USER_ERROR
 
 
 def ingest_kaggle(args: argparse.Namespace, config: XrayConfig) -> int:

@@ -184,6 +184,24 @@ def watch_arguments(watch: argparse.ArgumentParser) -> None:
     watch.add_argument("--timeout", type=float, default=None, metavar="S", help="stop after S seconds")
 
 
+def receive_arguments(receive: argparse.ArgumentParser) -> None:
+    receive.add_argument("--port", type=int, default=None, metavar="N",
+                         help="port to listen on (default receive_port, 11112; 0: any free port, printed)")
+    receive.add_argument("--ae-title", default=None, metavar="T", help="our AE title (default receive_ae_title, XRAY)")
+    receive.add_argument("--stow-port", type=int, default=None, metavar="N",
+                         help="also serve STOW-RS (DICOMweb POST /studies) on port N (default stow_port; 0: off); "
+                              "needs stow_token")
+    receive.add_argument("--allow-remote", action="store_true",
+                         help="let any calling AE in from other machines (without it, and with receive_calling_aes "
+                              "empty, only this machine may connect)")
+
+
+def send_results_arguments(results: argparse.ArgumentParser) -> None:
+    results.add_argument("--to", default=None, metavar="AE@HOST:PORT",
+                         help="the destination DICOM node (default results_destination)")
+    results.add_argument("--limit", type=int, default=None, metavar="N", help="send at most N reports this run")
+
+
 def ingest_kaggle_arguments(kaggle: argparse.ArgumentParser) -> None:
     kaggle.add_argument("--dataset", default=None, metavar="OWNER/SLUG",
                         help="Kaggle dataset (default paultimothymooney/chest-xray-pneumonia)")
@@ -290,7 +308,8 @@ def bench_arguments(bench: argparse.ArgumentParser) -> None:
                        help="comma-separated parts: sink, baseline, pipeline, dicom (JPEG vs DICOM copies of the "
                             "same images, ratios from one run), latency, scaling, checkpoint, maintenance (200 one-image "
                             "micro-batches, then xray maintain at retention 0), profile (where one large micro-batch "
-                            "spends its time, per phase)")
+                            "spends its time, per phase), receive (xray receive's C-STORE instances/s and MB/s against a "
+                            "plain pynetdicom SCP writing files, same instances)")
     bench.add_argument("--files", type=int, default=None, metavar="N", help="use at most N images")
     bench.add_argument("--copies", type=int, default=1, metavar="K",
                        help="measure on K copies of every image, each a new content with the same decode work "

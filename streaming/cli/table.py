@@ -57,6 +57,13 @@ COMMANDS: tuple[Command, ...] = (
                  "so the next 'xray stream' replays the batches a table lacks."),
     Command("watch", parser.watch_arguments, handlers.watch, check=preflight.check_watch, creates_lakehouse=True,
             help="Move files copied into INBOX to landing once they are complete."),
+    Command("receive", parser.receive_arguments, handlers.receive, creates_lakehouse=True,
+            help="Receive X-rays from modalities and the PACS over DICOM (C-STORE SCP, C-ECHO; STOW-RS with "
+                 "--stow-port) into landing; each instance is on disk before success is answered. Ctrl-C/SIGTERM "
+                 "stop it."),
+    Command("send-results", parser.send_results_arguments, handlers.send_results,
+            help="Send each scored DICOM image's prediction to the PACS as a DICOM Structured Report (C-STORE), "
+                 "once per image and model version (recorded in dicom_results_sent)."),
     Command("ingest-kaggle", parser.ingest_kaggle_arguments, handlers.ingest_kaggle,
             check=preflight.check_staging, creates_lakehouse=True,
             help="Download the Kaggle chest X-ray dataset and stage it into landing."),

@@ -96,6 +96,27 @@ class XrayConfig:
     # Ingestion
     kaggle_dataset: str = "paultimothymooney/chest-xray-pneumonia"
     watch_stable_seconds: float = 2.0
+    # DICOM networking (README: Receiving from a PACS). `xray receive`: a Storage SCP writing into landing.
+    receive_port: int = 11112
+    receive_ae_title: str = "XRAY"
+    # Empty: every interface when receive_calling_aes is set (or with --allow-remote), else 127.0.0.1 only.
+    receive_host: str = ""
+    receive_calling_aes: tuple[str, ...] = ()  # calling AE titles let in; empty: any (loopback only by default)
+    receive_peer_addresses: tuple[str, ...] = ()  # addresses or networks (10.1.0.0/16) let in; empty: any
+    receive_tls_cert: str = ""  # PEM certificate and key: the receiver speaks DICOM over TLS
+    receive_tls_key: str = ""
+    receive_tls_ca: str = ""  # PEM CA bundle: peers must then present a certificate it signed
+    receive_labels: dict[str, str] = field(default_factory=dict)  # calling AE = "LABEL" or "split/LABEL"
+    receive_labels_file: str = ""  # a labels CSV (xray ingest-folder --labels) matched by SOPInstanceUID
+    # A received study counts as complete after this long without a new instance (xray status).
+    study_idle_seconds: float = 120.0
+    # STOW-RS (DICOMweb) beside the C-STORE receiver of `xray receive`: POST /studies; 0 turns it off. A bearer
+    # token is required; a non-loopback stow_host also needs --allow-remote (put TLS in front: a reverse proxy).
+    stow_port: int = 0
+    stow_host: str = "127.0.0.1"
+    stow_token: str = ""
+    # `xray send-results`: where the results' Structured Reports go, "AE@host:port" (empty: nowhere).
+    results_destination: str = ""
     # The status page of `xray serve`: loopback by default (a non-loopback host also needs --allow-remote).
     serve_host: str = "127.0.0.1"
     serve_port: int = 8765

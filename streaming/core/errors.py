@@ -90,6 +90,12 @@ class FeedbackError(XrayError):
     in silver or no known label): the message counts the rows and names their lines, never their values."""
 
 
+
+class DicomSendError(XrayError):
+    """`xray send-results` could not deliver to the DICOM destination (no association, refused, aborted):
+    what was acknowledged is recorded; running the same command again sends the rest."""
+
+
 # ---- carrying a named error across the JVM --------------------------------------------------------------
 # An error raised in a Spark Python worker, or in a foreachBatch function, reaches the driver as a JVM
 # exception whose text contains the original message. One form, ``XRAY_ERROR[ClassName]: message``, lets the

@@ -8,6 +8,8 @@
 - ``stage``: a plan put into landing, and the `StagingReport`; ``record``: the run's
   ``bronze_kaggle_dataset_info`` row (progress is shown by ``streaming.core.progress``).
 - ``watch``: the inbox drop zone that moves completed files into landing.
+- ``receive``: the DICOM Storage SCP of ``xray receive``; ``stow``: its STOW-RS endpoint; ``dicomland``: one
+  received instance into landing, atomic and exactly once; ``receipts``: the ``dicom_receipts`` rows.
 """
 
 from streaming.ingest.archive import archive_images, safe_extract

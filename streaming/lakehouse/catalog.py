@@ -334,6 +334,44 @@ PIPELINE_ALERTS = TableSpec(
     ),
 )
 
+DICOM_RECEIPTS = TableSpec(
+    "dicom_receipts",
+    "ops",
+    "What 'xray receive' was sent over DICOM (C-STORE) and DICOMweb (STOW-RS): one row per instance and per "
+    "refused association; keyed hashes only, joinable with silver's study_ref, series_ref and instance_ref.",
+    (
+        ("receipt_time", "timestamp", "When the instance was answered (UTC)"),
+        ("protocol", "string", "c-store or stow-rs"),
+        ("association_id", "string", "Random id of the association (C-STORE) or request (STOW-RS)"),
+        ("calling_ae_ref", "string", "Keyed hash of the calling AE title (null for STOW-RS)"),
+        ("study_ref", "string", "Keyed hash of the StudyInstanceUID (silver study_ref); null when unreadable"),
+        ("series_ref", "string", "Keyed hash of the SeriesInstanceUID (silver series_ref)"),
+        ("instance_ref", "string", "Keyed hash of the SOPInstanceUID (silver instance_ref)"),
+        ("sop_class_uid", "string", "SOP Class UID of the instance (a standard identifier, not a patient's)"),
+        ("size_bytes", "bigint", "Bytes of the instance as written (Part 10)"),
+        ("outcome", "string", "stored, duplicates (same bytes held), versions (new bytes: a new version), "
+                              "failed (see status) or refused (the association)"),
+        ("status", "int", "DICOM status answered (0 success, 42752 out of resources, 49152 cannot understand)"),
+    ),
+)
+
+DICOM_RESULTS_SENT = TableSpec(
+    "dicom_results_sent",
+    "ops",
+    "Predictions sent back to the PACS as DICOM Structured Reports by 'xray send-results': one row per "
+    "prediction (image and model version), so each is sent once.",
+    (
+        ("prediction_id", "string", "The gold prediction sent (gold_pneumonia_predictions.prediction_id)"),
+        ("image_id", "string", "Image of the prediction (silver image_id)"),
+        ("model_name", "string", "Registered model name"),
+        ("model_version", "string", "Registered model version"),
+        ("study_ref", "string", "Keyed hash of the original's StudyInstanceUID (silver study_ref)"),
+        ("report_ref", "string", "Keyed hash of the report's SOPInstanceUID (derived from prediction_id)"),
+        ("destination", "string", "Where it went: AE title@host:port"),
+        ("sent_time", "timestamp", "When the destination acknowledged the report (UTC)"),
+    ),
+)
+
 ALL_TABLES: tuple[TableSpec, ...] = (
     BRONZE_IMAGES,
     BRONZE_KAGGLE_DATASET_INFO,
@@ -349,5 +387,7 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     AUDIT_LOG,
     FORGET_LIST,
     RETRAIN_RUNS,
+    DICOM_RECEIPTS,
+    DICOM_RESULTS_SENT,
 )
 TABLES_BY_NAME = {spec.name: spec for spec in ALL_TABLES}

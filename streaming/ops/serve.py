@@ -12,7 +12,6 @@ page, reaching 127.0.0.1 through a DNS name it controls (DNS rebinding), cannot 
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
 import sys
@@ -25,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 
+from streaming.core.addresses import is_loopback
 from streaming.core.config import XrayConfig
 from streaming.core.errors import ConfigError
 from streaming.core.signals import StopEvent, stop_on_signals
@@ -48,16 +48,6 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 CACHE_SECONDS = 2.0
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve anywhere
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from streaming.lakehouse.maintenance import MAINTENANCE_QUERY
 from streaming.ops.feedback import feedback_lines, feedback_status
 from streaming.ops.forget import erasure_lines, erasure_status
 from streaming.ops.monitoring import monitoring_lines, monitoring_status
+from streaming.ops.receipts import receipts_lines, receipts_status
 from streaming.ops.text import (
     NOT_DEFINED,
     age,
@@ -250,6 +251,8 @@ def collect_status(lakehouse: Lakehouse, now: dt.datetime | None = None) -> dict
         "quarantine": quarantine_status(lakehouse),
         "erasures": erasure_status(config),  # interrupted `xray forget` runs, finished by the next one
         "feedback": feedback_status(config, model),
+        "received": receipts_status(config, now),
+        "study_idle_seconds": config.study_idle_seconds,
         **monitoring_status(lakehouse),  # alerts, drift, retraining
     }
 
@@ -281,9 +284,11 @@ def render_status(status: dict) -> str:
          else (t["name"], t["layer"], "-", "-", "not created yet") for t in status["tables"]],
         (False, False, True, True, False),
     )
-    for section in (_streams_section, _landing_section, _model_section, feedback_lines, _quarantine_section,
-                    monitoring_lines):
-        lines += ["", *section(status)]
+    for section in (_streams_section, _landing_section, receipts_lines, _model_section, feedback_lines,
+                    _quarantine_section, monitoring_lines):
+        section_lines = section(status)
+        if section_lines:
+            lines += ["", *section_lines]
     lines += erasure_lines(status)
     return "\n".join(_shorten(line, SCREEN_WIDTH) if len(line) > SCREEN_WIDTH else line for line in lines)
 

@@ -21,7 +21,7 @@ from streaming.lakehouse.direct import append_rows
 ROOT = Path(__file__).resolve().parents[3]
 # The fewest arguments each command accepts (a new command needs its line here: this test then covers it).
 MINIMAL_ARGUMENTS = {
-    "stream": ["--once"], "recover": [], "watch": ["inbox"], "ingest-kaggle": [], "ingest-folder": ["folder"],
+    "stream": ["--once"], "recover": [], "watch": ["inbox"], "receive": [], "send-results": [], "ingest-kaggle": [], "ingest-folder": ["folder"],
     "retrain": [], "metrics": [], "rescore": [], "refeature": [], "status": [], "serve": [], "sql": ["SELECT 1"], "mlflow-ui": [],
     "forget": ["--patient", "person1"], "maintain": [], "demo": [], "bench": [],
     "feedback": ["--image-id", "0" * 64, "--label", "NORMAL"],
