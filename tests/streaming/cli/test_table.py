@@ -85,7 +85,7 @@ def test_a_command_declared_read_only_changes_nothing(tmp_path, capsys, no_spark
 
 def test_read_only_commands_are_not_audited_and_creators_are_few():
     creators = {c.name for c in COMMANDS if c.creates_lakehouse}
-    assert creators == {"stream", "watch", "ingest-kaggle", "ingest-folder", "demo", "bench"}
+    assert creators == {"stream", "watch", "receive", "ingest-kaggle", "ingest-folder", "demo", "bench"}
     assert not any(c.read_only and c.creates_lakehouse for c in COMMANDS)
 
 
