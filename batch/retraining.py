@@ -103,11 +103,13 @@ def stale_predictions(config: XrayConfig) -> int:
     path = config.table_path(GOLD_PREDICTIONS.name)
     if ref is None or not (path / "_delta_log").is_dir():
         return 0
-    import pyarrow.dataset as ds
+    import pyarrow.compute as pc
     from deltalake import DeltaTable
 
-    other = (ds.field("model_name") != ref.name) | (ds.field("model_version") != ref.version)
-    return DeltaTable(str(path)).to_pyarrow_dataset().count_rows(filter=other)
+    # Compared after the read: a dataset filter fails on the `string_view` files a rescore's MERGE writes.
+    rows = DeltaTable(str(path)).to_pyarrow_table(columns=["model_name", "model_version"])
+    same = pc.and_(pc.equal(rows.column("model_name"), ref.name), pc.equal(rows.column("model_version"), ref.version))
+    return rows.num_rows - pc.sum(pc.fill_null(same, False).cast("int64")).as_py() if rows.num_rows else 0
 
 
 def _steps(spark: SparkSession, config: XrayConfig, row: dict, seed: int, force_promote: bool, full: bool) -> None:

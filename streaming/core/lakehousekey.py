@@ -7,7 +7,8 @@ file to restore, never a new identity.
 
 "Different" is told by the key's fingerprint, a keyed hash of a constant (it reveals nothing of the key),
 written beside the tables (``tables/_key_fingerprint``) when the key is first used there. A lakehouse made
-before the fingerprint gets it on the first use of its key.
+before the fingerprint gets it on the first use of its key. "Tables exist" means a table holds a data file:
+a first start creates every table empty, before anything needs the key.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def fingerprint(key: str) -> str:
 
 def lakehouse_key(root: Path, configured: str = "") -> str:
     """The key (``configured``: the ``patient_id_salt`` setting, else the key file), checked against the
-    tables' fingerprint; a new key is made only when the lakehouse holds no table yet."""
+    tables' fingerprint; a new key is made only while no table holds data."""
     key_file = root / KEY_FILE
     key = configured or _read(key_file)
     if not key:
@@ -40,65 +41,77 @@ def lakehouse_key(root: Path, configured: str = "") -> str:
             raise ConfigError(f"the lakehouse key {key_file} is empty; restore it from a backup of the lakehouse "
                               "(without it, pseudonyms no longer join); if the lakehouse holds no data yet, "
                               "delete the file and a new key is made")
-        if _holds_tables(root):
+        if _key_was_made(root) and _holds_data(root):
             raise _missing(root, key_file)
         from streaming.core.permissions import SECRETS_MODE, secure_directory
 
         secure_directory(key_file.parent, SECRETS_MODE, "lakehouse key folder")
         _create_file(key_file, secrets.token_hex(16))
         key = _read(key_file)
-        # A fingerprint without tables (a key made, then lost, before any data): the new key is the key.
-        (root / FINGERPRINT_FILE).unlink(missing_ok=True)
-    _check_fingerprint(root, key, configured, create=True)
+    stored_file = root / FINGERPRINT_FILE
+    stored = _read(stored_file)
+    if stored != fingerprint(key):
+        if stored and _holds_data(root):
+            raise _changed(root, configured)
+        if stored_file.parent.is_dir():  # where tables are made: the key they are written with from now on
+            stored_file.unlink(missing_ok=True)
+            _create_file(stored_file, fingerprint(key))
     return key
 
 
 def check_key(root: Path, configured: str = "") -> None:
-    """At every command's start: a lakehouse holding tables refuses a missing or different key (one line).
-    Creates and writes nothing; a key this user may not read (a group reader) is not checked here."""
-    if not _holds_tables(root):
+    """At every command's start: a lakehouse whose tables hold data refuses a missing or different key
+    (one line). Creates and writes nothing; a key this user may not read (a group reader) is not checked
+    here (the commands that need it say so)."""
+    if not _holds_data(root):
         return
     key_file = root / KEY_FILE
-    if not configured:
+    if not configured and not _key_was_made(root):
+        return  # rows written without a key (by hand, a test): nothing pseudonymised to protect
+    key = configured
+    if not key:
         try:
             key = key_file.read_text().strip()
         except FileNotFoundError:
             raise _missing(root, key_file) from None
-        except OSError:  # PermissionError: the key is the owner's; commands that need it will say so
+        except OSError:  # PermissionError: the key is the owner's
             return
         if not key:
             raise _missing(root, key_file, "empty")
-    _check_fingerprint(root, configured or key, configured, create=False)
+    stored = _read(root / FINGERPRINT_FILE)
+    if stored and stored != fingerprint(key):
+        raise _changed(root, configured)
 
 
-def _check_fingerprint(root: Path, key: str, configured: str, create: bool) -> None:
-    stored_file = root / FINGERPRINT_FILE
-    stored = _read(stored_file)
-    if not stored:
-        if create and stored_file.parent.is_dir():  # the first use of the key where tables are made
-            _create_file(stored_file, fingerprint(key))
-        return
-    if stored != fingerprint(key):
-        where = ("the configured patient_id_salt" if configured else f"the lakehouse key {root / KEY_FILE}")
-        raise ConfigError(
-            f"{where} is not the key the tables under {root / 'tables'} were written with (its fingerprint "
-            f"differs from {stored_file}); restore {root / KEY_FILE} from a backup of the lakehouse"
-            + (" and remove patient_id_salt from the configuration" if configured else "")
-            + " (a new key would give every patient a second patient_id)")
+def _changed(root: Path, configured: str) -> ConfigError:
+    where = "the configured patient_id_salt" if configured else f"the lakehouse key {root / KEY_FILE}"
+    return ConfigError(
+        f"{where} is not the key the tables under {root / 'tables'} were written with (its fingerprint differs "
+        f"from {root / FINGERPRINT_FILE}); restore {root / KEY_FILE} from a backup of the lakehouse"
+        + (" and remove patient_id_salt from the configuration" if configured else "")
+        + " (a new key would give every patient a second patient_id)")
 
 
 def _missing(root: Path, key_file: Path, state: str = "missing") -> ConfigError:
     return ConfigError(
-        f"the lakehouse key {key_file} is {state} but {root / 'tables'} holds tables written with it; "
-        f"restore {key_file} from a backup of the lakehouse (a new key would give every patient a second "
+        f"the lakehouse key {key_file} is {state} but the tables under {root / 'tables'} hold data written with "
+        f"it; restore {key_file} from a backup of the lakehouse (a new key would give every patient a second "
         "patient_id)")
 
 
-def _holds_tables(root: Path) -> bool:
+def _key_was_made(root: Path) -> bool:
+    """A key was made here once: its fingerprint, or its folder (deleting the key file leaves the folder)."""
+    return (root / FINGERPRINT_FILE).exists() or (root / KEY_FILE).parent.is_dir()
+
+
+def _holds_data(root: Path) -> bool:
+    """Whether any table holds a data file: tables created empty (a first start) pseudonymised nothing yet."""
     try:
-        return any((entry / "_delta_log").is_dir() for entry in (root / "tables").iterdir())
+        tables = [entry for entry in (root / "tables").iterdir() if (entry / "_delta_log").is_dir()]
     except OSError:  # no tables folder yet (or not ours to list)
         return False
+    return any(next((f for f in table.rglob("*.parquet") if "_delta_log" not in f.parts), None) is not None
+               for table in tables)
 
 
 def _read(path: Path) -> str:

@@ -44,7 +44,7 @@ def test_a_deleted_key_is_refused_by_every_command_never_made_again(written, cap
     (config.root / KEY_FILE).unlink()
     refused_everywhere(config.root, capsys)
     assert not (config.root / KEY_FILE).exists(), "no new key: the same patient would get a second patient_id"
-    with pytest.raises(ConfigError, match="is missing but .* holds tables"):
+    with pytest.raises(ConfigError, match="is missing but the tables .* hold data"):
         config.patient_salt()
 
 
@@ -92,3 +92,11 @@ def _toml(folder, salt: str):
     path = folder / "other.toml"
     path.write_text(f'patient_id_salt = "{salt}"\n')
     return path
+
+
+def test_a_lakehouse_from_before_the_fingerprint_refuses_a_deleted_key(written, capsys):
+    config, _ = written
+    (config.root / FINGERPRINT_FILE).unlink()
+    (config.root / KEY_FILE).unlink()  # its folder stays: a key was made here
+    refused_everywhere(config.root, capsys)
+    assert not (config.root / KEY_FILE).exists()
