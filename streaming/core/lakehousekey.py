@@ -6,8 +6,8 @@ A key made again for a lakehouse that holds tables would silently give the same 
 file to restore, never a new identity.
 
 "Different" is told by the key's fingerprint, a keyed hash of a constant (it reveals nothing of the key),
-written beside the tables (``tables/_key_fingerprint``) when the key is first used there. A lakehouse made
-before the fingerprint gets it on the first use of its key. "Tables exist" means a table holds a data file:
+written beside the tables (``<root>/_key_fingerprint``) when the key is first used where tables are. A
+lakehouse made before the fingerprint gets it on the first use of its key. "Tables exist" means a table holds a data file:
 a first start creates every table empty, before anything needs the key.
 """
 
@@ -23,7 +23,7 @@ from streaming.core.pseudonym import keyed_hash
 __all__ = ["FINGERPRINT_FILE", "KEY_FILE", "check_key", "fingerprint", "lakehouse_key"]
 
 KEY_FILE = Path("_secrets") / "patient_id_salt"
-FINGERPRINT_FILE = Path("tables") / "_key_fingerprint"
+FINGERPRINT_FILE = Path("_key_fingerprint")  # at the root: the tables folder holds tables only
 
 
 def fingerprint(key: str) -> str:
@@ -53,7 +53,7 @@ def lakehouse_key(root: Path, configured: str = "") -> str:
     if stored != fingerprint(key):
         if stored and _holds_data(root):
             raise _changed(root, configured)
-        if stored_file.parent.is_dir():  # where tables are made: the key they are written with from now on
+        if (root / "tables").is_dir():  # where tables are made: the key they are written with from now on
             stored_file.unlink(missing_ok=True)
             _create_file(stored_file, fingerprint(key))
     return key
