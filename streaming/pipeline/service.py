@@ -261,7 +261,7 @@ class StreamService:
                 # Said as it happened: a timeout only when the stop's time ran out (a JVM that went away
                 # fails the call at once).
                 spent = time.monotonic() - asked
-                how = (f"did not stop within {QUERY_STOP_SECONDS:.0f} s" if spent >= QUERY_STOP_SECONDS - 1 else
+                how = (f"did not stop within {QUERY_STOP_SECONDS:.0f} s" if spent >= 0.9 * QUERY_STOP_SECONDS else
                        f"could not be stopped ({type(error).__name__} after {spent:.1f} s)")
                 log.warning("%s: the query %s: %s; its unfinished micro-batch runs again at the next start",
                             layer, how, first_line(error)[:200])
