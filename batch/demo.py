@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from pyspark.sql import SparkSession
 
 from streaming.core.config import XrayConfig
+from streaming.core.names import UNLABELLED
 from streaming.lakehouse.catalog import ALL_TABLES
 from streaming.lakehouse.engine import Lakehouse
 from streaming.pipeline.service import run_stream
@@ -143,9 +144,9 @@ def _step(title: str) -> float:
 
 
 def _stage(spark: SparkSession, config: XrayConfig, per_class: int, use_kaggle: bool) -> None:
-    from batch.evaluation.provenance import mark_synthetic
     from streaming.imaging.synthetic import write_synthetic_dataset
     from streaming.ingest import ingest_folder, ingest_kaggle
+    from streaming.ops.provenance import mark_synthetic
 
     _step(f"staging a sample into {config.landing_dir}")
     if use_kaggle:
@@ -200,13 +201,16 @@ def _look_next(config: XrayConfig, report: Path | None, quarantine_by_rule: dict
     """Where to look, as commands that run as printed (absolute paths, the lakehouse used)."""
     xray = xray_command()
     lakehouse = ["--lakehouse", str(config.root)]
-    mlflow = Path(sys.executable).parent / "mlflow"
-    mlflow_words = [str(mlflow)] if mlflow.is_file() else [os.path.abspath(sys.executable), "-m", "mlflow"]
     if report:
         print(f"Report: {report}")
     print(_quarantine_line(quarantine_by_rule, command_line([*xray, "status", *lakehouse])))
-    print(f"MLflow UI: {command_line([*mlflow_words, 'ui', '--backend-store-uri', config.tracking_uri])}")
-    print(f"Keep streaming: {command_line([*xray, 'stream', *lakehouse])}  (drop files into {config.landing_dir})")
+    # Not `mlflow ui`: SIGTERM leaves its worker processes running; `xray mlflow-ui` stops them all.
+    print(f"MLflow UI: {command_line([*xray, 'mlflow-ui', *lakehouse])}  (Ctrl-C stops it)")
+    print(f"Keep streaming: {command_line([*xray, 'stream', *lakehouse])}")
+    # The folders say the label: a file at the landing root has none (scored, never trained on).
+    print(f"  drop labelled images into {config.landing_dir}/<split>/<LABEL>/ (e.g. "
+          f"{config.landing_dir / 'train' / 'PNEUMONIA'}/), images to classify into "
+          f"{config.landing_dir / UNLABELLED}/")
 
 
 def run_demo(spark: SparkSession, config: XrayConfig, per_class: int | None = None, source: str = "auto") -> dict:

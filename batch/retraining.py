@@ -85,7 +85,7 @@ def _labelled_spark_jobs(spark: SparkSession) -> Iterator[None]:
         previous = {key: context.getLocalProperty(key) for key in properties}
         for key, value in properties.items():
             context.setLocalProperty(key, value)
-    except Exception:  # noqa: BLE001, S110 - the cycle runs in the default pool then
+    except Exception:  # the cycle runs in the default pool then
         pass
     try:
         yield
@@ -100,16 +100,18 @@ def stale_predictions(config: XrayConfig) -> int:
     from streaming.core.registry import champion
 
     ref = champion(config)
-    path = config.table_path(GOLD_PREDICTIONS.name)
-    if ref is None or not (path / "_delta_log").is_dir():
+    if ref is None:
         return 0
     import pyarrow.compute as pc
-    from deltalake import DeltaTable
+
+    from streaming.lakehouse.tables import read_arrow
 
     # Compared after the read: a dataset filter fails on the `string_view` files a rescore's MERGE writes.
-    rows = DeltaTable(str(path)).to_pyarrow_table(columns=["model_name", "model_version"])
+    rows = read_arrow(config, GOLD_PREDICTIONS.name, columns=["model_name", "model_version"])
+    if rows is None or not rows.num_rows:
+        return 0
     same = pc.and_(pc.equal(rows.column("model_name"), ref.name), pc.equal(rows.column("model_version"), ref.version))
-    return rows.num_rows - pc.sum(pc.fill_null(same, False).cast("int64")).as_py() if rows.num_rows else 0
+    return rows.num_rows - pc.sum(pc.fill_null(same, False).cast("int64")).as_py()
 
 
 def _steps(spark: SparkSession, config: XrayConfig, row: dict, seed: int, force_promote: bool, full: bool) -> None:
@@ -149,7 +151,7 @@ def run_cycle(spark: SparkSession | Callable[[], SparkSession], config: XrayConf
            "audit_run_id": current_run_id(), "model_version": None, "promoted": None, "rescored_rows": None,
            "message": None}
     try:
-        session = spark() if callable(spark) else spark
+        session = _started(spark)
         with _labelled_spark_jobs(session):
             _steps(session, config, row, seed, force_promote, full)
     except Exception as error:
@@ -164,11 +166,23 @@ def run_cycle(spark: SparkSession | Callable[[], SparkSession], config: XrayConf
     return CycleResult(row)
 
 
+def _started(spark: SparkSession | Callable[[], SparkSession]) -> SparkSession:
+    """The session; a factory's start (a JVM: 10 to 30 s) is shown as retrain's first step, not silence."""
+    if not callable(spark):
+        return spark
+    from batch.training.retrain import PROGRESS_TICK_SECONDS
+    from streaming.core.progress import progress
+
+    with progress(None, "retrain", unit="step", tick=PROGRESS_TICK_SECONDS) as bar:
+        bar.update(0, step="starting Spark")
+        return spark()
+
+
 def _record(config: XrayConfig, row: dict) -> None:
     row["finished_time"] = dt.datetime.now(dt.timezone.utc)
     try:
         schedule.record_run(config, row)
-    except Exception as error:  # noqa: BLE001 - the cycle's own outcome (or error) is what the caller needs
+    except Exception as error:  # the cycle's own outcome (or error) is what the caller needs
         log.warning("retrain: could not record the cycle in retrain_runs (%s); the schedule counts from the "
                     "cycle recorded before it", _scrubbed(config, error))
 
@@ -220,7 +234,7 @@ class RetrainLoop:
             log.info("retrain: another retrain on this lakehouse is running; checking again later")
         except InsufficientDataError as error:
             log.info("retrain: %s (recorded; the next cycle waits for new labels)", _scrubbed(self.config, error))
-        except Exception as error:  # noqa: BLE001 - retraining must never stop the stream or the loop
+        except Exception as error:  # retraining must never stop the stream or the loop
             if stop_event.is_set():
                 log.info("retrain: the cycle ended with the stop; it runs again at the next start")
                 return None
@@ -231,7 +245,7 @@ class RetrainLoop:
             return None
         try:
             return schedule.due(self.config, policy=self.policy)
-        except Exception:  # noqa: BLE001 - the next step reports it
+        except Exception:  # the next step reports it
             return None
 
 

@@ -5,7 +5,8 @@
 #
 # checkov lives in its own venv under ${XDG_CACHE_HOME:-$HOME/.cache}/xray-checkov (it pins packages
 # that conflict with the project's venv) and is installed there, at CHECKOV_VERSION, on first use.
-# If it cannot be installed (offline, no package index), the script prints one SKIP line and exits 0.
+# If it cannot be installed (offline, no package index), the script prints one SKIP line and exits 0,
+# except under CI=true, where a scan that cannot run fails the run (exit 3): CI never passes unscanned.
 #
 # Checks run: checkov's terraform and secrets frameworks, plus this project's policies in
 # infra/checkov-policies/ (checkov ships no checks for databricks_* resources). Nothing is sent
@@ -29,9 +30,14 @@ if [ ! -x "$checkov" ] || [ "$(installed_version)" != "$CHECKOV_VERSION" ]; then
     if ! { "$PYTHON" -m venv --clear "$venv" \
         && "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
             "checkov==$CHECKOV_VERSION"; } >"$log" 2>&1; then
+        rm -rf "$venv"
+        if [ "${CI:-}" = "true" ]; then
+            echo "checkov.sh: FAILED: could not install checkov $CHECKOV_VERSION (offline or no package index);" \
+                "infra/ was NOT scanned, and CI=true does not pass without the scan. Install log: $log" >&2
+            exit 3
+        fi
         echo "checkov.sh: SKIP: could not install checkov $CHECKOV_VERSION (offline or no package index);" \
             "infra/ was NOT scanned. Install log: $log"
-        rm -rf "$venv"
         exit 0
     fi
     rm -f "$log"

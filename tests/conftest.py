@@ -58,7 +58,7 @@ def lakehouse(spark, config):
     return house
 
 
-def pytest_report_header(config):  # noqa: ARG001
+def pytest_report_header(config):
     return f"xray-lakehouse tests; python {sys.executable}; cwd {Path.cwd()}"
 
 

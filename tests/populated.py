@@ -3,8 +3,10 @@ ops rows: shared by the retrain, metrics and status tests."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import io
 
 import numpy as np
 
@@ -91,7 +93,7 @@ FEEDBACK = (
 )
 
 
-def radiologist_feedback(config) -> list[dict]:  # noqa: ANN001 - XrayConfig
+def radiologist_feedback(config) -> list[dict]:  # XrayConfig
     """Record `FEEDBACK` as `xray feedback` does; returns the table rows."""
     from streaming.gold.feedback import FeedbackInput, check_feedback, record_feedback
 
@@ -115,7 +117,8 @@ def populated_lakehouse(spark, tmp_path_factory) -> dict:
         ops_rows(lakehouse)
         feedback = radiologist_feedback(config)
         trained = retrain(spark, config, seed=0)
-        result = run_metrics(spark, config)
+        with contextlib.redirect_stdout(io.StringIO()) as printed:  # what `xray metrics` shows, for its test
+            result = run_metrics(spark, config)
         _populated.update(config=config, lakehouse=lakehouse, metadata=metadata, trained=trained, result=result,
-                          feedback=feedback)
+                          feedback=feedback, metrics_output=printed.getvalue())
     return _populated

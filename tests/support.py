@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 """The repository root: the working folder of subprocesses that import the project."""
 
 
-def table_rows(config, name: str, columns: list[str] | None = None) -> list[dict]:  # noqa: ANN001 - XrayConfig
+def table_rows(config, name: str, columns: list[str] | None = None) -> list[dict]:  # XrayConfig
     """A table's rows (all, or the named columns) as dicts."""
     return DeltaTable(str(config.table_path(name))).to_pyarrow_table(columns=columns).to_pylist()
 

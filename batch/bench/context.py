@@ -67,7 +67,7 @@ def _interleave_by_label(paths: list[tuple[Path, Path]]) -> list[tuple[Path, Pat
 
 
 def _write_noisy_jpegs(root: Path, count: int, size: tuple[int, int]) -> None:
-    """Full-size noisy grayscale JPEGs in the Kaggle layout (used when streaming.synthetic is missing)."""
+    """Full-size noisy grayscale JPEGs in the Kaggle layout (used when streaming.imaging.synthetic is missing)."""
     import numpy as np
     from PIL import Image
 
@@ -106,7 +106,7 @@ def _data_root(data: str | Path | None, max_files: int | None, work: Path) -> tu
         return root, "generated (noisy JPEGs)"
     write_synthetic_dataset(root, per_class=math.ceil(count / 2), splits=("train",), seed=0,
                             size=GENERATED_SIZE)
-    return root, "generated (streaming.synthetic)"
+    return root, "generated (streaming.imaging.synthetic)"
 
 
 def _bench_file(path: Path, relative: Path, content: bytes) -> BenchFile:

@@ -27,7 +27,7 @@ from batch.bench.report import print_report, say
 from batch.bench.settings import FORMATS, PART_ALIASES, PARTS, TARGETS
 from batch.bench.sink import bench_sink
 from streaming.core.config import XrayConfig
-from streaming.core.errors import ConfigError, XrayError
+from streaming.core.errors import ConfigError, XrayError, first_line
 
 PART_FUNCTIONS: dict[str, Callable[[BenchContext], dict[str, Any]]] = {
     "baseline": lambda ctx: bench_baseline(ctx.files),
@@ -72,9 +72,9 @@ def _run_parts(ctx: BenchContext, parts: list[str]) -> None:
             results[part] = PART_FUNCTIONS[part](ctx)
         except XrayError:
             raise
-        except Exception as error:  # noqa: BLE001 - one failed part must not lose the others' figures
+        except Exception as error:  # one failed part must not lose the others' figures
             results["errors"][part] = f"{type(error).__name__}: {error}"
-            say(f"    {part} failed: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
+            say(f"    {part} failed: {first_line(error)}")
             continue
         results[part].setdefault("loadavg", {"start": loadavg, "end": load_average()})
         results[part]["part_seconds"] = round(time.perf_counter() - clock, 1)

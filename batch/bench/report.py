@@ -7,6 +7,7 @@ from typing import Any
 
 from batch.bench.phases import profile_rows
 from batch.bench.settings import TARGETS
+from streaming.core.errors import first_line
 
 
 def say(text: str) -> None:
@@ -180,7 +181,7 @@ def report_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         if figures:
             add_rows(rows, figures)
     for part, error in results.get("errors", {}).items():
-        rows.append((f"{part}: FAILED", error.splitlines()[0][:80], "", ""))
+        rows.append((f"{part}: FAILED", first_line(error)[:80], "", ""))
     return list(rows)
 
 

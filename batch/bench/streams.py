@@ -39,7 +39,7 @@ class GoldWatcher(PollingThread):
         began = time.time()
         try:
             rows = DeltaTable(str(self.path)).to_pyarrow_table(columns=["image_id", "predicted_time"]).to_pylist()
-        except Exception:  # noqa: BLE001 - the table may not exist yet or be mid-commit
+        except Exception:  # the table may not exist yet or be mid-commit
             return
         for row in rows:
             if row["image_id"] not in self.visible:

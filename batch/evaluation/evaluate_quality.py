@@ -1,11 +1,12 @@
-"""Report model quality on a Kaggle-layout folder: ``python -m batch.evaluate_quality [--data DIR]``.
+"""Report model quality on a Kaggle-layout folder:
+``python -m batch.evaluation.evaluate_quality [--data DIR]``.
 
-Extracts features for every image with ``streaming.features.features_from_bytes`` (a process pool of two,
-no Spark), trains with ``batch.model.fit_and_validate`` (patient-grouped 80/20 split) and prints the
-validation metrics with the feature and training timings, then the same held-out patients under the
-fixed perturbations of `streaming.imaging.augment` (the generalisation report of `xray retrain`). Training
-learns from two augmented copies of each training image, as `xray retrain` does. Labels come from the ``NORMAL``/``PNEUMONIA``
-folder names and patients from the file names (``streaming.paths``).
+Extracts features for every image with ``streaming.imaging.features.features_from_bytes`` (a process pool
+of two, no Spark), trains with ``batch.training.model.fit_and_validate`` (patient-grouped 80/20 split) and
+prints the validation metrics with the feature and training timings, then the same held-out patients under
+the fixed perturbations of `streaming.imaging.augment` (the generalisation report of `xray retrain`).
+Training learns from two augmented copies of each training image, as `xray retrain` does. Labels come from
+the ``NORMAL``/``PNEUMONIA`` folder names and patients from the file names (``streaming.core.paths``).
 
 Default data: ``../shared/data/chest_xray_224/train`` relative to the repository root.
 """
@@ -127,7 +128,8 @@ def feature_only_ms(paths: list[Path], sample: int = 300) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the evaluation and print a report; returns a process exit code."""
-    parser = argparse.ArgumentParser(prog="python -m batch.evaluate_quality", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m batch.evaluation.evaluate_quality",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
                         help=f"Kaggle-layout folder with NORMAL/ and PNEUMONIA/ (default {DEFAULT_DATA})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the patient-grouped split")

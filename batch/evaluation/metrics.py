@@ -8,7 +8,7 @@
   with the totals, quarantined files and duplicates.
 - a ``feedback`` split when radiologists confirmed labels (``xray feedback``): the version against the
   readers' labels (`batch.evaluation.agreement`), its agreement and Cohen's kappa printed.
-- ``<lakehouse>/reports/index.html`` with PNG charts (see `batch.report`).
+- ``<lakehouse>/reports/index.html`` with PNG charts (see `batch.evaluation.report`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 from batch.evaluation.agreement import FEEDBACK_SPLIT, agreement_line, feedback_split
 from batch.training.retrain import collect_labelled, labelled_features
 from streaming.core.config import XrayConfig
-from streaming.core.errors import NoChampionModelError
+from streaming.core.errors import NoChampionModelError, first_line
 from streaming.core.registry import (
     ModelRef,
     champion,
@@ -45,6 +45,7 @@ from streaming.lakehouse.catalog import (
 )
 from streaming.lakehouse.engine import Lakehouse
 from streaming.ops.status import quarantine_status
+from streaming.ops.text import NOT_DEFINED, metric_text, undefined_metrics
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ def _plain(value: Any) -> Any:
 
 
 def evaluate_split(model: Any, ref: ModelRef, split: str, X: np.ndarray, y: np.ndarray) -> SplitEvaluation:
-    """Score one split with `batch.model.evaluate`, keeping the probabilities for the ROC chart."""
+    """Score one split with `batch.training.model.evaluate`, keeping the probabilities for the ROC chart."""
     from batch.training import model as model_lib
 
     metrics = {k: _plain(v) for k, v in model_lib.evaluate(model, X, y).items()}
@@ -200,8 +201,8 @@ def hold_out(config: XrayConfig, ref: ModelRef) -> HoldOut | None:
         tags = dict(version.tags)
         run_id = tags.get("run_id") or version.run_id
         logged = client.get_run(run_id).data.metrics if run_id else {}
-    except Exception as error:  # noqa: BLE001 - a pruned run must not stop the report
-        log.warning("no training run for %s version %s (%s)", ref.name, ref.version, str(error).splitlines()[0])
+    except Exception as error:  # a pruned run must not stop the report
+        log.warning("no training run for %s version %s (%s)", ref.name, ref.version, first_line(error))
         tags, logged = {}, {}
     values = {key: logged.get(f"validation_{key}", tags.get(f"validation_{key}")) for key in HOLD_OUT_KEYS}
     metrics = {key: float(value) for key, value in values.items() if value is not None}
@@ -264,9 +265,13 @@ def _print_summary(result: MetricsResult, threshold_of: dict[str, float]) -> Non
     def fmt(value: Any, width: int) -> str:
         return f"{value:>{width}.3f}" if value is not None else f"{'-':>{width}}"
 
+    undefined: dict[str, str] = {}
+
     def line(name: str, images: Any, m: dict) -> str:
+        undefined.update({key: reason for key, reason in undefined_metrics(m.get("confusion_matrix")).items()
+                          if key in ("recall", "specificity")})
         return (f"  {name:<22} {images if images is not None else '-':>7} {fmt(m.get('accuracy'), 9)} "
-                f"{fmt(m.get('roc_auc'), 8)} {fmt(m.get('recall'), 12)} {fmt(m.get('specificity'), 12)}")
+                f"{fmt(m.get('roc_auc'), 8)} {metric_text(m, 'recall', 12)} {metric_text(m, 'specificity', 12)}")
 
     holdout_of = {h.model_version: h for h in result.holdouts}
     for version in sorted(by_version, key=int):
@@ -280,6 +285,8 @@ def _print_summary(result: MetricsResult, threshold_of: dict[str, float]) -> Non
                                                              split_sort_key(e.split)))
         for e in ordered:
             print(line(f"{e.split} ({split_role(e.split)})", len(e.y), e.metrics))
+    for key, reason in sorted(undefined.items()):
+        print(f"  {NOT_DEFINED}: {'sensitivity' if key == 'recall' else key} is not defined for a split with {reason}")
     if result.skipped_versions:
         print(f"skipped version(s) {', '.join(result.skipped_versions)}: other feature version than "
               f"{feature_lib.FEATURE_VERSION}")
@@ -341,12 +348,12 @@ def run_metrics(spark: SparkSession, config: XrayConfig, all_versions: bool = Fa
     holdouts = hold_outs(config)
     report_path = None
     if write_report:
-        from batch.evaluation.provenance import synthetic_data
         from batch.evaluation.report import write_report as render
+        from streaming.ops.provenance import synthetic_status
 
         report_path = render(lakehouse, current, evaluations, summary, quarantine_by_rule, now,
                              champion_tags=champion_tags or version_tags(config, current), holdouts=holdouts,
-                             synthetic=synthetic_data(config))
+                             synthetic=synthetic_status(lakehouse))
     result = MetricsResult(len(rows), report_path, current, evaluations, skipped, summary, quarantine_by_rule,
                            holdouts)
     _print_summary(result, threshold_of)

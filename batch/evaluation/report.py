@@ -160,7 +160,7 @@ def write_report(
 
     ``evaluations`` are this run's (split, scores) of each evaluated version; the charts show the champion's.
     ``holdouts``: each version's validation figures from its training (the headline with the held-out
-    splits); ``synthetic``: what `batch.evaluation.provenance.synthetic_data` found (a caution is shown).
+    splits); ``synthetic``: what `streaming.ops.provenance.synthetic_status` found (a caution is shown).
     Files are replaced in place; the page is written last and atomically, so a reader never sees a page
     pointing at charts that are not there yet.
     """

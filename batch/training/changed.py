@@ -37,7 +37,7 @@ class ChangedFeatures:
     missing: int
 
 
-def _compute(max_pixels: int, seed: int):  # noqa: ANN202 - a closure Spark ships to executors
+def _compute(max_pixels: int, seed: int):  # a closure Spark ships to executors
     def compute(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from streaming.imaging.augment import augmented_features, perturbed_features
         from streaming.imaging.images import decoded_gray, expected_format

@@ -1,9 +1,9 @@
 """The NORMAL vs PNEUMONIA classifier: a scikit-learn pipeline plus a tuned decision threshold.
 
-Labels: 1 = PNEUMONIA, 0 = NORMAL. Inputs are the fixed-length vectors of ``streaming.features``.
+Labels: 1 = PNEUMONIA, 0 = NORMAL. Inputs are the fixed-length vectors of ``streaming.imaging.features``.
 
 Model: standardise, then an L2 logistic regression (C=0.01, balanced class weights). In our experiments on
-the 5,216 Kaggle train images (``python -m batch.evaluate_quality``: patient-grouped validation accuracy
+the 5,216 Kaggle train images (``python -m batch.evaluation.evaluate_quality``: patient-grouped validation accuracy
 0.974-0.984 and ROC AUC 0.998-0.999 over five split seeds) it matched an RBF SVC, an MLP and PCA
 variants, and was the most stable when validation images were perturbed (gamma, contrast, blur, JPEG
 quality, shift, zoom, rotation, noise) or when the NORMAL images of one acquisition series (IM- vs

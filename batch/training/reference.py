@@ -42,7 +42,7 @@ def record_reference(lakehouse: Lakehouse, ref: ModelRef, data: LabelledData, mo
     try:
         reference = training_reference(lakehouse, data.image_ids, data.X, data.y, model)
         log_version_json(lakehouse.config, ref, REFERENCE, reference)
-    except Exception as error:  # noqa: BLE001 - the model is registered; only its drift monitoring is lost
+    except Exception as error:  # the model is registered; only its drift monitoring is lost
         log.warning("drift: the training reference of model %s v%s was not stored (%s); gold will not measure "
                     "drift while it serves", ref.name, ref.version, first_line(error))
         return

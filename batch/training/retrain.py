@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 TRAINING_SPLITS_EXCLUDED = ("test",)
 # What `xray retrain` shows as it goes (a bar on a terminal, INFO lines elsewhere).
 RETRAIN_STEPS = ("collect", "fit", "validate", "register")
+PROGRESS_TICK_SECONDS = 1.0  # a step takes seconds (fit, Spark jobs): the bar's clock runs meanwhile
 
 
 @dataclass
@@ -178,7 +179,7 @@ def _refeature_hint(lakehouse: Lakehouse) -> str:
 
 def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promote: bool = False) -> RetrainResult:
     """Train, log to MLflow, register a version, and promote it when it beats the champion."""
-    with progress(len(RETRAIN_STEPS), "retrain", unit="step") as steps:
+    with progress(len(RETRAIN_STEPS), "retrain", unit="step", tick=PROGRESS_TICK_SECONDS) as steps:
         steps.update(0, step=RETRAIN_STEPS[0])
         lakehouse = Lakehouse(spark, config)
         lakehouse.ensure_tables()
@@ -278,7 +279,7 @@ def _log_and_register(config: XrayConfig, seed: int, result: model_lib.TrainResu
     return ref
 
 
-def _log_model(config: XrayConfig, result: model_lib.TrainResult, data: LabelledData):  # noqa: ANN202
+def _log_model(config: XrayConfig, result: model_lib.TrainResult, data: LabelledData):
     import mlflow.models
     import mlflow.sklearn
 

@@ -148,14 +148,11 @@ def decide(policy: RetrainPolicy, last: LastRun | None, counts: LabelCounts, now
 
 def _count_rows(config: XrayConfig, table: str, labelled: bool = False) -> int:
     """Rows of a table (0 when it does not exist), from delta-rs: only the label column is read."""
-    path = config.table_path(table)
-    if not (path / "_delta_log").is_dir():
-        return 0
     import pyarrow.dataset as ds
-    from deltalake import DeltaTable
 
-    dataset = DeltaTable(str(path)).to_pyarrow_dataset()
-    return dataset.count_rows(filter=ds.field("label").is_valid()) if labelled else dataset.count_rows()
+    from streaming.lakehouse.tables import count_rows
+
+    return count_rows(config, table, ds.field("label").is_valid() if labelled else None)
 
 
 def label_counts(config: XrayConfig) -> LabelCounts:
@@ -165,13 +162,11 @@ def label_counts(config: XrayConfig) -> LabelCounts:
 
 def last_run(config: XrayConfig) -> LastRun | None:
     """The ``retrain_runs`` row that finished last, or None (no table, or no row yet)."""
-    path = config.table_path(RETRAIN_RUNS.name)
-    if not (path / "_delta_log").is_dir():
-        return None
-    from deltalake import DeltaTable
+    from streaming.lakehouse.tables import read_arrow
 
     columns = ["finished_time", "outcome", "trigger", "labelled_rows", "feedback_rows"]
-    rows = DeltaTable(str(path)).to_pyarrow_table(columns=columns).to_pylist()
+    runs = read_arrow(config, RETRAIN_RUNS.name, columns)
+    rows = [] if runs is None else runs.to_pylist()
     if not rows:
         return None
     latest = max(rows, key=lambda row: row["finished_time"])

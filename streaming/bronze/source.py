@@ -25,7 +25,7 @@ QUERY_NAME = "bronze"
 
 def landing_stream(spark: SparkSession, config: XrayConfig) -> DataFrame:
     """The landing folder as a stream of entries (path, modificationTime, length, status, target), from the
-    project's own source (`streaming.landing_source`): exact paths, nothing outside landing opened."""
+    project's own source (`streaming.landing.source`): exact paths, nothing outside landing opened."""
     from streaming.landing.source import LANDING_FORMAT
 
     config.landing_dir.mkdir(parents=True, exist_ok=True)

@@ -63,7 +63,7 @@ def package_version() -> str:
     return "unknown"
 
 
-class Terminated(BaseException):  # noqa: N818 - like KeyboardInterrupt: not an error, a request to end
+class Terminated(BaseException):  # like KeyboardInterrupt: not an error, a request to end
     """Raised in the main thread when SIGTERM arrives during a command other than `xray stream`."""
 
 
@@ -71,7 +71,7 @@ def terminate_on_sigterm() -> Callable[[], None]:
     """Turn SIGTERM into `Terminated` (so ``finally`` blocks stop Spark in order); returns the restorer."""
     previous = signal.getsignal(signal.SIGTERM)
 
-    def handle(signum, frame):  # noqa: ANN001, ARG001
+    def handle(signum, frame):
         raise Terminated
 
     try:

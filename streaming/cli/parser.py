@@ -1,12 +1,16 @@
-"""The ``xray`` argument parser: the common options every subcommand accepts anywhere on the line, and one
-group of subcommands per concern (stream, ingest, model, operations). ``streaming.cli.commands`` runs them.
+"""The ``xray`` argument parser: the common options every subcommand accepts anywhere on the line, each
+command's own options (one ``*_arguments`` function per command, named by the command table,
+``streaming.cli.table``), and errors said in one line with a "did you mean" (`XrayParser`).
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import Any
+import difflib
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any, NoReturn
 
 from streaming.cli.exits import (
     EXIT_CODES_HELP,
@@ -14,7 +18,6 @@ from streaming.cli.exits import (
 )
 from streaming.core.names import LABELS, LAYERS
 from streaming.lakehouse.catalog import ALL_TABLES
-from streaming.ops.sql import SQL_HELP, add_sql_arguments
 
 # Options every subcommand accepts; each maps to the config key of the same name.
 COMMON_CONFIG_OPTIONS = {
@@ -49,9 +52,87 @@ def _common_parser(default: Any) -> argparse.ArgumentParser:
     return common
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full ``xray`` argument parser (also read by the Terraform checks under tests/)."""
-    parser = argparse.ArgumentParser(
+# How alike a mistyped name and a valid one must be (difflib's ratio) to be offered as "did you mean".
+CLOSE_ENOUGH = 0.75
+
+
+class XrayParser(argparse.ArgumentParser):
+    """argparse with errors in one line, no usage block: the mistake, the likely intent ("did you mean",
+    difflib) and where to read more (``--help``). Exit code 2, as argparse's own."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {_explain(message)} (see {self.prog} --help)\n")
+
+
+def _explain(message: str) -> str:
+    """argparse's message with the closest valid choice when a value is not one."""
+    match = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+    if match is None:
+        return message
+    choices = re.findall(r"'([^']*)'", match.group(2)) or [c.strip() for c in match.group(2).split(",")]
+    close = difflib.get_close_matches(match.group(1), choices, n=1, cutoff=CLOSE_ENOUGH)
+    what = message[:match.start()].rstrip(": ")
+    if what == "argument COMMAND":
+        return (f"no command '{match.group(1)}'" + (f"; did you mean 'xray {close[0]}'?" if close else
+                                                     f"; the commands: {', '.join(choices)}"))
+    return f"{what}: '{match.group(1)}' is not one of {', '.join(choices)}" + (
+        f"; did you mean '{close[0]}'?" if close else "")
+
+
+class TopParser(XrayParser):
+    """The ``xray`` parser: also names the command an option belongs to when it was put before the command
+    (``xray --once stream``), and suggests the closest option of the command for a mistyped one."""
+
+    commands: dict[str, argparse.ArgumentParser]
+
+    def error(self, message: str) -> NoReturn:
+        if message == "the following arguments are required: COMMAND":
+            message = f"no command given; the commands: {', '.join(self.commands)}"
+        super().error(message)
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:
+        argv = list(sys.argv[1:] if args is None else args)
+        self._check_before_command(argv)
+        parsed, extras = self.parse_known_args(argv, namespace)
+        if extras:  # said by the command's parser: its name and its --help
+            self.commands[parsed.command].error(self._unrecognized(extras, parsed.command))
+        return parsed
+
+    def _check_before_command(self, argv: list[str]) -> None:
+        """An option of a command given before the command's name: say whose it is, where it goes."""
+        for token in argv:
+            if token == "--" or token in self.commands:
+                return
+            option = token.split("=", 1)[0]
+            if not option.startswith("-") or option in self._option_string_actions:
+                continue
+            owners = [name for name, command in self.commands.items() if option in command._option_string_actions]
+            if owners:
+                self.error(f"{option} is an option of {_names(owners)}, not of xray itself: put it after the "
+                           f"command: xray {owners[0]} {token} ...")
+
+    def _unrecognized(self, extras: list[str], command: str) -> str:
+        option = next((e.split("=", 1)[0] for e in extras if e.startswith("-")), None)
+        if option is None:
+            return f"unexpected argument '{extras[0]}'"
+        known = self.commands[command]._option_string_actions
+        close = difflib.get_close_matches(option, [o for o in known if o.startswith("--")], n=1, cutoff=CLOSE_ENOUGH)
+        if close:
+            return f"no option {option}; did you mean {close[0]}?"
+        owners = [name for name, parser in self.commands.items() if option in parser._option_string_actions]
+        if owners:
+            return f"{option} is an option of {_names(owners)}, not of xray {command}"
+        return f"no option {option}"
+
+
+def _names(commands: Iterable[str]) -> str:
+    return " and ".join(f"'xray {c}'" for c in list(commands)[:3])
+
+
+def make_parser(commands: Iterable[Any]) -> TopParser:
+    """The full ``xray`` parser from the command table: each command's ``name``, ``help`` and ``arguments``
+    (a function adding its options)."""
+    parser = TopParser(
         prog="xray",
         description="Chest X-ray lakehouse: stream X-ray files into Delta tables (bronze, silver, gold), "
                     "train and serve a NORMAL/PNEUMONIA classifier, and report its performance.",
@@ -60,22 +141,21 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[_common_parser(default=None)],
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=XrayParser)
     after = _common_parser(default=argparse.SUPPRESS)
-
-    def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_text, description=help_text, parents=[after],
-                              epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-
-    for add_commands in (_stream_commands, _ingest_commands, _model_commands, _operations_commands):
-        add_commands(add)
+    parser.commands = {}
+    for command in commands:
+        entry = sub.add_parser(command.name, help=command.help, description=command.help, parents=[after],
+                               epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+        if command.arguments is not None:
+            command.arguments(entry)
+        parser.commands[command.name] = entry
     return parser
 
 
-def _stream_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
-    stream = add("stream", "Run the streaming layers: landing -> bronze -> silver -> gold, exactly once. Drift of "
-                           "the scored images and alerts (log, pipeline_alerts, the webhook alert_webhook_url): "
-                           "settings drift_* and alert_* (README: Drift and alerts).")
+
+# -- each command's options -----------------------------------------------------------------------
+def stream_arguments(stream: argparse.ArgumentParser) -> None:
     stream.add_argument("--once", action="store_true",
                         help="process what is in landing now, then exit (availableNow trigger)")
     stream.add_argument("--layer", choices=(*LAYERS, "all"), action="append", default=None,
@@ -90,39 +170,29 @@ def _stream_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None
                         help="also move completed files from INBOX into landing (see 'xray watch')")
     stream.add_argument("--timeout", type=float, default=None, metavar="S",
                         help="stop after S seconds (continuous mode; default: run until Ctrl-C/SIGTERM)")
-    recover = add("recover", "Rewind a stream's checkpoint to the last batch every table holds (after a lost "
-                             "Delta commit), so the next 'xray stream' replays the batches a table lacks.")
+
+
+def recover_arguments(recover: argparse.ArgumentParser) -> None:
     recover.add_argument("--query", choices=LAYERS, action="append", default=None,
                          help="the streaming query to recover (repeat for several; default all)")
 
 
-def _add_staging_options(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--sample", type=int, default=None, metavar="N",
-                         help="stage at most N files per class per split (default: all)")
-    command.add_argument("--splits", default="train,test,val", metavar="LIST",
-                         help="comma-separated splits to stage (default train,test,val)")
-    command.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
-    command.add_argument("--batch-files", type=int, default=0, metavar="K",
-                         help="drop K files at a time to simulate arrivals (default 0: all at once)")
-    command.add_argument("--interval-seconds", type=float, default=0.0, metavar="S",
-                         help="pause S seconds between drops of --batch-files files")
-
-
-def _ingest_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
-    watch = add("watch", "Move files copied into INBOX to landing once they are complete.")
+def watch_arguments(watch: argparse.ArgumentParser) -> None:
     watch.add_argument("inbox", metavar="INBOX", help="drop-zone folder to watch")
     watch.add_argument("--stable-seconds", type=float, default=None, metavar="S",
                        help="a file is complete when its size and mtime are unchanged for S seconds (default 2)")
     watch.add_argument("--timeout", type=float, default=None, metavar="S", help="stop after S seconds")
 
-    kaggle = add("ingest-kaggle", "Download the Kaggle chest X-ray dataset and stage it into landing.")
+
+def ingest_kaggle_arguments(kaggle: argparse.ArgumentParser) -> None:
     kaggle.add_argument("--dataset", default=None, metavar="OWNER/SLUG",
                         help="Kaggle dataset (default paultimothymooney/chest-xray-pneumonia)")
     kaggle.add_argument("--download-dir", default=None, metavar="DIR",
                         help="where the archive is downloaded and extracted (default <lakehouse>/downloads)")
     _add_staging_options(kaggle)
 
-    folder = add("ingest-folder", "Stage a local copy of the dataset (or any folder of X-rays) into landing.")
+
+def ingest_folder_arguments(folder: argparse.ArgumentParser) -> None:
     folder.add_argument("path", metavar="PATH",
                         help="folder (or .zip/.tar) holding split/LABEL/image files at any depth: JPEG, PNG, "
                              "DICOM (.dcm, or extensionless PACS exports found by content)")
@@ -133,8 +203,7 @@ def _ingest_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None
     _add_staging_options(folder)
 
 
-def _model_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
-    retrain = add("retrain", "Train a model on labelled silver features; promote it if it beats the champion.")
+def retrain_arguments(retrain: argparse.ArgumentParser) -> None:
     retrain.add_argument("--seed", type=int, default=0, help="seed of the patient-grouped split and model")
     retrain.add_argument("--force-promote", action="store_true",
                          help="make the new version champion even if it does not beat the current one")
@@ -144,27 +213,20 @@ def _model_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
                               "and sooner once retrain_min_new_labels new labels arrived; until Ctrl-C or SIGTERM "
                               "(exit 0; a running cycle ends first). Without it: one retrain now")
 
-    metrics = add("metrics", "Evaluate models per split, refresh the dataset summary and write the report.")
+
+def metrics_arguments(metrics: argparse.ArgumentParser) -> None:
     metrics.add_argument("--all-versions", action="store_true",
                          help="evaluate every registered version, not only the champion")
     metrics.add_argument("--no-report", action="store_true", help="skip the PNG/HTML report")
 
-    add("rescore", "Re-score gold predictions made by older models with the current champion.")
-    _feedback_command(add)
 
-    refeature = add("refeature", "Recompute silver features of the current feature version for images that only "
-                                 "have older-version features (after an upgrade that changes features; then "
-                                 "xray retrain, then xray rescore). Incremental and exactly once; refused while "
-                                 "a stream runs on the lakehouse.")
+def refeature_arguments(refeature: argparse.ArgumentParser) -> None:
     refeature.add_argument("--chunk-images", type=int, default=None, metavar="N",
                            help="images recomputed and committed at a time (default 1000): what an "
                                 "interruption keeps; each chunk reads bronze once")
 
 
-def _feedback_command(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
-    feedback = add("feedback", "Record radiologists' labels of images in gold_radiologist_feedback, exactly once: "
-                               "the same labels twice add nothing, a reader's later label of an image replaces "
-                               "their earlier one. xray retrain prefers these labels to the folders'.")
+def feedback_arguments(feedback: argparse.ArgumentParser) -> None:
     given = feedback.add_mutually_exclusive_group(required=True)
     given.add_argument("--image-id", metavar="ID",
                        help="the image (silver image_id, as gold_pneumonia_predictions shows it: 64 hex digits)")
@@ -180,20 +242,11 @@ def _feedback_command(add: Callable[[str, str], argparse.ArgumentParser]) -> Non
                           help="with --image-id: a short note (at most 500 characters, no patient identifiers)")
 
 
-def _hours(text: str) -> int:
-    """A whole number of hours >= 0 (argparse turns the ValueError into a usage error)."""
-    value = int(text)
-    if value < 0:
-        raise ValueError(text)
-    return value
-
-
-def _operations_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
-    status = add("status", "Show tables, streams, backlog, champion model and quarantine on one screen.")
+def status_arguments(status: argparse.ArgumentParser) -> None:
     status.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    serve = add("serve", "Serve a read-only status page that refreshes itself every 5 s: tables, streams and lag, "
-                         "backlog, quarantine, champion and hold-out figures, drift, alerts, the report's charts "
-                         "(counts and hashes only). Loopback only unless --allow-remote; Ctrl-C/SIGTERM stop it.")
+
+
+def serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--host", default=None, metavar="H",
                        help="address to listen on (default serve_host, 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=None, metavar="N",
@@ -201,20 +254,17 @@ def _operations_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> 
     serve.add_argument("--allow-remote", action="store_true",
                        help="allow a --host that other machines can reach (a warning is printed): the page has no "
                             "login, so prefer an SSH tunnel or an authenticating proxy")
-    add_sql_arguments(add("sql", SQL_HELP))
-    forget = add("forget", "Erase a patient (right to erasure): every row of every table, their files in landing "
-                           "and archive, and the history that still held them; their files arriving later are "
-                           "refused. Safe while a stream runs. Without --yes, only says what would be erased.")
+
+
+def forget_arguments(forget: argparse.ArgumentParser) -> None:
     forget.add_argument("--patient", required=True, metavar="ID",
                         help="the patient as file names or DICOM PatientID give it (person123, IM-0115), or its "
                              "keyed hash (silver patient_id, 64 hex digits)")
     forget.add_argument("--yes", action="store_true",
                         help="erase (irreversible: time travel to before the erasure is gone too)")
 
-    maintain = add("maintain", "Compact small files, checkpoint and trim each Delta log, vacuum files replaced "
-                               "longer ago than the retention, and delete never-committed files older than "
-                               "orphan_min_age_hours; prints files and bytes before and after. Safe while "
-                               "'xray stream' runs (which also does it every maintenance_interval_minutes).")
+
+def maintain_arguments(maintain: argparse.ArgumentParser) -> None:
     maintain.add_argument("--table", action="append", default=None, choices=[t.name for t in ALL_TABLES],
                           metavar="NAME", help="maintain only this table (repeat for several; default all)")
     maintain.add_argument("--retention-hours", type=_hours, default=None, metavar="H",
@@ -223,13 +273,15 @@ def _operations_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> 
     maintain.add_argument("--dry-run", action="store_true",
                           help="say what would be compacted, vacuumed and removed; change nothing")
 
-    demo = add("demo", "Run the whole service once on a sample: stage, stream, train, score, report.")
+
+def demo_arguments(demo: argparse.ArgumentParser) -> None:
     demo.add_argument("--per-class", type=int, default=None, metavar="N",
                       help="synthetic images per class per split (default 60)")
     demo.add_argument("--source", choices=("auto", "synthetic", "kaggle"), default="auto",
                       help="sample source: auto uses Kaggle when credentials exist, else synthetic images")
 
-    bench = add("bench", "Measure throughput, latency, memory and scaling; print a table and write JSON.")
+
+def bench_arguments(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--data", default=None, metavar="DIR",
                        help="images to use (default ../shared/data/chest_xray_originals when present, "
                             "else generated full-size images)")
@@ -246,3 +298,23 @@ def _operations_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> 
     bench.add_argument("--format", dest="image_format", choices=("original", "dicom"), default="original",
                        help="measure on the images as found (default) or on DICOM copies of them (8-bit, "
                             "uncompressed explicit little endian, .dcm): every part then measures DICOM")
+
+
+def _add_staging_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--sample", type=int, default=None, metavar="N",
+                         help="stage at most N files per class per split (default: all)")
+    command.add_argument("--splits", default="train,test,val", metavar="LIST",
+                         help="comma-separated splits to stage (default train,test,val)")
+    command.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
+    command.add_argument("--batch-files", type=int, default=0, metavar="K",
+                         help="drop K files at a time to simulate arrivals (default 0: all at once)")
+    command.add_argument("--interval-seconds", type=float, default=0.0, metavar="S",
+                         help="pause S seconds between drops of --batch-files files")
+
+
+def _hours(text: str) -> int:
+    """A whole number of hours >= 0 (argparse turns the ValueError into a usage error)."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value

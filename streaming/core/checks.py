@@ -13,7 +13,7 @@ from pathlib import Path
 
 from streaming.core.errors import ConfigError, InputPathError
 
-__all__ = ["check_folder", "check_input_path", "check_lakehouse_writable"]
+__all__ = ["check_folder", "check_input_path", "check_lakehouse_writable", "check_landing"]
 
 LAKEHOUSE_HINT = "choose a writable folder with --lakehouse or XRAY_LAKEHOUSE"
 
@@ -73,3 +73,34 @@ def check_input_path(path: str | Path, what: str, hint: str, folder_only: bool =
 def check_folder(path: str | Path, what: str, hint: str) -> Path:
     """`check_input_path` for a folder."""
     return check_input_path(path, what, hint, folder_only=True)
+
+
+def check_landing(landing: Path, write: bool) -> None:
+    """The landing folder (``<lakehouse>/landing``) must be a folder this process can list and, with
+    ``write``, write in; one that does not exist yet is made later. Raises `InputPathError`.
+
+    Tried for real (a listing, a temporary file), not with ``os.access``: as root it says yes to a folder a
+    root without file-access capabilities (a container's) cannot read. Checked before the stream starts, so
+    a user's mistake is one line, not a traceback and a `stream_stopped` alert.
+    """
+    landing = Path(landing)
+    if os.path.lexists(landing) and not landing.is_dir():
+        raise InputPathError(f"landing {landing} is a file, not a folder: images are dropped into that folder; "
+                             f"move the file away (mv {landing} {landing}.old) and run again")
+    if not landing.exists():
+        return
+    try:
+        with os.scandir(landing) as entries:
+            next(entries, None)
+    except OSError as error:
+        raise InputPathError(f"cannot read landing {landing} ({error.strerror or error}): the stream could "
+                             "not see a file in it; give this user read access (chmod u+rx, or run as its "
+                             "owner)") from None
+    if not write:
+        return
+    try:
+        with tempfile.TemporaryFile(dir=landing, prefix=".xray-write-check-"):
+            pass
+    except OSError as error:
+        raise InputPathError(f"cannot write in landing {landing} ({error.strerror or error}): files are staged "
+                             "there; give this user write access (chmod u+w, or run as its owner)") from None

@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import tomllib
 
-from streaming.core.errors import ConfigError
+from streaming.core.errors import ConfigError, first_line
 
 DeltaEngine = Literal["auto", "delta-rs", "delta-spark"]
 CleanSource = Literal["off", "archive", "delete"]
@@ -98,6 +98,8 @@ class XrayConfig:
     # The status page of `xray serve`: loopback by default (a non-loopback host also needs --allow-remote).
     serve_host: str = "127.0.0.1"
     serve_port: int = 8765
+    # `xray sql` stops a query running longer than this (0: no limit); --timeout overrides it.
+    sql_timeout_seconds: float = 60.0
     log_level: str = "INFO"
 
     # ---- derived locations -------------------------------------------------------------------------
@@ -148,7 +150,7 @@ class XrayConfig:
         return self.root / "mlflow" / "artifacts"
 
     def patient_salt(self) -> str:
-        """The lakehouse's key for pseudonyms (HMAC of patient identifiers and paths, `streaming.pseudonym`);
+        """The lakehouse's key for pseudonyms (HMAC of patient identifiers and paths, `streaming.core.pseudonym`);
         generated once for a new lakehouse when not configured (`streaming.core.lakehousekey`).
 
         Kept in a file readable only by its owner so raw identifiers cannot be recovered by hashing guesses.
@@ -252,8 +254,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
             data = yaml.safe_load(text) or {}
         else:
             data = tomllib.loads(text)
-    except Exception as error:  # noqa: BLE001 - any parser error is the user's file
-        raise ConfigError(f"cannot parse config file {path}: {error}".splitlines()[0]) from None
+    except Exception as error:  # any parser error is the user's file
+        raise ConfigError(first_line(f"cannot parse config file {path}: {error}")) from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold key = value settings at the top level")
     # A `[xray]` table is accepted so the settings can share a file with other tools.

@@ -35,7 +35,7 @@ def lock_path(root: Path) -> Path:
 def _holder() -> dict:
     try:
         user = getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry (containers): the uid still says who
+    except Exception:  # no passwd entry (containers): the uid still says who
         user = str(os.getuid())
     return {"pid": os.getpid(), "user": user, "host": socket.gethostname(),
             "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}

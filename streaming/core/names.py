@@ -18,6 +18,7 @@ __all__ = [
     "PNEUMONIA",
     "SPLITS",
     "SPLIT_ALIASES",
+    "UNLABELLED",
     "DICOM_SUFFIXES",
     "is_ignored_name",
     "is_image_name",
@@ -32,6 +33,9 @@ LABEL_CODES = {NORMAL: 0, PNEUMONIA: 1}
 SPLITS = ("train", "val", "test")
 """Dataset splits; ``test`` is never used for training."""
 SPLIT_ALIASES = {"train": "train", "test": "test", "val": "val", "validation": "val"}
+
+UNLABELLED = "unlabelled"
+"""The landing folder of images to classify (no label): ``landing/unlabelled/``, beside ``<split>/<LABEL>/``."""
 
 LAYERS = ("bronze", "silver", "gold")
 """The medallion layers, in data order; each streaming query is named after its layer."""

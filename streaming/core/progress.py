@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import IO, Any
@@ -45,12 +46,15 @@ class Progress:
     """Counts work done towards ``total`` (None: unknown) and shows it the way the output allows.
 
     ``terminal`` forces the decision (tests; None asks `attached_to_terminal`). Use as a context manager,
-    or call `close`.
+    or call `close`. ``tick`` (seconds): for work of a few long steps (retrain's fit, a JVM starting), the bar
+    is redrawn that often (its clock runs) and, off a terminal, the periodic line is written even when no
+    step ended: long steps are never silent.
     """
 
     def __init__(self, total: float | None, desc: str, unit: str = "file", *, terminal: bool | None = None,
                  stream: IO[str] | None = None, interval: float = LINE_SECONDS,
-                 logger: logging.Logger | None = None, clock: Callable[[], float] = time.monotonic):
+                 logger: logging.Logger | None = None, clock: Callable[[], float] = time.monotonic,
+                 tick: float | None = None):
         self.total, self.desc, self.unit = total, desc, unit
         self.done: float = 0
         self.step: str | None = None
@@ -72,23 +76,42 @@ class Progress:
             # Log lines written while the bar is shown go above it instead of breaking it.
             self._redirect = contextlib.ExitStack()
             self._redirect.enter_context(logging_redirect_tqdm(tqdm_class=tqdm))
+        self._lock = threading.Lock()  # the ticker and the caller's updates draw one at a time
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        if tick:
+            self._ticker = threading.Thread(target=self._tick_every, args=(tick,), name="xray-progress",
+                                            daemon=True)
+            self._ticker.start()
 
-    # -- reporting -------------------------------------------------------------------------------------
-    def update(self, n: float = 1, step: str | None = None) -> None:
-        """``n`` more units done; ``step`` names what runs now (e.g. retrain's "fit")."""
-        self.done += n
-        if step is not None:
-            self.step = step
-        if self._bar is not None:
-            if step is not None:
-                self._bar.set_postfix_str(step, refresh=False)
-            self._bar.update(n)
-            return
+    def _tick_every(self, seconds: float) -> None:
+        while not self._stop.wait(seconds):
+            with self._lock:
+                if self._bar is not None:
+                    self._bar.refresh()
+                elif not self._closed:
+                    self._line_if_due()
+
+    def _line_if_due(self) -> None:
         now = self._clock()
         if now - self._last_line >= self._interval:
             self._last_line = now
             self.lines += 1
             self._log.info("%s", self.describe(now))
+
+    # -- reporting -------------------------------------------------------------------------------------
+    def update(self, n: float = 1, step: str | None = None) -> None:
+        """``n`` more units done; ``step`` names what runs now (e.g. retrain's "fit")."""
+        with self._lock:
+            self.done += n
+            if step is not None:
+                self.step = step
+            if self._bar is not None:
+                if step is not None:
+                    self._bar.set_postfix_str(step, refresh=False)
+                self._bar.update(n)
+                return
+            self._line_if_due()
 
     def set_total(self, total: float | None) -> None:
         """The total once known (e.g. a backlog measured after the first micro-batch)."""
@@ -110,6 +133,9 @@ class Progress:
         return f"{self.desc}: {amount}{step}, {elapsed:.0f} s"
 
     def close(self) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
         if self._bar is not None:
             self._bar.close()
             self._bar = None

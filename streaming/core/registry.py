@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streaming.core.config import XrayConfig
+from streaming.core.errors import first_line
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +74,12 @@ def champion(config: XrayConfig) -> ModelRef | None:
         return None
     try:
         client = configure_mlflow(config)
-    except Exception as error:  # noqa: BLE001 - an unreachable registry must not stop the stream
-        log.warning("model registry unavailable (%s); treating as no champion", str(error).splitlines()[0])
+    except Exception as error:  # an unreachable registry must not stop the stream
+        log.warning("model registry unavailable (%s); treating as no champion", first_line(error))
         return None
     try:
         version = client.get_model_version_by_alias(config.model_name, CHAMPION_ALIAS)
-    except Exception:  # noqa: BLE001 - MLflow raises for an unknown model or alias alike
+    except Exception:  # MLflow raises for an unknown model or alias alike
         return None
     return ModelRef(config.model_name, str(version.version))
 
@@ -103,7 +104,7 @@ def model_versions(config: XrayConfig) -> list[ModelRef]:
     client = configure_mlflow(config)
     try:
         versions = client.search_model_versions(f"name = '{config.model_name}'")
-    except Exception:  # noqa: BLE001 - no such model yet
+    except Exception:  # no such model yet
         return []
     return sorted((ModelRef(v.name, str(v.version)) for v in versions), key=lambda r: int(r.version))
 

@@ -89,7 +89,7 @@ class WebhookSender(threading.Thread):
                 delivery = self.deliver(document) if self.url else Delivery("no_webhook")
             try:
                 done(delivery)
-            except Exception:  # noqa: BLE001 - a callback's failure must not end the sender
+            except Exception:  # a callback's failure must not end the sender
                 log.exception("alerts: recording a webhook delivery failed")
 
     def deliver(self, document: dict[str, Any]) -> Delivery:
@@ -100,14 +100,14 @@ class WebhookSender(threading.Thread):
             request = urllib.request.Request(self.url or "", data=body, method="POST", headers={
                 "Content-Type": "application/json", "User-Agent": "xray-lakehouse"})
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) only (config)
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:  # http(s) only (config)
                     response.read()
                 return Delivery("delivered", attempt)
             except urllib.error.HTTPError as refused:
                 error = f"HTTP {refused.code}"
                 if refused.code < 500 and refused.code not in _RETRIED_STATUSES:
                     return Delivery("failed", attempt, error)
-            except Exception as failure:  # noqa: BLE001 - network errors, timeouts, malformed answers: retried
+            except Exception as failure:  # network errors, timeouts, malformed answers: retried
                 reason = getattr(failure, "reason", failure)
                 error = "timed out" if isinstance(reason, TimeoutError) else type(reason).__name__ + (
                     f": {reason.strerror}" if getattr(reason, "strerror", None) else "")

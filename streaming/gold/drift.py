@@ -176,7 +176,7 @@ def _load_reference(config: XrayConfig, ref: ModelRef, tags: dict[str, str]) -> 
     """The champion's reference; None (said once, at the switch to this champion) when it has none."""
     try:
         reference = version_json(config, ref, REFERENCE, tags)
-    except Exception as error:  # noqa: BLE001 - drift must never stop scoring
+    except Exception as error:  # drift must never stop scoring
         log.warning("drift: cannot read the training reference of model %s v%s (%s); drift is not computed "
                     "for it", ref.name, ref.version, first_line(error))
         return None

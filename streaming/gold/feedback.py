@@ -126,13 +126,14 @@ def known_images(config: XrayConfig, image_ids: Iterable[str]) -> set[str]:
     """Which of ``image_ids`` silver holds (its ``image_id`` column, read with delta-rs)."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    from deltalake import DeltaTable
+
+    from streaming.lakehouse.tables import read_arrow
 
     wanted = sorted({i.strip().lower() for i in image_ids})
-    path = str(config.table_path(SILVER_METADATA.name))
-    if not wanted or not DeltaTable.is_deltatable(path):
+    silver = read_arrow(config, SILVER_METADATA.name, ["image_id"]) if wanted else None
+    if silver is None:
         return set()
-    column = DeltaTable(path).to_pyarrow_table(columns=["image_id"]).column("image_id")
+    column = silver.column("image_id")
     # Filtered here: delta-rs may prune files on long string columns wrongly (README: pitfalls).
     return set(column.filter(pc.is_in(column, value_set=pa.array(wanted, pa.string()))).to_pylist())
 
@@ -152,12 +153,9 @@ def record_feedback(config: XrayConfig, rows: Sequence[dict[str, Any]]) -> dict[
 def read_feedback(config: XrayConfig, columns: Sequence[str] = ("image_id", "reader_id", "reader_label",
                                                                  "feedback_time")) -> Any:
     """The feedback rows (Arrow, the named columns), or None when no feedback was ever recorded."""
-    from deltalake import DeltaTable
+    from streaming.lakehouse.tables import read_arrow
 
-    path = str(config.table_path(GOLD_RADIOLOGIST_FEEDBACK.name))
-    if not DeltaTable.is_deltatable(path):
-        return None
-    return DeltaTable(path).to_pyarrow_table(columns=list(columns))
+    return read_arrow(config, GOLD_RADIOLOGIST_FEEDBACK.name, columns)
 
 
 @dataclass

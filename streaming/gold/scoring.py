@@ -63,7 +63,7 @@ def warm_up(config: XrayConfig) -> threading.Thread:
     def load() -> None:
         try:
             _cache(config).current()
-        except Exception as error:  # noqa: BLE001 - the first batch loads it again and reports properly
+        except Exception as error:  # the first batch loads it again and reports properly
             log.debug("champion warm-up failed: %s", error)
 
     thread = threading.Thread(target=load, name="xray-champion-warm-up", daemon=True)
@@ -206,7 +206,7 @@ def _watch_drift(lakehouse: Lakehouse, event: BatchEvent, ref: ModelRef, tags: d
     """Add the scored images to the drift window; the event carries what it says (never fails a batch)."""
     try:
         result = drift.observe(lakehouse.config, ref, tags, rows, scored)
-    except Exception as error:  # noqa: BLE001 - drift is a measure: scoring goes on without it
+    except Exception as error:  # drift is a measure: scoring goes on without it
         log.warning("drift: not measured for gold batch %d (%s)", event.batch_id,
                     first_line(error))
         return
@@ -222,7 +222,7 @@ def _champion_for_batch(config: XrayConfig) -> tuple[tuple[ModelRef, Any, dict[s
     cache = _cache(config)
     try:
         current = cache.current()
-    except Exception as error:  # noqa: BLE001 - the store's own error (a damaged database, a lost artifact)
+    except Exception as error:  # the store's own error (a damaged database, a lost artifact)
         return None, f"the champion model could not be loaded ({type(error).__name__}: {first_line(error)[:200]})"
     if current is None and cache.ref is not None:
         return None, (f"champion model {cache.ref.name} v{cache.ref.version} is no longer readable in the MLflow "

@@ -272,7 +272,7 @@ def read_dicom(content: bytes, max_pixels: int) -> DicomRead:
             if len(ds) == 0:
                 raise EOFError("no data elements after the file meta information")
             attributes = _attributes(ds)
-        except Exception as error:  # noqa: BLE001 - a broken header is a property of the file
+        except Exception as error:  # a broken header is a property of the file
             return DicomRead(_unparsed(content, error))
         read = DicomRead(attributes, width=int(_number(ds, "Columns") or 0) or None,
                          height=int(_number(ds, "Rows") or 0) or None)
@@ -285,7 +285,7 @@ def read_dicom(content: bytes, max_pixels: int) -> DicomRead:
             return read
         try:
             read.gray = display_gray(_first_frame(ds), ds)
-        except Exception as error:  # noqa: BLE001 - any decoder failure is a property of the file
+        except Exception as error:  # any decoder failure is a property of the file
             read.decode_error = safe_error(error, "DICOM pixel data could not be decoded")
         return read
 
@@ -302,5 +302,5 @@ def dicom_patient_id(source: bytes | BinaryIO) -> str | None:
             handle = io.BytesIO(source) if isinstance(source, bytes) else source
             ds = pydicom.dcmread(handle, force=True, stop_before_pixels=True, specific_tags=["PatientID"])
             return str(ds.get("PatientID") or "").strip() or None
-        except Exception:  # noqa: BLE001 - an unreadable header names no patient
+        except Exception:  # an unreadable header names no patient
             return None

@@ -173,7 +173,7 @@ def _decode_raster(content: bytes, max_pixels: int, result: Inspection) -> np.nd
         result.decode_error = None
         result.pixel_count = result.pixel_count or _pixels_from_message(str(error), max_pixels)
         return None
-    except Exception as error:  # noqa: BLE001 - any decoder failure is a property of the file
+    except Exception as error:  # any decoder failure is a property of the file
         message = str(error) or type(error).__name__
         kind = result.detected_format or "image"
         result.decode_error = f"corrupt or truncated {kind}: {message}"[:300]

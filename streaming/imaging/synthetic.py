@@ -5,7 +5,7 @@ A picture is a dark background, a soft-tissue body, two dark lung fields crossed
 spine, clavicles and a heart shadow, with random pose, size, exposure, contrast and gamma. PNEUMONIA
 pictures add diffuse, patchy opacities inside the lungs that also wash out the ribs behind them.
 
-The difference is easy for texture/edge features (the feature set of ``streaming.features`` separates
+The difference is easy for texture/edge features (the feature set of ``streaming.imaging.features`` separates
 ~100 images with validation accuracy well above 0.9), but mean brightness alone is a poor cue because
 exposure varies per image by more than the opacities add. Nothing about the file depends on the label
 but the pixels: same size, same mode, same JPEG quality.

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from streaming.core.config import XrayConfig
-from streaming.core.errors import IngestError
+from streaming.core.errors import IngestError, first_line
 from streaming.core.progress import attached_to_terminal, progress
 from streaming.ingest.options import StagingOptions
 from streaming.ingest.record import record_run
@@ -163,7 +163,7 @@ def _kaggle_endpoint() -> str:
 
     try:
         return get_endpoint(get_env())
-    except Exception:  # noqa: BLE001 - kagglesdk raises a bare Exception for an unknown environment
+    except Exception:  # kagglesdk raises a bare Exception for an unknown environment
         raise IngestError(
             f"KAGGLE_API_ENVIRONMENT={os.environ.get('KAGGLE_API_ENVIRONMENT')!r} is not a Kaggle "
             "environment; unset it (or use PROD)"
@@ -238,14 +238,14 @@ def _kaggle_failure(
             )
         if code == 429:
             return IngestError("Kaggle is rate-limiting requests (HTTP 429); wait a few minutes, run again")
-        detail = _redact(str(error), credentials.secrets).splitlines()[0] if str(error) else ""
+        detail = first_line(_redact(str(error), credentials.secrets))
         return IngestError(f"Kaggle API error for {dataset} (HTTP {code}: {detail}); try again later")
     if isinstance(error, (requests.ConnectionError, requests.Timeout)):
         return IngestError(
             f"cannot reach the Kaggle API at {endpoint} ({_network_reason(error)}); check the network and "
             "proxy settings, or stage a local copy with 'xray ingest-folder'"
         )
-    detail = _redact(f"{type(error).__name__}: {error}", credentials.secrets).splitlines()[0]
+    detail = first_line(_redact(f"{type(error).__name__}: {error}", credentials.secrets))
     return IngestError(f"Kaggle download of {dataset} failed ({detail}); run again to resume")
 
 
@@ -344,6 +344,6 @@ def _download(dataset: str, owner: str, slug: str, downloads: Path) -> dict[str,
                 api.dataset_download_files(dataset, path=str(downloads), unzip=False, quiet=not terminal)
     except IngestError:
         raise
-    except Exception as error:  # noqa: BLE001 - every client failure becomes one line without secrets
+    except Exception as error:  # every client failure becomes one line without secrets
         raise _kaggle_failure(error, dataset, credentials, endpoint) from None
     return metadata

@@ -149,7 +149,7 @@ def read_sop_uid(source: str | Path | IO[bytes]) -> str | None:
     try:
         dataset = pydicom.dcmread(source, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
         uid = dataset.get("SOPInstanceUID") or dataset.file_meta.get("MediaStorageSOPInstanceUID")
-    except Exception as error:  # noqa: BLE001 - an unreadable header is the file's property, not ours
+    except Exception as error:  # an unreadable header is the file's property, not ours
         log.debug("no SOPInstanceUID read from a DICOM file (%s)", type(error).__name__)
         return None
     text = str(uid or "").strip().rstrip("\x00")

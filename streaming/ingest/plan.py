@@ -15,13 +15,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from streaming.core.names import is_image_name
+from streaming.core.names import UNLABELLED, is_image_name
 from streaming.core.paths import parse_xray_path
 from streaming.ingest.options import StagingOptions
 
 log = logging.getLogger(__name__)
 
-UNLABELLED = "unlabelled"
+
 UNSPLIT = "unsplit"
 # Folders of packaging debris, never images of the dataset (macOS resource forks in the Kaggle zip).
 IGNORED_FOLDERS = ("__MACOSX",)

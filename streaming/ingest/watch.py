@@ -124,7 +124,7 @@ def _is_complete_dicom(handle) -> bool:
         warnings.simplefilter("always")
         try:
             dataset = pydicom.dcmread(handle)
-        except Exception:  # noqa: BLE001 - a header pydicom cannot read is not a complete file (yet)
+        except Exception:  # a header pydicom cannot read is not a complete file (yet)
             return False
     if any("end of file" in str(w.message).lower() for w in caught):
         return False

@@ -143,7 +143,7 @@ class Alerts:
                         delivery.error or "no answer", delivery.status, delivery.attempts)
         try:
             append_rows(self.config, PIPELINE_ALERTS.name, [alert.row(delivery)])
-        except Exception as error:  # noqa: BLE001 - a table that cannot be written must not stop alerting
+        except Exception as error:  # a table that cannot be written must not stop alerting
             log.warning("alerts: pipeline_alerts not written (%s); alert %s is in this log only",
                         first_line(error), alert.alert_id[:8])
 

@@ -44,7 +44,7 @@ def native_delta_available(spark: SparkSession) -> bool:
             return False
         jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")
         return True
-    except Exception:  # noqa: BLE001 - Spark Connect has no JVM; a missing class raises a Py4J error
+    except Exception:  # Spark Connect has no JVM; a missing class raises a Py4J error
         return False
 
 
@@ -70,7 +70,7 @@ def translate_errors(table: str | None = None, table_path: str | None = None) ->
         yield
     except XrayError:
         raise
-    except Exception as error:  # noqa: BLE001 - only errors carrying our markers are translated
+    except Exception as error:  # only errors carrying our markers are translated
         named = received(str(error))
         if named is not None:
             raise named from None
@@ -104,9 +104,9 @@ class Lakehouse:
         return str(self.config.table_path(table))
 
     def exists(self, table: str) -> bool:
-        from deltalake import DeltaTable
+        from streaming.lakehouse.tables import table_exists
 
-        return DeltaTable.is_deltatable(self.path(table))
+        return table_exists(self.config, table)  # the one existence rule
 
     # -- tables -------------------------------------------------------------------------------------
     def ensure_tables(self, specs: tuple[TableSpec, ...] = ALL_TABLES) -> None:

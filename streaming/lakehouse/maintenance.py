@@ -29,6 +29,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from streaming.core.config import XrayConfig
+from streaming.core.errors import first_line
 from streaming.core.locks import held_lock
 from streaming.lakehouse.catalog import ALL_TABLES
 
@@ -39,6 +40,7 @@ __all__ = [
     "MAINTENANCE_QUERY",
     "MaintenanceReport",
     "TableMaintenance",
+    "compaction_bins",
     "maintain_tables",
     "maintenance_lock",
     "record_maintenance",
@@ -67,16 +69,21 @@ class TableMaintenance:
     log_files_before: int = 0
     log_files_after: int = 0
     compacted: int = 0  # small files rewritten into larger ones
+    compact_outputs: int = 0  # the larger files compaction wrote
+    compact_bytes: int = 0  # bytes of the small files it rewrote (about what it writes again)
     vacuumed: int = 0  # replaced files deleted after the retention period
     orphans: int = 0  # never-committed files deleted
     deleted_bytes: int = 0  # of the vacuumed files and orphans (what a dry run would free)
     checkpoint: bool = False
     seconds: float = 0.0
     error: str | None = None
+    estimated: bool = False  # a dry run that would compact: the size after is an estimate
 
     @property
     def bytes_freed(self) -> int:
-        return max(0, self.bytes_before - self.bytes_after)
+        """Bytes deleted (vacuumed and orphan files): what the disk gets back. Compaction adds the larger
+        files at once and deletes nothing: the files it replaced wait for a vacuum after the retention."""
+        return self.deleted_bytes
 
 
 @dataclass
@@ -109,7 +116,7 @@ class MaintenanceReport:
         verb = "would free" if self.dry_run else "freed"
         parts = [f"{len(self.tables)} table(s)", f"data files {self.files_before} -> {self.files_after}",
                  f"{verb} {self.bytes_freed / 1e6:.1f} MB",
-                 f"compacted {sum(t.compacted for t in self.tables)}",
+                 f"compacted {sum(t.compacted for t in self.tables)} into {sum(t.compact_outputs for t in self.tables)}",
                  f"vacuumed {sum(t.vacuumed for t in self.tables)}",
                  f"orphans {sum(t.orphans for t in self.tables)}",
                  f"retention {self.retention_hours} h", f"{self.seconds:.1f} s"]
@@ -194,39 +201,47 @@ def _maintain_tables(config: XrayConfig, tables: Sequence[str] | None, retention
         result = TableMaintenance(name)
         clock = time.monotonic()
         result.files_before, result.bytes_before, result.log_files_before = table_files(path)
+        result.files_after, result.bytes_after, result.log_files_after = (
+            result.files_before, result.bytes_before, result.log_files_before)
         try:
             _maintain(path, result, retention, min_age, dry_run)
-        except Exception as error:  # noqa: BLE001 - one table's failure must not stop the others
-            result.error = str(error).splitlines()[0] if str(error) else type(error).__name__
+        except Exception as error:  # one table's failure must not stop the others
+            result.error = first_line(error)
             log.warning("maintenance: table %s: %s", name, result.error)
-        result.files_after, result.bytes_after, result.log_files_after = table_files(path)
-        if dry_run:  # nothing changed: "after" is what the pass would leave
-            result.files_after = result.files_before - result.vacuumed - result.orphans
-            result.bytes_after = result.bytes_before - result.deleted_bytes
+        if not dry_run:  # a dry run's "after" is the plan's (`_predict`): what the pass would leave
+            result.files_after, result.bytes_after, result.log_files_after = table_files(path)
         result.seconds = time.monotonic() - clock
-        log.info("maintenance: %s: data files %d -> %d, %.1f MB -> %.1f MB, log files %d -> %d, compacted %d, "
-                 "vacuumed %d, orphans %d%s", name, result.files_before, result.files_after,
-                 result.bytes_before / 1e6, result.bytes_after / 1e6, result.log_files_before,
-                 result.log_files_after, result.compacted, result.vacuumed, result.orphans,
-                 " (dry run)" if dry_run else "")
+        # DEBUG: `xray maintain` prints the table and the stream logs the pass's summary; INFO would say it twice.
+        log.debug("maintenance: %s: data files %d -> %d, %.1f MB -> %.1f MB, log files %d -> %d, compacted %d "
+                  "into %d, vacuumed %d, orphans %d%s", name, result.files_before, result.files_after,
+                  result.bytes_before / 1e6, result.bytes_after / 1e6, result.log_files_before,
+                  result.log_files_after, result.compacted, result.compact_outputs, result.vacuumed, result.orphans,
+                  " (dry run)" if dry_run else "")
         report.tables.append(result)
     report.seconds = time.monotonic() - started
     return report
 
 
 def _maintain(path: str, result: TableMaintenance, retention: int, min_age_hours: float, dry_run: bool) -> None:
+    """One table's pass; on a dry run, the same plan without its actions, and what it would leave."""
     from deltalake import DeltaTable
 
     table = DeltaTable(path)
-    small = _small_files(table)
-    if len(small) >= COMPACT_MIN_FILES:
-        if dry_run:
-            result.compacted = len(small)
-        else:
+    bins = compaction_bins(table)
+    rewritten = [file for group in bins for file in group]
+    compacting = len(rewritten) >= COMPACT_MIN_FILES
+    if compacting:
+        result.compacted, result.compact_outputs = len(rewritten), len(bins)
+        result.compact_bytes = sum(size for _, size in rewritten)
+        if not dry_run:
             metrics = table.optimize.compact(target_size=COMPACT_TARGET_BYTES)
             result.compacted = int(metrics.get("numFilesRemoved", 0))
+            result.compact_outputs = int(metrics.get("numFilesAdded", 0))
             table = DeltaTable(path)
-    if not dry_run:
+    version = table.version() + (1 if compacting and dry_run else 0)
+    if dry_run:
+        result.checkpoint = _checkpoint_due(path, version)
+    else:
         result.checkpoint = _checkpoint(table, path)
         table.cleanup_metadata()  # commits older than delta.logRetentionDuration (default 30 days)
     enforce = retention >= _table_retention_hours(table)
@@ -234,6 +249,8 @@ def _maintain(path: str, result: TableMaintenance, retention: int, min_age_hours
     # commits twice (VACUUM START/END) even then: only the files still there count, and none, no vacuum.
     expired = [f for f in table.vacuum(retention, dry_run=True, enforce_retention_duration=enforce, full=False)
                if os.path.exists(os.path.join(path, f))]
+    if dry_run and compacting and retention == 0:
+        expired += [f for f, _ in rewritten]  # tombstoned now: a vacuum at 0 h deletes them in the same pass
     result.deleted_bytes = sum(_size(os.path.join(path, f)) for f in expired)
     if expired and not dry_run:
         table.vacuum(retention, dry_run=False, enforce_retention_duration=enforce, full=False)
@@ -241,34 +258,75 @@ def _maintain(path: str, result: TableMaintenance, retention: int, min_age_hours
     orphans = _remove_orphans(table, path, min_age_hours, dry_run)
     result.orphans = len(orphans)
     result.deleted_bytes += sum(size for _, size in orphans)
+    if dry_run:
+        _predict(result, compacting, bool(expired), path)
 
 
-def _small_files(table) -> list[str]:  # noqa: ANN001 - deltalake.DeltaTable
+def _predict(result: TableMaintenance, compacting: bool, vacuuming: bool, path: str) -> None:
+    """What the pass would leave (dry run): compaction adds its files and deletes none; vacuum and the orphan
+    clean-up delete theirs; the log gains the compaction's commit, a checkpoint (and ``_last_checkpoint``
+    the first time) and the vacuum's two commits."""
+    result.files_after = result.files_before + result.compact_outputs - result.vacuumed - result.orphans
+    # The rewritten rows take about the bytes they took: an estimate (compression differs a little).
+    result.bytes_after = result.bytes_before + result.compact_bytes - result.deleted_bytes
+    result.estimated = compacting
+    first_checkpoint = not os.path.exists(os.path.join(path, LOG_DIR, "_last_checkpoint"))
+    result.log_files_after = (result.log_files_before + (1 if compacting else 0) + (2 if vacuuming else 0)
+                              + ((2 if first_checkpoint else 1) if result.checkpoint else 0))
+
+
+def compaction_bins(table) -> list[list[tuple[str, int]]]:  # deltalake.DeltaTable
+    """The files delta-rs's compaction (``optimize.compact``) rewrites together, one larger file per group:
+    its own plan (delta-rs ``build_compaction_plan``), per partition, files of at most the target size,
+    largest first, each into the first group it fits in; a group of one file is left alone. The pass
+    compacts when these hold COMPACT_MIN_FILES files, and a dry run predicts from the same groups."""
     actions = pa.table(table.get_add_actions(flatten=True))
     if actions.num_rows == 0:
         return []
-    sizes = actions.column("size_bytes").to_pylist()
-    return [p for p, s in zip(actions.column("path").to_pylist(), sizes, strict=True)
-            if s < COMPACT_TARGET_BYTES // 2]
+    partitions = [name for name in actions.column_names if name.startswith("partition.")]
+    by_partition: dict[tuple, list[tuple[str, int]]] = {}
+    for row in actions.select(["path", "size_bytes", *partitions]).to_pylist():
+        if row["size_bytes"] <= COMPACT_TARGET_BYTES:
+            key = tuple(str(row[name]) for name in partitions)
+            by_partition.setdefault(key, []).append((row["path"], int(row["size_bytes"])))
+    groups: list[list[tuple[str, int]]] = []
+    for files in by_partition.values():
+        bins: list[list[tuple[str, int]]] = [[]]
+        sizes = [0]
+        for file in sorted(files, key=lambda f: -f[1]):
+            index = next((i for i, size in enumerate(sizes) if size + file[1] <= COMPACT_TARGET_BYTES), None)
+            if index is None:
+                bins.append([])
+                sizes.append(0)
+                index = len(bins) - 1
+            bins[index].append(file)
+            sizes[index] += file[1]
+        groups += [group for group in bins if len(group) > 1]
+    return groups
 
 
-def _checkpoint(table, path: str) -> bool:  # noqa: ANN001 - deltalake.DeltaTable
-    """Checkpoint the current version once CHECKPOINT_MIN_COMMITS commits followed the last checkpoint:
-    readers then start from it instead of replaying every JSON commit, and `cleanup_metadata` may drop
-    the commits before it. (delta-rs also writes one every 100 commits by itself.) A table with a few
-    commits is left alone: its checkpoint would only add two files."""
+def _checkpoint_due(path: str, version: int) -> bool:
+    """Whether `_checkpoint` would write one at ``version``."""
     try:
         with open(os.path.join(path, LOG_DIR, "_last_checkpoint")) as handle:
             last = int(json.load(handle)["version"])
     except (FileNotFoundError, ValueError, KeyError):
         last = -1
-    if table.version() - last < CHECKPOINT_MIN_COMMITS:
+    return version - last >= CHECKPOINT_MIN_COMMITS
+
+
+def _checkpoint(table, path: str) -> bool:  # deltalake.DeltaTable
+    """Checkpoint the current version once CHECKPOINT_MIN_COMMITS commits followed the last checkpoint:
+    readers then start from it instead of replaying every JSON commit, and `cleanup_metadata` may drop
+    the commits before it. (delta-rs also writes one every 100 commits by itself.) A table with a few
+    commits is left alone: its checkpoint would only add two files."""
+    if not _checkpoint_due(path, table.version()):
         return False
     table.create_checkpoint()
     return True
 
 
-def _table_retention_hours(table) -> float:  # noqa: ANN001 - deltalake.DeltaTable
+def _table_retention_hours(table) -> float:  # deltalake.DeltaTable
     """The table's delta.deletedFileRetentionDuration in hours (``interval 7 days``), else 168."""
     value = (table.metadata().configuration or {}).get("delta.deletedFileRetentionDuration", "")
     match = re.fullmatch(r"\s*interval\s+(\d+)\s+(hour|day|week)s?\s*", value or "", re.IGNORECASE)
@@ -277,7 +335,7 @@ def _table_retention_hours(table) -> float:  # noqa: ANN001 - deltalake.DeltaTab
     return int(match.group(1)) * {"hour": 1, "day": 24, "week": 168}[match.group(2).lower()]
 
 
-def _remove_orphans(table, path: str, min_age_hours: float, dry_run: bool  # noqa: ANN001
+def _remove_orphans(table, path: str, min_age_hours: float, dry_run: bool
                     ) -> list[tuple[str, int]]:
     """Delete the Parquet files of the table folder that neither the snapshot nor a tombstone names and
     that are older than ``min_age_hours``: files of an attempt killed between writing and committing.

@@ -139,7 +139,7 @@ def stop_owned_sessions() -> None:
         session = _owned.pop()
         try:
             session.stop()
-        except Exception:  # noqa: BLE001 - ending anyway; the JVM exits with this process
+        except Exception:  # ending anyway; the JVM exits with this process
             pass
 
 
@@ -155,7 +155,7 @@ def _launch_jvm_apart() -> None:
     if getattr(java_gateway.Popen, "xray_apart", False):
         return
 
-    def popen(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - subprocess.Popen's
+    def popen(*args, **kwargs):  # subprocess.Popen's
         inner = kwargs.get("preexec_fn")
 
         def preexec() -> None:  # in the child, before exec: kept by the JVM (an ignored signal stays ignored)

@@ -30,7 +30,7 @@ def preload(worker_module: str | None) -> None:
     for name in PRELOADED:
         try:
             importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - an optimisation only: the worker imports it itself
+        except Exception:  # an optimisation only: the worker imports it itself
             pass
 
 

@@ -71,7 +71,7 @@ class Entries(Sequence[Found]):
     def __len__(self) -> int:
         return self.first + len(self._kept)
 
-    def __getitem__(self, index):  # noqa: ANN001, ANN204 - an int or a slice, as for a list
+    def __getitem__(self, index):  # an int or a slice, as for a list
         if isinstance(index, slice):
             start, stop, step = index.indices(len(self))
             if step != 1:

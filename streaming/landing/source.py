@@ -1,6 +1,6 @@
 """``spark.readStream.format("xray_landing")``: the landing folder as a streaming source, Auto Loader-style.
 
-Offsets are ``{"seq": n}``: the first n entries of the landing log (`streaming.landing.LandingLog`). Each
+Offsets are ``{"seq": n}``: the first n entries of the landing log (`streaming.landing.log.LandingLog`). Each
 trigger scans landing, logs the new entries (oldest first) and admits up to ``maxFilesPerTrigger`` files or
 ``maxBytesPerTrigger`` bytes. The end handed out for a start offset is recorded before Spark sees it, so a
 batch planned again from the same start (a lost ``offsets/N``, a rewound checkpoint) covers exactly the same
@@ -195,7 +195,7 @@ def retained_start(checkpoint: Path, plan: dict[int, int]) -> int | None:
     return min((start for start, planned in plan.items() if planned == end), default=end)
 
 
-def _carried(function, *args):  # noqa: ANN001, ANN202
+def _carried(function, *args):
     """Call ``function``; a `LandingLogCompactedError` keeps its name across the JVM (it is raised in the
     Python process Spark runs the source in, and only its text reaches the driver)."""
     try:

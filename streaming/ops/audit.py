@@ -1,6 +1,7 @@
 """The audit trail: who ran which command that changes the lakehouse, when, with what, and how it ended.
 
-`xray` (streaming/cli/commands.py) wraps every command of `AUDITED_COMMANDS` in a `CommandAudit`: a
+`xray` (streaming/cli/commands.py) wraps every command that changes the lakehouse in a `CommandAudit`
+(which commands: the command table, ``streaming.cli.table.AUDITED``, every command not declared read-only): a
 ``started`` row in `audit_log` before the command runs (so a run killed with SIGKILL, a lost machine,
 leaves a started row without a finished one) and a ``finished`` row after it, with the outcome, the exit
 code, the one-line error and the Delta versions of the tables the run changed.
@@ -26,7 +27,6 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Iterable
 from typing import Any
 
 from streaming.core.config import XrayConfig
@@ -34,15 +34,8 @@ from streaming.core.errors import XrayError, first_line
 from streaming.core.pseudonym import path_ref, patient_ref, reader_ref
 from streaming.lakehouse.catalog import ALL_TABLES, AUDIT_LOG
 
-__all__ = ["AUDITED_COMMANDS", "PATH_OPTIONS", "CommandAudit", "audit_options", "current_run_id", "scrub"]
+__all__ = ["PATH_OPTIONS", "CommandAudit", "audit_options", "current_run_id", "scrub"]
 
-# Commands that change the lakehouse (tables, landing, checkpoints, models, reports): a new one is one line.
-# Not audited: status, serve and sql (read-only), bench (works in its own temporary lakehouses under
-# <lakehouse>/bench/, whose commands are audited there), --help and --version (no command runs).
-AUDITED_COMMANDS = frozenset({
-    "stream", "watch", "ingest-kaggle", "ingest-folder", "retrain", "metrics", "rescore", "refeature",
-    "recover", "demo", "maintain", "forget", "feedback",
-})
 # Options (argparse dests) whose value is a file, folder or URI: it may name a patient (a landing-style
 # file name, a folder per patient), so only its keyed hash is kept.
 PATH_OPTIONS = frozenset({
@@ -77,7 +70,7 @@ def current_run_id() -> str | None:
 def _user() -> str:
     try:
         return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry (containers): the uid still says who
+    except Exception:  # no passwd entry (containers): the uid still says who
         return str(os.getuid())
 
 
@@ -158,18 +151,17 @@ def _changed(before: dict[str, int | None], after: dict[str, int | None]) -> lis
 class CommandAudit:
     """The audit of one command run: `bind` the config, `started` before it runs, `finish` after it.
 
-    Inactive (every method a no-op) for a command outside `AUDITED_COMMANDS`. Rows are written only into
+    Inactive (every method a no-op) when not ``audited`` (a read-only command, see the command table). Rows are written only into
     an existing lakehouse folder: a mistaken command (a typo in --lakehouse) must not create one. A run
     whose started row could not be written yet (refused before it began, the lakehouse made by the command
     itself, a failed write) gets it with its finished row, in the same commit.
     """
 
-    def __init__(self, command: str, options: dict[str, Any], package_version: str,
-                 audited: Iterable[str] = AUDITED_COMMANDS):
+    def __init__(self, command: str, options: dict[str, Any], package_version: str, audited: bool):
         self.command = command
         self.options = dict(options)
         self.package_version = package_version
-        self.active = command in frozenset(audited)
+        self.active = audited
         self.run_id = uuid.uuid4().hex
         self.config: XrayConfig | None = None
         self.error: BaseException | None = None
@@ -188,7 +180,7 @@ class CommandAudit:
 
     def started(self) -> None:
         """Write the ``started`` row, unless the lakehouse folder does not exist yet."""
-        global _current_run  # noqa: PLW0603 - one command per process: its run id, for forget_list
+        global _current_run  # one command per process: its run id, for forget_list
         if not self.active or self.config is None:
             return
         _current_run = self.run_id
@@ -200,7 +192,7 @@ class CommandAudit:
 
     def finish(self, exit_code: int) -> None:
         """Write the ``finished`` row: outcome from the exit code and the error noted by `failed`."""
-        global _current_run  # noqa: PLW0603
+        global _current_run
         if not self.active or self.config is None:
             return
         _current_run = None
@@ -226,7 +218,7 @@ class CommandAudit:
             from streaming.lakehouse.direct import table_versions
 
             return table_versions(self.config, [spec.name for spec in ALL_TABLES if spec is not AUDIT_LOG])
-        except Exception:  # noqa: BLE001 - the audit never stops a command (a failed write will say so)
+        except Exception:  # the audit never stops a command (a failed write will say so)
             return dict(self._before)
 
     def _started_row(self) -> dict[str, Any]:
@@ -254,7 +246,7 @@ class CommandAudit:
 
             append_rows(self.config, AUDIT_LOG.name, rows)
             return True
-        except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - never hides the command's result
+        except (Exception, KeyboardInterrupt) as error:  # never hides the command's result
             self._warn(error)
             return False
 

@@ -38,6 +38,7 @@ from streaming.lakehouse.catalog import (
     SILVER_QUARANTINE,
 )
 from streaming.lakehouse.forgetlist import is_keyed_hash
+from streaming.lakehouse.tables import open_table
 
 log = logging.getLogger(__name__)
 
@@ -81,18 +82,11 @@ def _in_list(values: set[str]) -> str:
     return ", ".join(f"'{v}'" for v in sorted(values) if is_keyed_hash(v))
 
 
-def _table(config: XrayConfig, name: str):  # noqa: ANN202 - deltalake is imported lazily
-    from deltalake import DeltaTable
-
-    path = str(config.table_path(name))
-    return DeltaTable(path) if DeltaTable.is_deltatable(path) else None
-
-
 def find_erasure(config: XrayConfig, patient: str) -> Erasure:
     """Every image, path and file size of the patient (keyed hash ``patient``) the tables know."""
     erasure = Erasure(patient)
     key = config.patient_salt()
-    silver = _table(config, SILVER_METADATA.name)
+    silver = open_table(config, SILVER_METADATA.name)
     rows = [] if silver is None else silver.to_pyarrow_table(columns=["image_id", "patient_id", "path_ref"]).to_pylist()
     for row in rows:  # filtered here: delta-rs may prune string columns wrongly (README: pitfalls)
         if row["patient_id"] == patient:
@@ -126,7 +120,7 @@ def _add_file(erasure: Erasure, row: dict) -> None:
 
 
 def _quarantined_contents(config: XrayConfig) -> set[str]:
-    quarantine = _table(config, SILVER_QUARANTINE.name)
+    quarantine = open_table(config, SILVER_QUARANTINE.name)
     if quarantine is None:
         return set()
     return {s for s in quarantine.to_pyarrow_table(columns=["content_sha256"]).column(0).to_pylist() if s}
@@ -134,7 +128,7 @@ def _quarantined_contents(config: XrayConfig) -> set[str]:
 
 def _bronze_rows(config: XrayConfig, columns: list[str]) -> Iterator[dict]:
     """Bronze's rows, a few at a time (the bytes of the whole table never sit in memory at once)."""
-    bronze = _table(config, BRONZE_IMAGES.name)
+    bronze = open_table(config, BRONZE_IMAGES.name)
     if bronze is None:
         return
     for batch in bronze.to_pyarrow_dataset().to_batches(columns=columns, batch_size=SCAN_BATCH_ROWS):
@@ -146,7 +140,7 @@ def erase_rows(config: XrayConfig, erasure: Erasure) -> dict[str, int]:
     concurrent commit is tried again; afterwards every table is read whole and must hold none of the rows."""
     deleted: dict[str, int] = {}
     for name, predicate in erasure.predicates().items():
-        table = _table(config, name)
+        table = open_table(config, name)
         if table is None:
             continue
         deleted[name] = _delete(config, name, predicate)
@@ -158,11 +152,11 @@ def erase_rows(config: XrayConfig, erasure: Erasure) -> dict[str, int]:
 
 
 def _delete(config: XrayConfig, name: str, predicate: str) -> int:
-    from deltalake.exceptions import CommitFailedError
+    from streaming.lakehouse.tables import CommitFailedError
 
     for attempt in range(COMMIT_ATTEMPTS):
         try:
-            metrics = _table(config, name).delete(predicate)
+            metrics = open_table(config, name).delete(predicate)
             return int(metrics.get("num_deleted_rows", 0) or 0)
         except CommitFailedError:
             if attempt == COMMIT_ATTEMPTS - 1:
@@ -174,7 +168,7 @@ def _delete(config: XrayConfig, name: str, predicate: str) -> int:
 
 def _still_there(config: XrayConfig, name: str, erasure: Erasure) -> int:
     """Rows of the patient a whole read of the table still finds (a check of the delete, not trust)."""
-    table = _table(config, name)
+    table = open_table(config, name)
     columns = {c for c in ("content_sha256", "path_ref", "image_id", "patient_id")
                if c in table.schema().to_arrow().names}
     rows = table.to_pyarrow_table(columns=sorted(columns)).to_pylist()
@@ -185,9 +179,9 @@ def _still_there(config: XrayConfig, name: str, erasure: Erasure) -> int:
 def purge_history(config: XrayConfig, name: str) -> int:
     """Make the deleted rows unreachable: vacuum the table with no retention (the replaced Parquet files
     go), write a checkpoint and remove the log before it. Returns the data files removed."""
-    table = _table(config, name)
+    table = open_table(config, name)
     removed = table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False)
-    table = _table(config, name)
+    table = open_table(config, name)
     table.create_checkpoint()
     keep_from = min([table.version(), *_stream_floors(config, name)])
     log_dir = Path(config.table_path(name)) / "_delta_log"

@@ -50,7 +50,7 @@ LINES_SHOWN = 10  # line numbers named per reason; more are counted
 def os_user() -> str:
     try:
         return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry (containers): the uid still names someone
+    except Exception:  # no passwd entry (containers): the uid still names someone
         return str(os.getuid())
 
 
@@ -149,15 +149,15 @@ def _champion_agreement(config: XrayConfig, model: dict, confirmed: dict[str, st
         return None
     import pyarrow as pa
     import pyarrow.compute as pc
-    from deltalake import DeltaTable
 
-    path = str(config.table_path(GOLD_PREDICTIONS.name))
+    from streaming.lakehouse.tables import read_arrow
+
     predicted: dict[str, str] = {}
-    if confirmed and DeltaTable.is_deltatable(path):
-        # Filtered after the read, never in the scan: files a MERGE (`xray rescore`) wrote hold `string_view`
-        # columns, which a dataset filter against a string value cannot compare (ArrowNotImplementedError).
-        rows = DeltaTable(path).to_pyarrow_table(columns=["image_id", "predicted_label", "model_name",
-                                                          "model_version"])
+    # Filtered after the read, never in the scan: files a MERGE (`xray rescore`) wrote hold `string_view`
+    # columns, which a dataset filter against a string value cannot compare (ArrowNotImplementedError).
+    columns = ["image_id", "predicted_label", "model_name", "model_version"]
+    rows = read_arrow(config, GOLD_PREDICTIONS.name, columns) if confirmed else None
+    if rows is not None:
         wanted = pc.and_(pc.and_(pc.equal(rows.column("model_name"), model["name"]),
                                  pc.equal(rows.column("model_version"), str(model["version"]))),
                          pc.is_in(rows.column("image_id"), value_set=pa.array(sorted(confirmed), pa.string())))

@@ -6,7 +6,9 @@ page is for anyone who can reach it, so the dict keeps counts, hashes, rule name
 paths (the lakehouse, checkpoints, landing and the folders a landing problem names, which may carry a
 patient's name) are dropped, and any string still holding the lakehouse path has it replaced.
 
-The alerts, drift figures and retraining come with ``xray status``'s dict (`streaming.ops.monitoring`).
+The alerts, drift figures and retraining come with ``xray status``'s dict (`streaming.ops.monitoring`); the
+page adds the throughput and latency of recent batches (`streaming.ops.throughput`) and, for a lakehouse
+holding ``xray demo``'s generated images, the report's synthetic-data caution (`streaming.ops.provenance`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from typing import Any
 from streaming.core.errors import first_line
 from streaming.lakehouse.engine import Lakehouse
 from streaming.ops.monitoring import recent_alerts, recent_drift
+from streaming.ops.provenance import CAUTION_TITLE, caution_text, synthetic_status
 from streaming.ops.status import collect_status
+from streaming.ops.throughput import recent_throughput
 
 __all__ = ["CHARTS", "StatusCache", "page_status", "public_view", "recent_alerts", "recent_drift"]
 
@@ -63,6 +67,10 @@ def page_status(lakehouse: Lakehouse, now: dt.datetime | None = None) -> dict:
     """Everything the page shows, safe to publish (see the module docstring)."""
     status = collect_status(lakehouse, now)  # with its alerts, drift and retraining (`streaming.ops.monitoring`)
     status["charts"] = chart_list(lakehouse.config.reports_dir)
+    status["throughput"] = recent_throughput(lakehouse)
+    synthetic = synthetic_status(lakehouse)  # the report's caution, in the same words
+    status["synthetic"] = None if synthetic is None else {
+        "images_present": synthetic["images_present"], "title": CAUTION_TITLE, "text": caution_text(synthetic)}
     return public_view(status, str(lakehouse.config.root))
 
 
@@ -92,7 +100,7 @@ class StatusCache:
     def _fresh(self) -> tuple[int, bytes]:
         try:
             return 200, json.dumps(self._collect(), default=str).encode("utf-8")
-        except Exception as error:  # noqa: BLE001 - the page shows the error and keeps refreshing
+        except Exception as error:  # the page shows the error and keeps refreshing
             log.warning("status page: collecting the status failed: %s", error, exc_info=log.isEnabledFor(10))
             first = first_line(error)
             message = public_view(f"cannot read the status: {first}", self._root)

@@ -47,24 +47,45 @@ def _mb(size: int) -> str:
 
 def render_report(report: MaintenanceReport, checkpoints: Sequence[tuple[str, int, int]]) -> str:
     """The text ``xray maintain`` prints: one row per table, a total line, the checkpoint sizes."""
-    title = "xray maintain (dry run: nothing changed)" if report.dry_run else "xray maintain"
+    title = ("xray maintain (dry run: nothing changed; what the pass would do)" if report.dry_run
+             else "xray maintain")
     lines = [f"{title}: vacuum retention {report.retention_hours} h", ""]
-    rows = [(t.table, f"{t.files_before} -> {t.files_after}", f"{_mb(t.bytes_before)} -> {_mb(t.bytes_after)}",
-             f"{t.log_files_before} -> {t.log_files_after}", t.compacted, t.vacuumed, t.orphans,
+    rows = [(t.table, f"{t.files_before} -> {t.files_after}",
+             f"{_mb(t.bytes_before)} -> {'<=' if t.estimated else ''}{_mb(t.bytes_after)}",
+             f"{t.log_files_before} -> {t.log_files_after}",
+             f"{t.compacted} -> {t.compact_outputs}" if t.compacted else 0, t.vacuumed, t.orphans,
              f"failed: {t.error}" if t.error else "") for t in report.tables]
     if rows:
         lines += format_table(("table", "data files", "MB", "log files", "compacted", "vacuumed", "orphans", ""),
                               rows, (False, True, True, True, True, True, True, False))
     else:
         lines.append("  no table exists yet")
-    verb = "would free" if report.dry_run else "freed"
-    lines += ["", f"{verb} {report.bytes_freed / 1e6:.1f} MB in {report.seconds:.1f} s "
-                  f"(data files {report.files_before} -> {report.files_after})"]
+    lines += ["", *_totals(report)]
     if checkpoints:
         lines += ["", "STREAM CHECKPOINTS (offsets and commits keep the last 100 batches)"]
         lines += format_table(("query", "files", "MB"), [(q, n, _mb(b)) for q, n, b in checkpoints],
                               (False, True, True))
     return "\n".join(lines)
+
+
+def _totals(report: MaintenanceReport) -> list[str]:
+    """What the disk gets back (files deleted) and what compaction adds, said apart: compaction deletes
+    nothing, so a pass that compacts grows the folder until a vacuum after the retention."""
+    dry = report.dry_run
+    deleted = sum(t.vacuumed + t.orphans for t in report.tables)
+    lines = [f"{'would free' if dry else 'freed'} {report.bytes_freed / 1e6:.1f} MB ({deleted} file(s) deleted) "
+             f"in {report.seconds:.1f} s; data files {report.files_before} -> {report.files_after}"]
+    compacted = [t for t in report.tables if t.compacted]
+    if compacted:
+        rewritten, written = sum(t.compacted for t in compacted), sum(t.compact_outputs for t in compacted)
+        size = sum(t.compact_bytes for t in compacted) / 1e6
+        # At 0 h the pass's own vacuum deletes the replaced files; otherwise they wait for the retention.
+        lines.append(f"compaction {'would rewrite' if dry else 'rewrote'} {rewritten} small file(s) ({size:.1f} MB) "
+                     f"into {written}" + (f"; the replaced files stay for time travel until a vacuum after "
+                                          f"{report.retention_hours} h" if report.retention_hours > 0 else ""))
+    if dry and any(t.estimated for t in report.tables):
+        lines.append("<=: compaction's files hold the same rows as the files they replace, in at most their size")
+    return lines
 
 
 def maintain_command(config: XrayConfig, tables: Sequence[str] | None = None,

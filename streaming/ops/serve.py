@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import signal
 import socket
 import sys
 import threading
 import urllib.parse
 from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -27,10 +27,12 @@ from pathlib import Path
 
 from streaming.core.config import XrayConfig
 from streaming.core.errors import ConfigError
+from streaming.core.signals import StopEvent, stop_on_signals
 from streaming.lakehouse.engine import Lakehouse
 from streaming.ops.livestatus import CHARTS, StatusCache, page_status
 
-__all__ = ["LOOPBACK_NAMES", "StatusServer", "check_address", "is_loopback", "make_server", "serve"]
+__all__ = ["LOOPBACK_NAMES", "Address", "StatusServer", "check_address", "is_loopback", "listen_address", "make_server",
+           "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +60,31 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve anywhere
 
 
-def check_address(host: str, port: int, allow_remote: bool) -> None:
+@dataclass(frozen=True)
+class Address:
+    """Where the page listens, and where each value came from (an option, or a setting of the config file
+    or environment): a message about the port names what the user has to change."""
+
+    host: str
+    port: int
+    host_from: str = "--host"
+    port_from: str = "--port"
+
+
+def listen_address(config: XrayConfig, host: str | None, port: int | None) -> Address:
+    """``--host``/``--port`` when given, else the settings ``serve_host``/``serve_port``."""
+    return Address(host or config.serve_host, config.serve_port if port is None else port,
+                   "--host" if host else "the setting serve_host", "--port" if port is not None
+                   else "the setting serve_port")
+
+
+def check_address(host: str, port: int, allow_remote: bool, address: Address | None = None) -> None:
     """Refuse a port out of range, and a non-loopback host unless ``allow_remote`` says it is meant."""
+    address = address or Address(host, port)
     if not 0 <= port <= 65535:
-        raise ConfigError(f"--port must be from 0 to 65535 (0: any free port), got {port}")
+        raise ConfigError(f"{address.port_from} must be from 0 to 65535 (0: any free port), got {port}")
     if not is_loopback(host) and not allow_remote:
-        raise ConfigError(f"--host {host} is not a loopback address: the page would be reachable from other "
+        raise ConfigError(f"{address.host_from} {host} is not a loopback address: the page would be reachable from other "
                           "machines; add --allow-remote if that is meant (better: keep 127.0.0.1 and reach it "
                           "through an SSH tunnel or an authenticating proxy)")
 
@@ -102,10 +123,10 @@ class StatusHandler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return "xray-serve"  # no Python version for a scanner to look up
 
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
+    def do_GET(self) -> None:  # the name http.server dispatches to
         self._answer(send_body=True)
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._answer(send_body=False)
 
     def _refuse_method(self) -> None:
@@ -161,11 +182,11 @@ class StatusHandler(BaseHTTPRequestHandler):
         if send_body:
             self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's signature
+    def log_message(self, format: str, *args: object) -> None:  # the stdlib's signature
         log.debug("%s %s", self.address_string(), format % args)
 
 
-def make_server(lakehouse: Lakehouse, host: str, port: int) -> StatusServer:
+def make_server(lakehouse: Lakehouse, host: str, port: int, port_from: str = "--port") -> StatusServer:
     """A server bound to ``host:port`` (port 0: any free port) over the lakehouse, not started yet."""
     config = lakehouse.config
     cache = StatusCache(lambda: page_status(lakehouse), root=str(config.root), seconds=CACHE_SECONDS)
@@ -176,8 +197,8 @@ def make_server(lakehouse: Lakehouse, host: str, port: int) -> StatusServer:
     try:
         return server_class((host, port), cache, config.reports_dir, allowed)
     except OSError as error:
-        raise ConfigError(f"cannot listen on {host}:{port} ({error.strerror or error}): choose another --port "
-                          "(or stop what listens there)") from None
+        raise ConfigError(f"cannot listen on {host}:{port} ({error.strerror or error}): choose another port "
+                          f"(it came from {port_from}), or stop what listens there") from None
 
 
 def _announce(line: str) -> None:
@@ -185,21 +206,18 @@ def _announce(line: str) -> None:
 
 
 def serve(config: XrayConfig, host: str, port: int, allow_remote: bool = False,
-          announce: Callable[[str], None] = _announce) -> int:
+          announce: Callable[[str], None] = _announce, address: Address | None = None) -> int:
     """Serve the page until SIGINT or SIGTERM; returns the signal number that stopped it.
 
     The status is read with delta-rs whatever ``delta_engine`` says, so no Spark session is ever started.
+    ``address`` says where host and port came from (`listen_address`), for messages.
     """
-    check_address(host, port, allow_remote)
-    server = make_server(Lakehouse(None, config.with_overrides(delta_engine="delta-rs")), host, port)
-    stopped: list[int] = []
-    done = threading.Event()
-
-    def stop(signum, frame) -> None:  # noqa: ANN001, ARG001
-        stopped.append(signum)
-        done.set()
-
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    address = address or Address(host, port)
+    check_address(host, port, allow_remote, address)
+    server = make_server(Lakehouse(None, config.with_overrides(delta_engine="delta-rs")), host, port,
+                         address.port_from)
+    done = StopEvent()
+    restore = stop_on_signals(done)
     worker = threading.Thread(target=server.serve_forever, name="xray-serve", daemon=True)
     worker.start()
     try:
@@ -210,9 +228,8 @@ def serve(config: XrayConfig, host: str, port: int, allow_remote: bool = False,
         while not done.wait(1.0):
             pass
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        restore()
         server.shutdown()
         server.server_close()
         worker.join()
-    return stopped[0]
+    return done.signum

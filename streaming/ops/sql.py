@@ -1,10 +1,10 @@
 """``xray sql``: read-only SQL over the lakehouse's tables, each by its catalogue name.
 
-By default the query runs in DataFusion, the SQL engine delta-rs ships (``deltalake.QueryBuilder``): no
-Spark, no JVM, an answer in about a second. ``--engine spark`` runs Spark SQL over temporary views of the
-same names (the Lakehouse's reads, so any Delta engine). Results print as aligned columns (at most
-``--limit`` rows; a note on stderr says when more exist), or as CSV or JSON. Mistakes (an unknown table, a
-syntax error, a lakehouse without tables) are one line and exit 2.
+The query runs in DataFusion over delta-rs's tables (``streaming.ops.sqlengine``: read-only by
+construction, no Spark, no JVM), in a child process this module kills when ``--timeout`` passes (default
+``sql_timeout_seconds``, 60 s) or on Ctrl-C or SIGTERM: a query never outlives the command. Results print
+as aligned columns (at most ``--limit`` rows; a note on stderr says when more exist), or as CSV or JSON.
+Mistakes (an unknown table, a syntax error, a write, a lakehouse without tables) are one line and exit 2.
 """
 
 from __future__ import annotations
@@ -15,148 +15,101 @@ import csv
 import datetime as dt
 import decimal
 import json
-import re
+import pickle
+import signal
+import subprocess
 import sys
-from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from streaming.core.config import XrayConfig
-from streaming.core.errors import XrayError
+from streaming.ops.sqlengine import QueryResult, SqlError
 
 __all__ = ["ENGINES", "FORMATS", "SQL_HELP", "QueryResult", "SqlError", "add_sql_arguments", "run_query",
            "sql_command"]
 
 SQL_HELP = "Run a read-only SQL query over the lakehouse tables (by name) and print the result."
-ENGINES = ("delta-rs", "spark")
+ENGINES = ("delta-rs", "spark")  # spark: refused with one line (removed: it could read and write any file)
 FORMATS = ("table", "csv", "json")
 DEFAULT_LIMIT = 100
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # where `streaming` is imported from
 CELL_WIDTH = 60  # longest cell of the aligned table (features, long messages are cut)
-# Statements that would change something: refused before any engine sees them (the rest goes to the engine,
-# which names its own syntax errors).
-WRITES = frozenset("insert update delete merge create drop alter truncate copy replace vacuum optimize restore "
-                   "cache uncache refresh msck load add".split())
+SPARK_REMOVED = ("--engine spark was removed: Spark SQL reads any file (text.`/etc/passwd`) and writes outside "
+                 "the lakehouse (INSERT OVERWRITE DIRECTORY); xray sql runs DataFusion only, read-only by "
+                 "construction: drop --engine and write the query in DataFusion's SQL")
 
 
-class SqlError(XrayError):
-    """A query that cannot run: unknown table, bad SQL, nothing to query yet."""
+def _seconds(text: str) -> float:
+    """A --timeout: a number of seconds >= 0 (argparse prints the error as one usage line)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0 (0: no limit), not {text!r}")
+    return seconds
 
 
 def add_sql_arguments(command: argparse.ArgumentParser) -> None:
-    """The options of ``xray sql`` (the parser entry in streaming/cli/commands.py)."""
+    """The options of ``xray sql`` (named by the command table, streaming/cli/table.py)."""
     command.add_argument("query", metavar="SQL", help="the query, e.g. \"SELECT rule, count(*) FROM "
                                                       "silver_quarantine GROUP BY rule\"")
     command.add_argument("--format", choices=FORMATS, default="table",
                          help="aligned columns (default), CSV with a header, or a JSON array of objects")
     command.add_argument("--engine", choices=ENGINES, default="delta-rs",
-                         help="delta-rs: DataFusion through delta-rs, no Spark (default); spark: Spark SQL")
+                         help="delta-rs: DataFusion through delta-rs, no Spark (the only engine; spark was "
+                              "removed: it could read and write files outside the lakehouse)")
     command.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N",
                          help=f"print at most N rows (default {DEFAULT_LIMIT}; 0: all)")
+    command.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
+                         help="stop the query after SECONDS (default: sql_timeout_seconds, 60; 0: no limit)")
 
 
-class QueryResult:
-    """Column names, Arrow types and rows (Python values) of a query, and whether rows were left out."""
-
-    def __init__(self, table: Any, limit: int):
-        self.columns: list[str] = list(table.column_names)
-        self.types = [field.type for field in table.schema]
-        rows = table.to_pylist()
-        self.truncated = bool(limit) and len(rows) > limit
-        self.rows: list[dict] = rows[:limit] if limit else rows
+# -- running -------------------------------------------------------------------------------------------
+def _stop(child: subprocess.Popen) -> None:
+    """Kill the query's process: it only reads, so nothing is left half-done."""
+    child.kill()
+    child.communicate()
 
 
-# -- engines -------------------------------------------------------------------------------------------
-def _tables(config: XrayConfig) -> tuple[list[str], list[str]]:
-    """(every catalogue table name, those created in this lakehouse)."""
-    from deltalake import DeltaTable
+def run_query(config: XrayConfig, sql: str, engine: str = "delta-rs", limit: int = DEFAULT_LIMIT,
+              timeout: float | None = None) -> QueryResult:
+    """Run ``sql`` over the lakehouse's tables; at most ``limit`` rows (0: all) are kept.
 
-    from streaming.lakehouse.catalog import ALL_TABLES
-
-    names = [spec.name for spec in ALL_TABLES]
-    return names, [n for n in names if DeltaTable.is_deltatable(str(config.table_path(n)))]
-
-
-def _mentioned(sql: str, names: Sequence[str]) -> list[str]:
-    lowered = sql.lower()
-    return [n for n in names if re.search(rf"(?<![\w.]){re.escape(n)}(?!\w)", lowered)]
-
-
-def _check_statement(sql: str) -> None:
-    words = re.findall(r"[A-Za-z]+", re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.S))
-    if not words:
-        raise SqlError("the query is empty; e.g. xray sql \"SELECT count(*) FROM gold_pneumonia_predictions\"")
-    if words[0].lower() in WRITES:
-        raise SqlError(f"xray sql only reads (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN), not {words[0].upper()}; "
-                       "tables are written by the xray commands")
-
-
-def _not_found(message: str) -> str | None:
-    """The table an engine says it cannot find, from its message (DataFusion or Spark)."""
-    match = (re.search(r"table '(?:[\w]+\.)*([\w]+)' not found", message)
-             or re.search(r"table or view `?(?:[\w]+`?\.`?)*([\w]+)`? cannot be found", message, re.I))
-    return match.group(1) if match else None
-
-
-def _engine_error(error: Exception, names: Sequence[str], created: Sequence[str]) -> SqlError:
-    message = str(error).strip()
-    missing = _not_found(message)
-    if missing in names:
-        return SqlError(f"table {missing} is not created yet in this lakehouse; run 'xray stream' "
-                        f"(and 'xray metrics' for gold_model_performance, gold_dataset_summary) first")
-    if missing is not None:
-        return SqlError(f"unknown table {missing}; the tables are: {', '.join(created)}")
-    first = next((line.strip() for line in message.splitlines() if line.strip()), type(error).__name__)
-    first = re.sub(r"^\[[A-Z_.]+\]\s*", "", first)  # Spark's error class prefix
-    return SqlError(f"the query failed: {first}")
-
-
-def _delta_rs(config: XrayConfig, sql: str, names: Sequence[str], created: Sequence[str], limit: int) -> Any:
-    import pyarrow as pa
-    from deltalake import DeltaTable, QueryBuilder
-
-    builder = QueryBuilder({"datafusion.catalog.information_schema": "true"})  # SHOW TABLES, DESCRIBE
-    for name in (_mentioned(sql, created) if not re.search(r"\bshow\b", sql, re.I) else created):
-        builder.register(name, DeltaTable(str(config.table_path(name))))
+    The query runs in a child process (``streaming.ops.sqlengine``), killed after ``timeout`` seconds
+    (None: ``config.sql_timeout_seconds``; 0: no limit) or when this process is interrupted
+    (KeyboardInterrupt, ``Terminated``), which is then raised again.
+    """
+    if engine != "delta-rs":
+        raise SqlError(SPARK_REMOVED)
+    seconds = config.sql_timeout_seconds if timeout is None else timeout
+    request = pickle.dumps((config, sql, max(0, limit), seconds))
+    # Its own session: a terminal's Ctrl-C reaches this process only, which stops the child. It starts in
+    # the folder holding this `streaming` package, so `-m` finds this code, never a `streaming/` folder
+    # where the user happens to be.
+    child = subprocess.Popen([sys.executable, "-m", "streaming.ops.sqlengine"], cwd=PACKAGE_PARENT,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True)
     try:
-        reader = pa.RecordBatchReader.from_stream(builder.execute(sql))
-        batches, rows = [], 0
-        for batch in reader:  # stop reading once past the limit: the rest is never computed
-            batches.append(batch)
-            rows += batch.num_rows
-            if limit and rows > limit:
-                break
-        return pa.Table.from_batches(batches, schema=reader.schema)
-    except Exception as error:  # noqa: BLE001 - DeltaError, Arrow errors: every failure is one line
-        raise _engine_error(error, names, created) from None
-
-
-def _spark(config: XrayConfig, sql: str, names: Sequence[str], created: Sequence[str], limit: int) -> Any:
-    from pyspark.logger import PySparkLogger
-
-    from streaming.lakehouse.engine import Lakehouse
-    from streaming.lakehouse.session import get_spark
-
-    # PySpark logs every failed SQL query with its JVM stack on stderr; the error is printed as one line.
-    PySparkLogger.getLogger("SQLQueryContextLogger").disabled = True
-    spark = get_spark(config)
-    lakehouse = Lakehouse(spark, config)
-    for name in created:
-        lakehouse.read(name).createOrReplaceTempView(name)
-    try:
-        frame = spark.sql(sql)
-        return (frame.limit(limit + 1) if limit else frame).toArrow()
-    except Exception as error:  # noqa: BLE001 - AnalysisException, ParseException: one line
-        raise _engine_error(error, names, created) from None
-
-
-def run_query(config: XrayConfig, sql: str, engine: str = "delta-rs", limit: int = DEFAULT_LIMIT) -> QueryResult:
-    """Run ``sql`` over the lakehouse's tables with ``engine``; at most ``limit`` rows (0: all) are kept."""
-    _check_statement(sql)
-    names, created = _tables(config)
-    if not created:
-        raise SqlError(f"the lakehouse {config.root} has no tables yet; run 'xray stream' first "
-                       "(or pass --lakehouse DIR)")
-    run = _delta_rs if engine == "delta-rs" else _spark
-    return QueryResult(run(config, sql, names, created, max(0, limit)), max(0, limit))
+        answer, errors = child.communicate(request, timeout=seconds or None)
+    except subprocess.TimeoutExpired:
+        _stop(child)
+        raise SqlError(f"the query was stopped after {seconds:g} s (--timeout, sql_timeout_seconds); narrow it "
+                       "(WHERE, LIMIT, fewer joins) or give it more time with --timeout SECONDS") from None
+    except BaseException:  # Ctrl-C, SIGTERM (Terminated): stop the query, then end as the signal asks
+        _stop(child)
+        raise
+    if child.returncode == -signal.SIGKILL:  # the kernel's out-of-memory killer, or an operator
+        raise SqlError("the query's process was killed (SIGKILL: out of memory?); narrow the query (WHERE, "
+                       "LIMIT, fewer joins)")
+    if child.returncode != 0 or not answer:
+        raise RuntimeError(f"xray sql's query process failed (exit {child.returncode}):\n"
+                           f"{errors.decode(errors='replace')}")
+    sys.stderr.write(errors.decode(errors="replace"))  # a library's warning, if any: never hidden
+    kind, value = pickle.loads(answer)
+    if kind == "error":
+        raise SqlError(value)
+    return value
 
 
 # -- output --------------------------------------------------------------------------------------------
@@ -194,12 +147,6 @@ def _cell(value: Any) -> str:
     return text if len(text) <= CELL_WIDTH else text[:CELL_WIDTH - 3] + "..."
 
 
-def _numeric(arrow_type: Any) -> bool:
-    import pyarrow.types as t
-
-    return t.is_integer(arrow_type) or t.is_floating(arrow_type) or t.is_decimal(arrow_type)
-
-
 def render(result: QueryResult, fmt: str = "table") -> str:
     """The result as aligned columns (with a row count), CSV, or a JSON array."""
     if fmt == "json":
@@ -219,16 +166,42 @@ def render(result: QueryResult, fmt: str = "table") -> str:
     from streaming.ops.text import format_table
 
     cells = [[_cell(row[c]) for c in result.columns] for row in result.rows]
-    lines = format_table(result.columns, cells, [_numeric(t) for t in result.types], indent=0)
+    lines = format_table(result.columns, cells, result.numeric, indent=0)
     widths = [max(len(x) for x in [name, *(row[i] for row in cells)]) for i, name in enumerate(result.columns)]
     lines.insert(1, "  ".join("-" * w for w in widths))
     count = len(result.rows)
     return "\n".join([*lines, f"({count} row{'' if count == 1 else 's'}{' shown' if result.truncated else ''})"])
 
 
+class _Stopped(BaseException):  # noqa: N818 - like KeyboardInterrupt: a request to end, not an error
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_on_signals() -> Any:
+    """Ctrl-C and SIGTERM raise `_Stopped` while the query runs (run_query then kills it); the restorer."""
+    def stop(signum, frame):  # noqa: ANN001, ARG001
+        raise _Stopped(signum)
+
+    try:
+        previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread (main() embedded): the caller's handling stays
+        return lambda: None
+    return lambda: [signal.signal(s, signal.SIG_DFL if h is None else h) for s, h in previous.items()]
+
+
 def sql_command(args: argparse.Namespace, config: XrayConfig) -> int:
     """``xray sql``: run the query, print the result on stdout, a truncation note on stderr."""
-    result = run_query(config, args.query, engine=args.engine, limit=args.limit)
+    restore = _stop_on_signals()
+    try:
+        result = run_query(config, args.query, engine=args.engine, limit=args.limit, timeout=args.timeout)
+    except _Stopped as stop:
+        how = "interrupted (Ctrl-C)" if stop.signum == signal.SIGINT else "terminated (SIGTERM)"
+        print(f"xray sql: {how}; the query was stopped", file=sys.stderr)
+        return 128 + stop.signum  # 130, 143: streaming/cli/exits.py
+    finally:
+        restore()
     print(render(result, args.format))
     if result.truncated:
         print(f"xray sql: showing the first {args.limit} rows; --limit N for more, --limit 0 for all "

@@ -16,19 +16,29 @@ from typing import Any
 from streaming.bronze.backlog import newest_ingested_time, waiting_after
 from streaming.core.checkpoints import newest_batch
 from streaming.core.config import XrayConfig
+from streaming.core.errors import first_line
 from streaming.core.names import LAYERS
 from streaming.core.registry import local_store_exists
 from streaming.lakehouse.catalog import (
     ALL_TABLES,
     GOLD_MODEL_PERFORMANCE,
     PIPELINE_EVENTS,
+    SILVER_METADATA,
     SILVER_QUARANTINE,
 )
 from streaming.lakehouse.engine import Lakehouse
 from streaming.lakehouse.maintenance import MAINTENANCE_QUERY
 from streaming.ops.feedback import feedback_lines, feedback_status
 from streaming.ops.monitoring import monitoring_lines, monitoring_status
-from streaming.ops.text import age, format_table, iso_utc, short_time
+from streaming.ops.text import (
+    NOT_DEFINED,
+    age,
+    format_table,
+    iso_utc,
+    metric_text,
+    short_time,
+    undefined_metrics,
+)
 from streaming.silver.refeature import features_status, stale_features_message
 
 log = logging.getLogger(__name__)
@@ -138,13 +148,22 @@ def backlog_status(lakehouse: Lakehouse, bronze_event: dict | None) -> dict:
     }
 
 
-def landing_problems(config) -> list[dict]:  # noqa: ANN001 - XrayConfig
+def landing_problems(config) -> list[dict]:  # XrayConfig
     """What the landing scan skipped at its last pass (unreadable folders, links to folders inside landing,
     names that are not UTF-8), with the folder relative to landing: the operator has to fix it there."""
     from streaming.bronze.source import landing_log_dir
     from streaming.landing.log import read_problems
 
     return read_problems(landing_log_dir(config))
+
+
+def unlabelled_status(lakehouse: Lakehouse) -> dict:
+    """Silver images without a label (from a landing folder that is not ``<split>/<LABEL>/``): gold scores
+    them, training does not use them. The ``label`` column only, read with delta-rs."""
+    if not lakehouse.exists(SILVER_METADATA.name):
+        return {"images": 0}
+    labels = lakehouse.delta_table(SILVER_METADATA.name).to_pyarrow_table(columns=["label"]).column("label")
+    return {"images": labels.null_count}
 
 
 def latest_performance(lakehouse: Lakehouse, name: str, version: str) -> list[dict]:
@@ -185,8 +204,8 @@ def champion_status(lakehouse: Lakehouse) -> dict:
     try:
         ref = champion(config)
         tags = version_tags(config, ref) if ref else {}
-    except Exception as error:  # noqa: BLE001 - an unreachable registry must not hide the rest of the screen
-        entry["error"] = f"model registry unavailable: {str(error).splitlines()[0] if str(error) else error!r}"
+    except Exception as error:  # an unreachable registry must not hide the rest of the screen
+        entry["error"] = f"model registry unavailable: {first_line(error)}"
         return entry
     if ref is None:
         return entry
@@ -223,6 +242,7 @@ def collect_status(lakehouse: Lakehouse, now: dt.datetime | None = None) -> dict
         "streams": stream_status(config, events, now),
         "landing_backlog": backlog_status(lakehouse, events.get("bronze")),
         "landing_problems": landing_problems(config),
+        "unlabelled": unlabelled_status(lakehouse),
         "champion": model,
         "gold_waiting": GOLD_WAITING if model["version"] is None else None,
         "features": features_status(lakehouse),
@@ -304,6 +324,10 @@ def _landing_section(status: dict) -> list[str]:
                      f"{short_time(backlog['newest_ingested_time'])} UTC)")
     elif backlog["files"]:
         lines.append("  (nothing ingested yet: every image in landing is waiting)")
+    unlabelled = status.get("unlabelled", {}).get("images")
+    if unlabelled:
+        lines.append(f"  {unlabelled} image(s) in silver without a label (not from a landing/<split>/<LABEL>/ "
+                     "folder): scored, not used for training")
     for problem in status["landing_problems"]:
         lines.append(f"  skipped {problem['kind'].replace('_', ' ')} {problem['path']!r}: {problem['detail']} "
                      f"(since {short_time(problem['first_seen'])} UTC)")
@@ -331,10 +355,21 @@ def _champion_lines(status: dict) -> list[str]:
         return [*lines, "  not evaluated yet: run 'xray metrics'"]
     return lines + format_table(
         ("split", "images", "accuracy", "precision", "recall", "specif.", "F1", "ROC AUC", "evaluated"),
-        [(m["split"], m["sample_count"], *[_num(m[k]) for k in METRIC_KEYS], short_time(m["evaluated_time"]))
+        [(m["split"], m["sample_count"], *[metric_text(m, k) for k in METRIC_KEYS], short_time(m["evaluated_time"]))
          for m in model["metrics"]],
         (False, True, True, True, True, True, True, True, False),
-    )
+    ) + _undefined_notes(model["metrics"])
+
+
+def _undefined_notes(metrics: list[dict]) -> list[str]:
+    """Why a cell says n/a: per split, the rates its images leave undefined."""
+    notes = []
+    for m in metrics:
+        reasons = undefined_metrics(m["confusion_matrix"])
+        if reasons:
+            notes.append(f"  {NOT_DEFINED} in {m['split']}: " + "; ".join(
+                f"{key} ({reason})" for key, reason in reasons.items()))
+    return notes
 
 
 def _quarantine_section(status: dict) -> list[str]:

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["age", "format_table", "iso_utc", "short_time"]
+__all__ = ["NOT_DEFINED", "age", "format_table", "iso_utc", "metric_text", "short_time", "undefined_metrics"]
 
 
 def iso_utc(value: dt.datetime | None) -> str | None:
@@ -15,6 +15,36 @@ def iso_utc(value: dt.datetime | None) -> str | None:
         return None
     return (value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value).astimezone(
         dt.timezone.utc).isoformat()
+
+
+NOT_DEFINED = "n/a"
+# A rate whose denominator is empty has no value (evaluation stores 0.0 for it); which cells of the confusion
+# matrix [[tn, fp], [fn, tp]] make each denominator, and what their absence means.
+_DENOMINATORS = {
+    "recall": (((1, 0), (1, 1)), "no PNEUMONIA image"),
+    "specificity": (((0, 0), (0, 1)), "no NORMAL image"),
+    "precision": (((0, 1), (1, 1)), "nothing predicted PNEUMONIA"),
+    "f1": (((0, 1), (1, 0), (1, 1)), "no PNEUMONIA image and none predicted"),
+}
+
+
+def undefined_metrics(confusion: Sequence[Sequence[int]] | None) -> dict[str, str]:
+    """The rates a confusion matrix ``[[tn, fp], [fn, tp]]`` leaves undefined, each with the reason (for
+    the feedback split of a reader who saw only normal chests, sensitivity is not 0: it is undefined)."""
+    if not confusion:
+        return {}
+    return {key: reason for key, (cells, reason) in _DENOMINATORS.items()
+            if sum(int(confusion[r][c]) for r, c in cells) == 0}
+
+
+def metric_text(metrics: dict, key: str, width: int = 0) -> str:
+    """A metric with three decimals, ``n/a`` where the confusion matrix leaves it undefined, ``-`` if absent."""
+    value = metrics.get(key)
+    if key in undefined_metrics(metrics.get("confusion_matrix")):
+        text = NOT_DEFINED
+    else:
+        text = "-" if value is None else f"{value:.3f}"
+    return text.rjust(width)
 
 
 def short_time(iso: str | None) -> str:

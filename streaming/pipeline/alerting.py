@@ -63,7 +63,7 @@ def after_batch(config: XrayConfig, events: Sequence[BatchEvent], newest_ingeste
                 _check_quarantine(config, event)
             if event.drift is not None:
                 _check_drift(config, event)
-    except Exception as error:  # noqa: BLE001 - alerting must never fail a batch
+    except Exception as error:  # alerting must never fail a batch
         log.warning("alerts: checking the batch failed (%s); the stream goes on", _first_line(error))
 
 
@@ -146,7 +146,7 @@ class AlertMonitor(threading.Thread):
         while not self.stopped.wait(self.interval):
             try:
                 self.check()
-            except Exception as error:  # noqa: BLE001 - never stop the stream
+            except Exception as error:  # never stop the stream
                 log.warning("alerts: the periodic check failed (%s); it runs again in %.0f s", _first_line(error),
                             self.interval)
 
@@ -221,7 +221,7 @@ def watching(spark: SparkSession, config: XrayConfig, layers: Sequence[str], onc
             alerts_for(config).fire("stream_stopped", "critical",
                                     f"xray stream stopped: {type(error).__name__}: {_first_line(error)}",
                                     {"error": type(error).__name__})
-        except Exception as failure:  # noqa: BLE001 - the stream's own error is what the caller must see
+        except Exception as failure:  # the stream's own error is what the caller must see
             log.warning("alerts: the stream_stopped alert was not raised (%s)", _first_line(failure))
         raise
     finally:

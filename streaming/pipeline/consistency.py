@@ -37,6 +37,7 @@ from streaming.lakehouse.catalog import (
     SILVER_METADATA,
     SILVER_QUARANTINE,
 )
+from streaming.lakehouse.tables import open_table
 
 QUERIES = LAYERS
 # The events commits of the newest batches are read to know which tables they wrote; older batches are
@@ -78,15 +79,9 @@ def last_committed_batch(checkpoint: Path) -> int | None:
     return newest_batch(checkpoint / "commits")
 
 
-def _delta_table(path: Path):  # noqa: ANN202 - deltalake stays a lazy import
-    from deltalake import DeltaTable
-
-    return DeltaTable(str(path)) if DeltaTable.is_deltatable(str(path)) else None
-
-
 def _held(path: Path, app: str) -> tuple[int | None, bool]:
     """(transaction version the table holds for ``app``, whether the table is missing)."""
-    table = _delta_table(path)
+    table = open_table(path)
     if table is None:
         return None, True
     return table.transaction_version(app), False
@@ -126,7 +121,7 @@ class _SnapshotRows:
 
     def rows(self) -> list[dict]:
         if self._rows is None:
-            table = _delta_table(self.events_path)
+            table = open_table(self.events_path)
             self._rows = [] if table is None else table.to_pyarrow_table(columns=_EVENT_COLUMNS).to_pylist()
         return self._rows
 
@@ -279,7 +274,7 @@ def recover(config: XrayConfig, queries: tuple[str, ...] = QUERIES) -> list[Rewi
     return results
 
 
-def mark_empty_batch(lakehouse, query: str, batch_id: int) -> None:  # noqa: ANN001 - Lakehouse, lazily
+def mark_empty_batch(lakehouse, query: str, batch_id: int) -> None:  # Lakehouse, lazily
     """Commit the events transaction of a batch that wrote nothing (no rows), so the start-up check can
     tell "empty batch" from "lost commit". Skipped when the transaction is already held (a replay)."""
     from streaming.lakehouse.deltars import DeltaRsCommitMessage, commit_files

@@ -46,6 +46,7 @@ class DrainProgress:
         self.seen: set[int] = set()
         self.start: int | None = None  # landing position the drain started from
         self.bar: Progress | None = None  # made at the first batch with rows (a drain of nothing stays silent)
+        self.rows = 0  # taken out of the backlog so far
 
     def poll(self, query: Any) -> None:
         for report in list(query.recentProgress or []):
@@ -57,6 +58,7 @@ class DrainProgress:
 
     def _add(self, report: Any) -> None:
         rows = int(_field(report, "numInputRows") or 0)
+        self.rows += rows
         sources = _field(report, "sources") or []
         source = sources[0] if sources else None
         end = _seq(_field(source, "endOffset")) if source is not None else None

@@ -23,6 +23,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
+from streaming.bronze.labels import outside_label_folders, unlabelled_note
 from streaming.bronze.read import BRONZE_EXPECTATIONS, bronze_record, listing_slices, read_landing_files
 from streaming.bronze.refuse import REFUSED, refused_records
 from streaming.bronze.source import QUERY_NAME, clean_landing, landing_roots, report_landing_problems
@@ -281,6 +282,12 @@ def _describe_bronze(config: XrayConfig, inspected: pa.Table, missing: pa.Chunke
     if refused_count:
         notes.append(f"refused {refused_count} file(s) of patients erased by xray forget (not stored; deleted "
                      "from landing; quarantined under patient_not_forgotten)")
+    read = inspected.filter(pc.invert(pc.or_(missing, refused)))
+    stray = outside_label_folders(config.landing_dir, read.column("path").to_pylist())
+    if stray:
+        refs = read.column("path_ref").to_pylist()
+        notes.append(unlabelled_note([refs[i] for i in stray]))
+        log.warning("bronze batch %d: %s", event.batch_id, notes[-1])
     notes.extend(report_landing_problems(config))
     event.message = "; ".join(notes) or None
     times = [t for t in inspected.column(MODIFIED_COLUMN).to_pylist() if t is not None]

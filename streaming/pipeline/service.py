@@ -129,6 +129,7 @@ class StreamService:
     next_champion_check: float = 0.0
     scored_for: object = None  # the champion the last catch-up of unscored images ran for
     budget: StopBudget | None = None  # set when the stop begins
+    processed: int = 0  # rows the queries of ``once`` read, and images the catch-up scored: 0 is "nothing new"
 
     @property
     def plan(self) -> dict[str, tuple[str, ...]]:
@@ -149,11 +150,12 @@ class StreamService:
             return
         try:
             written = gold.score_unscored(self.lakehouse)
-        except Exception as error:  # noqa: BLE001 - the model still cannot be loaded: the next tick tries again
+        except Exception as error:  # the model still cannot be loaded: the next tick tries again
             log.warning("gold: catching up failed (%s); trying again in %.0f s", first_line(error)[:200],
                         CHAMPION_POLL_SECONDS)
             return
         self.scored_for = ref
+        self.processed += written
         if was_pending:
             alerting.model_available(config, written, f"{ref.name} v{ref.version}")
         elif written:
@@ -178,6 +180,7 @@ class StreamService:
                 drain.poll(query)
             finally:
                 drain.close()
+                self.processed += drain.rows
         if self.gold_inline:
             self.catch_up_gold()
 
@@ -226,7 +229,7 @@ class StreamService:
                 raise error
         except XrayError:
             raise
-        except Exception:  # noqa: BLE001 - anything else may be transient: restart from the checkpoint
+        except Exception:  # anything else may be transient: restart from the checkpoint
             recent = [t for t in self.restarts.get(layer, []) if time.monotonic() - t < 600]
             if len(recent) >= MAX_RESTARTS:
                 raise
@@ -257,7 +260,7 @@ class StreamService:
             asked = time.monotonic()
             try:
                 query.stop()  # bounded by spark.sql.streaming.stopTimeout (`bound_query_stops`)
-            except Exception as error:  # noqa: BLE001 - stopping anyway: the checkpoint has the batch
+            except Exception as error:  # stopping anyway: the checkpoint has the batch
                 # Said as it happened: a timeout only when the stop's time ran out (a JVM that went away
                 # fails the call at once).
                 spent = time.monotonic() - asked
@@ -273,7 +276,7 @@ def bound_query_stops(spark: SparkSession) -> None:
     """``query.stop()`` waits for the query's thread with no limit by default: give it one."""
     try:
         spark.conf.set("spark.sql.streaming.stopTimeout", str(int(QUERY_STOP_SECONDS * 1000)))
-    except Exception as error:  # noqa: BLE001 - a platform that fixes it keeps its own; the watchdog remains
+    except Exception as error:  # a platform that fixes it keeps its own; the watchdog remains
         log.debug("spark.sql.streaming.stopTimeout not set: %s", error)
 
 
@@ -382,7 +385,7 @@ class PeriodicMaintenance(threading.Thread):
             log.info("maintenance: %s", report.summary())
         except LakehouseBusyError:
             log.info("maintenance: skipped the periodic pass: another pass (xray maintain) is running")
-        except Exception as error:  # noqa: BLE001 - maintenance must never stop the stream
+        except Exception as error:  # maintenance must never stop the stream
             log.warning("maintenance: the periodic pass failed (%s); the stream goes on, the next pass "
                         "retries", first_line(error))
 

@@ -16,11 +16,12 @@ import contextlib
 import faulthandler
 import logging
 import os
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
+
+from streaming.core.signals import StopEvent, stop_on_signals
 
 __all__ = [
     "STOP_BUDGET_SECONDS", "STOP_DEADLINE_SECONDS", "STOP_REPORT_SECONDS", "StopBudget", "StopEvent",
@@ -47,13 +48,6 @@ def current_wait() -> str:
     return _phase
 
 
-class StopEvent(threading.Event):
-    """A stop request that remembers the signal asking for it (None: a timeout, the end of --once, code),
-    so the command can exit with the code that signal calls for."""
-
-    signum: int | None = None
-
-
 class StopBudget:
     """The time left of one stop, shared by everything it waits for."""
 
@@ -71,26 +65,8 @@ class StopBudget:
 
 def install_stop_signals(stop_event: threading.Event) -> Callable[[], None]:
     """SIGINT/SIGTERM ask the service to stop at the next batch boundary (a second Ctrl-C aborts)."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def handle(signum, frame):  # noqa: ANN001
-        if stop_event.is_set():
-            signal.default_int_handler(signum, frame)
-        log.info("stopping at the next micro-batch boundary (signal %d)", signum)
-        if isinstance(stop_event, StopEvent):
-            stop_event.signum = signum
-        stop_event.set()
-
-    for sig in previous:
-        signal.signal(sig, handle)
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    return restore
+    return stop_on_signals(stop_event, lambda signum: log.info(
+        "stopping at the next micro-batch boundary (signal %d)", signum))
 
 
 class StopWatchdog(threading.Thread):

@@ -7,7 +7,7 @@ from streaming.imaging.dicom import RADIOGRAPH_MODALITIES
 from streaming.landing.scan import NEVER_OPENED
 from streaming.quality.expectations import Expectation
 
-# Listing statuses of entries that are not regular files (see `streaming.landing.NEVER_OPENED`).
+# Listing statuses of entries that are not regular files (see `streaming.landing.scan.NEVER_OPENED`).
 NOT_REGULAR = tuple(status for status in NEVER_OPENED if status != "outside_landing")
 
 

@@ -35,7 +35,7 @@ from streaming.lakehouse.deltars import arrow_schema_of_spark
 _SIMPLE_TYPES = {"string": StringType(), "int": IntegerType(), "array<double>": ArrayType(DoubleType())}
 
 # `path` and `file_name` travel from executors to the driver in memory only (first-copy order); no table
-# but bronze and no event is ever written from them: silver carries `path_ref` (see streaming/pseudonym.py).
+# but bronze and no event is ever written from them: silver carries `path_ref` (see streaming/core/pseudonym.py).
 INSPECTED_SCHEMA = StructType(
     [
         StructField("path", StringType()),

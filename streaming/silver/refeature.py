@@ -91,23 +91,35 @@ class _Silver:
 
 def missing_images(lakehouse: Lakehouse, version: str) -> tuple[list[str], list[str]]:
     """(images with features of other versions only, images with no features row at all), sorted."""
-    metadata = lakehouse.read_arrow(SILVER_METADATA.name, columns=["image_id"]).column("image_id").to_pylist()
-    rows = lakehouse.read_arrow(SILVER_FEATURES.name, columns=["image_id", "feature_version"])
+    return _missing(lakehouse.read_arrow(SILVER_METADATA.name, columns=["image_id"]),
+                    lakehouse.read_arrow(SILVER_FEATURES.name, columns=["image_id", "feature_version"]), version)
+
+
+def _missing(metadata: pa.Table, rows: pa.Table, version: str) -> tuple[list[str], list[str]]:
     have_any = set(rows.column("image_id").to_pylist())
     have_current = {i for i, v in zip(rows.column("image_id").to_pylist(), rows.column("feature_version").to_pylist(),
                                       strict=True) if v == version}
-    ids = set(metadata)
+    ids = set(metadata.column("image_id").to_pylist())
     return sorted((ids & have_any) - have_current), sorted(ids - have_any)
 
 
 def features_status(lakehouse: Lakehouse) -> dict:
-    """For ``xray status`` and the stream's start: the current feature version and the silver images lacking
-    features of it (``stale``: older versions only; ``unfinished``: no features row yet). Reads two small
-    columns with delta-rs; nothing is created."""
+    """For ``xray status`` and the stream's start: see `current_features_status`."""
+    return current_features_status(lakehouse.config)
+
+
+def current_features_status(config: XrayConfig) -> dict:
+    """The current feature version and the silver images lacking features of it (``stale``: older versions
+    only; ``unfinished``: no features row yet), for ``xray status``, the stream's start and the preflight of
+    ``xray refeature``. Reads two small columns with delta-rs, without Spark; nothing is created."""
+    from streaming.lakehouse.tables import read_arrow
+
     version = feature_lib.FEATURE_VERSION
-    if not (lakehouse.exists(SILVER_METADATA.name) and lakehouse.exists(SILVER_FEATURES.name)):
+    metadata = read_arrow(config, SILVER_METADATA.name, ["image_id"])
+    rows = read_arrow(config, SILVER_FEATURES.name, ["image_id", "feature_version"])
+    if metadata is None or rows is None:
         return {"feature_version": version, "stale": 0, "unfinished": 0}
-    stale, unfinished = missing_images(lakehouse, version)
+    stale, unfinished = _missing(metadata, rows, version)
     return {"feature_version": version, "stale": len(stale), "unfinished": len(unfinished)}
 
 

@@ -47,3 +47,15 @@ def test_the_ct_example_is_a_dicom_that_is_not_a_radiograph(tmp_path):
     line = _quarantine_line({"dicom_radiograph": 1, "decodes": 1}, "xray status")
     assert "dicom_radiograph 1 (a CT DICOM, not a radiograph)" in line and line.startswith(
         "Quarantined on purpose: 2 file(s)")
+
+
+def test_the_next_step_names_the_label_folders(tmp_path, capsys):
+    from batch.demo import _look_next
+    from streaming.core.config import load_config
+
+    config = load_config(environ={}, lakehouse=str(tmp_path / "lh"))
+    _look_next(config, None, {})
+    out = capsys.readouterr().out
+    assert f"drop labelled images into {config.landing_dir}/<split>/<LABEL>/ (e.g. " \
+           f"{config.landing_dir}/train/PNEUMONIA/), images to classify into {config.landing_dir}/unlabelled/" in out
+    assert "(drop files into" not in out

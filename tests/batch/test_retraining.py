@@ -19,6 +19,7 @@ from populated import synthetic_silver
 from support import table_rows, wait_until
 
 import streaming.cli.commands as commands
+import streaming.cli.handlers as handlers
 from batch import retraining
 from batch.training.schedule import RetrainPolicy
 from streaming.core.config import load_config
@@ -63,7 +64,7 @@ def test_a_failed_cycle_is_one_warning_recorded_and_the_loop_goes_on(config, mon
     append_rows(config, "silver_xray_metadata", [{"image_id": str(i), "label": i % 2} for i in range(4)])
     calls = []
 
-    def failing_then_working(spark, config, row, seed, force_promote, full):  # noqa: ARG001
+    def failing_then_working(spark, config, row, seed, force_promote, full):
         calls.append(full)
         if len(calls) == 1:
             raise OSError(f"disk unplugged under {config.root}/tables\nsecond line")
@@ -100,7 +101,7 @@ def test_retrain_every_runs_cycles_and_a_restart_waits_for_the_kept_time(spark, 
         {"prediction_id": f"old-{image}", "image_id": image, "predicted_label": "NORMAL", "model_name": "old",
          "model_version": "1", "predicted_time": dt.datetime.now(dt.timezone.utc)} for image in train])
     sessions = []
-    monkeypatch.setattr(commands, "_spark", lambda config: sessions.append(config) or spark)
+    monkeypatch.setattr(handlers, "_spark", lambda config: sessions.append(config) or spark)
     command = ["retrain", "--lakehouse", str(config.root), "--every"]
 
     sigterm_once(lambda: len(runs(config)) >= 2)

@@ -43,7 +43,7 @@ def test_stream_retrain_gold_metrics_rescore_end_to_end(spark, config):
     def serve() -> None:
         try:
             run_stream(spark, config, once=False, stop_event=stop, background=[retrain_task(config)])
-        except BaseException as error:  # noqa: BLE001 - surfaced by the assertion below
+        except BaseException as error:  # surfaced by the assertion below
             errors.append(error)
 
     stream = threading.Thread(target=serve, daemon=True)

@@ -54,7 +54,7 @@ def commit_files(
                     table_path, delta_schema(schema), actions, mode="error", commit_properties=properties
                 )
                 return True
-            except Exception as error:  # noqa: BLE001 - another writer created it first: append instead
+            except Exception as error:  # another writer created it first: append instead
                 if "exist" not in str(error).lower() or attempt == 4:
                     raise
                 time.sleep(0.05 * (attempt + 1))

@@ -66,7 +66,7 @@ def _first_commit_reaching(table_path: str, app_id: str, version: int, low: int,
     def reached(at: int) -> int:
         try:
             found = DeltaTable(table_path, version=at).transaction_version(app_id) if at >= 0 else None
-        except Exception:  # noqa: BLE001 - a version whose log an erasure or log cleanup removed: unknown
+        except Exception:  # a version whose log an erasure or log cleanup removed: unknown
             return -1
         return -1 if found is None else int(found)
 

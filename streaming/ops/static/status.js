@@ -7,19 +7,30 @@ const REFRESH_MS = 5000;
 // Keys drawn by a section of their own; any other top-level key goes to "Other" (new sections show up
 // before the page learns about them).
 const KNOWN = new Set(["generated_time", "tables", "streams", "landing_backlog", "landing_problems", "champion",
-  "gold_waiting", "features", "quarantine", "alerts", "drift", "charts"]);
+  "gold_waiting", "features", "quarantine", "alerts", "drift", "charts", "throughput", "synthetic", "unlabelled"]);
 const METRICS = [["accuracy", "accuracy"], ["precision", "precision"], ["recall", "recall"],
   ["specificity", "specificity"], ["f1", "F1"], ["roc_auc", "ROC AUC"]];
 const HELD_OUT_SPLITS = new Set(["test"]);  // no model trains on them (batch/evaluation/figures.py)
 
 // -- formatting ------------------------------------------------------------------------------------------
+// Every time on the page is UTC, 24-hour, "2026-12-01 09:07:00" (as streaming/ops/text.py writes it).
 function time(iso) { return iso ? iso.slice(0, 19).replace("T", " ") : "–"; }
+const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d/;
 function num(value, digits = 3) {
   if (value === null || value === undefined) return "–";
   return typeof value === "number" && !Number.isInteger(value) ? value.toFixed(digits) : String(value);
 }
 // Metrics, PSI and shares always with three decimals (1.000, not 1).
 function fixed(value) { return typeof value === "number" ? value.toFixed(3) : num(value); }
+// A rate whose denominator is empty is not defined, not 0.000 (streaming/ops/text.py undefined_metrics):
+// the confusion matrix [[tn, fp], [fn, tp]] says which.
+const DENOMINATORS = {recall: [[1, 0], [1, 1]], specificity: [[0, 0], [0, 1]], precision: [[0, 1], [1, 1]],
+  f1: [[0, 1], [1, 0], [1, 1]]};
+function rate(metrics, key) {
+  const matrix = metrics.confusion_matrix, cells = DENOMINATORS[key];
+  if (matrix && cells && cells.reduce((sum, [r, c]) => sum + matrix[r][c], 0) === 0) return "n/a";
+  return fixed(metrics[key]);
+}
 function age(seconds) {
   if (seconds === null || seconds === undefined) return "–";
   let s = Math.max(0, Math.floor(seconds));
@@ -32,6 +43,11 @@ function bytes(size) {
   if (!size) return "0 B";
   const power = Math.min(Math.floor(Math.log(size) / Math.log(1024)), 4);
   return power ? `${(size / 1024 ** power).toFixed(1)} ${["B", "KB", "MB", "GB", "TB"][power]}` : `${size} B`;
+}
+// An alert's details: "psi: 0.310; images: 500", not JSON.
+function details(value) {
+  if (value === null || typeof value !== "object") return compact(value);
+  return compact(flatten(value, "", []).map(([k, v]) => `${k}: ${v}`).join("; "));
 }
 function compact(value, width = 160) {
   const text = typeof value === "string" ? value : JSON.stringify(value);
@@ -78,7 +94,7 @@ function renderAlerts(alerts) {
     table("alerts-table", `newest ${alerts.rows.length} of ${alerts.total} alert(s), newest first`,
       ["time (UTC)", "severity", "kind", "message", "details"],
       alerts.rows.map(a => [time(a.alert_time), a.severity, a.kind, a.message,
-        a.details === null || a.details === undefined ? "" : compact(a.details)]),
+        a.details === null || a.details === undefined ? "" : details(a.details)]),
       [], r => `severity-${String(alerts.rows[r].severity || "").toLowerCase()}`));
 }
 
@@ -114,6 +130,8 @@ function renderBacklog(status) {
       ` file(s), ${bytes(b.bytes)} not ingested yet`),
     note(b.newest_ingested_time ? `newest ingested file modified ${time(b.newest_ingested_time)} UTC`
       : (b.files ? "nothing ingested yet: every image in landing is waiting" : "")),
+    status.unlabelled && status.unlabelled.images ? note(`${status.unlabelled.images} image(s) in silver without ` +
+      "a label (not from a landing/<split>/<LABEL>/ folder): scored, not used for training", "warn") : null,
     problems.length ? table("problems-table", "skipped by the landing scan (see xray status for the folders)",
       ["problem", "detail", "since (UTC)"],
       problems.map(p => [String(p.kind).replaceAll("_", " "), p.detail, time(p.first_seen)])) : null);
@@ -145,7 +163,7 @@ function renderModel(status) {
       ? table("metrics-table", "latest evaluation per split (xray metrics); held out = never trained on",
         ["split", "role", "images", ...METRICS.map(([, label]) => label), "evaluated (UTC)"],
         m.metrics.map(x => [x.split, HELD_OUT_SPLITS.has(x.split) ? "held out" : "in-sample", num(x.sample_count),
-          ...METRICS.map(([key]) => fixed(x[key])), time(x.evaluated_time)]),
+          ...METRICS.map(([key]) => rate(x, key)), time(x.evaluated_time)]),
         [2, 3, 4, 5, 6, 7, 8], r => HELD_OUT_SPLITS.has(m.metrics[r].split) ? "held-out" : "")
       : note("not evaluated yet: run xray metrics"));
   }
@@ -198,16 +216,54 @@ function renderTables(tables) {
       : [t.name, t.layer, "–", "–", "not created yet"]), [2, 3]));
 }
 
+function renderThroughput(throughput) {
+  if (!throughput || !throughput.available) return fill("throughput", note("no micro-batch has run yet"));
+  const rows = throughput.rows;
+  if (!rows.length) return fill("throughput", note("no bronze micro-batch has read files yet"));
+  fill("throughput",
+    sparkline(rows.map(r => r.images_per_second), "images per second of the last batches, oldest first"),
+    table("throughput-table", `last ${rows.length} bronze batch(es) that read files, oldest first; latency: ` +
+      "from a file's modification time to its batch's commit (in the one-pass plan, to gold)",
+      ["finished (UTC)", "batch", "files", "seconds", "images/s", "latency median", "latency max"],
+      rows.map(r => [time(r.event_time), num(r.batch_id), num(r.files), num(r.seconds, 2), num(r.images_per_second, 1),
+        age(r.latency_median_seconds), age(r.latency_max_seconds)]),
+      [1, 2, 3, 4, 5, 6]));
+}
+
+function renderSynthetic(synthetic) {
+  const banner = document.getElementById("synthetic");
+  banner.hidden = !synthetic;
+  if (synthetic) banner.replaceChildren(el("strong", {text: synthetic.title}), ` ${synthetic.text}`);
+}
+
+// A value as a person reads it: times in UTC, yes/no, numbers, "none" for an empty list.
+function readable(value) {
+  if (value === null || value === undefined) return "–";
+  if (typeof value === "boolean") return value ? "yes" : "no";
+  if (typeof value === "string" && ISO_TIME.test(value)) return `${time(value)} UTC`;
+  return num(value);
+}
+function label(key) { return String(key).replaceAll("_", " "); }
+// Nested objects and lists as rows of "section › key" and a readable value (never raw JSON).
+function flatten(value, prefix, rows) {
+  if (Array.isArray(value)) {
+    if (!value.length) rows.push([prefix, "none"]);
+    else if (value.every(v => v === null || typeof v !== "object")) rows.push([prefix, value.map(readable).join(", ")]);
+    else value.forEach((item, i) => flatten(item, `${prefix} ${i + 1}`, rows));
+  } else if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value);
+    if (!entries.length) rows.push([prefix, "none"]);
+    entries.forEach(([k, v]) => flatten(v, prefix ? `${prefix} › ${label(k)}` : label(k), rows));
+  } else {
+    rows.push([prefix || "value", readable(value)]);
+  }
+  return rows;
+}
+
 function renderOther(status) {
   const extra = Object.keys(status).filter(key => !KNOWN.has(key));
   document.getElementById("other-section").hidden = !extra.length;
-  fill("other", extra.map(key => {
-    const value = status[key];
-    const entries = value && typeof value === "object" && !Array.isArray(value) ? Object.entries(value)
-      : [["value", value]];
-    return table(`other-${key}`, key, ["key", "value"],
-      entries.map(([k, v]) => [k, v !== null && typeof v === "object" ? compact(v) : num(v)]));
-  }));
+  fill("other", extra.map(key => table(`other-${key}`, label(key), ["", "value"], flatten(status[key], "", []))));
 }
 
 let chartsShown = "";
@@ -222,11 +278,13 @@ function renderCharts(charts) {
 }
 
 function render(status) {
+  renderSynthetic(status.synthetic);
   renderAlerts(status.alerts);
   renderStreams(status);
   renderBacklog(status);
   renderQuarantine(status.quarantine);
   renderModel(status);
+  renderThroughput(status.throughput);
   renderDrift(status.drift);
   renderTables(status.tables);
   renderOther(status);
@@ -247,7 +305,7 @@ async function refresh() {
     if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
     render(body);
     document.getElementById("updated").textContent =
-      `updated at ${new Date().toLocaleTimeString()} (status of ${time(body.generated_time)} UTC)`;
+      `updated at ${time(new Date().toISOString())} UTC (status of ${time(body.generated_time)} UTC)`;
     showError("");
   } catch (error) {
     showError(`cannot reach the status server (${error.message}): showing the last status, trying again ` +

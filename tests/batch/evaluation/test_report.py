@@ -11,11 +11,11 @@ import pytest
 from batch.evaluation.figures import fitted_title
 from batch.evaluation.metrics import HoldOut, SplitEvaluation
 from batch.evaluation.page import render_html
-from batch.evaluation.provenance import mark_synthetic, synthetic_data
 from batch.evaluation.report import plot_confusion_matrices
 from batch.evaluation.timeline import choose_bin, plot_predictions_over_time
 from streaming.core.config import load_config
 from streaming.core.registry import ModelRef
+from streaming.ops.provenance import mark_synthetic, synthetic_data
 
 T0 = dt.datetime(2026, 5, 1, 8, 0, 0, tzinfo=dt.timezone.utc)
 CHAMPION = ModelRef("xray_pneumonia_classifier", "1")
@@ -54,6 +54,19 @@ def test_headline_is_the_hold_out_per_version():
     assert "optimistic" in text
 
 
+def test_an_undefined_sensitivity_is_n_a_with_its_reason_not_zero():
+    feedback = evaluation("1", "feedback", 0.75)
+    # Readers confirmed four images, all NORMAL: no PNEUMONIA image, so sensitivity has no value.
+    feedback.metrics.update(recall=0.0, specificity=0.75, confusion_matrix=[[3, 1], [0, 0]])
+    text = render_html(CHAMPION, {"feature_version": "f1"}, [evaluation("1", "train", 1.0), feedback], [], {}, {},
+                       T0)
+    in_sample = table_after("In-sample figures (images the model trained on)", text)
+    row = re.search(r"<tr><td>v1 \(champion\)</td><td>feedback</td>(.*?)</tr>", in_sample).group(1)
+    cells = re.findall(r"<td>(.*?)</td>", row)
+    assert cells[3] == "n/a" and cells[4] == "0.750", cells  # recall, specificity
+    assert "n/a: not defined for these images (no PNEUMONIA image: no sensitivity" in text
+
+
 def test_synthetic_caution_only_for_synthetic_data(tmp_path):
     config = load_config(environ={}, lakehouse=str(tmp_path / "lh"))
     assert synthetic_data(config) is None
@@ -64,6 +77,28 @@ def test_synthetic_caution_only_for_synthetic_data(tmp_path):
     caution = page(marker)
     assert "Synthetic data: these figures do not measure a medical model" in caution
     assert caution.index("Synthetic data") < caution.index("Hold-out performance")
+
+
+def test_the_caution_counts_the_images_the_lakehouse_holds(tmp_path):
+    """The marker says a demo run staged 250 images; silver holds 447 (a second run, images added later):
+    the caution counts what is there."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from streaming.lakehouse.engine import Lakehouse
+    from streaming.ops.provenance import synthetic_status
+
+    config = load_config(environ={}, lakehouse=str(tmp_path / "lh"), delta_engine="delta-rs")
+    lakehouse = Lakehouse(None, config)
+    mark_synthetic(config, images=250, seed=0)
+    assert synthetic_status(lakehouse)["images_present"] == 0  # nothing streamed yet
+    write_deltalake(str(config.table_path("silver_xray_metadata")), pa.table({"image_id": [f"{i:04d}" for i in
+                                                                                         range(447)]}))
+    synthetic = synthetic_status(lakehouse)
+    assert synthetic["images_present"] == 447 and synthetic["images"] == 250
+    caution = page(synthetic)
+    assert "This lakehouse holds 447 images; xray demo generated images into it on " in caution
+    assert "250" not in caution
 
 
 @pytest.mark.parametrize(("span", "expected"), [

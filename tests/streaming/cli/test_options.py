@@ -40,7 +40,7 @@ def test_given_before_and_after_the_later_one_wins(option, value, other, attribu
 
 
 @pytest.mark.parametrize(("option", "value", "other", "attribute"), COMMON, ids=[c[0] for c in COMMON])
-def test_common_option_not_given_is_none_in_either_position(option, value, other, attribute):  # noqa: ARG001
+def test_common_option_not_given_is_none_in_either_position(option, value, other, attribute):
     assert getattr(parse(["status"]), attribute) is None
     assert getattr(parse([option, value, "status"]), attribute) == value  # not reset by the subparser
 
@@ -57,6 +57,7 @@ def test_options_before_the_subcommand_reach_the_configuration(tmp_path):
 def test_status_uses_the_lakehouse_given_before_the_subcommand(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     target = tmp_path / "elsewhere"
+    target.mkdir()
     assert main(["--lakehouse", str(target), "--delta-engine", "delta-rs", "status"]) == 0
     out = capsys.readouterr().out
     assert f"xray status of {target}" in out

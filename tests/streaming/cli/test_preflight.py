@@ -15,19 +15,6 @@ from streaming.cli.preflight import NO_LABELLED_SILVER
 ROOT = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture
-def no_spark(monkeypatch):
-    """Fail the test if anything asks for a Spark session."""
-    import streaming.cli.commands as cli
-    import streaming.lakehouse.session as session
-
-    def refuse(*args, **kwargs):  # noqa: ARG001
-        pytest.fail("Spark was started for a user error")
-
-    monkeypatch.setattr(session, "get_spark", refuse)
-    monkeypatch.setattr(cli, "_spark", refuse)
-
-
 def one_line_error(capsys, command: str) -> str:
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
@@ -157,3 +144,79 @@ def test_ingest_folder_of_a_missing_folder_answers_in_a_second_or_two(tmp_path):
         "xray ingest-folder: error: source /does/not/exist does not exist; pass a folder (or .zip/.tar) "
         "holding split/LABEL/*.jpeg images"]
     assert elapsed < 5, elapsed  # about 1 s on an idle machine; slack for a loaded CI host
+
+
+# -- the landing folder ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("command", [["stream", "--once"], ["ingest-folder", "."], ["ingest-kaggle"], ["demo"],
+                                     ["watch", "."]])
+def test_a_landing_that_is_a_file_is_one_line_and_no_alert(capsys, no_spark, empty_lakehouse, command):
+    (empty_lakehouse / "landing").write_text("not a folder")
+    assert main([*command, "--lakehouse", str(empty_lakehouse)]) == 2
+    line = one_line_error(capsys, command[0])
+    assert f"landing {empty_lakehouse / 'landing'} is a file, not a folder" in line and "move the file away" in line
+    # A user's mistake found before the stream starts: no stream_stopped alert (only the audit trail's row).
+    assert not (empty_lakehouse / "tables" / "pipeline_alerts").exists()
+
+
+def test_stream_of_gold_alone_does_not_need_landing(no_spark, empty_lakehouse):
+    from streaming.cli.parser import build_parser
+    from streaming.cli.preflight import preflight
+    from streaming.core.config import load_config
+
+    (empty_lakehouse / "landing").write_text("not a folder")
+    args = build_parser().parse_args(["stream", "--once", "--layer", "gold", "--lakehouse", str(empty_lakehouse)])
+    preflight(args, load_config(lakehouse=str(empty_lakehouse)))  # no error: gold reads silver, not landing
+
+
+def _as_root_without_file_capabilities(command: list[str], lakehouse: Path) -> subprocess.CompletedProcess:
+    """Run ``xray`` as root without the capabilities that let root read and write any folder."""
+    return subprocess.run(
+        ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search,-fowner",
+         sys.executable, "-m", "streaming.cli", *command, "--lakehouse", str(lakehouse)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+
+
+needs_setpriv = pytest.mark.skipif(
+    __import__("shutil").which("setpriv") is None,
+    reason="setpriv (util-linux) is needed to drop root's file-access capabilities")
+
+
+@needs_setpriv
+def test_an_unreadable_landing_is_one_line_before_the_stream_starts(empty_lakehouse):
+    landing = empty_lakehouse / "landing"
+    landing.mkdir()
+    landing.chmod(0)
+    try:
+        started = time.monotonic()
+        result = _as_root_without_file_capabilities(["stream", "--once"], empty_lakehouse)
+        elapsed = time.monotonic() - started
+    finally:
+        landing.chmod(0o700)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"xray stream: error: cannot read landing {landing} (Permission denied): the stream could not see a file "
+        "in it; give this user read access (chmod u+rx, or run as its owner)"]
+    assert not (empty_lakehouse / "tables" / "pipeline_alerts").exists()  # no JVM, no stream, no alert
+    assert elapsed < 30, elapsed  # a second or two: no JVM (slack for a loaded host)
+
+
+@needs_setpriv
+def test_an_unwritable_landing_is_one_line_for_ingest_folder(tmp_path, empty_lakehouse):
+    from imagefiles import labelled_xray
+
+    source = tmp_path / "export" / "train" / "NORMAL"
+    source.mkdir(parents=True)
+    (source / "IM-0001-0001.jpeg").write_bytes(labelled_xray("NORMAL", 1))
+    landing = empty_lakehouse / "landing"
+    landing.mkdir()
+    landing.chmod(0o500)
+    try:
+        result = _as_root_without_file_capabilities(["ingest-folder", str(tmp_path / "export")], empty_lakehouse)
+    finally:
+        landing.chmod(0o700)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"xray ingest-folder: error: cannot write in landing {landing} (Permission denied): files are staged "
+        "there; give this user write access (chmod u+w, or run as its owner)"]
+    assert list(landing.iterdir()) == []

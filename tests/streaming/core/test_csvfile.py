@@ -15,11 +15,11 @@ from streaming.core.csvfile import read_csv_file
 from streaming.core.errors import FeedbackError
 
 
-def first_rows(path, handle):  # noqa: ANN001
+def first_rows(path, handle):
     return [row for row in csv.reader(handle, strict=True)]
 
 
-def read(path):  # noqa: ANN001
+def read(path):
     return read_csv_file(path, "feedback", "--csv", FeedbackError, first_rows)
 
 

@@ -80,3 +80,34 @@ def test_the_decision_follows_the_stream():
         os.close(follower)
     assert not attached_to_terminal(io.StringIO())
     assert not attached_to_terminal(object())  # type: ignore[arg-type]
+
+
+def _wait_for(condition, seconds: float = 20.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_a_long_step_without_a_terminal_still_gets_its_periodic_line(caplog):
+    clock = FakeClock()
+    with caplog.at_level(logging.INFO, logger="streaming.core.progress"):
+        with progress(4, "retrain", unit="step", terminal=False, clock=clock, tick=0.01) as bar:
+            bar.update(0, step="fit")
+            clock.now = 6.0  # six seconds into one step: no update came
+            assert _wait_for(lambda: len(caplog.records) >= 1)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "retrain: 0 of 4 steps (0%) [fit], 6 s" and lines[-1].endswith("(done)")
+
+
+def test_a_long_step_on_a_terminal_redraws_the_bar_with_its_clock_running():
+    stream = io.StringIO()
+    with progress(None, "retrain", unit="step", terminal=True, stream=stream, tick=0.05) as bar:
+        bar.update(0, step="starting Spark")
+        # No update for a second and more: the ticker redraws the bar, whose elapsed time moves on.
+        assert _wait_for(lambda: "00:01" in stream.getvalue()), stream.getvalue()
+    assert "starting Spark" in stream.getvalue()

@@ -20,7 +20,7 @@ SCHEMA = pa.schema([("mean_intensity", pa.float64()), ("std_intensity", pa.float
                     ("dynamic_range", pa.float64()), ("features", pa.list_(pa.float32()))])
 
 
-def changed(content: bytes, change) -> bytes:  # noqa: ANN001
+def changed(content: bytes, change) -> bytes:
     buffer = io.BytesIO()
     change(Image.open(io.BytesIO(content)).convert("L")).save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()

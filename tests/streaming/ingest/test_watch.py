@@ -34,7 +34,7 @@ def watching(config, inbox: Path, **options):
     def run() -> None:
         try:
             watch_inbox(config, inbox, stop_event=stop, **options)
-        except BaseException as error:  # noqa: BLE001 - surfaced in the test thread
+        except BaseException as error:  # surfaced in the test thread
             errors.append(error)
 
     thread = threading.Thread(target=run, name="inbox-watch", daemon=True)

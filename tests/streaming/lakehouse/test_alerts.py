@@ -23,7 +23,7 @@ def test_an_alert_is_logged_posted_and_recorded_once_per_cooldown_then_resolved(
         assert alerts.fire("drift", "warning", "still different") is None  # within the cooldown
         assert alerts.resolve("quarantine_rate", "never fired") is None
         resolved = alerts.resolve("drift", "the images match again")
-        alerts._sent.clear()  # noqa: SLF001 - as if the cooldown had passed: the condition alerts again
+        alerts._sent.clear()  # as if the cooldown had passed: the condition alerts again
         again = alerts.fire("drift", "warning", "different again")
         alerts.close()
     assert fired is not None and resolved is not None and again is not None

@@ -12,7 +12,7 @@ from streaming.lakehouse.catalog import ALL_TABLES, AUDIT_LOG
 from streaming.lakehouse.direct import append_rows, parse_type, spec_schema, table_versions
 
 
-def test_every_declared_schema_parses_as_spark_parses_it(spark):  # noqa: ARG001 - TableSpec.schema needs it
+def test_every_declared_schema_parses_as_spark_parses_it(spark):  # TableSpec.schema needs it
     for spec in ALL_TABLES:
         assert spec_schema(spec) == spec.schema, spec.name
 

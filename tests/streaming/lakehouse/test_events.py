@@ -11,7 +11,7 @@ class RecordingLakehouse:
     def __init__(self):
         self.rows = []
 
-    def append_rows(self, name, rows, txn=None):  # noqa: ARG002 - the engine's signature
+    def append_rows(self, name, rows, txn=None):  # the engine's signature
         self.rows += rows
 
 

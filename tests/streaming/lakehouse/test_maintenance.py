@@ -101,7 +101,8 @@ def test_orphans_old_removed_young_kept_log_and_other_files_untouched(house, con
         _age(planted, 10)
     dry = maintain_tables(config, tables=[EVENTS], dry_run=True).tables[0]
     assert dry.orphans == 1 and old.exists()  # a dry run changes nothing
-    assert dry.bytes_freed == old.stat().st_size and dry.files_after == dry.files_before - 1
+    # Compaction would add its one file, the orphan clean-up delete one.
+    assert dry.bytes_freed == old.stat().st_size and dry.files_after == dry.files_before + 1 - 1
     assert dry.compacted == COMMITS and len(DeltaTable(str(path)).file_uris()) == COMMITS
     result = maintain_tables(config, tables=[EVENTS], orphan_min_age_hours=6).tables[0]
     assert result.orphans == 1
@@ -150,7 +151,7 @@ def _first_load_stale(monkeypatch, stale: DeltaTable) -> list[str]:
     calls: list[str] = []
     real = Lakehouse.delta_table
 
-    def first_stale(self, table):  # noqa: ANN001, ANN202
+    def first_stale(self, table):
         calls.append(table)
         return stale if len(calls) == 1 else real(self, table)
 

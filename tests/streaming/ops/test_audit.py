@@ -5,6 +5,7 @@ cannot be written."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -18,12 +19,12 @@ from deltalake import DeltaTable
 from imagefiles import labelled_xray, write
 from support import REPO, strings_in
 
-import streaming.cli.commands as commands
 from streaming.cli.commands import main
 from streaming.cli.exits import Terminated
+from streaming.cli.table import AUDITED, COMMANDS_BY_NAME
 from streaming.core.errors import NothingToDoError
 from streaming.core.pseudonym import path_ref, patient_ref
-from streaming.ops.audit import AUDITED_COMMANDS, audit_options, current_run_id, scrub
+from streaming.ops.audit import audit_options, current_run_id, scrub
 
 PATIENT_FILE = "person123_bacteria_1.jpeg"
 # README (Audit trail): runs that started and never finished (killed, or still running).
@@ -103,7 +104,7 @@ def test_recover_leaves_a_started_and_an_ok_row_and_read_only_commands_none(root
     assert main(["status", "--lakehouse", str(root)]) == 0
     main(["sql", "--lakehouse", str(root), "SELECT count(*) FROM audit_log"])
     assert len(audit_rows(root)) == 2
-    assert {"status", "sql", "bench"}.isdisjoint(AUDITED_COMMANDS)
+    assert {"status", "sql", "bench"}.isdisjoint(AUDITED)
 
 
 def stage_folder(tmp_path: Path) -> Path:
@@ -150,6 +151,11 @@ def test_a_user_error_in_a_missing_lakehouse_records_nothing_and_creates_nothing
     assert not lakehouse.exists()
 
 
+def replace_run(monkeypatch, name: str, run) -> None:
+    """The command ``name`` of the command table runs ``run`` instead of its own function."""
+    monkeypatch.setitem(COMMANDS_BY_NAME, name, dataclasses.replace(COMMANDS_BY_NAME[name], run=run))
+
+
 @pytest.mark.parametrize(("raised", "code", "outcome", "message"), [
     (KeyboardInterrupt(), 130, "interrupted", None),
     (Terminated(), 143, "terminated", None),
@@ -159,11 +165,11 @@ def test_a_user_error_in_a_missing_lakehouse_records_nothing_and_creates_nothing
 def test_the_outcome_is_how_the_command_ended(root, monkeypatch, capsys, raised, code, outcome, message):
     seen = []
 
-    def ends(args, config):  # noqa: ARG001
+    def ends(args, config):
         seen.append(current_run_id())
         raise raised
 
-    monkeypatch.setattr(commands, "_recover", ends)
+    replace_run(monkeypatch, "recover", ends)
     assert main(["recover", "--lakehouse", str(root)]) == code
     started, finished = one_run(root, "recover")
     assert (finished["outcome"], finished["exit_code"], finished["message"]) == (outcome, code, message)
@@ -172,10 +178,10 @@ def test_the_outcome_is_how_the_command_ended(root, monkeypatch, capsys, raised,
 
 
 def test_a_bug_records_its_class_and_first_line_and_still_raises(root, monkeypatch):
-    def ends(args, config):  # noqa: ARG001
+    def ends(args, config):
         raise RuntimeError("boom at /data/person4_virus_9.jpeg\nsecond line")
 
-    monkeypatch.setattr(commands, "_recover", ends)
+    replace_run(monkeypatch, "recover", ends)
     with pytest.raises(RuntimeError, match="boom"):
         main(["recover", "--lakehouse", str(root)])
     _, finished = one_run(root, "recover")

@@ -40,7 +40,7 @@ def test_maintain_prints_each_table_and_records_one_event(small_files, config, c
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if line.strip().startswith(EVENTS))
     assert f"{COMMITS} -> 1" in line  # data files before -> after
-    assert "freed" in out and "MB in" in out
+    assert "freed" in out and "file(s) deleted) in" in out
     assert "STREAM CHECKPOINTS" in out and "bronze" in out.split("STREAM CHECKPOINTS")[1]
     rows = _events(config, "maintenance")
     assert len(rows) == 1
@@ -57,10 +57,43 @@ def test_dry_run_changes_nothing(small_files, config, capsys):
     assert sorted(p.name for p in path.rglob("*")) == files
     assert _events(config, "maintenance") == []
     assert "dry run: nothing changed" in capsys.readouterr().out
-    assert report.tables[0].bytes_after == report.tables[0].bytes_before  # 168 h: nothing would go yet
-    at_zero = maintain_command(config, retention_hours=0, dry_run=True)
-    # Compaction is not simulated: the files it would replace are not yet vacuum's
-    assert at_zero.tables[0].files_after == COMMITS and at_zero.bytes_freed == 0
+    # At 0 h the files compaction replaces are vacuumed in the same pass.
+    assert report.tables[0].files_after == 1 and report.tables[0].vacuumed == COMMITS
+    assert report.tables[0].bytes_freed == report.tables[0].bytes_before
+    default = maintain_command(config, dry_run=True).tables[0]
+    assert default.bytes_freed == 0  # 168 h: nothing would be deleted yet
+    assert default.files_after == COMMITS + 1  # compaction adds its file, deletes none
+
+
+def _say(table) -> tuple:
+    return (table.table, table.files_before, table.files_after, table.log_files_before, table.log_files_after,
+            table.compacted, table.compact_outputs, table.vacuumed, table.orphans, table.checkpoint)
+
+
+@pytest.mark.parametrize("retention", [168, 0])
+def test_the_dry_run_predicts_what_the_pass_does(config, retention, capsys, caplog):
+    """Spark-free: pipeline_events in one-row delta-rs commits; the dry run, then the pass, agree."""
+    from streaming.lakehouse.direct import append_rows
+
+    for batch in range(COMMITS):
+        append_rows(config, EVENTS, [BatchEvent("bronze", batch).as_row()])
+    caplog.set_level("INFO", logger="streaming.lakehouse.maintenance")
+    predicted = maintain_command(config, retention_hours=retention, dry_run=True).tables
+    dry_out = capsys.readouterr().out
+    done = maintain_command(config, retention_hours=retention).tables
+    out = capsys.readouterr().out
+    assert [_say(t) for t in predicted] == [_say(t) for t in done]
+    assert predicted[0].compacted == COMMITS and predicted[0].compact_outputs == 1
+    assert predicted[0].bytes_freed == done[0].bytes_freed
+    # Each table once: the printed table, no INFO line per table beside it.
+    assert sum(line.strip().startswith(EVENTS) for line in out.splitlines()) == 1
+    assert not [r for r in caplog.records if r.levelname == "INFO" and EVENTS in r.getMessage()]
+    assert f"{COMMITS} -> 1" in next(line for line in dry_out.splitlines() if line.strip().startswith(EVENTS))
+    if retention:
+        assert "freed 0.0 MB (0 file(s) deleted)" in out
+        assert (f"compaction rewrote {COMMITS} small file(s)" in out and "the replaced files stay for time travel "
+                "until a vacuum after 168 h" in out)
+        assert "<=" in dry_out  # the size compaction writes is a bound, said so
 
 
 def test_a_fresh_lakehouse_has_nothing_to_maintain(config, capsys):

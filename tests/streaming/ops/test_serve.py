@@ -11,6 +11,7 @@ import datetime as dt
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -33,6 +34,7 @@ from streaming.lakehouse.direct import append_rows
 from streaming.lakehouse.engine import Lakehouse
 from streaming.ops import livestatus, monitoring
 from streaming.ops.livestatus import CHARTS, StatusCache
+from streaming.ops.provenance import mark_synthetic
 from streaming.ops.serve import check_address, make_server
 
 T0 = dt.datetime(2024, 5, 1, 8, 0, tzinfo=dt.timezone.utc)
@@ -40,9 +42,18 @@ PATIENT_FOLDER = "person1234_smith_john"  # a landing folder named after a patie
 ALERT_MESSAGE = "prediction drift: PSI 0.31 over the last 500 images"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 BROWSER = next((path for path in map(shutil.which, BROWSERS) if path), None)
-needs_browser = pytest.mark.skipif(
-    BROWSER is None, reason="no headless browser: none of chromium, chromium-browser, google-chrome is on PATH "
-                            "(.ci/run installs Debian's chromium with apt-get when it can); the HTTP tests still run")
+NO_BROWSER = ("no headless browser: none of chromium, chromium-browser, google-chrome is on PATH (.ci/run "
+              "installs Debian's chromium with apt-get when it can)")
+# Locally a missing browser skips (the HTTP tests still run); under CI=true it fails: CI never passes a page
+# test it did not run.
+needs_browser = (pytest.mark.skipif(BROWSER is None, reason=NO_BROWSER) if os.environ.get("CI") != "true"
+                 else pytest.mark.usefixtures("browser_required"))
+
+
+@pytest.fixture
+def browser_required() -> None:
+    if BROWSER is None:
+        pytest.fail(f"{NO_BROWSER}; CI=true: a browser test that cannot run is a failure")
 
 
 # -- the lakehouse and the server ----------------------------------------------------------------------
@@ -80,6 +91,12 @@ def small(tmp_path_factory):
         for i, rule in enumerate(("not_an_image", "not_an_image", "image_too_small"))])
     append_rows(config, "pipeline_events", [
         {"event_time": T0, "query": "bronze", "batch_id": 0, "input_rows": 5, "output_rows": 5, "duration_ms": 40}])
+    # Bronze's batch 0: its five files were dropped 10 to 50 s before the batch committed.
+    append_rows(config, "bronze_xray_images", [
+        {"path_ref": f"ref{i}", "batch_id": 0, "modification_time": T0 - dt.timedelta(seconds=10 * i)}
+        for i in range(1, 6)])
+    append_rows(config, "silver_xray_metadata", [{"image_id": f"{i:064d}"} for i in range(7)])
+    mark_synthetic(config, images=250, seed=0)  # a demo's lakehouse: the page shows the report's caution
     write_drift(config, [(0, 0.02, 0.41), (1, 0.31, 0.62)])
     write_alert(config, alert_time=T0 + dt.timedelta(minutes=2), kind="prediction_drift", severity="warning",
                 message=ALERT_MESSAGE, details=json.dumps({"psi": 0.31, "images": 500}))
@@ -203,7 +220,14 @@ def test_the_page_in_a_browser_shows_tables_streams_alerts_drift_and_extra_keys(
     with Served(small) as server:
         page = browse(server.url, tmp_path)
 
-    assert page.text["updated"].startswith("updated at") and "hidden" in page.attrs["error"]
+    # One time format on the whole page: UTC, 24-hour.
+    assert re.fullmatch(r"updated at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(status of \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)",
+                        page.text["updated"]), page.text["updated"]
+    assert "hidden" in page.attrs["error"]
+    assert "hidden" not in page.attrs["synthetic"]
+    assert page.text["synthetic"].startswith("Synthetic data: these figures do not measure a medical model. "
+                                             "This lakehouse holds 7 images; xray demo generated images into it")
+    assert page.tables["throughput-table"][1] == ["2024-05-01 08:00:00", "0", "5", "0.04", "125", "30s", "50s"]
     tables = rows_by_first_cell(page.tables["tables-table"])
     assert tables["silver_quarantine"][2] == "3" and tables["pipeline_events"][2] == "3"
     assert tables["gold_pneumonia_predictions"][4] == "not created yet"
@@ -216,8 +240,12 @@ def test_the_page_in_a_browser_shows_tables_streams_alerts_drift_and_extra_keys(
     assert alerts[1][:4] == ["2024-05-01 08:02:00", "warning", "prediction_drift", ALERT_MESSAGE]
     assert [row[2:5] for row in page.tables["drift-table"][1:]] == [["0", "0.020", "0.410"], ["1", "0.310", "0.620"]]
     assert "hidden" not in page.attrs["other-section"]
-    assert rows_by_first_cell(page.tables["other-feedback"]) == {"labels_received": ["labels_received", "4"],
+    assert rows_by_first_cell(page.tables["other-feedback"]) == {"labels received": ["labels received", "4"],
                                                                  "disagreements": ["disagreements", "1"]}
+    retraining = rows_by_first_cell(page.tables["other-retraining"])
+    assert retraining["interval hours"][1] == "0" and retraining["last"][1] == "–"
+    other = [cell for name, rows in page.tables.items() if name.startswith("other-") for row in rows for cell in row]
+    assert not any(cell.startswith(("{", "[")) for cell in other), other  # rows, never raw JSON
     assert [(i["alt"], i["src"].split("?")[0]) for i in page.images] == [("ROC curve", "/charts/roc_curve.png")]
     assert PATIENT_FOLDER not in json.dumps(page.text)
 
@@ -370,10 +398,36 @@ def test_check_address(host, port, allow_remote, refused):
 
 
 def test_a_non_loopback_host_without_allow_remote_is_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "lh").mkdir()
     code = main(["serve", "--lakehouse", str(tmp_path / "lh"), "--host", "0.0.0.0"])
     err = capsys.readouterr().err
     assert code == 2 and "--allow-remote" in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "lh").exists()
+    assert not any((tmp_path / "lh").iterdir())
+
+
+@pytest.mark.parametrize(("options", "named"), [([], "the setting serve_port"), (["--port", "70000"], "--port")])
+def test_a_port_out_of_range_names_where_it_came_from(tmp_path, capsys, options, named):
+    settings = tmp_path / "xray.toml"
+    settings.write_text("serve_port = 70000\n")
+    code = main(["serve", "--lakehouse", str(tmp_path / "lh"), "--config", str(settings), *options])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == [f"xray serve: error: {named} must be from 0 to 65535 (0: any free port), got 70000"]
+
+
+def test_a_busy_port_from_the_settings_is_named_as_a_setting(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = tmp_path / "xray.toml"
+        settings.write_text(f"serve_port = {port}\n")
+        code = main(["serve", "--lakehouse", str(tmp_path / "lh"), "--config", str(settings)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert f"cannot listen on 127.0.0.1:{port}" in err[0] and "(it came from the setting serve_port)" in err[0]
+    assert "--port" not in err[0]
 
 
 # -- the command ---------------------------------------------------------------------------------------
@@ -382,6 +436,7 @@ def test_a_non_loopback_host_without_allow_remote_is_one_line_and_exit_2(tmp_pat
     ids=["SIGTERM", "SIGINT-remote"])
 def test_xray_serve_answers_then_stops_on_a_signal(tmp_path, options, stop_signal, expected):
     lakehouse = tmp_path / "lh"
+    lakehouse.mkdir()  # serve reads an existing lakehouse
     process = subprocess.Popen(
         [sys.executable, "-m", "streaming.cli", "serve", "--lakehouse", str(lakehouse), "--port", "0", *options],
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -403,7 +458,7 @@ def test_xray_serve_answers_then_stops_on_a_signal(tmp_path, options, stop_signa
     assert process.returncode == expected, err
     assert "Traceback" not in err
     assert ("WARNING: listening on 0.0.0.0" in err) == ("--allow-remote" in options)
-    assert not lakehouse.exists()  # looking creates nothing
+    assert not any(lakehouse.iterdir())  # looking creates nothing
 
 
 def test_clients_that_disconnect_leave_no_traceback_in_the_servers_log(tmp_path):
@@ -413,6 +468,7 @@ def test_clients_that_disconnect_leave_no_traceback_in_the_servers_log(tmp_path)
     import struct
 
     log = tmp_path / "serve.log"  # a file, not a pipe: a full pipe would stall the server's writes
+    (tmp_path / "lh").mkdir()  # an (empty) lakehouse: serve opens no other
     process = subprocess.Popen(
         [sys.executable, "-m", "streaming.cli", "serve", "--lakehouse", str(tmp_path / "lh"), "--port", "0"],
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "XRAY_LOG_LEVEL": "DEBUG"},

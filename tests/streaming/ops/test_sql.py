@@ -1,4 +1,5 @@
-"""``xray sql`` on a small lakehouse: DataFusion (no Spark) by default, Spark SQL on request, one-line errors."""
+"""``xray sql`` on a small lakehouse: DataFusion (no Spark), one-line errors (the read-only guarantee and stops:
+test_sql_readonly.py)."""
 
 from __future__ import annotations
 
@@ -120,18 +121,6 @@ def test_an_empty_lakehouse_and_a_table_not_created_yet(spark, config, no_spark)
     with pytest.raises(SqlError, match=r"table gold_model_performance is not created yet.*run 'xray stream'"):
         run_query(config, "SELECT * FROM gold_model_performance")
     assert run_query(config, "SELECT count(*) AS n FROM silver_quarantine").rows == [{"n": 0}]
-
-
-def test_spark_sql_answers_the_same(small, config, capsys):
-    fast = run_query(config, PER_DAY)
-    slow = run_query(config, PER_DAY, engine="spark")
-    assert [list(r.values())[1:] for r in slow.rows] == [list(r.values())[1:] for r in fast.rows]
-    assert slow.columns == fast.columns
-    with pytest.raises(SqlError, match=r"^unknown table nope; the tables are: bronze_xray_images"):
-        run_query(config, "SELECT * FROM nope", engine="spark")
-    with pytest.raises(SqlError, match=r"^the query failed: .*SELEC"):
-        run_query(config, "SELEC 1", engine="spark")
-    assert "Exception" not in capsys.readouterr().err  # no JVM stack logged for a user's mistake
 
 
 def test_the_command_never_imports_pyspark(small, config):

@@ -43,7 +43,7 @@ def stage(landing: Path, count: int, seed: int, split: str, invert: bool = False
             os.utime(path, (modified, modified))
 
 
-def register_champion_with_reference(spark, config) -> str:  # noqa: ANN001
+def register_champion_with_reference(spark, config) -> str:
     """A champion fit on the labelled silver images (read without Spark), registered with the drift
     reference `xray retrain` records (`record_reference`) but without retrain's validation jobs
     (tests/batch/training/test_retrain.py checks that retrain stores it). Returns the version."""

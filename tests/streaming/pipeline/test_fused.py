@@ -34,3 +34,24 @@ def test_bronze_only_then_silver_alone_then_fused_keeps_every_file_once(spark, c
     assert sorted(names[r["path_ref"]] for r in metadata) == ["IM-0101-0001.jpeg", "IM-0102-0001.jpeg"]
     assert len(table_rows(config, "silver_image_features")) == 2
     assert [names[r["path_ref"]] for r in table_rows(config, "silver_quarantine")] == [bad_name]
+
+
+def test_a_file_outside_a_label_folder_is_one_warning_with_its_ref_and_counted_in_status(spark, config, caplog):
+    from streaming.core.pseudonym import short_ref
+    from streaming.lakehouse.engine import Lakehouse
+    from streaming.ops.status import collect_status
+
+    write(config.landing_dir / "train" / "NORMAL" / "IM-0001-0001.jpeg", jpeg_bytes(xray_like(1)))
+    write(config.landing_dir / "unlabelled" / "to-classify.jpeg", jpeg_bytes(xray_like(2)))
+    stray = write(config.landing_dir / "dropped-at-the-root.jpeg", jpeg_bytes(xray_like(3)))
+    caplog.set_level("WARNING", logger="streaming.pipeline.fused")
+    run_stream(spark, config, layers=("bronze", "silver"), once=True)
+
+    ref = next(row["path_ref"] for row in table_rows(config, "bronze_xray_images") if row["path"] == str(stray))
+    warnings = [r.getMessage() for r in caplog.records if "outside a label folder" in r.getMessage()]
+    assert len(warnings) == 1 and "1 file(s) outside a label folder of landing" in warnings[0]
+    assert short_ref(ref) in warnings[0] and "dropped-at-the-root" not in warnings[0]
+    bronze_event = next(row for row in table_rows(config, "pipeline_events") if row["query"] == "bronze")
+    assert short_ref(ref) in bronze_event["message"]
+    status = collect_status(Lakehouse(spark, config))
+    assert status["unlabelled"] == {"images": 2}  # the stray file and the one meant to be classified

@@ -103,7 +103,7 @@ def test_a_query_whose_batch_does_not_end_is_stopped_within_the_budget(spark, co
     monkeypatch.setattr(service_module, "QUERY_STOP_SECONDS", 1.0)
     entered, release = threading.Event(), threading.Event()
 
-    def blocking_batch(batch, batch_id):  # noqa: ANN001, ARG001
+    def blocking_batch(batch, batch_id):
         entered.set()
         release.wait(120)
 

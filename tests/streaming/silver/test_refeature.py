@@ -32,12 +32,12 @@ def streamed(spark, config):
     return config
 
 
-def _new_version_rows(config) -> Counter:  # noqa: ANN001 - XrayConfig
+def _new_version_rows(config) -> Counter:  # XrayConfig
     rows = table_rows(config, "silver_image_features", ["image_id", "feature_version"])
     return Counter(r["image_id"] for r in rows if r["feature_version"] == NEW_VERSION)
 
 
-def _silver_ids(config) -> set[str]:  # noqa: ANN001 - XrayConfig
+def _silver_ids(config) -> set[str]:  # XrayConfig
     return {r["image_id"] for r in table_rows(config, "silver_xray_metadata", ["image_id"])}
 
 
@@ -77,7 +77,7 @@ def test_a_crash_after_a_chunk_then_a_rerun_writes_each_image_once(spark, stream
     original = Lakehouse.append_arrow
     commits = []
 
-    def crash_after_first_chunk(self, table, data, txn=None, mode="append"):  # noqa: ANN001, ANN202
+    def crash_after_first_chunk(self, table, data, txn=None, mode="append"):
         original(self, table, data, txn, mode)
         if table == "silver_image_features":
             commits.append(txn)
