@@ -102,12 +102,16 @@ def stale_predictions(config: XrayConfig) -> int:
     ref = champion(config)
     if ref is None:
         return 0
-    import pyarrow.dataset as ds
+    import pyarrow.compute as pc
 
-    from streaming.lakehouse.tables import count_rows
+    from streaming.lakehouse.tables import read_arrow
 
-    other = (ds.field("model_name") != ref.name) | (ds.field("model_version") != ref.version)
-    return count_rows(config, GOLD_PREDICTIONS.name, other)
+    # Compared after the read: a dataset filter fails on the `string_view` files a rescore's MERGE writes.
+    rows = read_arrow(config, GOLD_PREDICTIONS.name, columns=["model_name", "model_version"])
+    if rows is None or not rows.num_rows:
+        return 0
+    same = pc.and_(pc.equal(rows.column("model_name"), ref.name), pc.equal(rows.column("model_version"), ref.version))
+    return rows.num_rows - pc.sum(pc.fill_null(same, False).cast("int64")).as_py()
 
 
 def _steps(spark: SparkSession, config: XrayConfig, row: dict, seed: int, force_promote: bool, full: bool) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
@@ -173,25 +172,14 @@ class XrayConfig:
 
     def patient_salt(self) -> str:
         """The lakehouse's key for pseudonyms (HMAC of patient identifiers and paths, `streaming.core.pseudonym`);
-        generated once per lakehouse when not configured.
+        generated once for a new lakehouse when not configured (`streaming.core.lakehousekey`).
 
         Kept in a file readable only by its owner so raw identifiers cannot be recovered by hashing guesses.
-        Losing it breaks joins by patient or path across re-ingestion: back it up with the lakehouse.
+        Once tables exist a missing or different key is a `ConfigError` saying to restore it from a backup.
         """
-        if self.patient_id_salt:
-            return self.patient_id_salt
-        from streaming.core.permissions import SECRETS_MODE, secure_directory
+        from streaming.core.lakehousekey import lakehouse_key
 
-        salt_file = self.root / "_secrets" / "patient_id_salt"
-        if not salt_file.exists():
-            secure_directory(salt_file.parent, SECRETS_MODE, "lakehouse key folder")
-            _create_key(salt_file, secrets.token_hex(16))
-        salt = salt_file.read_text().strip()
-        if not salt:
-            raise ConfigError(f"the lakehouse key {salt_file} is empty; restore it from a backup of the lakehouse "
-                              "(without it, pseudonyms no longer join); if the lakehouse holds no data yet, "
-                              "delete the file and a new key is made")
-        return salt
+        return lakehouse_key(self.root, self.patient_id_salt)
 
     def with_overrides(self, **overrides: Any) -> XrayConfig:
         """A copy with the given keys replaced (values parsed and checked like any other source)."""
@@ -199,23 +187,6 @@ class XrayConfig:
 
     def _as_raw(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-def _create_key(path: Path, key: str) -> None:
-    """Write a new key file whole or not at all: written and synced under a temporary name, then linked to
-    its name (a full disk never leaves an empty key; of two processes creating it, the first link wins)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(key)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.link(temporary, path)
-    except FileExistsError:
-        pass  # another process made the key first: every process uses that one
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 _HINTS = get_type_hints(XrayConfig)
@@ -346,6 +317,10 @@ def load_config(
         config = dataclasses.replace(config, **{key: _coerce(key, value, f"option --{key.replace('_', '-')}")})
     _check_paths(config)
     _check_alerts(config)
+    # Every command opens its lakehouse here: tables without their key are refused before anything runs.
+    from streaming.core.lakehousekey import check_key
+
+    check_key(config.root, config.patient_id_salt)
     return config
 
 

@@ -67,6 +67,10 @@ class CheckpointAheadError(XrayError):
     """A streaming query's checkpoint committed a batch that a table it writes does not hold."""
 
 
+class CheckpointDamagedError(XrayError):
+    """A streaming query's checkpoint lost a file Spark needs (its newest ``offsets/N``)."""
+
+
 class InputPathError(XrayError):
     """A path given on the command line (a folder to stage, an inbox) does not exist or cannot be read."""
 

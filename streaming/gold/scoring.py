@@ -3,8 +3,11 @@
 Gold normally runs inside bronze's micro-batch (`score_new_images`); alone it is a query over silver
 features (`process_gold_batch`). The champion is looked up at every micro-batch, so a newly promoted model
 serves from the next batch on without a restart. Images that reach silver while no model is champion wait
-there (``xray status`` says why) and `score_unscored` scores them once one is. Gold is only ever appended
-with predictions it does not hold yet, under one lock, so the paths never write a prediction twice.
+there (``xray status`` says why) and `score_unscored` scores them once one is. A champion that can no longer
+be loaded (its MLflow store removed or damaged while the stream runs) leaves the batch's images pending: a
+gold event says so, the ``model_unavailable`` alert is raised, and the stream's catch-up scores them once the
+model loads again. Gold is only ever appended with predictions it does not hold yet, under one lock, so the
+paths never write a prediction twice.
 """
 
 from __future__ import annotations
@@ -212,13 +215,52 @@ def _watch_drift(lakehouse: Lakehouse, event: BatchEvent, ref: ModelRef, tags: d
         event.drift = result.as_dict() if result.psi or result.prevalence_psi is not None else None
 
 
+def _champion_for_batch(config: XrayConfig) -> tuple[tuple[ModelRef, Any, dict[str, str]] | None, str | None]:
+    """(the champion to score with, None) or (None, why it cannot be loaded); (None, None): no model has
+    been champion yet. A champion this process served that is gone from the registry (the MLflow store
+    removed or damaged) cannot be loaded: not the same as a lakehouse still waiting for its first model."""
+    cache = _cache(config)
+    try:
+        current = cache.current()
+    except Exception as error:  # the store's own error (a damaged database, a lost artifact)
+        return None, f"the champion model could not be loaded ({type(error).__name__}: {first_line(error)[:200]})"
+    if current is None and cache.ref is not None:
+        return None, (f"champion model {cache.ref.name} v{cache.ref.version} is no longer readable in the MLflow "
+                      "registry (its store was removed or damaged)")
+    return current, None
+
+
+_pending: set[str] = set()  # lakehouses (tables folder) with images left pending in this process
+
+
+def pending(config: XrayConfig) -> bool:
+    """Whether images were left pending (model unavailable) since the last catch-up (`score_unscored`)."""
+    return str(config.tables_dir) in _pending
+
+
+def _pending_event(config: XrayConfig, batch_id: int, images: int, problem: str) -> BatchEvent:
+    _pending.add(str(config.tables_dir))
+    event = BatchEvent(QUERY_NAME, batch_id)
+    event.input_rows, event.model_unavailable = images, problem
+    event.message = (f"pending: {problem}; {images} image(s) wait in silver and are scored once the model can be "
+                     "loaded again")
+    return event.finish()
+
+
 def score_new_images(lakehouse: Lakehouse, new_images: pa.Table, batch_id: int, txn_app: str,
                      record: bool = True) -> BatchEvent | None:
     """Gold inside a silver batch: score the batch's new images (inspected rows) when a champion exists;
-    they join the drift window."""
-    current = _cache(lakehouse.config).current()
+    they join the drift window. While no model was ever champion: None (scored later by `score_unscored`).
+    A champion that cannot be loaded: an event saying the images are pending (never a silent gap); the
+    stream's catch-up scores them once the model loads again."""
+    current, problem = _champion_for_batch(lakehouse.config)
+    if problem is not None and new_images.num_rows:
+        event = _pending_event(lakehouse.config, batch_id, new_images.num_rows, problem)
+        if record:
+            record_event(lakehouse, event, writer=txn_app, idempotent=True)
+        return event
     if current is None:
-        return None  # scored later by `score_unscored`, when a champion appears
+        return None
     rows = pa.table({
         "image_id": new_images.column("content_sha256"),
         "feature_version": pa.array([feature_lib.FEATURE_VERSION] * new_images.num_rows, pa.string()),
@@ -234,17 +276,25 @@ def score_unscored(lakehouse: Lakehouse, chunk_rows: int = 20_000) -> int:
     champion existed). Idempotent; returns the number of predictions written."""
     if not champion_available(lakehouse.config):
         return 0
-    with GOLD_WRITE_LOCK:
-        have = set(lakehouse.read_arrow(GOLD_PREDICTIONS.name, columns=["image_id"]).column("image_id").to_pylist())
-        ids = lakehouse.read_arrow(SILVER_FEATURES.name, columns=["image_id"]).column("image_id").to_pylist()
-        missing = sorted(set(ids) - have)
-    written = 0
-    for start in range(0, len(missing), chunk_rows):
-        chunk = missing[start:start + chunk_rows]
-        rows = lakehouse.read_arrow(SILVER_FEATURES.name, columns=["image_id", "feature_version", "features"],
-                                    filters=[("image_id", "in", chunk)])
-        event = write_predictions(lakehouse, attach_labels(rows, lakehouse), -1, None)
-        written += event.output_rows
+    key = str(lakehouse.config.tables_dir)
+    was_pending = key in _pending
+    _pending.discard(key)  # images left pending while this pass runs are seen by the next one
+    try:
+        with GOLD_WRITE_LOCK:
+            have = set(lakehouse.read_arrow(GOLD_PREDICTIONS.name, columns=["image_id"]).column("image_id").to_pylist())
+            ids = lakehouse.read_arrow(SILVER_FEATURES.name, columns=["image_id"]).column("image_id").to_pylist()
+            missing = sorted(set(ids) - have)
+        written = 0
+        for start in range(0, len(missing), chunk_rows):
+            chunk = missing[start:start + chunk_rows]
+            rows = lakehouse.read_arrow(SILVER_FEATURES.name, columns=["image_id", "feature_version", "features"],
+                                        filters=[("image_id", "in", chunk)])
+            event = write_predictions(lakehouse, attach_labels(rows, lakehouse), -1, None)
+            written += event.output_rows
+    except BaseException:
+        if was_pending:
+            _pending.add(key)
+        raise
     return written
 
 

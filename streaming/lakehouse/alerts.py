@@ -34,7 +34,7 @@ __all__ = ["KINDS", "Alert", "Alerts", "alerts_for", "close_alerts", "lakehouse_
 log = logging.getLogger(__name__)
 
 KINDS = ("quarantine_rate", "drift", "query_failed", "stream_stopped", "stream_stalled", "backlog_age",
-         "no_champion")
+         "no_champion", "model_unavailable")
 CLOSE_SECONDS = 15.0  # how long a stopping service waits for queued alerts to be sent
 # Absolute or home paths, and names of the files the service takes in: what `without_paths` removes.
 _PATH = re.compile(r"(?<![\w:/.~])~?/[^\s'\",;()\[\]]*")

@@ -322,8 +322,8 @@ PIPELINE_ALERTS = TableSpec(
     (
         ("alert_id", "string", "Random id of the alert (also in the webhook's JSON)"),
         ("alert_time", "timestamp", "When the alert was raised (UTC)"),
-        ("kind", "string", "quarantine_rate, drift, query_failed, stream_stopped, stream_stalled, backlog_age "
-                           "or no_champion"),
+        ("kind", "string", "quarantine_rate, drift, query_failed, stream_stopped, stream_stalled, backlog_age, "
+                           "no_champion or model_unavailable"),
         ("severity", "string", "warning or critical"),
         ("status", "string", "firing, or resolved (the condition cleared)"),
         ("message", "string", "What happened, one line (no paths, no identifiers)"),

@@ -33,6 +33,9 @@ class BatchEvent:
     drift_psi: float | None = None
     predicted_prevalence: float | None = None
     drift: dict | None = None
+    # Gold rows left pending because the champion could not be loaded (why; not a column: the message says
+    # it, `streaming.pipeline.alerting` raises the model_unavailable alert from it).
+    model_unavailable: str | None = None
 
     duration_ms: int | None = None
 

@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,11 @@ def spark_is_quiet(config: XrayConfig) -> bool:
     return config.log_level.upper() != "DEBUG"
 
 
+def spark_error_log(config: XrayConfig) -> Path:
+    """Where Spark's own ERROR lines go while it is quiet (`log4j2.properties`): under the lakehouse."""
+    return config.root / "logs" / "spark-errors.log"
+
+
 def _driver_java_options(config: XrayConfig) -> str:
     # The JVM only plans and moves small results here (Python does the image work): its C2 compiler
     # cost up to a core during the first minutes for no gain; C1 alone starts the service faster.
@@ -77,6 +83,7 @@ def _driver_java_options(config: XrayConfig) -> str:
     if spark_is_quiet(config) and LOG4J2_FILE.is_file():
         # Read before Spark logs its first line; a URI has no spaces for Spark to split on.
         options.append(f"-Dlog4j2.configurationFile={LOG4J2_FILE.resolve().as_uri()}")
+        options.append(f"-Dxray.spark.log={spark_error_log(config)}")  # Spark's errors: a file, not the terminal
     return " ".join(options)
 
 
@@ -136,6 +143,34 @@ def stop_owned_sessions() -> None:
             pass
 
 
+def _launch_jvm_apart() -> None:
+    """Start the driver JVM pyspark launches in its own process group, ignoring SIGTERM (pyspark already
+    makes it ignore SIGINT). A stop signal is the Python driver's to handle: it finishes the micro-batch and
+    stops the queries, which needs the JVM and its Python workers alive. SIGTERM sent to the stream's whole
+    process group (``kill -TERM -PGID``, a supervisor) would otherwise end the JVM at once: the stop failed
+    within milliseconds with a py4j traceback. The JVM still ends with the driver (its stdin closes), and
+    the watchdog's `end_spark_jvm` uses SIGKILL."""
+    from pyspark import java_gateway
+
+    if getattr(java_gateway.Popen, "xray_apart", False):
+        return
+
+    def popen(*args, **kwargs):  # subprocess.Popen's
+        inner = kwargs.get("preexec_fn")
+
+        def preexec() -> None:  # in the child, before exec: kept by the JVM (an ignored signal stays ignored)
+            if inner is not None:
+                inner()
+            os.setpgrp()
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+        kwargs["preexec_fn"] = preexec
+        return subprocess.Popen(*args, **kwargs)
+
+    popen.xray_apart = True
+    java_gateway.Popen = popen
+
+
 def get_spark(config: XrayConfig | None = None) -> SparkSession:
     """Return the active SparkSession, or build a local one from the configuration.
 
@@ -157,6 +192,7 @@ def get_spark(config: XrayConfig | None = None) -> SparkSession:
             # A Databricks job without an active session: the runtime's own settings apply.
             active = SparkSession.builder.getOrCreate()
         else:
+            _launch_jvm_apart()
             active = _local_builder(config).getOrCreate()
             _owned.append(active)
         active.sparkContext.setLogLevel("ERROR" if spark_is_quiet(config) else "WARN")

@@ -148,17 +148,21 @@ def _champion_agreement(config: XrayConfig, model: dict, confirmed: dict[str, st
     if model.get("version") is None:
         return None
     import pyarrow as pa
-    import pyarrow.dataset as ds
+    import pyarrow.compute as pc
 
-    from streaming.lakehouse.tables import open_table
+    from streaming.lakehouse.tables import read_arrow
 
-    gold = open_table(config, GOLD_PREDICTIONS.name) if confirmed else None
     predicted: dict[str, str] = {}
-    if gold is not None:
-        wanted = (ds.field("model_name") == model["name"]) & (ds.field("model_version") == str(model["version"])) \
-            & ds.field("image_id").isin(pa.array(sorted(confirmed), pa.string()))
-        rows = gold.to_pyarrow_dataset().to_table(columns=["image_id", "predicted_label"], filter=wanted)
-        predicted = {r["image_id"]: r["predicted_label"] for r in rows.to_pylist() if r["predicted_label"]}
+    # Filtered after the read, never in the scan: files a MERGE (`xray rescore`) wrote hold `string_view`
+    # columns, which a dataset filter against a string value cannot compare (ArrowNotImplementedError).
+    columns = ["image_id", "predicted_label", "model_name", "model_version"]
+    rows = read_arrow(config, GOLD_PREDICTIONS.name, columns) if confirmed else None
+    if rows is not None:
+        wanted = pc.and_(pc.and_(pc.equal(rows.column("model_name"), model["name"]),
+                                 pc.equal(rows.column("model_version"), str(model["version"]))),
+                         pc.is_in(rows.column("image_id"), value_set=pa.array(sorted(confirmed), pa.string())))
+        predicted = {r["image_id"]: r["predicted_label"] for r in rows.filter(wanted).to_pylist()
+                     if r["predicted_label"]}
     ids = sorted(predicted)
     return {"model_version": model["version"],
             **agreement([predicted[i] for i in ids], [confirmed[i] for i in ids])}

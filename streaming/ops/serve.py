@@ -91,6 +91,15 @@ class StatusServer(ThreadingHTTPServer):
                        for path, (name, kind) in STATIC.items()}
         super().__init__(address, StatusHandler)
 
+    def handle_error(self, request: object, client_address: tuple) -> None:
+        """A client that went away mid-answer (a closed tab, a refresh, a probe) is routine: one DEBUG line,
+        not the stdlib's traceback on stderr; anything else is still reported in full."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):  # BrokenPipe, ConnectionReset/Aborted
+            log.debug("client %s went away: %s", client_address[0], type(error).__name__)
+            return
+        super().handle_error(request, client_address)
+
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]

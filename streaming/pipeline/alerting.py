@@ -2,7 +2,8 @@
 
 - After each micro-batch (`after_batch`, called by `fused` once the batch's events are committed): a silver
   batch quarantining more than ``alert_quarantine_rate`` of at least ``alert_quarantine_min_files`` files,
-  and gold's drift window (`streaming.gold.drift`) above ``drift_psi_threshold``.
+  and gold's drift window (`streaming.gold.drift`) above ``drift_psi_threshold``; a batch whose images were
+  left pending because the champion could not be loaded (``model_unavailable``, resolved by the catch-up).
 - A query that failed and is restarted (`query_failed`), and a stream that stops on an error (`watching`).
 - Every minute beside the queries (`AlertMonitor`, continuous mode only): landing files waiting while no
   bronze batch ran for ``alert_stall_minutes``; the oldest waiting file older than ``alert_backlog_minutes``;
@@ -31,7 +32,7 @@ from streaming.lakehouse.engine import Lakehouse
 from streaming.lakehouse.events import BatchEvent
 from streaming.pipeline.stopping import waiting_for
 
-__all__ = ["AlertMonitor", "after_batch", "query_failed", "watching"]
+__all__ = ["AlertMonitor", "after_batch", "model_available", "query_failed", "watching"]
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +57,28 @@ def after_batch(config: XrayConfig, events: Sequence[BatchEvent], newest_ingeste
                 _newest_ingested[key] = max(newest_ingested, _newest_ingested.get(key, newest_ingested))
     try:
         for event in events:
+            if event.model_unavailable:
+                _model_unavailable(config, event)
             if event.query == "silver":
                 _check_quarantine(config, event)
             if event.drift is not None:
                 _check_drift(config, event)
     except Exception as error:  # alerting must never fail a batch
         log.warning("alerts: checking the batch failed (%s); the stream goes on", _first_line(error))
+
+
+def _model_unavailable(config: XrayConfig, event: BatchEvent) -> None:
+    alerts_for(config).fire("model_unavailable", "critical",
+                            f"gold batch {event.batch_id}: {event.model_unavailable}; {event.input_rows} image(s) "
+                            "are pending and scored by the stream once the model loads again (restore the MLflow "
+                            "store from a backup)",
+                            {"batch_id": event.batch_id, "pending_images": event.input_rows})
+
+
+def model_available(config: XrayConfig, scored: int, model: str) -> None:
+    """The champion loads again and the pending images were scored: the resolved notice (and one line)."""
+    log.info("gold: the champion loads again; scored %d pending image(s) with model %s", scored, model)
+    resolve(config, "model_unavailable", f"the champion loads again: {scored} pending image(s) scored")
 
 
 def _check_quarantine(config: XrayConfig, event: BatchEvent) -> None:

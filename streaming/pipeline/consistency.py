@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from streaming.core.checkpoints import newest_batch
+from streaming.core.checkpoints import batch_ids, newest_batch
 from streaming.core.config import XrayConfig
-from streaming.core.errors import CheckpointAheadError
+from streaming.core.errors import CheckpointAheadError, CheckpointDamagedError
 from streaming.core.names import LAYERS
 from streaming.lakehouse.catalog import (
     BRONZE_IMAGES,
@@ -171,8 +171,25 @@ def _holds(lag: Lag) -> str:
     return f"holds batch {lag.held}" if lag.held is not None else "holds no batch"
 
 
+def commits_without_offsets(checkpoint: Path) -> list[int]:
+    """Committed batches newer than the newest ``offsets/N``: that file was lost (deleted, a restore that
+    missed it). Spark would then fail every start with CONCURRENT_STREAM_LOG_UPDATE; `recover` drops these
+    commits so the batch is planned again (the landing log gives it the same files, the tables skip what
+    they hold)."""
+    newest_offset = newest_batch(checkpoint / "offsets")
+    return sorted(k for k in batch_ids(checkpoint / "commits") if newest_offset is None or k > newest_offset)
+
+
 def check_checkpoints(config: XrayConfig) -> None:
-    """Stop with one line when a table is behind the checkpoint of a query that writes it."""
+    """Stop with one line when a checkpoint lost its newest offsets or a table is behind the checkpoint of
+    a query that writes it."""
+    for query in QUERIES:
+        lost = commits_without_offsets(config.checkpoint_path(query))
+        if lost:
+            raise CheckpointDamagedError(
+                f"the checkpoint of query {query} lost offsets/{lost[0]} (under {config.checkpoint_path(query)}) "
+                f"while batch {lost[0]} is committed: run 'xray recover --query {query}' to mend it (the batch "
+                "is planned again from landing; the tables keep what they hold)")
     for query in QUERIES:
         last, lags = query_lags(config, query)
         if lags:
@@ -195,13 +212,19 @@ class Rewind:
     last: int
     target: int
     removed: list[str]
+    mended: list[int] = field(default_factory=list)  # commits whose offsets were lost, removed first
 
     def describe(self) -> str:
+        lost = ""
+        if self.mended:
+            lost = f"removed {', '.join(f'commits/{k}' for k in self.mended)} (its offsets file was lost); "
+            if self.last == self.target:
+                return f"{self.query}: {lost}the next 'xray stream' plans batch {self.mended[0]} again"
         if self.last == self.target:
             return f"{self.query}: checkpoint and tables agree at batch {self.last}; nothing to do"
         first = f"batch {self.target + 1}" if self.target + 1 == self.last else \
             f"batches {self.target + 1}..{self.last}"
-        return (f"{self.query}: rewound the checkpoint from batch {self.last} to "
+        return (f"{self.query}: {lost}rewound the checkpoint from batch {self.last} to "
                 f"{'before batch 0' if self.target < 0 else 'batch ' + str(self.target)} "
                 f"(removed {len(self.removed)} offsets/commits file(s)); the next 'xray stream' replays {first}")
 
@@ -236,12 +259,18 @@ def recover(config: XrayConfig, queries: tuple[str, ...] = QUERIES) -> list[Rewi
     results = []
     with stream_lock(config.root):
         for query in queries:
+            checkpoint = config.checkpoint_path(query)
+            mended = commits_without_offsets(checkpoint)
+            if mended:
+                rewind_checkpoint(checkpoint, mended[0] - 1)  # only commits: no offsets file is that new
             last, lags = query_lags(config, query)
             if last is None:
+                if mended:
+                    results.append(Rewind(query, -1, -1, [], mended))
                 continue
             target = rewind_target(last, lags)
-            removed = rewind_checkpoint(config.checkpoint_path(query), target) if target < last else []
-            results.append(Rewind(query, last, target, removed))
+            removed = rewind_checkpoint(checkpoint, target) if target < last else []
+            results.append(Rewind(query, last, target, removed, mended))
     return results
 
 

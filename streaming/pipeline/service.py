@@ -141,14 +141,24 @@ class StreamService:
 
     def catch_up_gold(self) -> None:
         """Score silver images that have no prediction yet, once per champion (images that reached silver
-        while no champion existed); cheap to skip while the champion is the same."""
-        ref = gold.champion(self.lakehouse.config)
-        if ref is None or ref == self.scored_for:
+        while no champion existed) and again after batches left images pending (the champion could not be
+        loaded); cheap to skip while the champion is the same and nothing is pending."""
+        config = self.lakehouse.config
+        ref = gold.champion(config)
+        was_pending = gold.pending(config)
+        if ref is None or (ref == self.scored_for and not was_pending):
             return
-        written = gold.score_unscored(self.lakehouse)
+        try:
+            written = gold.score_unscored(self.lakehouse)
+        except Exception as error:  # the model still cannot be loaded: the next tick tries again
+            log.warning("gold: catching up failed (%s); trying again in %.0f s", first_line(error)[:200],
+                        CHAMPION_POLL_SECONDS)
+            return
         self.scored_for = ref
         self.processed += written
-        if written:
+        if was_pending:
+            alerting.model_available(config, written, f"{ref.name} v{ref.version}")
+        elif written:
             log.info("gold: scored %d image(s) that reached silver before model %s v%s was champion",
                      written, ref.name, ref.version)
 
@@ -247,12 +257,17 @@ class StreamService:
             if not query.isActive:
                 continue
             waiting_for(f"the {layer} query to stop")
+            asked = time.monotonic()
             try:
                 query.stop()  # bounded by spark.sql.streaming.stopTimeout (`bound_query_stops`)
             except Exception as error:  # stopping anyway: the checkpoint has the batch
-                log.warning("%s: the query did not stop within %.0f s (%s); its unfinished micro-batch runs "
-                            "again at the next start", layer, QUERY_STOP_SECONDS,
-                            first_line(error)[:200])
+                # Said as it happened: a timeout only when the stop's time ran out (a JVM that went away
+                # fails the call at once).
+                spent = time.monotonic() - asked
+                how = (f"did not stop within {QUERY_STOP_SECONDS:.0f} s" if spent >= 0.9 * QUERY_STOP_SECONDS else
+                       f"could not be stopped ({type(error).__name__} after {spent:.1f} s)")
+                log.warning("%s: the query %s: %s; its unfinished micro-batch runs again at the next start",
+                            layer, how, first_line(error)[:200])
             else:
                 log.info("%s: stopped", layer)
 

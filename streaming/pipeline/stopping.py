@@ -111,14 +111,11 @@ class StopWatchdog(threading.Thread):
 
 def end_spark_jvm() -> None:
     """The JVM pyspark started exits when this process's end closes its stdin; a JVM stuck in its shutdown
-    would still hold our output: end it first (SIGTERM, then SIGKILL after 5 s)."""
+    would still hold our output: end it first (SIGKILL: it ignores SIGTERM)."""
     gateway = getattr(sys.modules.get("pyspark"), "SparkContext", None)
     process = getattr(getattr(gateway, "_gateway", None), "proc", None)
     if process is None or process.poll() is not None:
         return
     with contextlib.suppress(Exception):
-        process.terminate()
-        try:
-            process.wait(5)
-        except Exception:  # subprocess.TimeoutExpired: it did not end on SIGTERM
-            process.kill()
+        process.kill()  # it ignores SIGTERM (`streaming.lakehouse.session._launch_jvm_apart`)
+        process.wait(5)

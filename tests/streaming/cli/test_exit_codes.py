@@ -16,13 +16,13 @@ ROOT = Path(__file__).resolve().parents[3]
 STOP_LIMIT_SECONDS = 150
 
 
-def start_stream(tmp_path: Path) -> subprocess.Popen:
+def start_stream(tmp_path: Path, **popen: object) -> subprocess.Popen:
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "PYSPARK_PYTHON": sys.executable,
                    "XRAY_SHUFFLE_PARTITIONS": "1", "XRAY_DRIVER_MEMORY": "1g"}
     return subprocess.Popen(
         [sys.executable, "-m", "streaming.cli", "stream", "--lakehouse", str(tmp_path / "lh"),
          "--master", "local[1]", "--trigger-seconds", "0.5"],
-        cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen,
     )
 
 
@@ -74,3 +74,19 @@ def test_a_running_stream_stops_cleanly_with_the_documented_exit_code(tmp_path, 
     for noise in ("NativeCodeLoader", "resolves to a loopback address", "Using Spark's default log4j profile",
                   "Setting default log level"):
         assert noise not in output, output[-3000:]
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_streams_process_group_is_the_same_clean_stop(tmp_path):
+    """`kill -TERM -PGID` (a supervisor, a shell's job control) reaches every process of the stream's group:
+    the JVM and its Python workers are not in it and ignore SIGTERM, so the driver's stop finishes the
+    micro-batch and stops the query: exit 0, no py4j traceback, no false "did not stop within 15 s"."""
+    process = start_stream(tmp_path, start_new_session=True)  # its own group, as under a supervisor
+    started = wait_until_streaming(process)
+    os.killpg(process.pid, signal.SIGTERM)
+    rest = finish(process)
+    output = "".join(started) + rest
+    assert process.returncode == 0, output[-3000:]
+    assert "stopping at the next micro-batch boundary" in output and "bronze: stopped" in output, output[-3000:]
+    for wrong in ("Traceback", "did not stop within", "could not be stopped", "Py4J", "py4j"):
+        assert wrong not in output, output[-3000:]

@@ -92,6 +92,32 @@ def test_full_disk_is_one_line_and_a_rerun_after_freeing_space_loses_nothing(spa
         subprocess.run(["umount", "-l", str(tables)], check=False)
 
 
+@pytest.mark.slow
+def test_full_disk_in_the_xray_command_prints_one_line_and_none_of_sparks_errors(tmp_path):
+    """The real command in its own process (the JVM's stderr is the terminal's): the one line saying what to
+    do, without Spark's ERROR lines and stack traces of the failed tasks and query (they go to a file)."""
+    import sys
+
+    from support import REPO
+
+    root = tmp_path / "lh"
+    mount_tmpfs(root / "tables", "1m")
+    try:
+        stage(root / "landing", 24, size=400)
+        done = subprocess.run([sys.executable, "-m", "streaming.cli", "stream", "--once", "--lakehouse", str(root),
+                               "--master", "local[2]"], cwd=tmp_path, capture_output=True, text=True, timeout=900,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    finally:
+        subprocess.run(["umount", "-l", str(root / "tables")], check=False)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert lines[-1].startswith("xray stream: error: the disk is full while writing table bronze_xray_images")
+    spark_lines = [line for line in lines if " ERROR " in line or "Traceback" in line or line.startswith(("\t", " "))]
+    assert spark_lines == [] and len(lines) <= 5, lines  # INFO/JVM notice, the stream_stopped alert, the error
+    errors = (root / "logs" / "spark-errors.log").read_text()
+    assert "No space left on device" in errors  # Spark's own account is kept, for whoever wants it
+
+
 def test_truncated_commit_is_one_line_naming_table_and_file(spark, config, capsys):
     stage(config.landing_dir, 3)
     run_stream(spark, config, layers=("bronze", "silver"), once=True)

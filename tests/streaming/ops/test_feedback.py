@@ -99,3 +99,38 @@ def test_status_counts_readers_and_the_champions_agreement(config):
     assert f"version 2 agrees with readers on {expected['agreeing']} of 3 (" in text
     assert max(len(line) for line in text.splitlines()) <= 100
     assert feedback_status(config, {"name": "m", "version": None})["champion"] is None
+
+
+def test_status_and_the_page_read_gold_after_a_rescore_merge(spark, config, capsys):
+    """`xray feedback`, `xray rescore` (a delta-rs MERGE into gold: its files hold `string_view` columns),
+    then `xray status` and the page: the champion's agreement is read, never an ArrowNotImplementedError."""
+    import numpy as np
+    from populated import synthetic_silver
+
+    from batch.bench.champion import register_champion
+    from batch.retraining import stale_predictions
+    from batch.training.rescore import rescore
+    from streaming.imaging.features import FEATURE_VERSION
+    from streaming.lakehouse.engine import Lakehouse
+    from streaming.ops.livestatus import page_status
+
+    lakehouse = Lakehouse(spark, config)
+    lakehouse.ensure_tables()
+    metadata = [r for r in synthetic_silver(lakehouse) if r["label"] is not None]
+    features = {r["image_id"]: r["features"] for r in table_rows(config, "silver_image_features")}
+    register_champion(config.root, np.asarray([features[r["image_id"]] for r in metadata], dtype=np.float32),
+                      np.asarray([r["label"] for r in metadata]), FEATURE_VERSION)
+    lakehouse.append_rows("gold_pneumonia_predictions", [  # an older model's predictions: rescore replaces them
+        {"prediction_id": f"old-{n}", "image_id": r["image_id"], "predicted_label": "NORMAL", "model_name": "old",
+         "model_version": "1"} for n, r in enumerate(metadata)])
+    for row in metadata[:4]:
+        assert main(["feedback", "--lakehouse", str(config.root), "--image-id", row["image_id"], "--label",
+                     row["label_name"], "--reader", "Dr A"]) == 0
+    assert rescore(spark, config).updated_rows == len(metadata)
+    capsys.readouterr()
+
+    assert main(["status", "--json", "--lakehouse", str(config.root)]) == 0
+    champion = json.loads(capsys.readouterr().out)["feedback"]["champion"]
+    assert champion["images"] == 4 and champion["model_version"] == "1"
+    assert stale_predictions(config) == 0  # the retrain cycle's "gold lags the champion" count, same files
+    assert page_status(lakehouse)["feedback"]["champion"]["images"] == 4

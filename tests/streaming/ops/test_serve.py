@@ -461,3 +461,39 @@ def test_xray_serve_answers_then_stops_on_a_signal(tmp_path, options, stop_signa
     assert "Traceback" not in err
     assert ("WARNING: listening on 0.0.0.0" in err) == ("--allow-remote" in options)
     assert not any(lakehouse.iterdir())  # looking creates nothing
+
+
+def test_clients_that_disconnect_leave_no_traceback_in_the_servers_log(tmp_path):
+    """Clients that reset the connection before or while the answer is written (a closed tab, a probe): one
+    DEBUG line each, never the stdlib's BrokenPipe/ConnectionReset traceback; the server keeps answering."""
+    import socket
+    import struct
+
+    log = tmp_path / "serve.log"  # a file, not a pipe: a full pipe would stall the server's writes
+    (tmp_path / "lh").mkdir()  # an (empty) lakehouse: serve opens no other
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streaming.cli", "serve", "--lakehouse", str(tmp_path / "lh"), "--port", "0"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "XRAY_LOG_LEVEL": "DEBUG"},
+        stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("xray serve: http://"), line + log.read_text()
+        port = int(line.split("/")[2].rsplit(":", 1)[1])
+        for n in range(60):
+            client = socket.create_connection(("127.0.0.1", port), timeout=30)
+            client.sendall(f"GET {('/status.json', '/')[n % 2]} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close: RST
+            client.close()
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("GET", "/status.json")
+        assert connection.getresponse().status == 200
+        connection.close()
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    err = log.read_text()
+    assert process.returncode == 0, err
+    assert "went away: Connection" in err or "went away: BrokenPipe" in err, err[-3000:]
+    assert "Traceback" not in err and "Exception occurred during processing" not in err, err[-3000:]

@@ -118,3 +118,31 @@ def test_the_check_reads_events_that_maintenance_compacted_and_vacuumed(spark, s
     lose_newest_commit(config, "silver_xray_metadata")
     with pytest.raises(CheckpointAheadError, match=r"table silver_xray_metadata holds batch 1 of query bronze"):
         check_checkpoints(config)
+
+
+def test_a_lost_newest_offsets_file_is_one_line_then_recover_mends_it(spark, streamed, capsys):
+    """`offsets/2` deleted while `commits/2` stays: Spark would fail every start (CONCURRENT_STREAM_LOG_UPDATE).
+    The start says in one line to run `xray recover`, which removes the orphan commit; the batch is planned
+    again with the same files and nothing is duplicated."""
+    config = streamed
+    offsets = config.checkpoint_path("bronze") / "offsets"
+    (offsets / "2").unlink()
+    (offsets / ".2.crc").unlink(missing_ok=True)
+
+    code = main(["stream", "--once", "--lakehouse", str(config.root)])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2
+    assert len(err) == 1 and "lost offsets/2" in err[0] and "xray recover --query bronze" in err[0], err
+
+    assert main(["recover", "--lakehouse", str(config.root)]) == 0
+    out = capsys.readouterr().out
+    assert "bronze: removed commits/2 (its offsets file was lost); the next 'xray stream' plans batch 2 again" in out
+    check_checkpoints(config)
+    assert main(["recover", "--query", "bronze", "--lakehouse", str(config.root)]) == 0
+    assert "bronze: checkpoint and tables agree at batch 1; nothing to do" in capsys.readouterr().out
+
+    assert main(["stream", "--once", "--lakehouse", str(config.root)]) == 0
+    metadata, features = ids(config, "silver_xray_metadata"), ids(config, "silver_image_features")
+    assert len(metadata) == len(set(metadata)) == 6 and sorted(metadata) == sorted(features)
+    assert DeltaTable(str(config.table_path("bronze_xray_images"))).to_pyarrow_table(columns=["path"]).num_rows == 6
+    assert sorted(n.name for n in offsets.iterdir() if n.name.isdigit()) == ["0", "1", "2"]
