@@ -167,7 +167,8 @@ def area_reduce(frame: np.ndarray, factor: int) -> np.ndarray:
 
 def _table(low: int, high: int, ds) -> np.ndarray:
     """The display value of every stored value from ``low`` to ``high`` (float32), by the reference pipeline:
-    its own range, when it is the one used, is then the range of the frame's values."""
+    its own range, when it is the one used, is then the range of the frame's values (the first and last
+    stored values are present, and the LUTs radiographs carry are monotone)."""
     return display_reference(np.arange(low, high + 1, dtype=np.int64), ds)
 
 
