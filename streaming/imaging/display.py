@@ -28,6 +28,7 @@ import numpy as np
 __all__ = ["area_reduce", "display_reduced", "display_reference"]
 
 _MAX_TABLE = 1 << 16  # stored values of up to 16 bits: a table of 64 K float32 (256 KB) at most
+_LOOKUP_ROWS = 32
 _AFFINE_TOLERANCE = 1e-5  # below float32 rounding of the pipeline on values in [0, 1] summed over steps
 
 
@@ -144,7 +145,8 @@ def _accumulator(dtype: np.dtype) -> type:
         return np.uint32  # 64 values of 16 bits sum below 2**22: exact, and exact again in float32
     if dtype.kind == "i" and dtype.itemsize <= 2:
         return np.int32
-    return np.int64 if dtype.kind in "ui" else np.float64
+    # Float32 sums of display values in [0, 1]: 16 roundings of 6e-8 at most, far below any gray level.
+    return np.int64 if dtype.kind in "ui" else np.float32
 
 
 def area_reduce(frame: np.ndarray, factor: int) -> np.ndarray:
@@ -180,12 +182,17 @@ def _is_affine(table: np.ndarray) -> bool:
 
 
 def _lookup(frame: np.ndarray, table: np.ndarray, low: int) -> np.ndarray:
-    """``table[frame - low]`` for every pixel, without an arithmetic pass on the frame when it is unsigned."""
-    if frame.dtype.kind == "u":
-        full = np.zeros(int(low) + len(table), dtype=np.float32)
-        full[low:] = table
-        return full[frame]
-    return table[frame.astype(np.int64) - low]
+    """``table[frame - low]`` for every pixel (float32), by bands of rows: numpy turns indices into 8-byte
+    integers first, and a band's stay in the CPU cache (twice as fast as the whole frame at once)."""
+    if frame.dtype.kind == "u":  # index by the stored value itself: no subtraction pass
+        table = np.concatenate([np.zeros(low, dtype=np.float32), table])
+        low = 0
+    shown = np.empty(frame.shape, dtype=np.float32)
+    for row in range(0, frame.shape[0], _LOOKUP_ROWS):
+        band = frame[row:row + _LOOKUP_ROWS]
+        index = band if low == 0 else band.astype(np.intp) - low
+        np.take(table, index, out=shown[row:row + _LOOKUP_ROWS], mode="clip")
+    return shown
 
 
 def display_reduced(frame: np.ndarray, ds, factor: int) -> np.ndarray:
