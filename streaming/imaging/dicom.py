@@ -4,9 +4,9 @@ Pixels go through the display pipeline of PS3.3 C.11 before the features (``stre
 the modality LUT (rescale slope/intercept), then the VOI LUT or the first window center/width (LINEAR,
 LINEAR_EXACT or SIGMOID), else the image's own range; ``MONOCHROME1`` is inverted so bone is bright as in
 ``MONOCHROME2``; any bit depth ends as gray levels in [0, 1], area-reduced by the power of two the features
-ask for (``features.reduction_factor``) without running the pipeline on the full frame where that is exact. A multi-frame image contributes its **first frame** (``frame_count``
-keeps how many there were, and a warning rule counts them). Colour images (RGB, YBR) are converted to
-luminance; ``PALETTE COLOR`` is quarantined.
+ask for (``features.reduction_factor``) without running the pipeline on the full frame. A multi-frame image
+contributes its **first frame** (``frame_count`` keeps how many there were, and a warning rule counts them).
+Colour images (RGB, YBR) are converted to luminance; ``PALETTE COLOR`` is quarantined.
 
 What leaves this module is either a de-identified attribute (modality, view, spacing, ...) or a raw
 identifier meant to be hashed at once by the caller (``DicomAttributes.identifiers``: patient ID and the
