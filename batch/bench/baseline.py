@@ -22,7 +22,7 @@ def _gray(path: str) -> Any:
     ``--format dicom``: pydicom and the display pipeline, as silver does)."""
     from PIL import Image
 
-    from streaming.imaging.features import fixed_size_gray, fixed_size_levels
+    from streaming.imaging.features import fixed_size_gray, resize_levels
 
     with open(path, "rb") as handle:
         content = handle.read()
@@ -30,7 +30,7 @@ def _gray(path: str) -> Any:
     if path.lower().endswith(DICOM_SUFFIXES):
         from streaming.imaging.dicom import read_dicom
 
-        return fixed_size_levels(read_dicom(content, MAX_PIXELS).gray)
+        return resize_levels(read_dicom(content, MAX_PIXELS).gray)
     with Image.open(io.BytesIO(content)) as image:
         return fixed_size_gray(image)
 
@@ -72,5 +72,5 @@ def bench_baseline(files: list[BenchFile]) -> dict[str, Any]:
         "with_features_images_per_second": round(statistics.median(features), 1),
         "single_process_ms_per_image": round(single_ms, 2),
         "work": "read + SHA-256 + Image.open + fixed_size_gray (draft decode, resize to 128x128; DICOM: "
-                "read_dicom + fixed_size_levels); with_features adds extract_features",
+                "read_dicom + resize_levels); with_features adds extract_features",
     }

@@ -38,6 +38,8 @@ __all__ = [
     "FEATURE_BLOCKS",
     "fixed_size_gray",
     "fixed_size_levels",
+    "reduction_factor",
+    "resize_levels",
     "extract_features",
     "features_from_bytes",
 ]
@@ -119,20 +121,30 @@ def fixed_size_gray(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.float32) * np.float32(1.0 / 255.0)
 
 
-def fixed_size_levels(levels: np.ndarray) -> np.ndarray:
-    """Gray levels already in [0, 1] at any size (a decoded DICOM frame) → the ``fixed_size_gray`` array.
-
-    A large frame is first box-reduced by the largest power of two (up to 8) that keeps both sides at
-    least ``FEATURE_SIZE``, as libjpeg's draft mode scales a JPEG, so a DICOM and its JPEG export are
-    reduced alike (and a 3000 px frame is not resized in one costly step)."""
-    image = Image.fromarray(np.ascontiguousarray(levels, dtype=np.float32))  # float32: mode "F"
+def reduction_factor(width: int, height: int) -> int:
+    """The power of two (up to 8) a frame of that size is box-reduced by before its resize to the feature
+    size: the largest that keeps both sides at least ``FEATURE_SIZE``, as libjpeg's draft mode scales a JPEG,
+    so a DICOM and its JPEG export are reduced alike (and a 3000 px frame is not resized in one costly step)."""
     factor = 1
-    while min(image.size) // (factor * 2) >= FEATURE_SIZE and factor < 8:
+    while min(width, height) // (factor * 2) >= FEATURE_SIZE and factor < 8:
         factor *= 2
-    if factor > 1:
-        image = image.reduce(factor)
+    return factor
+
+
+def resize_levels(reduced: np.ndarray) -> np.ndarray:
+    """Gray levels in [0, 1] already reduced by ``reduction_factor`` → the ``fixed_size_gray`` array."""
+    image = Image.fromarray(np.ascontiguousarray(reduced, dtype=np.float32))  # float32: mode "F"
     resized = image.resize((FEATURE_SIZE, FEATURE_SIZE), Image.Resampling.BILINEAR)
     return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+
+
+def fixed_size_levels(levels: np.ndarray) -> np.ndarray:
+    """Gray levels already in [0, 1] at any size → the ``fixed_size_gray`` array: box-reduced by
+    ``reduction_factor``, then resized (a DICOM frame takes ``display.display_reduced`` + ``resize_levels``,
+    the same result without the full-size display values)."""
+    image = Image.fromarray(np.ascontiguousarray(levels, dtype=np.float32))  # float32: mode "F"
+    factor = reduction_factor(*image.size)
+    return resize_levels(image.reduce(factor) if factor > 1 else image)
 
 
 def _pool(image: np.ndarray, factor: int) -> np.ndarray:

@@ -149,7 +149,7 @@ def _decode_dicom(content: bytes, max_pixels: int, result: Inspection, without_p
     result.mode = read.attributes.photometric_interpretation
     result.pixel_count = (read.width or 0) * (read.height or 0) if read.width and read.height else None
     result.decode_error = read.decode_error
-    return None if read.gray is None else features.fixed_size_levels(read.gray)
+    return None if read.gray is None else features.resize_levels(read.gray)
 
 
 def _decode_raster(content: bytes, max_pixels: int, result: Inspection) -> np.ndarray | None:

@@ -18,8 +18,9 @@ from dicomfiles import (
     radiograph,
 )
 
-from streaming.imaging.dicom import _window, read_dicom
+from streaming.imaging.dicom import read_dicom
 from streaming.imaging.dicomwrite import DicomSpec, dicom_bytes
+from streaming.imaging.display import _window
 from streaming.imaging.images import inspect_image
 
 MAX_PIXELS = 10**8
