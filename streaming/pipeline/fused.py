@@ -25,7 +25,13 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from streaming.bronze.read import BRONZE_EXPECTATIONS, bronze_record, listing_slices, read_landing_files
 from streaming.bronze.refuse import REFUSED, refused_records
-from streaming.bronze.source import QUERY_NAME, clean_landing, landing_roots, report_landing_problems
+from streaming.bronze.source import (
+    QUERY_NAME,
+    clean_landing,
+    landing_roots,
+    report_landing_problems,
+    report_replaced,
+)
 from streaming.core import profiling
 from streaming.core.config import XrayConfig
 from streaming.core.profiling import Phases
@@ -281,6 +287,8 @@ def _describe_bronze(config: XrayConfig, inspected: pa.Table, missing: pa.Chunke
     if refused_count:
         notes.append(f"refused {refused_count} file(s) of patients erased by xray forget (not stored; deleted "
                      "from landing; quarantined under patient_not_forgotten)")
+    notes.extend(report_replaced(config, inspected.column(SEQ_COLUMN).to_pylist(),
+                                 inspected.column("path_ref").to_pylist()))
     notes.extend(report_landing_problems(config))
     event.message = "; ".join(notes) or None
     times = [t for t in inspected.column(MODIFIED_COLUMN).to_pylist() if t is not None]
