@@ -7,22 +7,29 @@ directly, some slowly (a network copy, a PACS export). A file read half-way woul
 * where the filesystem tells (Linux inotify, through watchdog's observer started with the source): the
   writer closed it (``IN_CLOSE_WRITE``) or it was moved in (a rename: complete at once). A file seen being
   written (``IN_MODIFY``) waits for its close, however long the writer pauses;
-* else (no event seen: written before the source started, on a network mount, a link's target outside
-  landing): once its modification time is ``landing_settle_seconds`` old, or its size and modification time
-  have not changed for that long here, or its bytes already end like a whole JPEG/PNG/DICOM
-  (`streaming.core.imagefile.is_complete_image`).
+* a new file not known complete that way is asked of the kernel: a read lease (``F_SETLEASE``) is refused
+  exactly while some process has the file open for writing (`open_for_writing`; it needs the file's owner
+  or ``CAP_LEASE`` and a local filesystem);
+* else (no event seen and no lease: written before the source started, on a network mount, a link's
+  target outside landing): once its modification time is ``landing_settle_seconds`` old, or its size and
+  modification time have not changed for that long here, or its bytes already end like a whole
+  JPEG/PNG/DICOM (`streaming.core.imagefile.is_complete_image`).
 
 So a complete file waits no longer than before: a rename or a close is seen at once, and a file found
-without events is admitted when it is old or whole. The events of a file closed just before a trigger may
-still be on their way through the observer's threads: when a file seen being written already looks whole,
-the trigger waits (at most a second) for the events sent before a marker file it creates, since inotify
-keeps events in order. Never-opened entries (FIFOs, links leading out of landing ...) are admitted at once.
+without events is admitted when it is old or whole. The events of a file written a moment before the scan
+may still be on their way through the observer's threads: when a new entry is not known complete, the
+trigger first waits (a few milliseconds, at most a second) for the close event of a marker file it creates
+and deletes (hidden), since inotify keeps events in order. Never-opened entries (FIFOs, links leading out
+of landing ...) are admitted at once.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -33,7 +40,7 @@ from streaming.core.imagefile import is_complete_image
 from streaming.core.names import is_image_name, may_be_dicom_name
 from streaming.landing.scan import Found
 
-__all__ = ["Settling"]
+__all__ = ["LandingEvents", "Settling", "open_for_writing"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +57,7 @@ class Settling:
         self.settle_seconds = max(0.0, float(settle_seconds))
         self.marker = os.path.join(self.landing, f"{_MARKER}-{os.getpid()}")
         self._states: dict[str, str] = {}  # path -> "created", "writing" or "closed" (the last event's)
+        # Files waiting: path -> ((size, mtime_ns), monotonic time first seen so, found not whole at it).
         self._waiting: dict[str, tuple[tuple[int | None, int | None], float, bool]] = {}
         self._lock = threading.Lock()
         self._marked = threading.Event()
@@ -111,16 +119,18 @@ class Settling:
     # -- the decision -------------------------------------------------------------------------------
     def ready(self, entries: list[Found]) -> tuple[list[Found], list[Found]]:
         """(entries complete now, entries still being written)."""
-        complete, waiting, unsure = [], [], []
         now, clock = time.time(), time.monotonic()
+        complete, undecided, waiting = [], [], []
         for entry in entries:
-            verdict = self._verdict(entry, now, clock)
-            (complete if verdict is True else unsure if verdict is None else waiting).append(entry)
-        if unsure and self._flush():
-            for entry in unsure:
-                (complete if self._state(entry) == "closed" else waiting).append(entry)
-        else:
-            waiting.extend(unsure)
+            (complete if self._known_complete(entry, now) else undecided).append(entry)
+        unknown = []
+        for entry in undecided:
+            writing = open_for_writing(_source(entry))
+            (unknown if writing is None else waiting if writing else complete).append(entry)
+        if unknown:
+            self._flush()  # the events of a file written a moment ago, before they are looked at
+            for entry in unknown:
+                (complete if self._verdict(entry, now, clock) else waiting).append(entry)
         with self._lock:
             for entry in complete:
                 self._states.pop(_source(entry), None)
@@ -132,25 +142,25 @@ class Settling:
         with self._lock:
             return self._states.get(_source(entry))
 
-    def _verdict(self, entry: Found, now: float, clock: float) -> bool | None:
-        """True: complete; False: not yet; None: seen being written but already whole (its close may be on
-        its way)."""
+    def _known_complete(self, entry: Found, now: float) -> bool:
+        """Complete without looking further: never opened, closed or moved in, or old and not being written."""
         if entry.status not in ("file", "link"):
             return True  # never opened: nothing to wait for
         state = self._state(entry)
+        return state == "closed" or (state is None and now - _mtime(entry) >= self.settle_seconds)
+
+    def _verdict(self, entry: Found, now: float, clock: float) -> bool:
+        state = self._state(entry)
         if state == "closed":
             return True
+        if state == "writing":
+            return False  # its writer has it open: its close event says when it is done
         path = _source(entry)
         signature = (entry.size, entry.mtime_ns)
         previous = self._waiting.get(path)
         if previous is None or previous[0] != signature:
             previous = (signature, clock, False)
-        if state == "writing":
-            whole = not previous[2] and is_complete_image(path)
-            self._waiting[path] = (signature, previous[1], not whole)
-            return None if whole else False
-        mtime = entry.mtime_ns / 1e9 if entry.mtime_ns is not None else entry.mtime_ms / 1000
-        if now - mtime >= self.settle_seconds or clock - previous[1] >= self.settle_seconds:
+        if now - _mtime(entry) >= self.settle_seconds or clock - previous[1] >= self.settle_seconds:
             return True
         if not previous[2] and is_complete_image(path):
             return True
@@ -174,11 +184,6 @@ class Settling:
                 os.unlink(self.marker)
             except OSError:
                 pass
-
-    @property
-    def waiting_since(self) -> float | None:
-        """When (monotonic) the longest-waiting file was first seen still being written; None: none."""
-        return min((value[1] for value in self._waiting.values()), default=None)
 
 
 class LandingEvents(FileSystemEventHandler):
@@ -209,6 +214,33 @@ class LandingEvents(FileSystemEventHandler):
 # IN_CREATE alone (a hard link, an empty file) proves nothing: the rules without events decide; IN_MODIFY
 # means a writer is at work, IN_CLOSE_WRITE that it is done. Attribute changes (touch, chmod) say nothing.
 _STATES = {"created": "created", "modified": "writing", "closed": "closed"}
+
+
+def open_for_writing(path: str) -> bool | None:
+    """Whether some process has the regular file at ``path`` open for writing, from the kernel: a read
+    lease (``F_SETLEASE``) is refused exactly then. None when it cannot tell: not Linux, not the file's
+    owner (and no ``CAP_LEASE``), a filesystem without leases (NFS), not a regular file. The lease is let go
+    at once (a writer opening the file meanwhile waits that long)."""
+    lease = getattr(fcntl, "F_SETLEASE", None)
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        if lease is None or not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return None
+        try:
+            fcntl.fcntl(descriptor, lease, fcntl.F_RDLCK)
+        except OSError as error:
+            return True if error.errno == errno.EAGAIN else None
+        fcntl.fcntl(descriptor, lease, fcntl.F_UNLCK)
+        return False
+    finally:
+        os.close(descriptor)
+
+
+def _mtime(entry: Found) -> float:
+    return entry.mtime_ns / 1e9 if entry.mtime_ns is not None else entry.mtime_ms / 1000
 
 
 def _source(entry: Found) -> str:
