@@ -15,12 +15,12 @@ directly, some slowly (a network copy, a PACS export). A file read half-way woul
   modification time have not changed for that long here, or its bytes already end like a whole
   JPEG/PNG/DICOM (`streaming.core.imagefile.is_complete_image`).
 
-So a complete file waits no longer than before: a rename or a close is seen at once, and a file found
-without events is admitted when it is old or whole. The events of a file written a moment before the scan
-may still be on their way through the observer's threads: when a new entry is not known complete, the
-trigger first waits (a few milliseconds, at most a second) for the close event of a marker file it creates
-and deletes (hidden), since inotify keeps events in order. Never-opened entries (FIFOs, links leading out
-of landing ...) are admitted at once.
+So a complete file waits no longer than before: a rename or a close is seen at once, a file found without
+events is admitted at once when no process has it open for writing (or, where the kernel cannot be asked,
+when it is old or whole). Before those rules decide, the events of a file written a moment before the scan
+may still be on their way through the observer's threads: the trigger first waits (a few milliseconds, at
+most a second) for the close event of a marker file it creates and deletes (hidden), since inotify keeps
+events in order. Never-opened entries (FIFOs, links leading out of landing ...) are admitted at once.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ class Settling:
         now, clock = time.time(), time.monotonic()
         complete, undecided, waiting = [], [], []
         for entry in entries:
-            (complete if self._known_complete(entry, now) else undecided).append(entry)
+            (complete if self._known_complete(entry) else undecided).append(entry)
         unknown = []
         for entry in undecided:
             writing = open_for_writing(_source(entry))
@@ -142,12 +142,9 @@ class Settling:
         with self._lock:
             return self._states.get(_source(entry))
 
-    def _known_complete(self, entry: Found, now: float) -> bool:
-        """Complete without looking further: never opened, closed or moved in, or old and not being written."""
-        if entry.status not in ("file", "link"):
-            return True  # never opened: nothing to wait for
-        state = self._state(entry)
-        return state == "closed" or (state is None and now - _mtime(entry) >= self.settle_seconds)
+    def _known_complete(self, entry: Found) -> bool:
+        """Complete without looking further: never opened (nothing to wait for), or closed or moved in."""
+        return entry.status not in ("file", "link") or self._state(entry) == "closed"
 
     def _verdict(self, entry: Found, now: float, clock: float) -> bool:
         state = self._state(entry)
