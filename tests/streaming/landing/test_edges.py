@@ -29,7 +29,7 @@ def bronze_by_path(config: XrayConfig) -> dict[str, list[dict]]:
     found: dict[str, list[dict]] = {}
     for row in table_rows(config, "bronze_xray_images", ["path", "content_sha256", "batch_id"]):
         found.setdefault(os.path.relpath(row["path"], config.landing_dir), []).append(row)
-    return found
+    return {path: sorted(rows, key=lambda r: r["batch_id"]) for path, rows in found.items()}
 
 
 def reader_for(tmp_path, **options: str) -> LandingStreamReader:
