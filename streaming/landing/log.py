@@ -120,6 +120,11 @@ class Entries(Sequence[Found]):
     def __iter__(self) -> Iterator[Found]:
         return iter(self._kept)
 
+    @property
+    def kept(self) -> list[Found]:
+        """The entries kept, from number ``first`` on (read only)."""
+        return self._kept
+
     def require(self, number: int) -> None:
         """Raise `LandingLogCompactedError` when entry ``number`` was compacted away."""
         if number < self.first:
@@ -185,11 +190,20 @@ class LandingLog:
         logged (``replaces`` set to the number of the entry they replace)."""
         self.refresh_cleaned()
         new = []
+        first, kept = self.entries.first, self.entries.kept
         for item in found:
             seq = self._seen.get(item.path)
             if seq is None:
                 new.append(item)
-            elif overwrites and _differs(self._logged_version(seq), item):
+            elif not overwrites:
+                continue
+            elif seq >= first:
+                logged = kept[seq - first]  # the common case, every trigger for every file: kept cheap
+                if (logged.mtime_ns != item.mtime_ns or logged.size != item.size or logged.inode != item.inode
+                        or logged.status != item.status) and _differs(_version(logged), item):
+                    item.replaces = seq
+                    new.append(item)
+            elif _differs(self._old_versions.get(seq), item):
                 item.replaces = seq
                 new.append(item)
         return new
