@@ -224,3 +224,44 @@ def test_looping_links_are_listed_never_followed_and_block_nothing(spark, config
     assert all("link_loop" in r["reason"] for r in quarantine)
     status = print_status(spark, config)
     assert status["landing_backlog"]["files"] == 0
+
+
+def test_available_now_leaves_a_file_still_open_for_the_next_run(tmp_path):
+    reader = reader_for(tmp_path, settleseconds="0.2")
+    write(reader.landing / "whole.jpeg", jpeg_bytes(xray_like(6)))
+    with open(reader.landing / "open.jpeg", "wb") as handle:
+        handle.write(b"half")
+        handle.flush()
+        try:
+            reader.prepareForTriggerAvailableNow()  # waits for it a little, then goes on without it
+            assert admitted(reader, 0) == ["whole.jpeg"]
+        finally:
+            reader.stop()
+    again = reader_for(tmp_path, settleseconds="0.2")
+    try:
+        again.prepareForTriggerAvailableNow()
+        assert admitted(again, 1) == ["open.jpeg"]
+    finally:
+        again.stop()
+
+
+def test_a_file_replaced_after_its_entry_was_compacted_away_is_new_again(tmp_path):
+    """Compaction keeps the version of an old entry still in landing: unchanged it stays known, replaced it
+    is new; a log compacted before versions were kept re-ingests nothing on upgrade."""
+    from streaming.landing.log import LandingLog
+
+    landing = tmp_path / "landing"
+    kept, replaced = write(landing / "kept.jpeg", b"k"), write(landing / "replaced.jpeg", b"r")
+    log = LandingLog(tmp_path / "log")
+    log.add_new(scan_landing(landing)[0])
+    log.add_new([])
+    assert log.compact(2) and log.entries.first == 2 and log.old_paths == 2
+    os.replace(write(tmp_path / "new.jpeg", b"new bytes"), replaced)
+    base = json.loads((tmp_path / "log" / "base.json").read_text())
+    again = LandingLog(tmp_path / "log")
+    assert [(e.path, e.replaces) for e in again.add_new(scan_landing(landing)[0])] == [
+        (str(replaced), base["seen"][str(replaced)])], "the kept file is unchanged: known"
+    (tmp_path / "log" / "base.json").write_text(json.dumps({"first_seq": base["first_seq"], "seen": base["seen"]}))
+    os.utime(kept, ns=(kept.stat().st_atime_ns, kept.stat().st_mtime_ns + 5))
+    assert LandingLog(tmp_path / "log").unlogged(scan_landing(landing)[0]) == [], \
+        "an old entry without a recorded version (a log from before) is taken as unchanged"
