@@ -64,11 +64,6 @@ class Settling:
         self._observer = None
 
     # -- events -------------------------------------------------------------------------------------
-    @property
-    def events(self) -> bool:
-        """Whether file events are being received."""
-        return self._observer is not None
-
     def start(self) -> None:
         """Start receiving file events for landing (inotify); without them the rules apply alone."""
         if self._observer is not None:
