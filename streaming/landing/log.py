@@ -27,7 +27,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from streaming.core.errors import LandingLogCompactedError
-from streaming.landing.scan import Found, Problem
+from streaming.landing.scan import Found, Problem, differs, version
 
 __all__ = ["Entries", "LandingLog", "erase_paths", "exclusive", "read_problems", "read_replaced"]
 
@@ -46,31 +46,6 @@ def _append_line(path: Path, record: dict) -> None:
         handle.write(json.dumps(record) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _version(entry: Found) -> list:
-    """What identifies the version of a logged entry (kept for compacted entries in ``base.json``)."""
-    return [entry.status, entry.size, entry.mtime_ms, entry.mtime_ns, entry.inode]
-
-
-def _differs(logged: list | None, found: Found) -> bool:
-    """Whether ``found`` is another version of the file than the one logged. An entry whose version was
-    never recorded (logged before versions were) is taken as the same: an upgrade re-ingests nothing."""
-    if logged is None:
-        return False
-    status, size, mtime_ms, mtime_ns, inode = logged
-    if status != found.status:
-        return True
-    if status not in ("file", "link"):
-        return False  # never opened: only becoming something else (a file, a fixed link) makes it new
-    if size != found.size:
-        return True
-    if mtime_ns is not None and found.mtime_ns is not None:
-        if mtime_ns != found.mtime_ns:
-            return True
-    elif mtime_ms != found.mtime_ms:
-        return True
-    return inode is not None and found.inode is not None and inode != found.inode
 
 
 def _read_lines(path: Path) -> list[dict]:
@@ -200,17 +175,17 @@ class LandingLog:
             elif seq >= first:
                 logged = kept[seq - first]  # the common case, every trigger for every file: kept cheap
                 if (logged.mtime_ns != item.mtime_ns or logged.size != item.size or logged.inode != item.inode
-                        or logged.status != item.status) and _differs(_version(logged), item):
+                        or logged.status != item.status) and differs(version(logged), item):
                     item.replaces = seq
                     new.append(item)
-            elif _differs(self._old_versions.get(seq), item):
+            elif differs(self._old_versions.get(seq), item):
                 item.replaces = seq
                 new.append(item)
         return new
 
     def _logged_version(self, seq: int) -> list | None:
         if seq >= self.entries.first:
-            return _version(self.entries[seq])
+            return version(self.entries[seq])
         return self._old_versions.get(seq)
 
     def add_new(self, found: list[Found], overwrites: bool = True) -> list[Found]:
@@ -306,7 +281,7 @@ class LandingLog:
         if first == self.entries.first and not self.untidy:
             return False
         kept = {path: seq for path, seq in self._seen.items() if seq < first}
-        versions = {seq: version for seq in kept.values() if (version := self._logged_version(seq)) is not None}
+        versions = {seq: known for seq in kept.values() if (known := self._logged_version(seq)) is not None}
         _write_atomically(self.folder / "base.json", json.dumps(
             {"first_seq": first, "seen": kept, "versions": {str(seq): v for seq, v in versions.items()}}))
         for segment in self._segments_below(first):

@@ -34,7 +34,9 @@ __all__ = [
     "NEVER_OPENED",
     "Found",
     "Problem",
+    "differs",
     "scan_landing",
+    "version",
     "within",
 ]
 
@@ -110,6 +112,31 @@ class Problem:
     kind: str
     path: str
     detail: str
+
+
+def version(entry: Found) -> list:
+    """What identifies the version of a logged entry (kept for compacted entries in ``base.json``)."""
+    return [entry.status, entry.size, entry.mtime_ms, entry.mtime_ns, entry.inode]
+
+
+def differs(logged: list | None, found: Found) -> bool:
+    """Whether ``found`` is another version of the file than the one logged. An entry whose version was
+    never recorded (logged before versions were) is taken as the same: an upgrade re-ingests nothing."""
+    if logged is None:
+        return False
+    status, size, mtime_ms, mtime_ns, inode = logged
+    if status != found.status:
+        return True
+    if status not in ("file", "link"):
+        return False  # never opened: only becoming something else (a file, a fixed link) makes it new
+    if size != found.size:
+        return True
+    if mtime_ns is not None and found.mtime_ns is not None:
+        if mtime_ns != found.mtime_ns:
+            return True
+    elif mtime_ms != found.mtime_ms:
+        return True
+    return inode is not None and found.inode is not None and inode != found.inode
 
 
 def _utf8(path: str) -> bool:
