@@ -16,7 +16,7 @@ from streaming.core.errors import ConfigError
 from streaming.core.pseudonym import path_ref, short_ref
 
 __all__ = ["QUERY_NAME", "clean_landing", "landing_log_dir", "landing_roots", "landing_stream",
-           "modified_after_time", "report_landing_problems"]
+           "modified_after_time", "report_landing_problems", "report_replaced"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ def landing_stream(spark: SparkSession, config: XrayConfig) -> DataFrame:
         # a batch's files by size, so the tasks end together.
         "numPartitions": str(max(1, spark.sparkContext.defaultParallelism)),
         "cleanSource": config.clean_source,
+        "allowOverwrites": str(config.allow_overwrites).lower(),
+        "settleSeconds": str(config.landing_settle_seconds),
         "archiveDir": str(config.archive_dir),
     }
     # One admission limit at a time; bytes win when both are configured.
@@ -94,6 +96,22 @@ def report_landing_problems(config: XrayConfig) -> list[str]:
 
 
 _reported_problems: set[tuple[str, str]] = set()
+
+
+def report_replaced(config: XrayConfig, sequence_numbers: list[int | None], refs: list[str | None]) -> list[str]:
+    """The batch's entries (landing log numbers, path refs alike) that replace a file ingested before under
+    the same name (``allow_overwrites``): one INFO line naming them by path_ref, and a note for the batch's
+    event; nothing when there are none. The earlier bronze row stays: silver and gold take the new content."""
+    from streaming.landing.log import read_replaced
+
+    batch = {seq for seq in sequence_numbers if seq is not None and seq >= 0}
+    replaced = read_replaced(landing_log_dir(config)) if batch else {}
+    hits = [short_ref(ref) for seq, ref in zip(sequence_numbers, refs, strict=True) if seq in replaced and ref]
+    if not hits:
+        return []
+    shown = ", ".join(hits[:5]) + (" ..." if len(hits) > 5 else "")
+    log.info("landing: %d file(s) replaced under the same name ingested again (path_ref %s)", len(hits), shown)
+    return [f"re-ingested {len(hits)} file(s) replaced in landing under the same name (path_ref): {shown}"]
 
 
 def clean_landing(config: XrayConfig, paths: list[str], sequence_numbers: list[int | None],

@@ -52,6 +52,11 @@ class XrayConfig:
     clean_source: CleanSource = "off"  # what happens to landing files once ingested
     # Symlinks in landing are followed only into landing itself or these folders (a site staging by symlink).
     landing_allowed_roots: tuple[str, ...] = ()
+    # A landing file replaced under the same name (new size, modification time or inode) is ingested again.
+    allow_overwrites: bool = True
+    # A file written straight into landing is read once its writer closed it (file events) or it was moved
+    # in; without events, once its modification time is this old or its bytes end like a whole image.
+    landing_settle_seconds: float = 2.0
     # Data quality
     max_file_bytes: int = 64 * 1024 * 1024  # larger files are recorded without content and quarantined
     max_image_pixels: int = 40_000_000  # decompression-bomb guard

@@ -21,7 +21,6 @@ import os
 import queue
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +33,9 @@ from watchdog.events import (
 )
 
 from streaming.core.config import XrayConfig
-from streaming.core.dicomfile import DICOM_PREAMBLE_LENGTH, has_dicom_preamble, is_dicom_file
+from streaming.core.dicomfile import DICOM_PREAMBLE_LENGTH, is_dicom_file
 from streaming.core.errors import IngestError
+from streaming.core.imagefile import is_complete_image
 from streaming.core.names import is_ignored_name, is_image_name, may_be_dicom_name
 from streaming.ingest.place import place_file
 
@@ -44,13 +44,6 @@ log = logging.getLogger(__name__)
 NAMED_AT_DEBUG = "--log-level DEBUG names the file"
 
 __all__ = ["InboxWatcher", "is_complete_image", "watch_inbox"]
-
-JPEG_START = b"\xff\xd8\xff"
-JPEG_END = b"\xff\xd9"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PNG_END_CHUNK = b"IEND\xaeB`\x82"  # chunk type and its fixed CRC
-_TAIL = 64 * 1024
-
 
 class _StopRaceFilter(logging.Filter):
     """watchdog 7 logs an ERROR when its inotify thread reads once more while being stopped; that race is
@@ -63,79 +56,6 @@ class _StopRaceFilter(logging.Filter):
 _inotify_log = logging.getLogger("watchdog.observers.inotify")
 if not any(isinstance(f, _StopRaceFilter) for f in _inotify_log.filters):
     _inotify_log.addFilter(_StopRaceFilter())
-
-
-def _last_nonzero_offset(handle, size: int) -> int:
-    """Offset of the last byte that is not zero padding, or -1 when the file is all zeros."""
-    end = size
-    while end > 0:
-        start = max(0, end - _TAIL)
-        handle.seek(start)
-        block = handle.read(end - start)
-        stripped = block.rstrip(b"\x00")
-        if stripped:
-            return start + len(stripped) - 1
-        end = start
-    return -1
-
-
-def is_complete_image(path: str | Path) -> bool:
-    """True when the file is a whole JPEG (ends with ``FF D9``, zero padding allowed), PNG (has ``IEND``) or
-    DICOM (see `_is_complete_dicom`).
-
-    The format comes from the first bytes, not the name. Unknown formats, empty, missing or unreadable
-    files are not complete.
-    """
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(DICOM_PREAMBLE_LENGTH)
-            size = os.fstat(handle.fileno()).st_size
-            if head.startswith(JPEG_START):
-                last = _last_nonzero_offset(handle, size)
-                if last < 3:
-                    return False
-                handle.seek(last - 1)
-                return handle.read(2) == JPEG_END
-            if head.startswith(PNG_SIGNATURE):
-                handle.seek(max(len(PNG_SIGNATURE), size - _TAIL))
-                return PNG_END_CHUNK in handle.read()
-            if has_dicom_preamble(head):
-                handle.seek(0)
-                return _is_complete_dicom(handle)
-    except OSError:
-        return False
-    return False
-
-
-def _is_complete_dicom(handle) -> bool:
-    """Whether a DICOM file holds pixel data and every value its header declares.
-
-    DICOM has no end marker. pydicom reads a cut file without an error (a short last value, or an
-    encapsulated pixel sequence without its delimiter, only warned about), so the check is ours: the
-    elements stay raw after reading (pydicom converts them on access), and a raw value shorter than its
-    declared length means the copy is not finished. A file cut between two elements before the pixel data
-    has no pixel data yet: not complete either.
-    """
-    import pydicom
-    from pydicom.dataelem import RawDataElement
-
-    undefined = 0xFFFFFFFF
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            dataset = pydicom.dcmread(handle)
-        except Exception:  # a header pydicom cannot read is not a complete file (yet)
-            return False
-    if any("end of file" in str(w.message).lower() for w in caught):
-        return False
-    if not any(k in dataset for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        return False
-    for tag in dataset.keys():
-        raw = dataset.get_item(tag)
-        if isinstance(raw, RawDataElement) and raw.length != undefined and raw.value is not None \
-                and len(raw.value) < raw.length:
-            return False
-    return True
 
 
 def _is_input_name(path: Path) -> bool | None:

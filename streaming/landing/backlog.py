@@ -39,8 +39,8 @@ def backlog_scan(landing: Path, newer_than: dt.datetime | None) -> Backlog:
                 continue
             try:
                 stat = os.stat(path)
-            except FileNotFoundError:
-                continue
+            except OSError:
+                continue  # gone, or a link that loops or dangles: the scan lists it, never waits for it
             if stat.st_mtime_ns // 1_000_000 > threshold_ms:
                 files += 1
                 total += stat.st_size

@@ -4,9 +4,15 @@ Spark, the entries ``clean_source`` moved out, and the scan's problems (under ``
 Every found entry gets a number before any offset naming it is handed to Spark, and the end offset planned
 for a start offset is kept, so a batch planned again from the same start covers exactly the same files.
 
+A file is new again when its version changed (``allowOverwrites``, Auto Loader's ``cloudFiles.allowOverwrites``):
+its status, or for a file that is read its size, modification time (ns) or inode (a file replaced under the
+same name, by an atomic rename or in place). It then gets a new entry that names the one it replaces, and a
+line in ``replaced.jsonl`` (numbers only) that bronze's event reports; the old entry and its bronze row stay.
+
 The log is compacted (`LandingLog.compact`): the entries of batches Spark can no longer replay are dropped,
-except the path of an entry still in landing, so that a file left there is never new again. ``base.json``
-holds the first number kept and those paths; every step of a compaction leaves a log that loads the same.
+except the path (and version) of an entry still in landing, so that a file left there is never new again
+unless it changes. ``base.json`` holds the first number kept, those paths and their versions; every step of
+a compaction leaves a log that loads the same.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from streaming.core.errors import LandingLogCompactedError
-from streaming.landing.scan import Found, Problem
+from streaming.landing.scan import Found, Problem, differs, version
 
-__all__ = ["Entries", "LandingLog", "erase_paths", "exclusive", "read_problems", "write_atomically"]
+__all__ = ["Entries", "LandingLog", "erase_paths", "exclusive", "read_problems", "read_replaced",
+           "write_atomically"]
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -92,6 +99,11 @@ class Entries(Sequence[Found]):
     def __iter__(self) -> Iterator[Found]:
         return iter(self._kept)
 
+    @property
+    def kept(self) -> list[Found]:
+        """The entries kept, from number ``first`` on (read only)."""
+        return self._kept
+
     def require(self, number: int) -> None:
         """Raise `LandingLogCompactedError` when entry ``number`` was compacted away."""
         if number < self.first:
@@ -124,8 +136,10 @@ class LandingLog:
         (self.folder / "files").mkdir(parents=True, exist_ok=True)
         base = _read_base(self.folder)
         self.entries = Entries(self.folder, base["first_seq"])
-        # Entries below the first kept number that are still in landing: their path keeps them known.
+        # Entries below the first kept number that are still in landing: their path keeps them known, and
+        # their version (when recorded) tells a replaced file.
         self._old: dict[int, str] = {seq: path for path, seq in base["seen"].items()}
+        self._old_versions: dict[int, list] = base["versions"]
         for segment in self._segments():
             for record in _read_lines(segment):
                 if record.get("seq") == len(self.entries):
@@ -137,6 +151,9 @@ class LandingLog:
         self._seen: dict[str, int] = {**base["seen"], **{e.path: e.seq for e in self.entries}}
         self._cleaned_at: tuple[int, int] = (-1, 0)  # (inode, bytes read) of cleaned.jsonl
         self.refresh_cleaned()
+        # A replacement logged just before a crash cut its replaced.jsonl line: written now.
+        known = read_replaced(self.folder)
+        self._record_replaced([e for e in self.entries if e.replaces is not None and e.seq not in known])
 
     def _segments(self) -> list[Path]:
         return sorted((self.folder / "files").glob("*.jsonl"))
@@ -147,10 +164,42 @@ class LandingLog:
         ends = [int(s.stem) if s.stem.isdigit() else 0 for s in segments[1:]] + [len(self.entries)]
         return [segment for segment, end in zip(segments, ends, strict=False) if end <= first]
 
-    def add_new(self, found: list[Found]) -> list[Found]:
-        """Log the entries not seen before (oldest first), each with its sequence number; returns them."""
+    def unlogged(self, found: list[Found], overwrites: bool = True) -> list[Found]:
+        """The entries not seen before and, with ``overwrites``, those whose version changed since they were
+        logged (``replaces`` set to the number of the entry they replace)."""
         self.refresh_cleaned()
-        new = sorted((f for f in found if f.path not in self._seen), key=lambda f: (f.mtime_ms, f.path))
+        new = []
+        first, kept = self.entries.first, self.entries.kept
+        for item in found:
+            seq = self._seen.get(item.path)
+            if seq is None:
+                new.append(item)
+            elif not overwrites:
+                continue
+            elif seq >= first:
+                logged = kept[seq - first]  # the common case, every trigger for every file: kept cheap
+                if (logged.mtime_ns != item.mtime_ns or logged.size != item.size or logged.inode != item.inode
+                        or logged.status != item.status) and differs(version(logged), item):
+                    item.replaces = seq
+                    new.append(item)
+            elif differs(self._old_versions.get(seq), item):
+                item.replaces = seq
+                new.append(item)
+        return new
+
+    def _logged_version(self, seq: int) -> list | None:
+        if seq >= self.entries.first:
+            return version(self.entries[seq])
+        return self._old_versions.get(seq)
+
+    def add_new(self, found: list[Found], overwrites: bool = True) -> list[Found]:
+        """Log the entries not seen before, or changed (`unlogged`), oldest first, each with its sequence
+        number; returns them."""
+        return self.add(self.unlogged(found, overwrites))
+
+    def add(self, found: list[Found]) -> list[Found]:
+        """Log entries `unlogged` returned (oldest first), each with its sequence number; returns them."""
+        new = sorted(found, key=lambda f: (f.mtime_ms, f.path))
         if not new:
             return []
         for offset, item in enumerate(new):
@@ -159,7 +208,16 @@ class LandingLog:
         _write_atomically(self.folder / "files" / f"{new[0].seq:012d}.jsonl", text)
         self.entries.extend(new)
         self._seen.update((item.path, item.seq) for item in new)
+        self._record_replaced([item for item in new if item.replaces is not None])
         return new
+
+    def _record_replaced(self, replacements: list[Found]) -> None:
+        """Append (new number, replaced number) lines for bronze's event: numbers only, no path."""
+        if replacements:
+            with open(self.folder / "replaced.jsonl", "a", encoding="utf-8") as handle:
+                handle.write("".join(json.dumps({"seq": e.seq, "replaces": e.replaces}) + "\n" for e in replacements))
+                handle.flush()
+                os.fsync(handle.fileno())
 
     def record_plan(self, start: int, end: int) -> None:
         _append_line(self.folder / "plan.jsonl", {"start": start, "end": end})
@@ -202,6 +260,7 @@ class LandingLog:
         if path is not None and self._seen.get(path) == seq:
             del self._seen[path]
             self._old.pop(seq, None)
+            self._old_versions.pop(seq, None)
 
     @property
     def old_paths(self) -> int:
@@ -226,11 +285,14 @@ class LandingLog:
         if first == self.entries.first and not self.untidy:
             return False
         kept = {path: seq for path, seq in self._seen.items() if seq < first}
-        _write_atomically(self.folder / "base.json", json.dumps({"first_seq": first, "seen": kept}))
+        versions = {seq: known for seq in kept.values() if (known := self._logged_version(seq)) is not None}
+        _write_atomically(self.folder / "base.json", json.dumps(
+            {"first_seq": first, "seen": kept, "versions": {str(seq): v for seq, v in versions.items()}}))
         for segment in self._segments_below(first):
             segment.unlink(missing_ok=True)
         self.entries.drop_before(first)
         self._old = {seq: path for path, seq in kept.items()}
+        self._old_versions = versions
         self.plan = {start: end for start, end in self.plan.items() if start >= first}
         _write_atomically(self.folder / "plan.jsonl", "".join(
             json.dumps({"start": start, "end": end}) + "\n" for start, end in sorted(self.plan.items())))
@@ -238,6 +300,12 @@ class LandingLog:
         text = "".join(json.dumps({"seq": seq}) + "\n" for seq in cleaned)
         _write_atomically(self.folder / "cleaned.jsonl", text)
         self._cleaned_at = (os.stat(self.folder / "cleaned.jsonl").st_ino, len(text.encode("utf-8")))
+        replaced = {seq: old for seq, old in read_replaced(self.folder).items() if seq >= first}
+        if replaced:
+            _write_atomically(self.folder / "replaced.jsonl", "".join(
+                json.dumps({"seq": seq, "replaces": old}) + "\n" for seq, old in sorted(replaced.items())))
+        else:
+            (self.folder / "replaced.jsonl").unlink(missing_ok=True)
         self.untidy = False
         return True
 
@@ -261,13 +329,20 @@ class LandingLog:
 
 
 def _read_base(folder: Path) -> dict:
-    """What the last compaction kept: the first entry number kept and the paths of older entries still in
-    landing (none yet: everything from number 0)."""
+    """What the last compaction kept: the first entry number kept, the paths of older entries still in
+    landing and their versions by number (none yet: everything from number 0)."""
     try:
         base = json.loads((folder / "base.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return {"first_seq": 0, "seen": {}}
-    return {"first_seq": int(base["first_seq"]), "seen": {str(p): int(s) for p, s in base["seen"].items()}}
+        return {"first_seq": 0, "seen": {}, "versions": {}}
+    return {"first_seq": int(base["first_seq"]), "seen": {str(p): int(s) for p, s in base["seen"].items()},
+            "versions": {int(s): list(v) for s, v in base.get("versions", {}).items()}}
+
+
+def read_replaced(folder: Path) -> dict[int, int]:
+    """The entries logged as replacing an older one: {new number: replaced number}."""
+    return {int(r["seq"]): int(r["replaces"]) for r in _read_lines(Path(folder) / "replaced.jsonl")
+            if "seq" in r and "replaces" in r}
 
 
 def read_problems(folder: Path) -> list[dict]:
@@ -317,7 +392,8 @@ def erase_paths(folder: Path, erased: Callable[[str], bool], landing: Path) -> i
         base = _read_base(folder)
         seen = {path: seq for path, seq in base["seen"].items() if not erased(path)}
         if len(seen) != len(base["seen"]):
-            _write_atomically(folder / "base.json", json.dumps({"first_seq": base["first_seq"], "seen": seen}))
+            _write_atomically(folder / "base.json", json.dumps({"first_seq": base["first_seq"], "seen": seen,
+                                                                "versions": base["versions"]}))
             changed += len(base["seen"]) - len(seen)
         problems = read_problems(folder)
         kept = [p for p in problems if not (p.get("path") and erased(os.path.join(landing, p["path"])))]

@@ -7,7 +7,8 @@ fails the whole query on one unreadable folder. Here:
 
 * the scan uses ``lstat`` only: a symlink is followed only when its target resolves inside landing or an
   allowed root (``landing_allowed_roots``); one pointing elsewhere is listed as ``outside_landing`` and its
-  target is never opened; FIFOs, sockets and devices are listed as what they are and never opened;
+  target is never opened; FIFOs, sockets and devices are listed as what they are and never opened; a link
+  to itself or round a loop of links is listed as ``link_loop`` (the kernel's ELOOP: never followed round);
 * a folder is walked once (by device and inode), so loops never repeat a file, and a symlinked folder that
   points inside landing is not walked again (its files are read at their own path);
 * an unreadable folder (or a name that is not UTF-8) is skipped and recorded as a *problem*; the rest flows;
@@ -20,6 +21,7 @@ fails the whole query on one unreadable folder. Here:
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass
@@ -32,12 +34,15 @@ __all__ = [
     "NEVER_OPENED",
     "Found",
     "Problem",
+    "differs",
     "scan_landing",
+    "version",
     "within",
 ]
 
 # Listing statuses of entries whose bytes are never read (the silver rules quarantine them).
-NEVER_OPENED = ("outside_landing", "fifo", "socket", "char_device", "block_device", "broken_link", "not_regular")
+NEVER_OPENED = ("outside_landing", "fifo", "socket", "char_device", "block_device", "broken_link", "link_loop",
+                "not_regular")
 
 
 # Whether a DICOM-named file (no extension, or a UID) starts like DICOM, by (device, inode, size, mtime):
@@ -82,7 +87,11 @@ def special_kind(mode: int) -> str:
 @dataclass
 class Found:
     """One landing entry: ``status`` is ``file`` (a regular file), ``link`` (a symlink to a regular file in
-    landing or an allowed root: read ``target``) or one of NEVER_OPENED."""
+    landing or an allowed root: read ``target``) or one of NEVER_OPENED.
+
+    ``mtime_ns`` and ``inode`` (of what is read: a link's target) with ``size`` name the version of the file:
+    one that changes is a new entry (``replaces``: the number of the entry it replaces). Entries logged
+    before they were recorded have None."""
 
     path: str
     mtime_ms: int
@@ -90,6 +99,9 @@ class Found:
     status: str
     target: str | None = None
     seq: int = -1
+    mtime_ns: int | None = None
+    inode: int | None = None
+    replaces: int | None = None
 
 
 @dataclass
@@ -100,6 +112,31 @@ class Problem:
     kind: str
     path: str
     detail: str
+
+
+def version(entry: Found) -> list:
+    """What identifies the version of a logged entry (kept for compacted entries in ``base.json``)."""
+    return [entry.status, entry.size, entry.mtime_ms, entry.mtime_ns, entry.inode]
+
+
+def differs(logged: list | None, found: Found) -> bool:
+    """Whether ``found`` is another version of the file than the one logged. An entry whose version was
+    never recorded (logged before versions were) is taken as the same: an upgrade re-ingests nothing."""
+    if logged is None:
+        return False
+    status, size, mtime_ms, mtime_ns, inode = logged
+    if status != found.status:
+        return True
+    if status not in ("file", "link"):
+        return False  # never opened: only becoming something else (a file, a fixed link) makes it new
+    if size != found.size:
+        return True
+    if mtime_ns is not None and found.mtime_ns is not None:
+        if mtime_ns != found.mtime_ns:
+            return True
+    elif mtime_ms != found.mtime_ms:
+        return True
+    return inode is not None and found.inode is not None and inode != found.inode
 
 
 def _utf8(path: str) -> bool:
@@ -117,9 +154,11 @@ def _classify_link(entry: os.DirEntry, shown: str, roots: tuple[str, ...]) -> tu
     mtime = int(info.st_mtime_ns // 1_000_000)
     try:
         target_info = os.stat(target)
-    except OSError:
+    except OSError as error:
         # A dangling DICOM-named link cannot be looked into: reported only with an image/DICOM extension.
-        return (Found(shown, mtime, None, "broken_link") if is_image_name(entry.name) else None), None
+        # A link leading to itself (or round a loop of links) is never followed round: listed as such.
+        status = "link_loop" if error.errno == errno.ELOOP else "broken_link"
+        return (Found(shown, mtime, None, status) if is_image_name(entry.name) else None), None
     if not within(target, roots):
         # Reported whatever its name: a link leading out of landing is worth a quarantine row.
         return Found(shown, mtime, None, "outside_landing"), None
@@ -128,7 +167,8 @@ def _classify_link(entry: os.DirEntry, shown: str, roots: tuple[str, ...]) -> tu
     if not (is_image_name(entry.name) or _is_input(entry.name, target, target_info)):
         return None, None
     if stat.S_ISREG(target_info.st_mode):
-        return Found(shown, int(target_info.st_mtime_ns // 1_000_000), target_info.st_size, "link", target), None
+        return Found(shown, int(target_info.st_mtime_ns // 1_000_000), target_info.st_size, "link", target,
+                     mtime_ns=target_info.st_mtime_ns, inode=target_info.st_ino), None
     return Found(shown, mtime, None, special_kind(target_info.st_mode)), None
 
 
@@ -193,8 +233,9 @@ def _scan_entry(entry: os.DirEntry, shown: str, roots: tuple[str, ...]) -> tuple
     mtime = int(info.st_mtime_ns // 1_000_000)
     if not stat.S_ISREG(info.st_mode):
         return Found(shown, mtime, None, special_kind(info.st_mode)), None
+    version = {"mtime_ns": info.st_mtime_ns, "inode": info.st_ino}
     if shown != entry.path:  # inside a linked folder: read where it really is
-        return Found(shown, mtime, info.st_size, "link", entry.path), None
-    return Found(shown, mtime, info.st_size, "file"), None
+        return Found(shown, mtime, info.st_size, "link", entry.path, **version), None
+    return Found(shown, mtime, info.st_size, "file", **version), None
 
 

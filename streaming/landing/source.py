@@ -10,7 +10,12 @@ Rows carry no bytes: ``path`` (the filesystem path, never encoded), ``modificati
 ``status`` (``file``, ``link`` or a reason the file is never opened), ``target`` (what a link points to) and
 ``seq`` (the entry's number in the log).
 Options: ``landing`` (folder), ``log`` (log folder: ``<checkpoint>/landing``), ``allowedRoots`` (JSON list),
-``modifiedAfterMs``, ``maxFilesPerTrigger``, ``maxBytesPerTrigger``, ``numPartitions`` and ``compactAfter``.
+``modifiedAfterMs``, ``maxFilesPerTrigger``, ``maxBytesPerTrigger``, ``numPartitions``, ``compactAfter``,
+``allowOverwrites`` (default true: a file whose size, modification time or inode changed is a new entry,
+`streaming.landing.log`) and ``settleSeconds`` (default 2: when a file written straight into landing is
+complete, `streaming.landing.settle`; the file events are watched from the first trigger to ``stop``).
+An ``availableNow`` run waits for files still being written up to ``settleSeconds`` (and a second), and
+leaves those whose writer has not closed them for the next run.
 
 Once a batch is committed the log drops what no batch Spark may replay needs (`LandingLog.compact`): the
 entries before the oldest batch whose offsets the checkpoint still holds (Spark keeps the last
@@ -25,6 +30,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +43,7 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType, Tim
 from streaming.core.errors import LandingLogCompactedError, transported
 from streaming.landing.log import LandingLog
 from streaming.landing.scan import Found, scan_landing
+from streaming.landing.settle import Settling
 
 __all__ = ["COMPACT_AFTER", "LANDING_FORMAT", "LANDING_SCHEMA", "LandingDataSource", "LandingPartition",
            "retained_start", "split_by_size"]
@@ -85,8 +92,11 @@ class LandingStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self.allowed = tuple(json.loads(options.get("allowedroots") or "[]"))
         after = options.get("modifiedafterms")
         self.modified_after_ms = int(after) if after else None
+        self.overwrites = (options.get("allowoverwrites") or "true").lower() != "false"
+        self.settle_seconds = float(options.get("settleseconds") or 2.0)
         self._log: LandingLog | None = None
         self._target: int | None = None
+        self._settling: Settling | None = None  # started by the first scan: a reader only read from has none
 
     @property
     def log(self) -> LandingLog:
@@ -94,10 +104,21 @@ class LandingStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             self._log = LandingLog(Path(self.options["log"]))
         return self._log
 
-    def _discover(self) -> None:
+    def _discover(self) -> list[Found]:
+        """Scan landing and log the new or changed entries that are complete; returns those still being
+        written."""
+        if self._settling is None:
+            self._settling = Settling(self.landing, self.settle_seconds)
+            self._settling.start()  # before the scan: a file written after it is seen by its events
         found, problems = scan_landing(self.landing, self.allowed, self.modified_after_ms)
-        self.log.add_new(found)
+        complete, waiting = self._settling.ready(self.log.unlogged(found, self.overwrites))
+        self.log.add(complete)
         self.log.write_problems(problems)
+        return waiting
+
+    def stop(self) -> None:
+        if self._settling is not None:
+            self._settling.stop()
 
     # -- offsets --------------------------------------------------------------------------------------
     def initialOffset(self) -> dict:
@@ -105,7 +126,11 @@ class LandingStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def prepareForTriggerAvailableNow(self) -> None:
         # availableNow: what landing holds now, in batches of the admission limit, and nothing found later.
-        self._discover()
+        # A file still being written is waited for (a file without events is complete once settleSeconds
+        # old); one whose writer keeps it open longer is left for the next run.
+        deadline = time.monotonic() + self.settle_seconds + 1.0
+        while self._discover() and time.monotonic() < deadline:
+            time.sleep(0.1)
         self._target = len(self.log.entries)
 
     def getDefaultReadLimit(self):

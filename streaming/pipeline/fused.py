@@ -32,6 +32,7 @@ from streaming.bronze.source import (
     landing_log_dir,
     landing_roots,
     report_landing_problems,
+    report_replaced,
 )
 from streaming.core import profiling
 from streaming.core.config import XrayConfig
@@ -297,6 +298,8 @@ def _describe_bronze(config: XrayConfig, inspected: pa.Table, missing: pa.Chunke
         refs = read.column("path_ref").to_pylist()
         notes.append(unlabelled_note([refs[i] for i in stray]))
         log.warning("bronze batch %d: %s", event.batch_id, notes[-1])
+    notes.extend(report_replaced(config, inspected.column(SEQ_COLUMN).to_pylist(),
+                                 inspected.column("path_ref").to_pylist()))
     notes.extend(report_landing_problems(config))
     event.message = "; ".join(notes) or None
     times = [t for t in inspected.column(MODIFIED_COLUMN).to_pylist() if t is not None]

@@ -75,13 +75,14 @@ def test_compaction_keeps_the_replayable_batches_and_the_paths_still_in_landing(
         assert [e.seq for e in again.entries] == [8, 9, 10, 11]
         assert again.old_paths == 2, "batch 3's two entries are still in landing"
         # A file still in landing stays known; one cleaned out of landing and dropped again is new.
-        new = again.add_new([entry("b3-0.jpeg", 1), entry("b5-1.jpeg", 1), entry("b0-0.jpeg", 1)])
+        new = again.add_new([entry("b3-0.jpeg", 30), entry("b5-1.jpeg", 51), entry("b0-0.jpeg", 1)])
         assert [e.path for e in new] == ["/landing/b0-0.jpeg"] and new[0].seq == 12
     assert [r["seq"] for r in records(folder)] == [8, 9, 10, 11, 12], "segments below 8 are gone"
     assert lines(folder / "plan.jsonl") == [{"start": 8, "end": 10}, {"start": 10, "end": 12}]
     assert lines(folder / "cleaned.jsonl") == [], "the cleaned records were all below 8"
     assert json.loads((folder / "base.json").read_text()) == {
-        "first_seq": 8, "seen": {"/landing/b3-0.jpeg": 6, "/landing/b3-1.jpeg": 7}}
+        "first_seq": 8, "seen": {"/landing/b3-0.jpeg": 6, "/landing/b3-1.jpeg": 7},
+        "versions": {"6": ["file", 1, 30, None, None], "7": ["file", 1, 31, None, None]}}
 
 
 def test_an_old_entry_cleaned_after_the_compaction_is_forgotten(tmp_path):
@@ -90,7 +91,7 @@ def test_an_old_entry_cleaned_after_the_compaction_is_forgotten(tmp_path):
     LandingLog.record_cleaned(folder, [4])  # batch 2 moved out of landing late (e.g. clean_source turned on)
     log = LandingLog(folder)
     assert log.old_paths == 1
-    assert [e.path for e in log.add_new([entry("b2-0.jpeg", 1), entry("b2-1.jpeg", 1)])] == ["/landing/b2-0.jpeg"]
+    assert [e.path for e in log.add_new([entry("b2-0.jpeg", 1), entry("b2-1.jpeg", 21)])] == ["/landing/b2-0.jpeg"]
     log.compact(6)  # drops the cleaned record below 6 and the forgotten path
     assert LandingLog(folder).old_paths == 1 and lines(folder / "cleaned.jsonl") == []
 
@@ -141,7 +142,7 @@ def test_a_compaction_cut_short_loads_as_compacted_and_is_finished_next_time(tmp
     again = LandingLog(folder)
     assert again.untidy, "the interrupted compaction is remembered"
     assert again.entries.first == 8 and {s: again.entries[s:e] for s, e in again.plan.items()} == expected
-    assert again.old_paths == 2 and again.add_new([entry("b3-0.jpeg", 1), entry("b5-0.jpeg", 1)]) == []
+    assert again.old_paths == 2 and again.add_new([entry("b3-0.jpeg", 30), entry("b5-0.jpeg", 50)]) == []
     assert again.compact_if_due(8, at_least=1000) is True, "finished although nothing more is droppable"
     assert [r["seq"] for r in records(folder)] == [8, 9, 10, 11]
     assert lines(folder / "plan.jsonl") == [{"start": 8, "end": 10}, {"start": 10, "end": 12}]
@@ -164,7 +165,7 @@ def test_a_cleaned_line_cut_by_a_crash_does_not_stop_the_log(tmp_path):
         handle.write('{"seq": 2')  # cut by a crash; the next append continues the line
     LandingLog.record_cleaned(folder, [3])
     log = LandingLog(folder)
-    assert [e.path for e in log.add_new([entry("b1-1.jpeg", 1)])] == [], "the cut record is lost, no more"
+    assert [e.path for e in log.add_new([entry("b1-1.jpeg", 11)])] == [], "the cut record is lost, no more"
 
 
 # ---- erasure -------------------------------------------------------------------------------------------
