@@ -23,7 +23,7 @@ from streaming.core.locks import stream_lock
 from streaming.lakehouse.catalog import ALL_TABLES, GOLD_PREDICTIONS, SILVER_FEATURES
 from streaming.lakehouse.failures import check_table_logs
 from streaming.landing.log import LandingLog
-from streaming.landing.scan import Found, scan_landing
+from streaming.landing.scan import scan_landing
 from streaming.pipeline.consistency import check_checkpoints
 from streaming.pipeline.plan import plan_queries
 
@@ -75,12 +75,10 @@ def _landing_files(config: XrayConfig, checkpoint: Path, committed: int) -> int 
         return 0
     if config.clean_source != "off":
         return None  # ingested files leave landing: one still there may be a new one
-    logged: dict[str, Found] = {entry.path: entry for entry in log.entries}  # the newest entry of each path
-    for item in found:
-        entry = logged.get(item.path)
-        # Not among the kept entries (new, or logged before a compaction: not comparable), or another version.
-        if entry is None or (entry.status, entry.size, entry.mtime_ms) != (item.status, item.size, item.mtime_ms):
-            return None
+    # The source's own rule (`LandingLog.unlogged`): a new file, or another version of a logged one
+    # (size, mtime in ns, inode), is work for Spark.
+    if log.unlogged(found, overwrites=config.allow_overwrites):
+        return None
     return len(found)
 
 
