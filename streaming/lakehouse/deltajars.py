@@ -156,9 +156,13 @@ def fetch(force: bool = False) -> tuple[bool, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m streaming.lakehouse.deltajars [--force]``: fetch the jars, print one line. Exits 0
-    offline too (the service then uses delta-rs); 1 only under ``--require`` when they are not there."""
+    """``python -m streaming.lakehouse.deltajars [--force] [--require]``: fetch the jars, print one line.
+    Exits 0 offline too (the service then uses delta-rs); 1 only under ``--require`` when they are not
+    there. ``--classpath``: print the cached jars comma-separated (for ``spark-submit --jars``)."""
     args = sys.argv[1:] if argv is None else argv
+    if "--classpath" in args:  # the cached jars, comma-separated (spark-submit --jars); nothing when none
+        print(",".join(str(jar) for jar in delta_jars().files()))
+        return 0
     available, line = fetch(force="--force" in args)
     print(f"setup: {line}")
     return 1 if "--require" in args and not available else 0
