@@ -3,7 +3,8 @@ loaded), tmp lakehouses.
 
 Tests marked ``engine_dependent`` (a module's ``pytestmark``) run twice, once per Delta engine: the
 ``delta_engine`` fixture is parametrized over ``delta-rs`` and ``delta-spark`` and the ``config`` fixture
-pins it. The one session serves both (the format is chosen per Lakehouse). Other tests pin delta-rs. Under
+pins it. The one session serves both (the format is chosen per Lakehouse); ``auto`` is delta-rs in it, as
+in any session the service builds. Other tests use delta-rs. Under
 CI (``CI=true``) a native engine that cannot load fails the native half instead of skipping it.
 """
 
@@ -37,7 +38,8 @@ def spark(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("spark-session")
     config = load_config(
-        environ={},  # delta_engine auto: the session loads Delta Lake's jars when ./setup.sh fetched them
+        environ={},
+        delta_engine="delta-spark",  # loads Delta Lake's jars when ./setup.sh fetched them
         lakehouse=str(root),
         spark_master="local[2]",
         shuffle_partitions=2,

@@ -56,37 +56,54 @@ def resolve_format(spark: SparkSession, config: XrayConfig) -> str:
 
 
 def engine_choice(spark: SparkSession | None, config: XrayConfig) -> tuple[str, str]:
-    """(Spark format, why): ``auto`` is the native engine whenever Delta Lake's jars load in the session,
-    as they do once ./setup.sh fetched them (`deltajars`); ``delta-rs`` and ``delta-spark`` pin it."""
+    """(Spark format, why). ``delta-rs`` and ``delta-spark`` pin the engine. ``auto`` is the native engine
+    where the runtime brings Delta Lake (Databricks, spark-submit with the jars), and delta-rs in a session
+    this service builds itself: there delta-rs measured many times faster per commit (README: Two Delta
+    engines), so the cached jars (`deltajars`) are loaded only for ``delta-spark``."""
     if config.delta_engine == "delta-rs":
         return DELTA_RS_FORMAT, "delta_engine = delta-rs"
-    if spark is not None and native_delta_available(spark):
-        return NATIVE_FORMAT, f"delta_engine = {config.delta_engine}, Delta Lake's jars are loaded"
+    available = spark is not None and native_delta_available(spark)
     if config.delta_engine == "delta-spark":
-        raise ConfigError(
-            f"delta_engine is delta-spark but the Delta Lake jars are not on Spark's classpath: "
-            f"{delta_jars().how_to_add()}; or use delta_engine = auto (delta-rs until then)")
-    return DELTA_RS_FORMAT, f"delta_engine = auto, no Delta Lake jars: {delta_jars().how_to_add()}"
+        if not available:
+            raise ConfigError(
+                f"delta_engine is delta-spark but the Delta Lake jars are not on Spark's classpath: "
+                f"{delta_jars().how_to_add()}; or use delta_engine = auto (delta-rs until then)")
+        return NATIVE_FORMAT, "delta_engine = delta-spark, Delta Lake's jars are loaded"
+    if available and not _jars_from_cache(spark):
+        return NATIVE_FORMAT, "delta_engine = auto, the Spark runtime brings Delta Lake"
+    return DELTA_RS_FORMAT, ("delta_engine = auto, Spark session built here: delta-rs (faster here; "
+                             "--delta-engine delta-spark for Delta Lake's own engine)")
+
+
+def _jars_from_cache(spark: SparkSession) -> bool:
+    """True when Delta Lake's classes came from the user's jar cache, i.e. this service loaded them."""
+    try:
+        return str(delta_jars().folder.parent) in (spark.conf.get("spark.jars", "") or "")
+    except Exception:  # noqa: BLE001 - a runtime that hides the setting: not ours
+        return False
 
 
 def expected_engine(config: XrayConfig) -> str:
-    """One line for ``xray --version``: the engine a session built now would use, and why, without
+    """One line for ``xray --version``: the engine a session built here would use, and why, without
     starting Spark (a Databricks or spark-submit session brings its own classpath: it is checked there)."""
     jars = delta_jars()
     if config.delta_engine == "delta-rs":
         return "delta engine: delta-rs (delta_engine = delta-rs)"
-    if jars.files():
-        return (f"delta engine: delta-spark (delta_engine = {config.delta_engine}; Delta Lake {jars.version} "
-                f"jars for Spark {jars.spark} in {jars.folder})")
     if config.delta_engine == "delta-spark":
+        if jars.files():
+            return (f"delta engine: delta-spark (delta_engine = delta-spark; Delta Lake {jars.version} jars "
+                    f"for Spark {jars.spark} in {jars.folder})")
         return f"delta engine: delta-spark requested but no Delta Lake jars: {jars.how_to_add()}"
-    return f"delta engine: delta-rs (delta_engine = auto; no Delta Lake jars: {jars.how_to_add()})"
+    cached = (f"Delta Lake {jars.version} jars cached in {jars.folder}: --delta-engine delta-spark uses them"
+              if jars.files() else f"no Delta Lake jars: {jars.how_to_add()}")
+    return (f"delta engine: delta-rs (delta_engine = auto: delta-rs in a session built here, native Delta "
+            f"where the Spark runtime brings it; {cached})")
 
 
 def native_session(config: XrayConfig, start: Callable[[XrayConfig], SparkSession]) -> SparkSession | None:
-    """A session (from ``start``) when this configuration uses the native engine, else None: commands
-    that do their work with delta-rs alone start no Spark for the delta-rs engine."""
-    if config.delta_engine == "delta-rs" or (config.delta_engine == "auto" and not delta_jars().files()):
+    """A session (from ``start``) when this configuration pins the native engine, else None: commands
+    that do their work with delta-rs alone start no Spark otherwise."""
+    if config.delta_engine != "delta-spark":
         return None
     spark = start(config)
     return spark if resolve_format(spark, config) == NATIVE_FORMAT else None
@@ -329,6 +346,23 @@ class Lakehouse:
 
         with translate_errors(table, self.path(table)):
             return txn_commit_version(self.path(table), txn[0], txn[1])
+
+    def check_stream_checkpoint(self, checkpoint: Path) -> None:
+        """Refuse, in one line, a query reading a table whose checkpoint the other engine's streaming source
+        wrote: their offsets differ (Delta's ``reservoirVersion`` vs. deltars' ``version``), and Spark would
+        fail inside the query. Only separate silver/gold queries read a table as a stream; the default fused
+        query reads landing through the service's own source, the same for both engines."""
+        offsets = sorted((p for p in (checkpoint / "offsets").glob("*") if p.name.isdigit()), key=lambda p: int(p.name))
+        if not offsets:
+            return
+        text = offsets[-1].read_text(errors="replace")
+        written = NATIVE_FORMAT if "reservoirVersion" in text else DELTA_RS_FORMAT if '"snapshot"' in text else None
+        if written is not None and written != self.format:
+            engine = "delta-spark" if written == NATIVE_FORMAT else "delta-rs"
+            raise ConfigError(
+                f"the stream checkpoint {checkpoint} was written with delta_engine = {engine}: run this query "
+                f"with --delta-engine {engine}, or run the layers fused (xray stream without --layer), whose "
+                "checkpoint both engines share")
 
     def read_stream(self, table: str, **options: Any) -> DataFrame:
         """A streaming DataFrame of the rows appended to a table."""

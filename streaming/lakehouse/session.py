@@ -127,9 +127,9 @@ def _local_builder(config: XrayConfig) -> SparkSession.Builder:
 
 def _with_delta_jars(builder: SparkSession.Builder, config: XrayConfig) -> SparkSession.Builder:
     """Load Delta Lake's jars from the user's cache (`deltajars`, fetched by ./setup.sh) with its SQL
-    extension and catalog, unless the engine is pinned to delta-rs (a JVM without them starts faster).
-    Without them ``auto`` resolves to delta-rs (`engine.resolve_format`)."""
-    if config.delta_engine == "delta-rs":
+    extension and catalog when the engine is delta-spark (``auto`` is delta-rs in a session built here:
+    `engine.engine_choice`, and a JVM without them starts faster)."""
+    if config.delta_engine != "delta-spark":
         return builder
     jars = delta_jars().files()
     if not jars:

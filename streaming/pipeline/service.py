@@ -89,6 +89,8 @@ def start_query(lakehouse: Lakehouse, name: str, inline: Sequence[str], once: bo
     """Start one streaming query; None when it cannot run yet (gold alone without a champion model)."""
     spark, config = lakehouse.spark, lakehouse.config
     drop_orphan_checksums(config.checkpoint_path(name))
+    if name != "bronze":  # reads a table as a stream: its checkpoint must be this engine's
+        lakehouse.check_stream_checkpoint(config.checkpoint_path(name))
     if name == "bronze":
         source = landing_stream(spark, config)
         process = functools.partial(fused.process_bronze_batch, silver_inline="silver" in inline,

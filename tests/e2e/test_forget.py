@@ -29,10 +29,6 @@ from streaming.gold.scoring import score_unscored
 from streaming.lakehouse.engine import Lakehouse
 from streaming.pipeline.service import run_stream
 
-# Runs once per Delta engine (tests/conftest.py).
-pytestmark = pytest.mark.engine_dependent
-
-
 PATIENT = "person777"
 DATA_TABLES = ("bronze_xray_images", "silver_xray_metadata", "silver_image_features", "silver_quarantine",
                "gold_pneumonia_predictions", "gold_radiologist_feedback")

@@ -23,10 +23,6 @@ from streaming.lakehouse.catalog import ALL_TABLES
 WAVES, PER_WAVE = 4, 4
 
 
-# Runs once per Delta engine (tests/conftest.py).
-pytestmark = pytest.mark.engine_dependent
-
-
 def missing_referenced_files(config) -> list[str]:
     """Files the current snapshot of a table references that are not on disk (must always be none)."""
     missing = []

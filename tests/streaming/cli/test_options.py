@@ -105,15 +105,18 @@ def test_version_says_which_delta_engine_and_why(capsys, monkeypatch, tmp_path):
 
     assert engine_line("--delta-engine", "delta-rs") == "delta engine: delta-rs (delta_engine = delta-rs)"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("XRAY_DELTA_ENGINE")  # the suite's default (tests/conftest.py): back to auto
     line = engine_line()
-    assert line.startswith("delta engine: delta-rs (delta_engine = auto; no Delta Lake jars: run ./setup.sh")
-    assert str(delta_jars().folder) in line
+    assert line.startswith("delta engine: delta-rs (delta_engine = auto: delta-rs in a session built here")
+    assert "no Delta Lake jars: run ./setup.sh" in line and str(delta_jars().folder) in line
+    assert "requested but no Delta Lake jars" in engine_line("--delta-engine", "delta-spark")
     delta_jars().folder.mkdir(parents=True)
     (delta_jars().folder / "delta-spark.jar").write_bytes(b"")
     assert "no Delta Lake jars" in engine_line()  # no COMPLETE marker: a fetch that did not finish
     (delta_jars().folder / COMPLETE).write_text("")
-    assert engine_line().startswith("delta engine: delta-spark (delta_engine = auto; Delta Lake ")
-    assert "requested but no Delta Lake jars" not in engine_line("--delta-engine", "delta-spark")
+    assert "jars cached in" in engine_line()
+    assert engine_line("--delta-engine", "delta-spark").startswith(
+        "delta engine: delta-spark (delta_engine = delta-spark; Delta Lake ")
 
 
 def test_version_falls_back_to_setup_cfg_when_not_installed(monkeypatch):

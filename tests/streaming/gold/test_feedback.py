@@ -31,10 +31,6 @@ from streaming.lakehouse.direct import append_rows
 from streaming.ops.feedback import feedback_command
 
 T0 = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.timezone.utc)
-# Runs once per Delta engine (tests/conftest.py).
-pytestmark = pytest.mark.engine_dependent
-
-
 KEY = "k" * 32
 IDS = [hashlib.sha256(f"image-{i}".encode()).hexdigest() for i in range(4)]
 TABLE = "gold_radiologist_feedback"

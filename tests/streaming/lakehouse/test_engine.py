@@ -22,8 +22,9 @@ def test_the_engine_is_the_configured_one_and_commits_say_so(spark, config, delt
     engine_info = [entry.get("engineInfo", "") for entry in history]
     if delta_engine == "delta-spark":
         assert all("Delta-Lake/" in info for info in engine_info), engine_info
-        auto = Lakehouse(spark, config.with_overrides(delta_engine="auto"))  # the jars load: auto is native
-        assert auto.format == NATIVE_FORMAT and "jars are loaded" in auto.engine_reason
+        # auto: delta-rs in a session built here, even with the jars loaded (they came from our cache).
+        auto = Lakehouse(spark, config.with_overrides(delta_engine="auto"))
+        assert auto.format == DELTA_RS_FORMAT and "Spark session built here" in auto.engine_reason
         # Delta's CREATE keeps the declared comments, as delta-rs's does.
         fields = {f.name: f.metadata for f in DeltaTable(house.path("silver_quarantine")).schema().fields}
         assert fields["rule"].get("comment")
@@ -91,3 +92,22 @@ def test_a_table_of_an_older_version_gains_the_new_columns_and_keeps_its_rows(sp
                     mode="overwrite", schema_mode="overwrite")
     with pytest.raises(SchemaMismatchError, match="not declared: retired"):
         Lakehouse(spark, config).ensure_tables()
+
+
+def test_a_table_stream_checkpoint_of_the_other_engine_is_refused_in_one_line(spark, config, delta_engine):
+    """Separate silver/gold queries read a table as a stream; the two engines' sources write different
+    offsets, so a switch is refused with the way out rather than failing inside Spark."""
+    from streaming.core.errors import ConfigError
+
+    house = Lakehouse(spark, config)
+    house.ensure_tables()
+    house.append_rows("silver_quarantine", [{"rule": "decodes", "reason": "r", "content_sha256": "a"}])
+    checkpoint = config.checkpoint_path("silver")
+    house.check_stream_checkpoint(checkpoint)  # none yet
+    query = (house.read_stream("silver_quarantine").writeStream.format("noop")
+             .option("checkpointLocation", str(checkpoint)).trigger(availableNow=True).start())
+    query.awaitTermination(300)
+    house.check_stream_checkpoint(checkpoint)  # its own: fine
+    other = "delta-rs" if delta_engine == "delta-spark" else "delta-spark"
+    with pytest.raises(ConfigError, match=f"written with delta_engine = {delta_engine}: run this query with"):
+        Lakehouse(spark, config.with_overrides(delta_engine=other)).check_stream_checkpoint(checkpoint)

@@ -21,10 +21,6 @@ from streaming.lakehouse.maintenance import (
     table_files,
 )
 
-# Runs once per Delta engine (tests/conftest.py).
-pytestmark = pytest.mark.engine_dependent
-
-
 COMMITS = COMPACT_MIN_FILES + 5
 EVENTS = PIPELINE_EVENTS.name
 

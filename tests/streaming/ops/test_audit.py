@@ -25,10 +25,6 @@ from streaming.core.errors import NothingToDoError
 from streaming.core.pseudonym import path_ref, patient_ref
 from streaming.ops.audit import AUDITED_COMMANDS, audit_options, current_run_id, scrub
 
-# Runs once per Delta engine (tests/conftest.py).
-pytestmark = pytest.mark.engine_dependent
-
-
 PATIENT_FILE = "person123_bacteria_1.jpeg"
 # README (Audit trail): runs that started and never finished (killed, or still running).
 UNFINISHED = ("SELECT s.run_id, s.event_time, s.command, s.user, s.host, s.pid FROM audit_log s "

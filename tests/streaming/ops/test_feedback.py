@@ -16,10 +16,6 @@ from streaming.gold.feedback import agreement, feedback_row
 from streaming.lakehouse.direct import append_rows
 from streaming.ops.feedback import feedback_lines, feedback_status
 
-# Runs once per Delta engine (tests/conftest.py).
-pytestmark = pytest.mark.engine_dependent
-
-
 IDS = [hashlib.sha256(f"image-{i}".encode()).hexdigest() for i in range(6)]
 
 

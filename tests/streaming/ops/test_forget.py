@@ -14,9 +14,6 @@ from streaming.core.locks import stream_lock
 from streaming.core.pseudonym import patient_ref
 from streaming.ops.forget import forget_patient, patient_key_ref, wait_for_planned_batches
 
-# Runs once per Delta engine (tests/conftest.py).
-pytestmark = pytest.mark.engine_dependent
-
 
 def test_the_patient_is_a_raw_identifier_or_its_keyed_hash(config):
     ref = patient_ref("person7", config.patient_salt())

@@ -14,10 +14,6 @@ from populated import T0, ops_rows
 from streaming.cli.commands import main
 from streaming.ops.sql import SqlError, render, run_query
 
-# Runs once per Delta engine (tests/conftest.py).
-pytestmark = pytest.mark.engine_dependent
-
-
 REPO = Path(__file__).resolve().parents[3]
 PER_DAY = ("SELECT date_trunc('day', predicted_time) AS day, predicted_label, count(*) AS predictions "
            "FROM gold_pneumonia_predictions GROUP BY 1, 2 ORDER BY 1, 2")

@@ -14,9 +14,6 @@ from streaming.core.errors import CheckpointAheadError
 from streaming.pipeline.consistency import check_checkpoints, recover, rewind_checkpoint
 from streaming.pipeline.service import run_stream
 
-# Runs once per Delta engine (tests/conftest.py).
-pytestmark = pytest.mark.engine_dependent
-
 
 @pytest.fixture(autouse=True)
 def _keep_shared_session(monkeypatch):

@@ -6,15 +6,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import pytest
 from deltalake import DeltaTable
 from imagefiles import bad_inputs, jpeg_bytes, png_bytes, write, xray_like
 from support import table_rows, wait_until
 
 from streaming.pipeline.service import run_stream
-
-# Runs once per Delta engine (tests/conftest.py).
-pytestmark = pytest.mark.engine_dependent
 
 
 def stage_valid_images(landing: Path) -> dict[str, bytes]:
