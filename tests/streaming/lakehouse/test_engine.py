@@ -111,3 +111,30 @@ def test_a_table_stream_checkpoint_of_the_other_engine_is_refused_in_one_line(sp
     other = "delta-rs" if delta_engine == "delta-spark" else "delta-spark"
     with pytest.raises(ConfigError, match=f"written with delta_engine = {delta_engine}: run this query with"):
         Lakehouse(spark, config.with_overrides(delta_engine=other)).check_stream_checkpoint(checkpoint)
+
+
+def test_maintenance_on_native_is_delta_lakes_own_optimize_and_vacuum(spark, config, delta_engine):
+    """With the native engine `maintain_tables` compacts with Delta's OPTIMIZE and vacuums with VACUUM
+    LITE (commits by Delta Lake), and the rows stay the same."""
+    from deltalake import DeltaTable
+
+    from streaming.lakehouse.maintenance import COMPACT_MIN_FILES, maintain_tables
+
+    house = Lakehouse(spark, config)
+    house.ensure_tables()
+    for version in range(COMPACT_MIN_FILES):
+        house.append_rows("silver_quarantine", [{"rule": "decodes", "reason": "r", "content_sha256": str(version)}],
+                          txn=("t", version))
+    native = spark if house.format == NATIVE_FORMAT else None
+    report = maintain_tables(config, tables=["silver_quarantine"], retention_hours=0, orphan_min_age_hours=0,
+                             spark=native)
+    (result,) = report.tables
+    assert result.error is None and result.compacted == COMPACT_MIN_FILES
+    assert result.vacuumed == COMPACT_MIN_FILES and result.files_after == 1
+    table = DeltaTable(house.path("silver_quarantine"))
+    assert sorted(table.to_pyarrow_table().column("content_sha256").to_pylist()) == [
+        str(v) for v in range(COMPACT_MIN_FILES)]
+    operations = {entry["operation"]: entry.get("engineInfo", "") for entry in table.history(limit=5)}
+    assert "OPTIMIZE" in operations
+    if delta_engine == "delta-spark":
+        assert "Delta-Lake/" in operations["OPTIMIZE"]
