@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up xray-lakehouse on this machine, then optionally run something:
-#   ./setup.sh          set up only (Java check/install, virtualenv in .venv, package + dev tools)
+#   ./setup.sh          set up only (Java check/install, virtualenv in .venv, package + dev tools, and the
+#                       Delta Lake jars of the native engine in ~/.cache/xray-lakehouse/jars; offline, one
+#                       line says how to add them and the service uses delta-rs)
 #   ./setup.sh demo     set up, then run `xray demo` (the whole service on a synthetic sample, offline)
 #   ./setup.sh test     set up, then run the test suite
 # Environment: PYTHON (interpreter to build the venv with, default python3), XRAY_VENV (default .venv).
@@ -50,8 +52,16 @@ ensure_venv() {
   "$VENV/bin/python" -m pip install -q -e '.[local,dev]'
 }
 
+ensure_delta_jars() {
+  # Under CI the native engine must be there: its half of the suite would otherwise not run.
+  local require=""
+  [ "${CI:-}" = "true" ] && require="--require"
+  "$VENV/bin/python" -m streaming.lakehouse.deltajars $require
+}
+
 ensure_java
 ensure_venv
+ensure_delta_jars
 echo "setup: ready ($("$VENV/bin/xray" --help >/dev/null && echo "xray installed in $VENV"))"
 
 case "${1:-}" in

@@ -3,7 +3,8 @@
 #
 # Usage:
 #   scripts/standalone_cluster.sh --lakehouse DIR [--workers W] [--cores N] [--memory 2g] [--python PY]
-#                                 [--skip-retrain] [--keep-logs] [-- EXTRA spark-submit OPTIONS]
+#                                 [--skip-retrain] [--run "XRAY ARGS"]... [--keep-logs]
+#                                 [-- EXTRA spark-submit OPTIONS]
 #
 # What it does:
 #   1. starts a standalone master and W workers (default 1) of N cores each (default 2) on 127.0.0.1 (free
@@ -11,8 +12,10 @@
 #      separate Spark install needed);
 #   2. waits until every worker has registered with the master;
 #   3. submits `xray stream --once --lakehouse DIR` and then `xray retrain --lakehouse DIR` to the cluster
-#      with spark-submit (driver in client mode, executors on the worker, Python workers on the
-#      interpreter of --python, by default the repository's .venv);
+#      (or, given --run "ARGS" once or more, `xray ARGS --lakehouse DIR` for each, in order) with
+#      spark-submit (driver in client mode, executors on the worker, Python workers on the interpreter of
+#      --python, by default the repository's .venv), with Delta Lake's jars (driver and executors) when
+#      ./setup.sh fetched them: the native `delta` engine is then available, as on Databricks;
 #   4. checks with the master's JSON status page that each application really ran on the cluster;
 #   5. stops workers and master on exit, whatever happened (also on Ctrl-C).
 #
@@ -33,10 +36,11 @@ cores=2
 memory=2g
 python="${XRAY_CLUSTER_PYTHON:-$repo/.venv/bin/python}"
 skip_retrain=0
+runs=()
 keep_logs=0
 extra_submit=()
 
-usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -46,6 +50,7 @@ while [ $# -gt 0 ]; do
     --memory) memory="$2"; shift 2 ;;
     --python) python="$2"; shift 2 ;;
     --skip-retrain) skip_retrain=1; shift ;;
+    --run) runs+=("$2"); shift 2 ;;
     --keep-logs) keep_logs=1; shift ;;
     -h|--help) usage; exit 0 ;;
     --) shift; extra_submit=("$@"); break ;;
@@ -184,6 +189,17 @@ from streaming.cli import main
 sys.exit(main())
 PY
 
+# Delta Lake's jars from the user's cache (streaming/lakehouse/deltajars.py), given to spark-submit: a session
+# that already exists when xray starts cannot load jars any more.
+delta_submit=()
+delta_classpath="$("$python" -m streaming.lakehouse.deltajars --classpath 2>/dev/null || true)"
+if [ -n "$delta_classpath" ]; then
+  delta_submit=(--jars "$delta_classpath"
+    --conf "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension"
+    --conf "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog")
+  echo "==> Delta Lake jars: $(echo "$delta_classpath" | tr ',' '\n' | wc -l) from $(dirname "${delta_classpath%%,*}")"
+fi
+
 submit() {  # submit NAME XRAY-ARGS...
   local name="$1"
   shift
@@ -201,6 +217,7 @@ submit() {  # submit NAME XRAY-ARGS...
     --conf "spark.executor.memory=1g" \
     --conf "spark.ui.enabled=false" \
     --driver-java-options "-Dlog4j2.configurationFile=file:$work/log4j2.properties" \
+    "${delta_submit[@]}" \
     "${extra_submit[@]}" \
     "$launcher" "$@" --lakehouse "$lakehouse" --master "$master_url"
   # The application must show up as finished on the master: proof it ran on the cluster, not locally.
@@ -210,9 +227,16 @@ submit() {  # submit NAME XRAY-ARGS...
 apps_finished_more_than() { [ "$(master_status finished_apps | wc -w)" -gt "$1" ]; }
 
 cd "$repo"
-submit stream stream --once
-if [ "$skip_retrain" = 0 ]; then
-  submit retrain retrain
+if [ "${#runs[@]}" -gt 0 ]; then
+  for run in "${runs[@]}"; do
+    read -r -a run_args <<<"$run"
+    submit "${run_args[0]}" "${run_args[@]}"
+  done
+else
+  submit stream stream --once
+  if [ "$skip_retrain" = 0 ]; then
+    submit retrain retrain
+  fi
 fi
 
 echo "==> applications on the master: $(master_status finished_apps)"

@@ -1,4 +1,12 @@
-"""Shared fixtures: one SparkSession for the whole run (UI off, few shuffle partitions), tmp lakehouses."""
+"""Shared fixtures: one SparkSession for the whole run (UI off, few shuffle partitions, Delta Lake's jars
+loaded), tmp lakehouses.
+
+Tests marked ``engine_dependent`` (a module's ``pytestmark``) run twice, once per Delta engine: the
+``delta_engine`` fixture is parametrized over ``delta-rs`` and ``delta-spark`` and the ``config`` fixture
+pins it. The one session serves both (the format is chosen per Lakehouse); ``auto`` is delta-rs in it, as
+in any session the service builds. Other tests use delta-rs. Under
+CI (``CI=true``) a native engine that cannot load fails the native half instead of skipping it.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +25,9 @@ for _name in [n for n in os.environ if n.startswith("XRAY_")]:
 # with its own folders): on a machine without one, every JVM started before the first dump was adopted
 # would write 150 MB at its exit, holding its output pipe open for 15 s or more after the process ended.
 os.environ["XRAY_JVM_CLASS_CACHE"] = "false"
+# Commands a test runs (in-process or as `xray` processes) use delta-rs unless the test's `delta_engine`
+# fixture says otherwise (it sets this variable for the test).
+os.environ["XRAY_DELTA_ENGINE"] = "delta-rs"
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +39,7 @@ def spark(tmp_path_factory):
     root = tmp_path_factory.mktemp("spark-session")
     config = load_config(
         environ={},
+        delta_engine="delta-spark",  # loads Delta Lake's jars when ./setup.sh fetched them
         lakehouse=str(root),
         spark_master="local[2]",
         shuffle_partitions=2,
@@ -39,13 +51,39 @@ def spark(tmp_path_factory):
     session.stop()
 
 
+ENGINES = ("delta-rs", "delta-spark")
+
+
+def pytest_generate_tests(metafunc):
+    if "delta_engine" in metafunc.fixturenames and metafunc.definition.get_closest_marker("engine_dependent"):
+        metafunc.parametrize("delta_engine", ENGINES, indirect=True)
+
+
 @pytest.fixture
-def config(tmp_path):
-    """A configuration whose lakehouse is a fresh temporary folder."""
+def delta_engine(request, monkeypatch):
+    """The engine a test's lakehouse uses: both for ``engine_dependent`` tests, else delta-rs."""
+    engine = getattr(request, "param", "delta-rs")
+    monkeypatch.setenv("XRAY_DELTA_ENGINE", engine)
+    if engine == "delta-spark":
+        from streaming.lakehouse.engine import native_delta_available
+
+        if not native_delta_available(request.getfixturevalue("spark")):
+            from streaming.lakehouse.deltajars import delta_jars
+
+            reason = f"the native Delta engine does not load: {delta_jars().how_to_add()}"
+            if os.environ.get("CI") == "true":
+                pytest.fail(reason)
+            pytest.skip(reason)
+    return engine
+
+
+@pytest.fixture
+def config(tmp_path, delta_engine):
+    """A configuration whose lakehouse is a fresh temporary folder, on the test's Delta engine."""
     from streaming.core.config import load_config
 
     return load_config(environ={}, lakehouse=str(tmp_path / "lakehouse"), spark_master="local[2]",
-                       shuffle_partitions=2, trigger_seconds=0.5)
+                       shuffle_partitions=2, trigger_seconds=0.5, delta_engine=delta_engine)
 
 
 @pytest.fixture

@@ -10,12 +10,14 @@ from collections.abc import Callable
 from typing import Any
 
 from batch.bench.checkpoint import restart_child
+from batch.bench.engines import commit_child
 from batch.bench.processes import CHILD_RESULT_MARKER
 from batch.bench.sink import sink_child
 
 CHILD_FUNCTIONS: dict[str, Callable[..., dict[str, Any]]] = {
     "sink_child": sink_child,
     "restart_child": restart_child,
+    "commit_child": commit_child,
 }
 
 

@@ -17,6 +17,7 @@ from batch.bench.baseline import bench_baseline
 from batch.bench.checkpoint import bench_checkpoint
 from batch.bench.context import BenchContext, BenchFile, resolve_dataset
 from batch.bench.dicomcopy import dicom_copies, summary
+from batch.bench.engines import bench_engines
 from batch.bench.formats import bench_dicom
 from batch.bench.host import load_average
 from batch.bench.latency import bench_latency
@@ -41,6 +42,7 @@ PART_FUNCTIONS: dict[str, Callable[[BenchContext], dict[str, Any]]] = {
     "maintenance": bench_maintenance,
     "profile": bench_profile,
     "receive": bench_receive,
+    "engines": bench_engines,
 }
 
 

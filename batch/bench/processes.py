@@ -22,8 +22,9 @@ CHILD_RESULT_MARKER = "XRAY_BENCH_RESULT "
 
 def child_env(master: str) -> dict[str, str]:
     """The environment of a measured subprocess: none of the user's XRAY_* settings but the master, the
-    driver's memory and whether the JVM class-data archive is used (the test suite turns it off)."""
-    kept = ("XRAY_DRIVER_MEMORY", "XRAY_JVM_CLASS_CACHE")
+    driver's memory, whether the JVM class-data archive is used (the test suite turns it off) and the Delta
+    engine (the ``engines`` part sets it)."""
+    kept = ("XRAY_DRIVER_MEMORY", "XRAY_JVM_CLASS_CACHE", "XRAY_DELTA_ENGINE")
     env = {k: v for k, v in os.environ.items() if not k.startswith("XRAY_") or k in kept}
     env["XRAY_SPARK_MASTER"] = master
     env["PYSPARK_PYTHON"] = sys.executable

@@ -174,6 +174,23 @@ def _receive_rows(rows: _Rows, received: dict[str, Any]) -> None:
             "> 1", _verdict(ours["instances_per_second"] / pipeline, 1.0, True))
 
 
+def _engines_rows(rows: _Rows, engines: dict[str, Any]) -> None:
+    """Both Delta engines side by side: one row per figure, ``delta-rs / delta-spark``."""
+    pairs = [engines.get(engine, {}) for engine in ("delta-rs", "delta-spark")]
+
+    def both(name: str, unit: str, pick: Callable[[dict[str, Any]], Any]) -> None:
+        values = ["n/a" if pick(p) is None else f"{pick(p)}" for p in pairs]
+        rows.append((f"{name} (delta-rs / delta-spark)", f"{values[0]} / {values[1]} {unit}".strip(), "", ""))
+
+    both("engines: cold start-up", "s", lambda p: p.get("cold_startup_seconds"))
+    both("engines: cold stream --once", "img/s", lambda p: p.get("cold_images_per_second"))
+    both("engines: marginal (warm)", "img/s", lambda p: p.get("marginal_images_per_second"))
+    both("engines: latency p50", "s", lambda p: p.get("latency", {}).get("p50_seconds"))
+    both("engines: latency p95", "s", lambda p: p.get("latency", {}).get("p95_seconds"))
+    for table in sorted(set(pairs[0].get("commit_ms", {})) - {"format"}):
+        both(f"engines: commit {table}", "ms", lambda p, t=table: p.get("commit_ms", {}).get(t))
+
+
 _SECTIONS: tuple[tuple[str, Callable[[_Rows, dict[str, Any]], None]], ...] = (
     ("baseline", _baseline_rows),
     ("pipeline", _pipeline_rows),
@@ -185,6 +202,7 @@ _SECTIONS: tuple[tuple[str, Callable[[_Rows, dict[str, Any]], None]], ...] = (
     ("maintenance", _maintenance_rows),
     ("profile", lambda rows, profile: [rows.add(*row) for row in profile_rows(profile)]),
     ("receive", _receive_rows),
+    ("engines", _engines_rows),
 )
 
 

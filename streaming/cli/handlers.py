@@ -216,11 +216,13 @@ def serve(args: argparse.Namespace, config: XrayConfig) -> int:
 
 
 def maintain(args: argparse.Namespace, config: XrayConfig) -> int:
+    from streaming.lakehouse.engine import native_session
     from streaming.ops.maintain import maintain_command
 
-    # delta-rs does the work and records the row: no Spark session starts.
+    # delta-rs does the work and records the row (no Spark session starts), unless the lakehouse uses the
+    # native engine: then Delta Lake's own OPTIMIZE and VACUUM.
     report = maintain_command(config, tables=args.table, retention_hours=args.retention_hours,
-                              dry_run=args.dry_run)
+                              dry_run=args.dry_run, spark=native_session(config, _spark))
     if report.errors:
         print(f"xray maintain: {len(report.errors)} table(s) failed (see above), the others were maintained; "
               "run it again, and for a damaged table see README: Recovery", file=sys.stderr)

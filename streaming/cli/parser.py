@@ -29,6 +29,22 @@ COMMON_CONFIG_OPTIONS = {
 }
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the package's version, then which Delta engine a run would use and why (the options
+    given before it, e.g. ``--delta-engine``, count)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, *_: Any) -> None:
+        from streaming.core.config import load_config
+        from streaming.lakehouse.engine import expected_engine
+
+        config = load_config(delta_engine=getattr(namespace, "delta_engine", None))
+        print(f"{parser.prog} {package_version()}\n{expected_engine(config)}")
+        parser.exit()
+
+
 def _common_parser(default: Any) -> argparse.ArgumentParser:
     """The common options. The main parser gives them ``default`` None; each subcommand's copy gives them
     ``argparse.SUPPRESS``, so an option not repeated after the subcommand keeps the value given before it
@@ -140,7 +156,7 @@ def make_parser(commands: Iterable[Any]) -> TopParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_common_parser(default=None)],
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser.add_argument("--version", action=_VersionAction, help="show the version and the Delta engine, then exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=XrayParser)
     after = _common_parser(default=argparse.SUPPRESS)
     parser.commands = {}

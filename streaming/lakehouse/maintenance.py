@@ -1,5 +1,7 @@
-"""Table maintenance with delta-rs alone (no Spark): compact small files, checkpoint and trim the Delta log,
-vacuum replaced files after the retention period, and remove the files killed attempts left behind.
+"""Table maintenance: compact small files, checkpoint and trim the Delta log, vacuum replaced files after the
+retention period, and remove the files killed attempts left behind. With delta-rs alone (no Spark), or,
+given a session with the native engine, with Delta Lake's own OPTIMIZE and VACUUM LITE (its commits then
+checkpoint and trim the log themselves, every 10 commits).
 
 Safe while a stream writes (see README: Maintenance):
 
@@ -25,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -165,23 +168,25 @@ def maintenance_lock(root: Path, wait_seconds: float = 0.0) -> contextlib.Abstra
 def maintain_tables(config: XrayConfig, tables: Sequence[str] | None = None,
                     retention_hours: int | None = None, dry_run: bool = False,
                     orphan_min_age_hours: float | None = None,
-                    should_stop: Callable[[], bool] | None = None, wait_seconds: float = 0.0
-                    ) -> MaintenanceReport:
+                    should_stop: Callable[[], bool] | None = None, wait_seconds: float = 0.0,
+                    spark: Any = None) -> MaintenanceReport:
     """Maintain each existing table (all declared ones, or ``tables``); see the module docstring.
 
     A table that fails is reported with its error and the others are still maintained. ``should_stop``
     is asked before each table (a stream stopping ends the pass between tables). Holds the maintenance
     lock (`maintenance_lock`, waiting up to ``wait_seconds`` for another pass; a dry run takes none).
+    ``spark``: a session whose lakehouse uses the native engine; compaction and vacuum are then Delta
+    Lake's own (``OPTIMIZE``, ``VACUUM ... LITE``).
     """
     if dry_run:
-        return _maintain_tables(config, tables, retention_hours, dry_run, orphan_min_age_hours, should_stop)
+        return _maintain_tables(config, tables, retention_hours, dry_run, orphan_min_age_hours, should_stop, spark)
     with maintenance_lock(config.root, wait_seconds):
-        return _maintain_tables(config, tables, retention_hours, dry_run, orphan_min_age_hours, should_stop)
+        return _maintain_tables(config, tables, retention_hours, dry_run, orphan_min_age_hours, should_stop, spark)
 
 
 def _maintain_tables(config: XrayConfig, tables: Sequence[str] | None, retention_hours: int | None,
                      dry_run: bool, orphan_min_age_hours: float | None,
-                     should_stop: Callable[[], bool] | None) -> MaintenanceReport:
+                     should_stop: Callable[[], bool] | None, spark: Any) -> MaintenanceReport:
     from deltalake import DeltaTable
 
     started = time.monotonic()
@@ -204,7 +209,10 @@ def _maintain_tables(config: XrayConfig, tables: Sequence[str] | None, retention
         result.files_after, result.bytes_after, result.log_files_after = (
             result.files_before, result.bytes_before, result.log_files_before)
         try:
-            _maintain(path, result, retention, min_age, dry_run)
+            if spark is not None:
+                _maintain_native(spark, path, result, retention, min_age, dry_run)
+            else:
+                _maintain(path, result, retention, min_age, dry_run)
         except Exception as error:  # one table's failure must not stop the others
             result.error = first_line(error)
             log.warning("maintenance: table %s: %s", name, result.error)
@@ -273,6 +281,40 @@ def _predict(result: TableMaintenance, compacting: bool, vacuuming: bool, path: 
     first_checkpoint = not os.path.exists(os.path.join(path, LOG_DIR, "_last_checkpoint"))
     result.log_files_after = (result.log_files_before + (1 if compacting else 0) + (2 if vacuuming else 0)
                               + ((2 if first_checkpoint else 1) if result.checkpoint else 0))
+
+
+def _maintain_native(spark: Any, path: str, result: TableMaintenance, retention: int, min_age_hours: float,
+                     dry_run: bool) -> None:
+    """The same with Delta Lake's own commands. VACUUM in LITE mode for the reason given above (it deletes
+    only what a tombstone names); the orphans are then ours to remove, as with delta-rs."""
+    from delta.tables import DeltaTable as SparkDeltaTable
+    from deltalake import DeltaTable
+
+    small = [file for group in compaction_bins(DeltaTable(path)) for file in group]  # delta-rs's plan
+    if len(small) >= COMPACT_MIN_FILES:
+        if dry_run:
+            result.compacted = len(small)
+        else:
+            metrics = SparkDeltaTable.forPath(spark, path).optimize().executeCompaction().collect()
+            result.compacted = int(metrics[0]["metrics"]["numFilesRemoved"]) if metrics else 0
+    quoted = path.replace("`", "``")
+    # Delta refuses a retention below the table's own unless this check is off (delta-rs: enforce=False).
+    check = "spark.databricks.delta.retentionDurationCheck.enabled"
+    enforce = retention >= _table_retention_hours(DeltaTable(path))
+    previous = spark.conf.get(check, "true")
+    spark.conf.set(check, str(enforce).lower())
+    try:
+        listed = spark.sql(f"VACUUM delta.`{quoted}` LITE RETAIN {retention} HOURS DRY RUN").collect()
+        expired = [p for p in (row[0].removeprefix("file:") for row in listed) if os.path.exists(p)]
+        result.deleted_bytes = sum(_size(p) for p in expired)
+        if expired and not dry_run:
+            spark.sql(f"VACUUM delta.`{quoted}` LITE RETAIN {retention} HOURS").collect()
+    finally:
+        spark.conf.set(check, previous)
+    result.vacuumed = len(expired)
+    orphans = _remove_orphans(DeltaTable(path), path, min_age_hours, dry_run)
+    result.orphans = len(orphans)
+    result.deleted_bytes += sum(size for _, size in orphans)
 
 
 def compaction_bins(table) -> list[list[tuple[str, int]]]:  # deltalake.DeltaTable

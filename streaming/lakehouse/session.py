@@ -16,6 +16,9 @@ from pyspark.sql import SparkSession
 from streaming.core.config import XrayConfig, load_config
 from streaming.core.errors import JavaMissingError
 from streaming.core.permissions import UMASKS, apply_permissions
+from streaming.lakehouse.deltajars import CATALOG as DELTA_CATALOG
+from streaming.lakehouse.deltajars import EXTENSIONS as DELTA_EXTENSIONS
+from streaming.lakehouse.deltajars import delta_jars
 from streaming.lakehouse.jvmcache import class_data_options
 
 log = logging.getLogger(__name__)
@@ -126,7 +129,25 @@ def _local_builder(config: XrayConfig) -> SparkSession.Builder:
                              f"{UMASKS[config.lakehouse_permissions]:03o}")
     for key, value in config.spark_conf.items():
         builder = builder.config(key, value)
-    return builder
+    return _with_delta_jars(builder, config)
+
+
+def _with_delta_jars(builder: SparkSession.Builder, config: XrayConfig) -> SparkSession.Builder:
+    """Load Delta Lake's jars from the user's cache (`deltajars`, fetched by ./setup.sh) with its SQL
+    extension and catalog when the engine is delta-spark (``auto`` is delta-rs in a session built here:
+    `engine.engine_choice`, and a JVM without them starts faster)."""
+    if config.delta_engine != "delta-spark":
+        return builder
+    jars = delta_jars().files()
+    if not jars:
+        return builder
+    def joined(key: str, *first: str) -> str:  # the user's own values (spark_conf) are kept after ours
+        return ",".join([*first, *(v for v in config.spark_conf.get(key, "").split(",") if v and v not in first)])
+
+    return (builder.config("spark.jars", joined("spark.jars", *(str(j) for j in jars)))
+            .config("spark.sql.extensions", joined("spark.sql.extensions", DELTA_EXTENSIONS))
+            .config("spark.sql.catalog.spark_catalog",
+                    config.spark_conf.get("spark.sql.catalog.spark_catalog", DELTA_CATALOG)))
 
 
 _owned: list[SparkSession] = []  # sessions this process built (not Databricks'/a caller's)

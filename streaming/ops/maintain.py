@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from streaming.core.config import XrayConfig
 from streaming.core.errors import ConfigError
@@ -91,8 +92,10 @@ def _totals(report: MaintenanceReport) -> list[str]:
 
 
 def maintain_command(config: XrayConfig, tables: Sequence[str] | None = None,
-                     retention_hours: int | None = None, dry_run: bool = False) -> MaintenanceReport:
-    """Run one pass, print it, and record it in ``pipeline_events`` (not on a dry run); no Spark session.
+                     retention_hours: int | None = None, dry_run: bool = False, spark: Any = None
+                     ) -> MaintenanceReport:
+    """Run one pass, print it, and record it in ``pipeline_events`` (not on a dry run). Without ``spark``
+    delta-rs does the work (no Spark session); with a native-engine session, Delta Lake's OPTIMIZE/VACUUM.
 
     Waits up to WAIT_SECONDS for a pass already running (then `LakehouseBusyError`); raises `ConfigError`
     for an unknown table name.
@@ -103,7 +106,7 @@ def maintain_command(config: XrayConfig, tables: Sequence[str] | None = None,
     if not dry_run:
         finish_pending_erasures(config)  # an interrupted `xray forget` first: its vacuum is part of it
     report = maintain_tables(config, tables=list(tables) if tables else None, retention_hours=retention_hours,
-                             dry_run=dry_run, wait_seconds=WAIT_SECONDS)
+                             dry_run=dry_run, wait_seconds=WAIT_SECONDS, spark=spark)
     print(render_report(report, checkpoint_sizes(config)))
     if not dry_run and report.tables:
         record_maintenance(config, report)

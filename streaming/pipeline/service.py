@@ -29,7 +29,7 @@ from streaming.core.errors import LakehouseBusyError, XrayError, first_line, tra
 from streaming.core.locks import stream_lock
 from streaming.gold import scoring as gold
 from streaming.lakehouse.catalog import ALL_TABLES, BRONZE_IMAGES, SILVER_FEATURES
-from streaming.lakehouse.engine import Lakehouse, await_termination, translate_errors
+from streaming.lakehouse.engine import NATIVE_FORMAT, Lakehouse, await_termination, translate_errors
 from streaming.lakehouse.events import BatchEvent
 from streaming.lakehouse.failures import check_table_logs
 from streaming.pipeline import alerting, fused
@@ -89,6 +89,8 @@ def start_query(lakehouse: Lakehouse, name: str, inline: Sequence[str], once: bo
     """Start one streaming query; None when it cannot run yet (gold alone without a champion model)."""
     spark, config = lakehouse.spark, lakehouse.config
     drop_orphan_checksums(config.checkpoint_path(name))
+    if name != "bronze":  # reads a table as a stream: its checkpoint must be this engine's
+        lakehouse.check_stream_checkpoint(config.checkpoint_path(name))
     if name == "bronze":
         source = landing_stream(spark, config)
         process = functools.partial(fused.process_bronze_batch, silver_inline="silver" in inline,
@@ -359,7 +361,8 @@ def _join_within(budget: StopBudget, maintenance: threading.Thread | None, tasks
 class PeriodicMaintenance(threading.Thread):
     """`maintain_tables` every ``maintenance_interval_minutes`` beside the queries, first after one interval.
 
-    Off the hot path: a daemon thread running delta-rs only (no Spark job), one pass at a time; a failed
+    Off the hot path: a daemon thread running delta-rs (no Spark job; with the native engine Delta Lake's
+    OPTIMIZE/VACUUM, Spark jobs in the default pool), one pass at a time; a failed
     pass is one WARNING line and the stream goes on. Each pass records its ``pipeline_events`` row.
     """
 
@@ -378,7 +381,8 @@ class PeriodicMaintenance(threading.Thread):
         from streaming.lakehouse.maintenance import maintain_tables, record_maintenance
 
         try:
-            report = maintain_tables(self.lakehouse.config, should_stop=self.stop_event.is_set)
+            native = self.lakehouse.spark if self.lakehouse.format == NATIVE_FORMAT else None
+            report = maintain_tables(self.lakehouse.config, should_stop=self.stop_event.is_set, spark=native)
             if report.tables:
                 record_maintenance(self.lakehouse.config, report)
             self.passes += 1

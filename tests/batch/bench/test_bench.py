@@ -75,3 +75,17 @@ def test_dicom_part_and_format_option(tmp_path, config):
     assert rates["dicom_to_jpeg"] > 0 and rates["median_round_ratio"] > 0
     rows = report_rows({"dicom": {"jpeg_files": {"files": 4}, "decode": rates, "pipeline": {}}, "errors": {}})
     assert any(row[0].startswith("  DICOM / JPEG (same run)") and row[1].endswith("x") for row in rows)
+
+
+def test_the_engines_part_reports_both_engines_side_by_side():
+    from batch.bench import parse_parts, report_rows
+
+    assert parse_parts("engines") == ["engines"]
+    figures = {"cold_startup_seconds": 9.5, "cold_images_per_second": 3.1, "marginal_images_per_second": 4.0,
+               "latency": {"p50_seconds": 1.2, "p95_seconds": 2.5}, "commit_ms": {"format": "x", "pipeline_events": 12.0}}
+    rows = report_rows({"engines": {"images": 30, "delta-rs": figures,
+                                    "delta-spark": {**figures, "cold_startup_seconds": None}}})
+    values = {name: value for name, value, _, _ in rows}
+    assert values["engines: cold start-up (delta-rs / delta-spark)"] == "9.5 / n/a s"
+    assert values["engines: latency p95 (delta-rs / delta-spark)"] == "2.5 / 2.5 s"
+    assert values["engines: commit pipeline_events (delta-rs / delta-spark)"] == "12.0 / 12.0 ms"

@@ -88,8 +88,36 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0
-    assert capsys.readouterr().out.strip() == f"xray {package_version()}"
+    version, engine = capsys.readouterr().out.strip().splitlines()
+    assert version == f"xray {package_version()}"
     assert package_version()[0].isdigit()
+    assert engine.startswith("delta engine: ")
+
+
+def test_version_says_which_delta_engine_and_why(capsys, monkeypatch, tmp_path):
+    """Pinned to delta-rs; auto without the jars (an empty cache: delta-rs, and how to add them); auto
+    with them (native, and where they are)."""
+    from streaming.lakehouse.deltajars import COMPLETE, delta_jars
+
+    def engine_line(*argv):
+        with pytest.raises(SystemExit):
+            main([*argv, "--version"])
+        return capsys.readouterr().out.strip().splitlines()[1]
+
+    assert engine_line("--delta-engine", "delta-rs") == "delta engine: delta-rs (delta_engine = delta-rs)"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("XRAY_DELTA_ENGINE")  # the suite's default (tests/conftest.py): back to auto
+    line = engine_line()
+    assert line.startswith("delta engine: delta-rs (delta_engine = auto: delta-rs in a session built here")
+    assert "no Delta Lake jars: run ./setup.sh" in line and str(delta_jars().folder) in line
+    assert "requested but no Delta Lake jars" in engine_line("--delta-engine", "delta-spark")
+    delta_jars().folder.mkdir(parents=True)
+    (delta_jars().folder / "delta-spark.jar").write_bytes(b"")
+    assert "no Delta Lake jars" in engine_line()  # no COMPLETE marker: a fetch that did not finish
+    (delta_jars().folder / COMPLETE).write_text("")
+    assert "jars cached in" in engine_line()
+    assert engine_line("--delta-engine", "delta-spark").startswith(
+        "delta engine: delta-spark (delta_engine = delta-spark; Delta Lake ")
 
 
 def test_version_falls_back_to_setup_cfg_when_not_installed(monkeypatch):
