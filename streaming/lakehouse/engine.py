@@ -79,7 +79,7 @@ def _jars_from_cache(spark: SparkSession) -> bool:
     """True when Delta Lake's classes came from the user's jar cache, i.e. this service loaded them."""
     try:
         return str(delta_jars().folder.parent) in (spark.conf.get("spark.jars", "") or "")
-    except Exception:  # noqa: BLE001 - a runtime that hides the setting: not ours
+    except Exception:  # a runtime that hides the setting: not ours
         return False
 
 
