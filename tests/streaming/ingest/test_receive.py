@@ -138,8 +138,9 @@ def test_a_malformed_uid_is_refused_and_never_becomes_a_path(config, receiver_of
 
 
 @pytest.mark.slow
-def test_concurrent_senders_land_every_instance_exactly_once(config, receiver_of, tmp_path):
-    """4 modalities (processes) x 250 instances at once, each also resending 60 of another's: 1000 files, once."""
+def test_concurrent_senders_land_every_instance_exactly_once(spark, config, receiver_of, tmp_path):
+    """4 modalities (processes) x 250 instances at once, each also resending 60 of another's: 1000 files, once
+    in landing, then once in bronze, silver and gold."""
     receiver = receiver_of(config)
     files = []
     for sender in range(4):
@@ -158,6 +159,30 @@ def test_concurrent_senders_land_every_instance_exactly_once(config, receiver_of
     assert _landed(config) == sorted(f"unlabelled/{uid}.dcm" for uid in uids)
     assert receiver.counts["stored"] == 1000 and receiver.counts["versions"] == 0
     assert receiver.counts["stored"] + receiver.counts["duplicates"] == 1240
+    _through_the_layers(spark, config.with_overrides(min_image_side=32), uids)  # 64 px test radiographs
+
+
+def _through_the_layers(spark, config, uids: set[str]) -> None:
+    """The received instances (and a small labelled set to train a champion on) through the stream: every
+    instance once in bronze, once in silver, one prediction each in gold."""
+    from imagefiles import stage_labelled_dataset
+    from support import table_rows
+
+    from batch.training.retrain import retrain
+    from streaming.pipeline.service import run_stream
+
+    stage_labelled_dataset(config.landing_dir, per_class=10, split="train", seed=3)
+    run_stream(spark, config, once=True)
+    retrain(spark, config)
+    run_stream(spark, config, once=True)  # gold scores the images that waited for a champion
+    received = [r["file_name"] for r in table_rows(config, "bronze_xray_images", ["file_name"])
+                if r["file_name"].endswith(".dcm")]
+    assert sorted(received) == sorted(f"{uid}.dcm" for uid in uids)
+    silver = table_rows(config, "silver_xray_metadata", ["image_id", "instance_ref"])
+    refs = [row["instance_ref"] for row in silver if row["instance_ref"]]
+    assert len(refs) == len(set(refs)) == len(uids)
+    predicted = [row["image_id"] for row in table_rows(config, "gold_pneumonia_predictions", ["image_id"])]
+    assert len(predicted) == len(set(predicted)) and set(predicted) == {row["image_id"] for row in silver}
 
 
 def test_receive_stops_on_its_event_and_reports(config):
