@@ -148,7 +148,7 @@ def test_a_failed_maintenance_pass_is_one_warning_and_the_next_pass_runs(spark, 
 
     calls = []
 
-    def failing_then_working(config, should_stop=None):
+    def failing_then_working(config, should_stop=None, spark=None):
         calls.append(1)
         if len(calls) == 1:
             raise OSError("disk unplugged\nsecond line")
