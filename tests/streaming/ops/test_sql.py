@@ -32,25 +32,6 @@ def small(lakehouse):
     return lakehouse
 
 
-@pytest.fixture(autouse=True)
-def keep_session(monkeypatch):
-    """`main` stops the sessions this process built, the test run's own included: not here."""
-    import streaming.lakehouse.session as session
-
-    monkeypatch.setattr(session, "stop_owned_sessions", lambda: None)
-
-
-@pytest.fixture
-def no_spark(monkeypatch):
-    """Fail the test if anything asks for a Spark session."""
-    import streaming.lakehouse.session as session
-
-    def refuse(*_args, **_kwargs):
-        raise AssertionError("xray sql started Spark")
-
-    monkeypatch.setattr(session, "get_spark", refuse)
-
-
 def xray(config, *args: str) -> int:
     return main(["sql", "--lakehouse", str(config.root), *args])
 

@@ -31,25 +31,6 @@ CROSS_JOIN = ("SELECT sum(length(a.image_id) + length(b.image_id) + length(c.ima
               "generate_series(1, 1000000) g")
 
 
-@pytest.fixture(autouse=True)
-def keep_session(monkeypatch):
-    """`main` stops the sessions this process built, the test run's own included: not here."""
-    import streaming.lakehouse.session as session
-
-    monkeypatch.setattr(session, "stop_owned_sessions", lambda: None)
-
-
-@pytest.fixture
-def no_spark(monkeypatch):
-    """Fail the test if anything asks for a Spark session."""
-    import streaming.lakehouse.session as session
-
-    def refuse(*_args, **_kwargs):
-        raise AssertionError("xray sql started Spark")
-
-    monkeypatch.setattr(session, "get_spark", refuse)
-
-
 @pytest.fixture
 def filled(lakehouse):
     """Gold predictions, quarantine rows, events, and one bronze image with its raw path and bytes."""
