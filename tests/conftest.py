@@ -65,7 +65,7 @@ def delta_engine(request, monkeypatch):
     engine = getattr(request, "param", "delta-rs")
     monkeypatch.setenv("XRAY_DELTA_ENGINE", engine)
     if engine == "delta-spark":
-        from streaming.lakehouse.engine import native_delta_available
+        from streaming.lakehouse.enginechoice import native_delta_available
 
         if not native_delta_available(request.getfixturevalue("spark")):
             from streaming.lakehouse.deltajars import delta_jars

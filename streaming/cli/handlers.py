@@ -216,7 +216,7 @@ def serve(args: argparse.Namespace, config: XrayConfig) -> int:
 
 
 def maintain(args: argparse.Namespace, config: XrayConfig) -> int:
-    from streaming.lakehouse.engine import native_session
+    from streaming.lakehouse.enginechoice import native_session
     from streaming.ops.maintain import maintain_command
 
     # delta-rs does the work and records the row (no Spark session starts), unless the lakehouse uses the

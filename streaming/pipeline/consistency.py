@@ -278,7 +278,7 @@ def mark_empty_batch(lakehouse, query: str, batch_id: int) -> None:  # Lakehouse
     """Commit the events transaction of a batch that wrote nothing (no rows), so the start-up check can
     tell "empty batch" from "lost commit". Skipped when the transaction is already held (a replay)."""
     from streaming.lakehouse.deltars import DeltaRsCommitMessage, commit_files
-    from streaming.lakehouse.engine import DELTA_RS_FORMAT
+    from streaming.lakehouse.enginechoice import DELTA_RS_FORMAT
 
     txn = (f"{query}:events", batch_id)
     if lakehouse.format == DELTA_RS_FORMAT:

@@ -49,7 +49,8 @@ from streaming.lakehouse.deltars import (
     remove_orphans,
     txn_file_prefix,
 )
-from streaming.lakehouse.engine import DELTA_RS_FORMAT, Lakehouse, translate_errors
+from streaming.lakehouse.engine import Lakehouse, translate_errors
+from streaming.lakehouse.enginechoice import DELTA_RS_FORMAT
 from streaming.lakehouse.events import BatchEvent, record_events
 from streaming.lakehouse.forgetlist import Forgotten, read_forget_list
 from streaming.landing.backlog import landing_backlog

@@ -29,7 +29,8 @@ from streaming.core.errors import LakehouseBusyError, XrayError, first_line, tra
 from streaming.core.locks import stream_lock
 from streaming.gold import scoring as gold
 from streaming.lakehouse.catalog import ALL_TABLES, BRONZE_IMAGES, SILVER_FEATURES
-from streaming.lakehouse.engine import NATIVE_FORMAT, Lakehouse, await_termination, translate_errors
+from streaming.lakehouse.engine import Lakehouse, await_termination, translate_errors
+from streaming.lakehouse.enginechoice import NATIVE_FORMAT
 from streaming.lakehouse.events import BatchEvent
 from streaming.lakehouse.failures import check_table_logs
 from streaming.pipeline import alerting, fused

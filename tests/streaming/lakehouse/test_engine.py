@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from streaming.lakehouse.engine import DELTA_RS_FORMAT, NATIVE_FORMAT, Lakehouse
+from streaming.lakehouse.engine import Lakehouse
+from streaming.lakehouse.enginechoice import DELTA_RS_FORMAT, NATIVE_FORMAT
 
 pytestmark = pytest.mark.engine_dependent
 
