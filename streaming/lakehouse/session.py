@@ -132,10 +132,13 @@ def _local_builder(config: XrayConfig) -> SparkSession.Builder:
     return _with_delta_jars(builder, config)
 
 
+SNAPSHOT_PARTITIONS = "spark.databricks.delta.snapshotPartitions"
+
+
 def _with_delta_jars(builder: SparkSession.Builder, config: XrayConfig) -> SparkSession.Builder:
     """Load Delta Lake's jars from the user's cache (`deltajars`, fetched by ./setup.sh) with its SQL
     extension and catalog when the engine is delta-spark (``auto`` is delta-rs in a session built here:
-    `engine.engine_choice`, and a JVM without them starts faster)."""
+    `enginechoice.engine_choice`, and a JVM without them starts faster)."""
     if config.delta_engine != "delta-spark":
         return builder
     jars = delta_jars().files()
@@ -147,7 +150,17 @@ def _with_delta_jars(builder: SparkSession.Builder, config: XrayConfig) -> Spark
     return (builder.config("spark.jars", joined("spark.jars", *(str(j) for j in jars)))
             .config("spark.sql.extensions", joined("spark.sql.extensions", DELTA_EXTENSIONS))
             .config("spark.sql.catalog.spark_catalog",
-                    config.spark_conf.get("spark.sql.catalog.spark_catalog", DELTA_CATALOG)))
+                    config.spark_conf.get("spark.sql.catalog.spark_catalog", DELTA_CATALOG))
+            .config(SNAPSHOT_PARTITIONS, config.spark_conf.get(SNAPSHOT_PARTITIONS, _snapshot_partitions(config))))
+
+
+def _snapshot_partitions(config: XrayConfig) -> str:
+    # Delta rebuilds a table's state (to read the txn of an idempotent write, every micro-batch) in 50
+    # partitions by default: 50 tasks per small commit took 15-30 s on the 2-core machine under load; one
+    # partition in local mode took 1.7-1.9 s, four 2.5-3.2 s (README: Two Delta engines). Under spark-submit
+    # (its master is kept, `_local_builder`) or on a cluster master: the session's shuffle parallelism.
+    local = config.spark_master.startswith("local") and not os.environ.get("PYSPARK_GATEWAY_PORT")
+    return "1" if local else str(config.shuffle_partitions)
 
 
 _owned: list[SparkSession] = []  # sessions this process built (not Databricks'/a caller's)
