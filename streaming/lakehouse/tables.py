@@ -13,6 +13,7 @@ never at import time, so ``xray --help`` and the preflight checks stay light.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from deltalake import DeltaTable
 
 # Also ``CommitFailedError``, served by the module's __getattr__ (so deltalake loads only when it is asked for).
-__all__ = ["count_rows", "open_table", "read_arrow", "table_exists", "table_path"]
+__all__ = ["count_rows", "open_table", "read_arrow", "remove_stale_checksums", "table_exists", "table_path"]
 
 
 def __getattr__(name: str) -> Any:
@@ -82,3 +83,26 @@ def count_rows(where: XrayConfig | Path | str, name: str | None = None, predicat
         return 0
     dataset = table.to_pyarrow_dataset()
     return dataset.count_rows() if predicate is None else dataset.count_rows(filter=predicate)
+
+
+def remove_stale_checksums(where: XrayConfig | Path | str, name: str | None = None) -> list[str]:
+    """Delete the checksum files of commits that are gone, and return their names.
+
+    Delta Lake writes ``N.crc`` beside commit ``N.json``, and Hadoop's local file system hidden ``.N.json.crc``
+    and ``.N.crc.crc``. When a commit's JSON is lost (a damaged disk, a partial restore) they stay, and both
+    engines then refuse the table: delta-rs cannot open it ("CRC file version N is newer than log segment"),
+    Delta Lake's next commit N fails its checksum. A checksum of a commit that does not exist checks nothing.
+    """
+    log = table_path(where, name) / "_delta_log"
+    if not log.is_dir():
+        return []
+    names = os.listdir(log)
+    commits = [int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit()]
+    newest = max(commits, default=-1)
+    removed = []
+    for entry in sorted(names):
+        stem = entry.lstrip(".").split(".", 1)[0]
+        if entry.endswith(".crc") and stem.isdigit() and int(stem) > newest:
+            (log / entry).unlink(missing_ok=True)
+            removed.append(entry)
+    return removed

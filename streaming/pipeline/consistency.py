@@ -19,6 +19,7 @@ the one that lost them.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from streaming.core.config import XrayConfig
 from streaming.core.errors import CheckpointAheadError, CheckpointDamagedError
 from streaming.core.names import LAYERS
 from streaming.lakehouse.catalog import (
+    ALL_TABLES,
     BRONZE_IMAGES,
     GOLD_PREDICTIONS,
     PIPELINE_EVENTS,
@@ -37,7 +39,9 @@ from streaming.lakehouse.catalog import (
     SILVER_METADATA,
     SILVER_QUARANTINE,
 )
-from streaming.lakehouse.tables import open_table
+from streaming.lakehouse.tables import open_table, remove_stale_checksums
+
+log = logging.getLogger(__name__)
 
 QUERIES = LAYERS
 # The events commits of the newest batches are read to know which tables they wrote; older batches are
@@ -180,9 +184,22 @@ def commits_without_offsets(checkpoint: Path) -> list[int]:
     return sorted(k for k in batch_ids(checkpoint / "commits") if newest_offset is None or k > newest_offset)
 
 
+def mend_stale_checksums(config: XrayConfig) -> list[str]:
+    """Remove the checksum files a lost commit left (`tables.remove_stale_checksums`), one warning per table:
+    then the check below names the lost commit, rather than a Delta engine failing to read the table."""
+    removed = []
+    for spec in ALL_TABLES:
+        names = remove_stale_checksums(config, spec.name)
+        if names:
+            log.warning("table %s: removed %s, checksum(s) of a commit that is gone", spec.name, ", ".join(names))
+            removed += [f"{spec.name}/_delta_log/{n}" for n in names]
+    return removed
+
+
 def check_checkpoints(config: XrayConfig) -> None:
     """Stop with one line when a checkpoint lost its newest offsets or a table is behind the checkpoint of
     a query that writes it."""
+    mend_stale_checksums(config)
     for query in QUERIES:
         lost = commits_without_offsets(config.checkpoint_path(query))
         if lost:
@@ -258,6 +275,7 @@ def recover(config: XrayConfig, queries: tuple[str, ...] = QUERIES) -> list[Rewi
 
     results = []
     with stream_lock(config.root):
+        mend_stale_checksums(config)
         for query in queries:
             checkpoint = config.checkpoint_path(query)
             mended = commits_without_offsets(checkpoint)

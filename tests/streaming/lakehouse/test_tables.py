@@ -56,3 +56,28 @@ def test_the_commit_conflict_error_is_deltas_own():
 def test_a_config_needs_a_table_name():
     with pytest.raises(TypeError):
         tables.table_path(load_config(environ={}, lakehouse="/tmp/x"))
+
+
+def test_checksums_of_a_lost_commit_are_removed_and_the_table_opens_again(config):
+    """Delta Lake's `N.crc` and Hadoop's `.N.json.crc` / `.N.crc.crc` beside a commit whose JSON was lost:
+    delta-rs refuses the table until they go; checksums of commits that exist stay."""
+    append_rows(config, EVENTS, [{"query": "bronze", "batch_id": 0}])
+    append_rows(config, EVENTS, [{"query": "bronze", "batch_id": 1}])
+    log = config.table_path(EVENTS) / "_delta_log"
+    kept = ["00000000000000000001.crc", ".00000000000000000001.json.crc"]
+    stale = ["00000000000000000002.crc", ".00000000000000000002.json.crc", ".00000000000000000002.crc.crc"]
+    (log / kept[0]).write_text('{"tableSizeBytes": 1}')
+    (log / kept[1]).write_bytes(b"crc")
+    (log / "00000000000000000002.json").rename(log / "lost")  # stands for a lost commit, its checksums left
+    (log / "lost").unlink()
+    (log / stale[0]).write_text('{"tableSizeBytes": 2}')
+    (log / stale[1]).write_bytes(b"crc")
+    (log / stale[2]).write_bytes(b"crc")
+    with pytest.raises(Exception, match="CRC file version 2 is newer"):
+        tables.open_table(config, EVENTS)
+
+    assert tables.remove_stale_checksums(config, EVENTS) == sorted(stale)
+    assert all((log / name).exists() for name in kept)
+    assert tables.open_table(config, EVENTS).version() == 1
+    assert tables.remove_stale_checksums(config, EVENTS) == []
+    assert tables.remove_stale_checksums(config, "no_such_table") == []

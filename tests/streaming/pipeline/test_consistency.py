@@ -14,6 +14,9 @@ from streaming.core.errors import CheckpointAheadError
 from streaming.pipeline.consistency import check_checkpoints, recover, rewind_checkpoint
 from streaming.pipeline.service import run_stream
 
+# Runs once per Delta engine (tests/conftest.py).
+pytestmark = pytest.mark.engine_dependent
+
 
 @pytest.fixture(autouse=True)
 def _keep_shared_session(monkeypatch):
@@ -40,7 +43,7 @@ def streamed(spark, config):
 def lose_newest_commit(config, table: str) -> Path:
     log_dir = config.table_path(table) / "_delta_log"
     newest = max(log_dir.glob("*.json"), key=lambda p: int(p.stem))
-    newest.unlink()
+    newest.unlink()  # its checksums, Delta Lake's and Hadoop's on the native engine, stay behind
     return newest
 
 
@@ -48,11 +51,12 @@ def test_lost_table_commit_stops_the_service_with_one_line(spark, streamed, caps
     config = streamed
     check_checkpoints(config)  # a healthy lakehouse passes
     lose_newest_commit(config, "silver_xray_metadata")
-    assert len(ids(config, "silver_xray_metadata")) < len(ids(config, "silver_image_features"))
 
     with pytest.raises(CheckpointAheadError, match=r"table silver_xray_metadata holds batch 1 of query bronze "
                                                    r"but the query's checkpoint committed batch 2"):
         run_stream(spark, config, layers=("bronze", "silver"), once=True)
+    # The check removed the checksums the lost commit left (native engine), so any reader opens the table.
+    assert len(ids(config, "silver_xray_metadata")) < len(ids(config, "silver_image_features"))
 
     code = main(["stream", "--once", "--lakehouse", str(config.root)])
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
