@@ -38,7 +38,7 @@ class _VersionAction(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, *_: Any) -> None:
         from streaming.core.config import load_config
-        from streaming.lakehouse.engine import expected_engine
+        from streaming.lakehouse.enginechoice import expected_engine
 
         config = load_config(delta_engine=getattr(namespace, "delta_engine", None))
         print(f"{parser.prog} {package_version()}\n{expected_engine(config)}")
@@ -60,7 +60,9 @@ def _common_parser(default: Any) -> argparse.ArgumentParser:
     group.add_argument("--master", metavar="URL",
                        help="Spark master when no session is active (env XRAY_SPARK_MASTER; default local[*])")
     group.add_argument("--delta-engine", choices=("auto", "delta-rs", "delta-spark"),
-                       help="Delta engine: auto uses the native 'delta' format when its jars load, else delta-rs")
+                       help="Delta engine: auto is native Delta where the Spark runtime brings Delta Lake (Databricks, "
+                            "spark-submit with the jars) and delta-rs in a session built here (faster per "
+                            "commit; README: Two Delta engines); delta-rs or delta-spark pin it")
     group.add_argument("--mlflow-tracking-uri", metavar="URI",
                        help="MLflow tracking/registry URI (default: SQLite store under the lakehouse)")
     group.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -325,7 +327,8 @@ def bench_arguments(bench: argparse.ArgumentParser) -> None:
                             "same images, ratios from one run), latency, scaling, checkpoint, maintenance (200 one-image "
                             "micro-batches, then xray maintain at retention 0), profile (where one large micro-batch "
                             "spends its time, per phase), receive (xray receive's C-STORE instances/s and MB/s against a "
-                            "plain pynetdicom SCP writing files, same instances)")
+                            "plain pynetdicom SCP writing files, same instances), engines (the two Delta engines on the same "
+                            "files: cold start, throughput, latency, commit time per table)")
     bench.add_argument("--files", type=int, default=None, metavar="N", help="use at most N images")
     bench.add_argument("--copies", type=int, default=1, metavar="K",
                        help="measure on K copies of every image, each a new content with the same decode work "

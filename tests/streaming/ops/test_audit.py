@@ -115,6 +115,7 @@ def stage_folder(tmp_path: Path) -> Path:
     return source
 
 
+@pytest.mark.engine_dependent
 def test_ingest_folder_records_the_table_it_wrote_and_no_raw_path(tmp_path, lakehouse, capsys):
     root = lakehouse.config.root
     before = DeltaTable(lakehouse.path("bronze_kaggle_dataset_info")).version()

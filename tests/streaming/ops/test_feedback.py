@@ -52,6 +52,7 @@ def test_user_errors_exit_2_with_one_line(root, tmp_path, capsys):
     assert not (root / "tables" / "gold_radiologist_feedback").exists()
 
 
+@pytest.mark.engine_dependent
 def test_a_label_is_recorded_and_audited_without_the_readers_name_or_note(config, root, capsys):
     command = ["feedback", "--lakehouse", str(root), "--image-id", IDS[0], "--label", "pneumonia",
                "--reader", "Dr Ann Lee", "--comment", "left lower lobe"]
@@ -101,6 +102,7 @@ def test_status_counts_readers_and_the_champions_agreement(config):
     assert feedback_status(config, {"name": "m", "version": None})["champion"] is None
 
 
+@pytest.mark.engine_dependent
 def test_status_and_the_page_read_gold_after_a_rescore_merge(spark, config, capsys):
     """`xray feedback`, `xray rescore` (a delta-rs MERGE into gold: its files hold `string_view` columns),
     then `xray status` and the page: the champion's agreement is read, never an ArrowNotImplementedError."""

@@ -12,6 +12,9 @@ from streaming.lakehouse.events import BatchEvent
 from streaming.lakehouse.maintenance import COMPACT_MIN_FILES
 from streaming.ops.maintain import checkpoint_sizes, maintain_command
 
+# Runs once per Delta engine (tests/conftest.py).
+pytestmark = pytest.mark.engine_dependent
+
 EVENTS = PIPELINE_EVENTS.name
 COMMITS = COMPACT_MIN_FILES + 2
 

@@ -36,6 +36,7 @@ def xray(config, *args: str) -> int:
     return main(["sql", "--lakehouse", str(config.root), *args])
 
 
+@pytest.mark.engine_dependent
 def test_an_aligned_table_without_spark(small, config, no_spark, capsys):
     code = xray(config, "SELECT rule, count(*) AS files FROM silver_quarantine GROUP BY rule ORDER BY files DESC")
     out = capsys.readouterr().out.splitlines()
@@ -47,6 +48,7 @@ def test_an_aligned_table_without_spark(small, config, no_spark, capsys):
                    "(2 rows)"]
 
 
+@pytest.mark.engine_dependent
 def test_predictions_per_day_csv_and_json(small, config, no_spark, capsys):
     assert xray(config, "--format", "csv", PER_DAY) == 0
     assert capsys.readouterr().out.splitlines() == [

@@ -6,9 +6,13 @@ import datetime as dt
 import json
 import os
 
+import pytest
 from populated import populated_lakehouse
 
 from streaming.ops.status import GOLD_WAITING, print_status
+
+# Runs once per Delta engine (tests/conftest.py).
+pytestmark = pytest.mark.engine_dependent
 
 
 def touch(path, when: dt.datetime, size: int = 10) -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from deltalake import DeltaTable
 from imagefiles import bad_inputs, jpeg_bytes, write, xray_like
 
 from streaming.pipeline.service import run_stream
+
+# Runs once per Delta engine (tests/conftest.py).
+pytestmark = pytest.mark.engine_dependent
 
 
 def table_rows(config, name: str) -> list[dict]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pytest
 from deltalake import DeltaTable
 from imagefiles import bad_inputs, jpeg_bytes, png_bytes, write, xray_like
 from support import table_rows, wait_until
@@ -32,6 +33,7 @@ def by_file_name(config, rows: list[dict]) -> dict[str, dict]:
     return {names[r["path_ref"]]: r for r in rows}
 
 
+@pytest.mark.engine_dependent
 def test_happy_path_fills_bronze_and_silver(spark, config):
     files = stage_valid_images(config.landing_dir)
     write(config.landing_dir / "train/NORMAL/.hidden.jpeg", jpeg_bytes(xray_like(20)))
@@ -130,6 +132,7 @@ def test_bad_inputs_are_quarantined_with_reasons_and_good_files_pass(spark, tmp_
     assert later[0]["duplicate_rows"] == 1
 
 
+@pytest.mark.engine_dependent
 def test_rerunning_once_adds_nothing(spark, config):
     stage_valid_images(config.landing_dir)
     run_stream(spark, config, layers=("bronze", "silver"), once=True)

@@ -21,6 +21,9 @@ from streaming.pipeline.service import run_stream
 from streaming.silver import refeature as refeature_lib
 from streaming.silver.refeature import NOT_IN_BRONZE, refeature
 
+# Runs once per Delta engine (tests/conftest.py).
+pytestmark = pytest.mark.engine_dependent
+
 NEW_VERSION = "test-refeature-v99"
 
 
