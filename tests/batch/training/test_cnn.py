@@ -136,3 +136,20 @@ def test_the_cnn_family_trains_registers_and_serves_gold_as_its_pyfunc_predicts(
     for image_id, probability, label in zip(ids, probabilities, labels, strict=True):
         assert gold[image_id]["probability_pneumonia"] == pytest.approx(float(probability), abs=1e-6)
         assert gold[image_id]["predicted_label"] == ("NORMAL", "PNEUMONIA")[int(label)]
+
+
+def test_evaluate_quality_reports_the_cnn_family_on_a_folder(tmp_path, capsys):
+    import json
+
+    from imagefiles import stage_labelled_dataset
+
+    from batch.evaluation.evaluate_quality import main
+
+    stage_labelled_dataset(tmp_path / "data", per_class=12, seed=2)
+    assert main(["--data", str(tmp_path / "data" / "train"), "--family", "cnn", "--max-minutes", "2",
+                 "--json", str(tmp_path / "out.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "patient-grouped validation" in printed and "held-out images perturbed" in printed
+    found = json.loads((tmp_path / "out.json").read_text())
+    assert found["family"] == "cnn" and found["images"] == 24 and found["inference_ms_per_image"] > 0
+    assert found["validation_metrics"]["epochs"] >= 1 and len(found["perturbations"]) == 10
