@@ -332,7 +332,8 @@ def bench_arguments(bench: argparse.ArgumentParser) -> None:
                             "same images, ratios from one run), latency, scaling, checkpoint, maintenance (200 one-image "
                             "micro-batches, then xray maintain at retention 0), profile (where one large micro-batch "
                             "spends its time, per phase), receive (xray receive's C-STORE instances/s and MB/s against a "
-                            "plain pynetdicom SCP writing files, same instances)")
+                            "plain pynetdicom SCP writing files, same instances), cnn (the cnn model family's scoring cost, "
+                            "ms per image; needs the [cnn] extra)")
     bench.add_argument("--files", type=int, default=None, metavar="N", help="use at most N images")
     bench.add_argument("--copies", type=int, default=1, metavar="K",
                        help="measure on K copies of every image, each a new content with the same decode work "

@@ -153,3 +153,20 @@ def test_evaluate_quality_reports_the_cnn_family_on_a_folder(tmp_path, capsys):
     found = json.loads((tmp_path / "out.json").read_text())
     assert found["family"] == "cnn" and found["images"] == 24 and found["inference_ms_per_image"] > 0
     assert found["validation_metrics"]["epochs"] >= 1 and len(found["perturbations"]) == 10
+
+
+def test_bench_measures_the_scoring_cost_per_image(tmp_path):
+    from types import SimpleNamespace
+
+    from imagefiles import stage_labelled_dataset
+
+    from batch.bench import parse_parts, report_rows
+    from batch.bench.cnnscore import MIN_FRAMES, bench_cnn
+
+    assert parse_parts("cnn") == ["cnn"]
+    paths = stage_labelled_dataset(tmp_path, per_class=2)
+    figures = bench_cnn(SimpleNamespace(files=[SimpleNamespace(path=p) for p in paths]))
+    assert figures["frames"] == MIN_FRAMES and figures["ms_per_image"] > 0
+    assert figures["ms_per_image_per_core"] == pytest.approx(figures["ms_per_image"] * figures["cores"], rel=1e-2)
+    rows = {name: (value, target) for name, value, target, _ in report_rows({"cnn": figures, "errors": {}})}
+    assert rows["cnn family scoring ms/image x cores"][1] == "<= 5.0"
