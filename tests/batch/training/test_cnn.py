@@ -137,6 +137,11 @@ def test_the_cnn_family_trains_registers_and_serves_gold_as_its_pyfunc_predicts(
         assert gold[image_id]["probability_pneumonia"] == pytest.approx(float(probability), abs=1e-6)
         assert gold[image_id]["predicted_label"] == ("NORMAL", "PNEUMONIA")[int(label)]
 
+    from batch.evaluation.metrics import run_metrics
+
+    evaluated = run_metrics(spark, config, all_versions=True, write_report=False).evaluations
+    assert {e.model_version for e in evaluated} == {first.version.version, result.version.version}
+
 
 def test_evaluate_quality_reports_the_cnn_family_on_a_folder(tmp_path, capsys):
     import json
@@ -170,3 +175,27 @@ def test_bench_measures_the_scoring_cost_per_image(tmp_path):
     assert figures["ms_per_image_per_core"] == pytest.approx(figures["ms_per_image"] * figures["cores"], rel=1e-2)
     rows = {name: (value, target) for name, value, target, _ in report_rows({"cnn": figures, "errors": {}})}
     assert rows["cnn family scoring ms/image x cores"][1] == "<= 5.0"
+
+
+def test_gold_scores_the_rows_that_keep_a_frame_with_the_family_recorded():
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from streaming.core.registry import ModelRef
+    from streaming.gold.scoring import scorable, score_batch
+
+    frames, _, _ = _frames(3)
+    model = cnn.CnnClassifier(cnn.init_params(0), threshold=0.5)
+    rows = pa.table({"image_id": ["a", "b", "old"], "features": [[0.0], [0.0], [0.0]],
+                     "frame": pa.array([frames[0].tobytes(), frames[1].tobytes(), None], pa.binary()),
+                     "label_name": ["NORMAL", None, None]})
+    kept = scorable(rows, model)
+    assert kept.column("image_id").to_pylist() == ["a", "b"]  # a row from before frames were kept waits
+    scored = score_batch(kept, model, ModelRef("m", "1"), "v", dt.datetime.now(dt.timezone.utc)).to_pylist()
+    expected = model.predict_proba(frames[:2])[:, 1]
+    assert [r["model_family"] for r in scored] == ["cnn", "cnn"]
+    assert [r["probability_pneumonia"] for r in scored] == pytest.approx(expected.tolist(), abs=1e-9)
+    assert [r["predicted_label"] for r in scored] == [("NORMAL", "PNEUMONIA")[int(p >= 0.5)] for p in expected]
+    with pytest.raises(ValueError, match="1 frame"):
+        score_batch(rows, model, ModelRef("m", "1"), "v", dt.datetime.now(dt.timezone.utc))
