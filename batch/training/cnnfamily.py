@@ -74,9 +74,9 @@ def fit_and_validate_cnn(frames: np.ndarray, y: np.ndarray, groups: list[str], i
     model_lib.check_trainable(np.zeros((len(y), 1)), y, groups)
     g = np.asarray([str(group) for group in groups], dtype=object)
     train, validation = model_lib.patient_grouped_split(g, y, seed=seed)
+    started = time.monotonic()  # the budget counts the augmentation too
     copies = augmented_frames(frames, image_ids, train, seed)
     budget = max_minutes * 60.0 if max_minutes else None
-    started = time.monotonic()
     with progress(max_epochs, "cnn train", unit="epoch") as bar:
         def on_epoch(epoch: dict) -> None:
             bar.update(1, step=f"loss {epoch['loss']:.3f}, tuning ROC AUC {epoch['tuning_roc_auc']:.3f}")
