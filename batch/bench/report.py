@@ -52,7 +52,7 @@ def _cnn_rows(rows: _Rows, part: dict[str, Any]) -> None:
 
     per_core = part["ms_per_image_per_core"]
     rows.add(f"cnn family scoring ms/image ({part['cores']} cores)", part["ms_per_image"], "ms")
-    rows.add("cnn family scoring ms/image x cores", per_core, "ms", f"<= {CNN_MS_PER_IMAGE_PER_CORE}",
+    rows.add("cnn family scoring ms/image on one core", per_core, "ms", f"<= {CNN_MS_PER_IMAGE_PER_CORE}",
              _verdict(per_core, CNN_MS_PER_IMAGE_PER_CORE, False))
 
 

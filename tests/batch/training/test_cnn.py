@@ -171,10 +171,10 @@ def test_bench_measures_the_scoring_cost_per_image(tmp_path):
     assert parse_parts("cnn") == ["cnn"]
     paths = stage_labelled_dataset(tmp_path, per_class=2)
     figures = bench_cnn(SimpleNamespace(files=[SimpleNamespace(path=p) for p in paths]))
-    assert figures["frames"] == MIN_FRAMES and figures["ms_per_image"] > 0
-    assert figures["ms_per_image_per_core"] == pytest.approx(figures["ms_per_image"] * figures["cores"], rel=1e-2)
+    assert figures["frames"] == MIN_FRAMES and figures["ms_per_image"] > 0 and figures["ms_per_image_per_core"] > 0
+    assert len(figures["one_core_runs_ms_per_image"]) == len(figures["runs_ms_per_image"]) == 3
     rows = {name: (value, target) for name, value, target, _ in report_rows({"cnn": figures, "errors": {}})}
-    assert rows["cnn family scoring ms/image x cores"][1] == "<= 5.0"
+    assert rows["cnn family scoring ms/image on one core"][1] == "<= 5.0"
 
 
 def test_gold_scores_the_rows_that_keep_a_frame_with_the_family_recorded():
