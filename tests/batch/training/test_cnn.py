@@ -177,7 +177,7 @@ def test_bench_measures_the_scoring_cost_per_image(tmp_path):
     assert rows["cnn family scoring ms/image on one core"][1] == "<= 5.0"
 
 
-def test_gold_scores_the_rows_that_keep_a_frame_with_the_family_recorded():
+def test_gold_scores_the_rows_that_keep_a_frame_with_the_family_recorded(spark):  # spark: the gold schema
     import datetime as dt
 
     import pyarrow as pa
