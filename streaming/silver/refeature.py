@@ -5,7 +5,8 @@ then get features of the new version, but the images already in silver only have
 `xray retrain` does not train on and a new champion cannot score. This job reads each such image's bytes
 from bronze again (one copy: the one silver's metadata row names, by ``path_ref``), recomputes its features
 on the executors with silver's own code (``inspect_image``) and appends one row of the current version to
-``silver_image_features``. The old rows stay (a model of the old version still scores with them).
+``silver_image_features``, with the fixed-size frame the cnn model family reads. The old rows stay (a model
+of the old version still scores with them).
 
 Exactly once, incrementally:
 
