@@ -11,7 +11,7 @@ import pytest
 from streaming.imaging import cnn
 from streaming.imaging.features import FEATURE_SIZE, frame_bytes, frames_array
 
-pytestmark = pytest.mark.skipif(not cnn.available(), reason=cnn.missing_reason() or "")
+needs_jax = pytest.mark.skipif(not cnn.available(), reason=cnn.missing_reason() or "")
 
 
 def _frames(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -24,6 +24,7 @@ def _frames(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return np.clip(frames, 0, 255).astype(np.uint8), y, groups
 
 
+@needs_jax
 def test_frames_round_trip_and_refuse_wrong_sizes():
     gray = np.linspace(0, 1, FEATURE_SIZE * FEATURE_SIZE, dtype=np.float32).reshape(FEATURE_SIZE, FEATURE_SIZE)
     frame = frame_bytes(gray)
@@ -39,6 +40,7 @@ def test_frames_round_trip_and_refuse_wrong_sizes():
         cnn.prepare(np.zeros((2, 64, 64)))
 
 
+@needs_jax
 def test_the_network_reads_levels_in_any_scale_and_batches_do_not_change_a_score():
     frames, _, _ = _frames(9)
     params = cnn.init_params(3)
@@ -51,6 +53,7 @@ def test_the_network_reads_levels_in_any_scale_and_batches_do_not_change_a_score
     assert cnn.probabilities(params, frames[:0]).shape == (0,)
 
 
+@needs_jax
 def test_training_learns_is_seeded_and_saves_what_it_loads(tmp_path):
     from sklearn.metrics import roc_auc_score
 
@@ -73,6 +76,7 @@ def test_training_learns_is_seeded_and_saves_what_it_loads(tmp_path):
     assert fit_cnn(frames, y, groups, rows, seed=1, max_epochs=6, max_seconds=0.0).stopped == "time budget"
 
 
+@needs_jax
 def test_parameters_of_another_network_are_refused(tmp_path):
     cnn.save_params({"conv0_w": np.zeros(3, np.float32)}, str(tmp_path / "p.npz"))
     with pytest.raises(ValueError, match="do not match this network"):
@@ -94,6 +98,7 @@ def _silver_frames(config) -> tuple[list[str], np.ndarray]:
     return [r["image_id"] for r in rows], frames_array([r["frame"] for r in rows])
 
 
+@needs_jax
 def test_the_cnn_family_trains_registers_and_serves_gold_as_its_pyfunc_predicts(spark, config):
     import mlflow.pyfunc
     from imagefiles import stage_labelled_dataset
@@ -143,6 +148,7 @@ def test_the_cnn_family_trains_registers_and_serves_gold_as_its_pyfunc_predicts(
     assert {e.model_version for e in evaluated} == {first.version.version, result.version.version}
 
 
+@needs_jax
 def test_evaluate_quality_reports_the_cnn_family_on_a_folder(tmp_path, capsys):
     import json
 
@@ -160,6 +166,7 @@ def test_evaluate_quality_reports_the_cnn_family_on_a_folder(tmp_path, capsys):
     assert found["validation_metrics"]["epochs"] >= 1 and len(found["perturbations"]) == 10
 
 
+@needs_jax
 def test_bench_measures_the_scoring_cost_per_image(tmp_path):
     from types import SimpleNamespace
 
@@ -177,6 +184,7 @@ def test_bench_measures_the_scoring_cost_per_image(tmp_path):
     assert rows["cnn family scoring ms/image on one core"][1] == "<= 5.0"
 
 
+@needs_jax
 def test_gold_scores_the_rows_that_keep_a_frame_with_the_family_recorded(spark):  # spark: the gold schema
     import datetime as dt
 
@@ -199,3 +207,17 @@ def test_gold_scores_the_rows_that_keep_a_frame_with_the_family_recorded(spark):
     assert [r["predicted_label"] for r in scored] == [("NORMAL", "PNEUMONIA")[int(p >= 0.5)] for p in expected]
     with pytest.raises(ValueError, match="1 frame"):
         score_batch(rows, model, ModelRef("m", "1"), "v", dt.datetime.now(dt.timezone.utc))
+
+
+def test_without_jax_retrain_of_the_cnn_family_says_how_to_install_it(monkeypatch, config):
+    import argparse
+
+    from batch.training.cnnfamily import require_cnn
+    from streaming.cli.preflight import check_retrain
+    from streaming.core.errors import ConfigError
+
+    monkeypatch.setattr(cnn, "missing_reason", lambda: "the cnn model family needs JAX: pip install x")
+    with pytest.raises(ConfigError, match=r"model_family = cnn: the cnn model family needs JAX: pip install x"):
+        check_retrain(argparse.Namespace(family="cnn", every=None, force_promote=False), config)
+    with pytest.raises(ConfigError, match="needs JAX"):
+        require_cnn()
