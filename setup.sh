@@ -5,7 +5,8 @@
 #                       line says how to add them and the service uses delta-rs)
 #   ./setup.sh demo     set up, then run `xray demo` (the whole service on a synthetic sample, offline)
 #   ./setup.sh test     set up, then run the test suite
-# Environment: PYTHON (interpreter to build the venv with, default python3), XRAY_VENV (default .venv).
+# Environment: PYTHON (interpreter to build the venv with, default python3), XRAY_VENV (default .venv),
+#   XRAY_EXTRAS (more extras to install, comma-separated: e.g. cnn, the convolutional model family; CI sets it).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -49,7 +50,7 @@ ensure_venv() {
   fi
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e '.[local,dev]'
+  "$VENV/bin/python" -m pip install -q -e ".[local,dev${XRAY_EXTRAS:+,$XRAY_EXTRAS}]"
 }
 
 ensure_delta_jars() {

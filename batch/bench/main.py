@@ -15,6 +15,7 @@ from typing import Any
 
 from batch.bench.baseline import bench_baseline
 from batch.bench.checkpoint import bench_checkpoint
+from batch.bench.cnnscore import bench_cnn
 from batch.bench.context import BenchContext, BenchFile, resolve_dataset
 from batch.bench.dicomcopy import dicom_copies, summary
 from batch.bench.engines import bench_engines
@@ -43,6 +44,7 @@ PART_FUNCTIONS: dict[str, Callable[[BenchContext], dict[str, Any]]] = {
     "profile": bench_profile,
     "receive": bench_receive,
     "engines": bench_engines,
+    "cnn": bench_cnn,
 }
 
 

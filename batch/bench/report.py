@@ -44,6 +44,18 @@ class _Rows(list):
         self.append((name, f"{text} {unit}".strip(), target, verdict))
 
 
+def _cnn_rows(rows: _Rows, part: dict[str, Any]) -> None:
+    if "skipped" in part:
+        rows.add("cnn family scoring", "skipped", "", "", part["skipped"][:60])
+        return
+    from batch.bench.cnnscore import CNN_MS_PER_IMAGE_PER_CORE
+
+    per_core = part["ms_per_image_per_core"]
+    rows.add(f"cnn family scoring ms/image ({part['cores']} cores)", part["ms_per_image"], "ms")
+    rows.add("cnn family scoring ms/image on one core", per_core, "ms", f"<= {CNN_MS_PER_IMAGE_PER_CORE}",
+             _verdict(per_core, CNN_MS_PER_IMAGE_PER_CORE, False))
+
+
 def _baseline_rows(rows: _Rows, base: dict[str, Any]) -> None:
     add = rows.add
     add(f"baseline images/s (pool of {base['processes']})", base["images_per_second"], "img/s")
@@ -203,6 +215,7 @@ _SECTIONS: tuple[tuple[str, Callable[[_Rows, dict[str, Any]], None]], ...] = (
     ("profile", lambda rows, profile: [rows.add(*row) for row in profile_rows(profile)]),
     ("receive", _receive_rows),
     ("engines", _engines_rows),
+    ("cnn", _cnn_rows),
 )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "chest_xray_originals"
 PARTS = ("baseline", "pipeline", "dicom", "scaling", "latency", "sink", "checkpoint", "maintenance", "profile",
-         "receive", "engines")
+         "receive", "engines", "cnn")
 PART_ALIASES = {"memory": "latency", "idle": "latency", "throughput": "pipeline", "formats": "dicom"}
 FORMATS = ("original", "dicom")
 """``--format``: measure on the images as found, or on their DICOM copies (``batch.bench.dicomcopy``)."""

@@ -8,7 +8,8 @@ the fixed perturbations of `streaming.imaging.augment` (the generalisation repor
 Training learns from two augmented copies of each training image, as `xray retrain` does. Labels come from
 the ``NORMAL``/``PNEUMONIA`` folder names and patients from the file names (``streaming.core.paths``).
 
-Default data: ``../shared/data/chest_xray_224/train`` relative to the repository root.
+Default data: ``../shared/data/chest_xray_224/train`` relative to the repository root. ``--family cnn``
+evaluates the convolutional network instead (`batch.evaluation.quality_cnn`; needs the ``[cnn]`` extra).
 """
 
 from __future__ import annotations
@@ -111,6 +112,19 @@ def generalisation(model, metrics: dict, perturbed: np.ndarray, y: np.ndarray) -
     return report
 
 
+def print_validation(metrics: dict) -> None:
+    """The patient-grouped validation figures."""
+    print("patient-grouped validation "
+          f"({metrics['n_validation']} images / {metrics['n_validation_patients']} patients held out, "
+          f"{metrics['n_train']} images / {metrics['n_train_patients']} patients trained on):")
+    for key in ("accuracy", "roc_auc", "balanced_accuracy", "precision", "recall", "specificity", "f1",
+                "threshold"):
+        value = metrics[key]
+        print(f"  {key:18s} {value:.4f}" if value is not None else f"  {key:18s} n/a")
+    (tn, fp), (fn, tp) = metrics["confusion_matrix"]
+    print(f"  confusion matrix   tn={tn} fp={fp} fn={fn} tp={tp}")
+
+
 def feature_only_ms(paths: list[Path], sample: int = 300) -> float:
     """Mean ``extract_features`` time (ms) on already decoded 128x128 images: the cost beyond decode+resize."""
     from PIL import Image
@@ -137,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target-sensitivity", type=float, default=model_lib.DEFAULT_TARGET_SENSITIVITY,
                         help="operating point: sensitivity on out-of-fold scores (default %(default)s)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    parser.add_argument("--family", choices=("sklearn", "cnn"), default="sklearn",
+                        help="model family: sklearn (features, default) or cnn (the network on the frames)")
+    parser.add_argument("--max-minutes", type=float, default=20.0,
+                        help="cnn: training budget in minutes (default %(default)s; 0: none)")
     args = parser.parse_args(argv)
 
     if not args.data.is_dir():
@@ -151,6 +169,20 @@ def main(argv: list[str] | None = None) -> int:
     groups = [group for _, _, group in images]
     print(f"data: {args.data}  images: {len(y)} (NORMAL {int((y == 0).sum())}, PNEUMONIA {int(y.sum())}), "
           f"patients: {len(set(groups))}")
+    if args.family == "cnn":
+        from batch.evaluation.quality_cnn import evaluate_cnn
+
+        found = evaluate_cnn(paths, y, groups, args.seed, args.target_sensitivity, args.processes, args.max_minutes)
+        print_validation(found["result"].validation_metrics)
+        report = generalisation(found["result"].held_out_model, found["result"].validation_metrics,
+                                found["perturbed"], found["perturbed_y"])
+        if args.json:
+            args.json.write_text(json.dumps({
+                "data": str(args.data), "family": "cnn", "images": len(y),
+                **{k: found[k] for k in ("frame_seconds", "training_seconds", "inference_ms_per_image")},
+                "validation_metrics": found["result"].validation_metrics, "perturbations": report["perturbations"],
+            }, indent=2, default=str))
+        return 0
     print(f"features: {feature_lib.FEATURE_VERSION}, length {feature_lib.FEATURE_LENGTH}, "
           f"{args.processes} processes, cpu count {os.cpu_count()}")
 
@@ -171,15 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     training_seconds = time.perf_counter() - started
     metrics = result.validation_metrics
     print(f"training (inner CV for the threshold + fit on train part + refit on all): {training_seconds:.1f} s")
-    print("patient-grouped validation "
-          f"({metrics['n_validation']} images / {metrics['n_validation_patients']} patients held out, "
-          f"{metrics['n_train']} images / {metrics['n_train_patients']} patients trained on):")
-    for key in ("accuracy", "roc_auc", "balanced_accuracy", "precision", "recall", "specificity", "f1",
-                "threshold"):
-        value = metrics[key]
-        print(f"  {key:18s} {value:.4f}" if value is not None else f"  {key:18s} n/a")
-    (tn, fp), (fn, tp) = metrics["confusion_matrix"]
-    print(f"  confusion matrix   tn={tn} fp={fp} fn={fn} tp={tp}")
+    print_validation(metrics)
     report = generalisation(result.held_out_model, metrics, perturbed, y[perturbed_rows])
 
     if args.json:

@@ -149,17 +149,19 @@ def refresh_dataset_summary(lakehouse: Lakehouse, updated_time: dt.datetime | No
 
 
 # -- model evaluation -----------------------------------------------------------------------------------
-def labelled_by_split(lakehouse: Lakehouse) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(X, y) of the labelled images of the current feature version, per split (null split: ``unknown``).
+def labelled_by_split(lakehouse: Lakehouse, frames: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(X, y) of the labelled images of the current feature version, per split (null split: ``unknown``);
+    with ``frames``, X is the frames of the images that keep one (the cnn family's input).
 
     One read of every labelled split, grouped on the driver: ``only_splits`` filters with ``isin``, which
     never matches a null split, and one Spark job is cheaper than one per split.
     """
-    data = collect_labelled(labelled_features(lakehouse, splits_excluded=()))
+    data = collect_labelled(labelled_features(lakehouse, splits_excluded=(), frames=frames))
     indexes: dict[str, list[int]] = defaultdict(list)
     for index, split in enumerate(data.splits):
         indexes[split or UNKNOWN].append(index)
-    return {split: (data.X[rows], data.y[rows]) for split, rows in indexes.items()}
+    inputs = data.frames if frames else data.X
+    return {split: (inputs[rows], data.y[rows]) for split, rows in indexes.items()}
 
 
 def _plain(value: Any) -> Any:
@@ -334,12 +336,15 @@ def run_metrics(spark: SparkSession, config: XrayConfig, all_versions: bool = Fa
     evaluations: list[SplitEvaluation] = []
     threshold_of: dict[str, float] = {}
     champion_tags: dict[str, str] = {}
+    # The cnn family reads the frames: its versions are evaluated on the images that keep one.
+    frame_splits = (labelled_by_split(lakehouse, frames=True)
+                    if any(tags.get("model_family") == "cnn" for _, tags in to_evaluate) else {})
     for ref, tags in to_evaluate:
         model = load_model(config, ref)
         threshold_of[ref.version] = float(getattr(model, "threshold", 0.5))
         if ref == current:
             champion_tags = tags
-        for split, (X, y) in splits.items():
+        for split, (X, y) in (frame_splits if getattr(model, "family", "") == "cnn" else splits).items():
             evaluations.append(evaluate_split(model, ref, split, X, y))
 
     rows = [performance_row(e, now) for e in evaluations]

@@ -57,14 +57,23 @@ class LabelledData:
     groups: list[str]
     splits: list[str | None]
     silver_batches: np.ndarray  # silver micro-batch of each row: tells which rows a model trained on
+    frames: np.ndarray | None = None  # (rows, size, size) uint8 silver frames, for the cnn family
+
+
+def model_inputs(model, data: LabelledData) -> np.ndarray:
+    """What ``model`` reads of ``data``: the frames for the cnn family, else the feature vectors."""
+    return data.frames if getattr(model, "family", "sklearn") == "cnn" else data.X
 
 
 def labelled_features(lakehouse: Lakehouse, splits_excluded: tuple[str, ...] = TRAINING_SPLITS_EXCLUDED,
-                      only_splits: tuple[str, ...] | None = None, confirmed: ConfirmedLabels | None = None
-                      ) -> DataFrame:
+                      only_splits: tuple[str, ...] | None = None, confirmed: ConfirmedLabels | None = None,
+                      frames: bool = False) -> DataFrame:
     """Silver features of the current feature version joined with labels, patients and splits; with
-    ``confirmed``, the readers' labels win over the folders' outside split test (`batch.training.confirmed`)."""
+    ``confirmed``, the readers' labels win over the folders' outside split test (`batch.training.confirmed`);
+    with ``frames``, the rows that keep a frame, with it (the cnn family's input)."""
     features = lakehouse.read(SILVER_FEATURES.name).where(F.col("feature_version") == feature_lib.FEATURE_VERSION)
+    if frames:
+        features = features.where(F.col("frame").isNotNull())
     metadata = lakehouse.read(SILVER_METADATA.name)
     if confirmed:
         metadata = apply_confirmed(lakehouse.spark, metadata, confirmed, TRAINING_SPLITS_EXCLUDED)
@@ -75,7 +84,7 @@ def labelled_features(lakehouse: Lakehouse, splits_excluded: tuple[str, ...] = T
         metadata = metadata.where(F.col("split").isNull() | ~F.col("split").isin(list(splits_excluded)))
     return features.join(metadata.select("image_id", "label", "patient_id", "split"), "image_id").select(
         "image_id", "features", "label", F.coalesce("patient_id", "image_id").alias("group"), "split",
-        features["silver_batch_id"].alias("silver_batch_id"),
+        features["silver_batch_id"].alias("silver_batch_id"), *(["frame"] if frames else []),
     )
 
 
@@ -94,6 +103,7 @@ def collect_labelled(frame: DataFrame) -> LabelledData:
         table.column("split").to_pylist(),
         # Unknown batches count as old ones: a row is "unseen by the champion" only when provably so.
         np.asarray([-1 if b is None else b for b in table.column("silver_batch_id").to_pylist()], dtype=np.int64),
+        feature_lib.frames_array(table.column("frame").to_pylist()) if "frame" in table.column_names else None,
     )
 
 
@@ -129,24 +139,33 @@ def compare_with_champion(config: XrayConfig, previous: ModelRef, tags: dict[str
     unseen = validation[data.silver_batches[validation] > trained_through] if trained_through >= 0 else validation
     labels = data.y[unseen]
     if min(int((labels == 0).sum()), int((labels == 1).sum())) >= MIN_UNSEEN_PER_CLASS:
-        champion_metrics = model_lib.evaluate(load_model(config, previous), data.X[unseen], labels)
+        champion_model = load_model(config, previous)
+        if model_inputs(champion_model, data) is None:  # a cnn champion, a sklearn retrain: no frames read
+            return _recorded_metrics(tags), "compared with the champion's hold-out metrics from its own training"
+        champion_metrics = model_lib.evaluate(champion_model, model_inputs(champion_model, data)[unseen], labels)
         # The new model is judged on the same images by its fit on the training part, which never saw them.
         challenger = result.held_out_model or result.model
         result.validation_metrics.update(
-            {k: v for k, v in model_lib.evaluate(challenger, data.X[unseen], labels).items()
+            {k: v for k, v in model_lib.evaluate(challenger, model_inputs(challenger, data)[unseen], labels).items()
              if k in ("accuracy", "roc_auc")})
         return champion_metrics, f"compared on {len(unseen)} validation images the champion never saw"
+    return _recorded_metrics(tags), "compared with the champion's hold-out metrics from its own training"
+
+
+def _recorded_metrics(tags: dict[str, str]) -> dict | None:
+    """The champion's hold-out metrics recorded at its training (its version's tags)."""
     recorded = {key: float(tags[f"validation_{key}"]) for key in ("accuracy", "roc_auc")
                 if f"validation_{key}" in tags}
-    return (recorded or None), "compared with the champion's hold-out metrics from its own training"
+    return recorded or None
 
 
-def _model_requirements() -> list[str]:
+def _model_requirements(family: str = "sklearn") -> list[str]:
     """What loading the model needs, pinned to this environment (spares MLflow inferring it: seconds)."""
     from importlib.metadata import PackageNotFoundError, version
 
     requirements = []
-    for package in ("scikit-learn", "numpy", "scipy", "xray-lakehouse"):
+    packages = ("jax", "jaxlib", "numpy") if family == "cnn" else ("scikit-learn", "numpy", "scipy")
+    for package in (*packages, "xray-lakehouse"):
         try:
             requirements.append(f"{package}=={version(package)}")
         except PackageNotFoundError:
@@ -184,11 +203,12 @@ def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promot
         lakehouse = Lakehouse(spark, config)
         lakehouse.ensure_tables()
         confirmed = confirmed_labels(lakehouse, TRAINING_SPLITS_EXCLUDED)
-        data = collect_labelled(labelled_features(lakehouse, confirmed=confirmed))
+        family = config.model_family
+        data = collect_labelled(labelled_features(lakehouse, confirmed=confirmed, frames=family == "cnn"))
         feedback = confirmed.usage(data.image_ids)
         steps.update(1, step=RETRAIN_STEPS[1])
         started = time.monotonic()
-        result = _fit(lakehouse, data, seed)
+        result = _fit_cnn(lakehouse, data, seed) if family == "cnn" else _fit(lakehouse, data, seed)
         training_seconds = time.monotonic() - started
         steps.update(1, step=RETRAIN_STEPS[2])
         previous = champion(config)
@@ -201,7 +221,8 @@ def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promot
                 )
         steps.update(1, step=RETRAIN_STEPS[3])
         ref = _log_and_register(config, seed, result, data, champion_metrics, training_seconds, feedback)
-        record_reference(lakehouse, ref, data, result.model)  # drift monitoring's reference (streaming.gold.drift)
+        # drift monitoring's reference (streaming.gold.drift)
+        record_reference(lakehouse, ref, data, result.model, model_inputs(result.model, data))
         if previous is not None and champion_metrics is None and not force_promote:
             promoted, reason = True, "champion uses other features"
         else:
@@ -243,6 +264,30 @@ def _fit(lakehouse: Lakehouse, data: LabelledData, seed: int) -> model_lib.Train
     return result
 
 
+def _fit_cnn(lakehouse: Lakehouse, data: LabelledData, seed: int) -> model_lib.TrainResult:
+    """The cnn family's fit and validation (`batch.training.cnnfamily`), with the same generalisation report
+    on the same perturbations of the held-out images."""
+    from batch.training.cnnfamily import fit_and_validate_cnn, perturbed_frames
+    from batch.training.generalisation import at_test_mix, perturbation_report
+
+    config = lakehouse.config
+    try:
+        result = fit_and_validate_cnn(data.frames, data.y, data.groups, data.image_ids, seed=seed,
+                                      target_sensitivity=config.target_sensitivity,
+                                      max_minutes=config.retrain_max_minutes)
+    except model_lib.InsufficientTrainingData as error:
+        raise InsufficientDataError(f"cannot retrain the cnn family: {error} (only silver rows that keep a frame "
+                                    f"count: README, Model families)") from None
+    metrics = result.validation_metrics
+    metrics["accuracy_at_test_mix"] = at_test_mix(metrics)
+    validation = np.asarray(result.validation_index, dtype=int)
+    report = perturbation_report(result.held_out_model, perturbed_frames(data.frames[validation]),
+                                 data.y[validation], PERTURBATION_NAMES)
+    metrics.update({k: v for k, v in report.items() if k != "perturbations"})
+    result.perturbations = report["perturbations"]
+    return result
+
+
 def _log_and_register(config: XrayConfig, seed: int, result: model_lib.TrainResult, data: LabelledData,
                       champion_metrics: dict | None, training_seconds: float,
                       feedback: dict[str, int] | None = None) -> ModelRef:
@@ -255,6 +300,7 @@ def _log_and_register(config: XrayConfig, seed: int, result: model_lib.TrainResu
             "seed": seed,
             "feature_version": feature_lib.FEATURE_VERSION,
             "feature_length": feature_lib.FEATURE_LENGTH,
+            "model_family": config.model_family,
             "threshold": round(float(result.model.threshold), 6),
             "n_labelled": len(data.y),
             "n_patients": len(set(data.groups)),
@@ -280,6 +326,8 @@ def _log_and_register(config: XrayConfig, seed: int, result: model_lib.TrainResu
 
 
 def _log_model(config: XrayConfig, result: model_lib.TrainResult, data: LabelledData):
+    if config.model_family == "cnn":
+        return _log_cnn_model(config, result, data)
     import mlflow.models
     import mlflow.sklearn
 
@@ -292,11 +340,32 @@ def _log_model(config: XrayConfig, result: model_lib.TrainResult, data: Labelled
                                                          "sklearn.frozen._frozen.FrozenEstimator"])
 
 
+def _log_cnn_model(config: XrayConfig, result: model_lib.TrainResult, data: LabelledData):
+    """The network as a pyfunc whose loader is `streaming.imaging.cnn` (the classifier gold scores with):
+    input the frames (n, size, size) uint8; ``predict`` gives the labels at the threshold, or P(PNEUMONIA)
+    with ``params={"output": "probability"}``."""
+    import mlflow.models
+    import mlflow.pyfunc
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
+
+    size = feature_lib.FEATURE_SIZE
+    signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, size, size))]),
+                               outputs=Schema([ColSpec("double")]),
+                               params=ParamSchema([ParamSpec("output", "string", "label")]))
+    with tempfile.TemporaryDirectory() as folder:
+        result.model.save(folder)
+        return mlflow.pyfunc.log_model(name="model", loader_module="streaming.imaging.cnn", data_path=folder,
+                                       registered_model_name=config.model_name, signature=signature,
+                                       pip_requirements=_model_requirements("cnn"))
+
+
 def _tag_version(config: XrayConfig, ref: ModelRef, result: model_lib.TrainResult, data: LabelledData,
                  run_id: str) -> None:
     from streaming.core.registry import configure_mlflow
 
     client = configure_mlflow(config)
+    client.set_model_version_tag(ref.name, ref.version, "model_family", config.model_family)
     client.set_model_version_tag(ref.name, ref.version, "feature_version", feature_lib.FEATURE_VERSION)
     client.set_model_version_tag(ref.name, ref.version, "threshold", str(result.model.threshold))
     client.set_model_version_tag(ref.name, ref.version, "run_id", run_id)

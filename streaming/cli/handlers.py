@@ -128,6 +128,7 @@ def ingest_folder(args: argparse.Namespace, config: XrayConfig) -> int:
 def retrain(args: argparse.Namespace, config: XrayConfig) -> int:
     from batch.retraining import run_cycle
 
+    config = config.with_overrides(model_family=args.family, retrain_max_minutes=args.max_minutes)
     if args.every is not None:
         return _retrain_every(args, config)
     # Under the lock of periodic retraining, recorded in retrain_runs: the schedule counts from this run.

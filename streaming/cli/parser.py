@@ -248,6 +248,13 @@ def retrain_arguments(retrain: argparse.ArgumentParser) -> None:
                               "DURATION (90s, 30m, 6h, 1d), counted from the last cycle recorded in retrain_runs, "
                               "and sooner once retrain_min_new_labels new labels arrived; until Ctrl-C or SIGTERM "
                               "(exit 0; a running cycle ends first). Without it: one retrain now")
+    retrain.add_argument("--family", choices=("sklearn", "cnn"), default=None,
+                         help="model family to train (default: the model_family setting, XRAY_MODEL_FAMILY, else "
+                              "sklearn): sklearn on silver's features, or cnn, the convolutional network on silver's "
+                              "frames (needs the [cnn] extra; README: Model families)")
+    retrain.add_argument("--max-minutes", type=float, default=None, metavar="M",
+                         help="the cnn family's training budget: it stops after the epoch that crosses M minutes "
+                              "and keeps its best epoch (default: retrain_max_minutes, 20; 0: no budget)")
 
 
 def metrics_arguments(metrics: argparse.ArgumentParser) -> None:
@@ -328,7 +335,8 @@ def bench_arguments(bench: argparse.ArgumentParser) -> None:
                             "micro-batches, then xray maintain at retention 0), profile (where one large micro-batch "
                             "spends its time, per phase), receive (xray receive's C-STORE instances/s and MB/s against a "
                             "plain pynetdicom SCP writing files, same instances), engines (the two Delta engines on the same "
-                            "files: cold start, throughput, latency, commit time per table)")
+                            "files: cold start, throughput, latency, commit time per table), cnn (the cnn model family's "
+                            "scoring cost, ms per image; needs the [cnn] extra)")
     bench.add_argument("--files", type=int, default=None, metavar="N", help="use at most N images")
     bench.add_argument("--copies", type=int, default=1, metavar="K",
                        help="measure on K copies of every image, each a new content with the same decode work "

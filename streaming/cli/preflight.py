@@ -78,6 +78,11 @@ def check_ingest_folder(args: argparse.Namespace, config: XrayConfig) -> None:
 
 
 def check_retrain(args: argparse.Namespace, config: XrayConfig) -> None:
+    if (args.family or config.model_family) == "cnn":
+        from streaming.imaging.cnn import missing_reason
+
+        if missing_reason() is not None:
+            raise ConfigError(f"model_family = cnn: {missing_reason()}; or train the sklearn family")
     if args.every is not None:
         from batch.training.schedule import parse_duration
 

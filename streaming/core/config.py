@@ -21,6 +21,7 @@ DeltaEngine = Literal["auto", "delta-rs", "delta-spark"]
 CleanSource = Literal["off", "archive", "delete"]
 LakehousePermissions = Literal["owner", "group"]
 RuleAction = Literal["warn", "quarantine"]
+ModelFamily = Literal["sklearn", "cnn"]
 
 ENV_PREFIX = "XRAY_"
 DEFAULT_CONFIG_FILE = "xray.toml"
@@ -72,6 +73,12 @@ class XrayConfig:
     # The operating point: the share of PNEUMONIA images the model must call PNEUMONIA (on patient-grouped
     # out-of-fold scores of the training data); the threshold is the highest that reaches it.
     target_sensitivity: float = 0.95
+    # What `xray retrain` trains: scikit-learn on silver's features, or the convolutional network on silver's
+    # frames (the optional extra `[cnn]`, README: Model families). Gold serves whichever family is champion.
+    model_family: ModelFamily = "sklearn"
+    # The cnn family's training stops after the epoch that crosses this many minutes (0: no budget); the best
+    # epoch so far is kept (`xray retrain --max-minutes`).
+    retrain_max_minutes: float = 20.0
     mlflow_experiment: str = "xray-lakehouse"  # on Databricks: a workspace path such as /Shared/xray-lakehouse
     # Maintenance (xray maintain, and a pass inside xray stream every maintenance_interval_minutes; 0: off)
     maintenance_interval_minutes: float = 60.0

@@ -90,11 +90,17 @@ def set_champion(config: XrayConfig, ref: ModelRef) -> None:
 
 
 def load_model(config: XrayConfig, ref: ModelRef) -> Any:
-    """Load a registered scikit-learn model."""
+    """Load a registered model of either family: a scikit-learn model (its flavor), or the object a pyfunc
+    of the cnn family loads (`streaming.imaging.cnn.CnnClassifier`); both have ``predict_proba`` and
+    ``predict``, and the cnn one a ``family`` attribute."""
+    import mlflow.pyfunc
     import mlflow.sklearn
+    from mlflow.models import get_model_info
 
     configure_mlflow(config)
-    return mlflow.sklearn.load_model(ref.uri)
+    if "sklearn" in get_model_info(ref.uri).flavors:
+        return mlflow.sklearn.load_model(ref.uri)
+    return mlflow.pyfunc.load_model(ref.uri).get_raw_model()
 
 
 def model_versions(config: XrayConfig) -> list[ModelRef]:

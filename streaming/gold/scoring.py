@@ -75,9 +75,29 @@ def prediction_id(image_id: str, ref: ModelRef) -> str:
     return hashlib.sha256(f"{image_id}|{ref.name}|{ref.version}".encode()).hexdigest()
 
 
+def model_family(model: Any) -> str:
+    """The family of a loaded model: ``cnn`` (`streaming.imaging.cnn.CnnClassifier`) or ``sklearn``."""
+    return getattr(model, "family", "sklearn")
+
+
+def model_input(rows: pa.RecordBatch | pa.Table, model: Any) -> np.ndarray:
+    """What the model reads from silver rows: the feature vectors (sklearn) or the frames (cnn)."""
+    if model_family(model) == "cnn":
+        return feature_lib.frames_array(rows.column("frame").to_pylist())
+    return np.asarray(rows.column("features").to_pylist(), dtype=np.float32)
+
+
+def scorable(rows: pa.Table, model: Any) -> pa.Table:
+    """The rows the model can score: for the cnn family, those whose silver row keeps the frame (rows
+    written before silver kept frames have none)."""
+    if model_family(model) != "cnn" or rows.num_rows == 0:
+        return rows
+    return rows.filter(pc.is_valid(rows.column("frame")))
+
+
 def score_batch(rows: pa.RecordBatch | pa.Table, model: Any, ref: ModelRef, feature_version: str,
                 predicted_time: dt.datetime, arrow_schema: pa.Schema | None = None) -> pa.Table:
-    """Feature rows (image_id, features, label_name) → prediction rows, in Arrow (pure; no Spark).
+    """Silver rows (image_id, features or frame, label_name) → prediction rows, in Arrow (pure; no Spark).
 
     ``arrow_schema`` (the gold schema) must be given on executors, where Spark cannot parse table DDL.
     """
@@ -85,10 +105,12 @@ def score_batch(rows: pa.RecordBatch | pa.Table, model: Any, ref: ModelRef, feat
     if rows.num_rows == 0:
         return arrow_schema.empty_table()
     image_ids = rows.column("image_id").to_pylist()
-    matrix = np.asarray(rows.column("features").to_pylist(), dtype=np.float32)
+    matrix = model_input(rows, model)
     probabilities = model.predict_proba(matrix)[:, 1]
-    # The label is the model's own prediction (its threshold inside): what MLflow's pyfunc returns too.
-    labels = model.predict(matrix)
+    family = model_family(model)
+    # The label is the model's own prediction (its threshold inside): what MLflow's pyfunc returns too. The
+    # network's is its probability at its threshold, computed once rather than in a second forward pass.
+    labels = ((probabilities >= model.threshold).astype(int) if family == "cnn" else model.predict(matrix))
     truths = rows.column("label_name").to_pylist()
     predictions = []
     for image_id, probability, label, truth in zip(image_ids, probabilities, labels, truths, strict=True):
@@ -106,6 +128,7 @@ def score_batch(rows: pa.RecordBatch | pa.Table, model: Any, ref: ModelRef, feat
             "feature_version": feature_version,
             "predicted_time": predicted_time,
             "prediction_date": predicted_time.date(),
+            "model_family": family,
         })
     return pa.Table.from_pylist(predictions, schema=arrow_schema)
 
@@ -113,16 +136,20 @@ def score_batch(rows: pa.RecordBatch | pa.Table, model: Any, ref: ModelRef, feat
 def score_features(
     features: DataFrame, model: Any, ref: ModelRef, feature_version: str, predicted_time: dt.datetime
 ) -> DataFrame:
-    """Feature rows (image_id, features, label_name) → prediction rows, scored on executors (large reads
-    such as ``xray rescore``)."""
+    """Silver rows (image_id, features, frame, label_name) → prediction rows, scored on executors (large
+    reads such as ``xray rescore``); the cnn family scores the rows that keep a frame."""
 
     arrow_schema = arrow_schema_of_spark(GOLD_PREDICTIONS.schema)
+    if model_family(model) == "cnn":
+        from pyspark.sql import functions as F
+
+        features = features.where(F.col("frame").isNotNull())
 
     def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             yield from score_batch(batch, model, ref, feature_version, predicted_time, arrow_schema).to_batches()
 
-    return features.select("image_id", "features", "label_name").mapInArrow(score, GOLD_PREDICTIONS.schema)
+    return features.select("image_id", "features", "frame", "label_name").mapInArrow(score, GOLD_PREDICTIONS.schema)
 
 
 def attach_labels(rows: pa.Table, lakehouse: Lakehouse) -> pa.Table:
@@ -183,6 +210,8 @@ def write_predictions(lakehouse: Lakehouse, rows: pa.Table, batch_id: int, txn_a
     model_features = tags.get("feature_version") or ""
     if model_features:
         rows = rows.filter(pc.equal(rows.column("feature_version"), model_features))
+    of_version = rows.num_rows
+    rows = scorable(rows, model)
     with GOLD_WRITE_LOCK:  # the check for existing predictions and the append are one step
         scored = score_batch(rows, model, ref, model_features, dt.datetime.now(dt.timezone.utc))
         predictions = _unpredicted(lakehouse, scored)
@@ -191,11 +220,14 @@ def write_predictions(lakehouse: Lakehouse, rows: pa.Table, batch_id: int, txn_a
     if watch_drift:
         _watch_drift(lakehouse, event, ref, tags, rows, scored)
     skipped = rows.num_rows - event.output_rows
-    other_versions = event.input_rows - rows.num_rows
+    other_versions = event.input_rows - of_version
+    without_frame = of_version - rows.num_rows
     event.message = f"model {ref.name} v{ref.version}" + (
         f"; {skipped} image(s) already scored by this model" if skipped else "") + (
         f"; {other_versions} row(s) of other feature versions not scored (recompute silver features)"
-        if other_versions else "")
+        if other_versions else "") + (
+        f"; {without_frame} image(s) stored before silver kept frames not scored by the cnn family "
+        "(README: Model families)" if without_frame else "")
     if record:
         record_event(lakehouse, event, writer=txn_app, idempotent=txn_app is not None)
     return event.finish()
@@ -265,6 +297,7 @@ def score_new_images(lakehouse: Lakehouse, new_images: pa.Table, batch_id: int, 
         "image_id": new_images.column("content_sha256"),
         "feature_version": pa.array([feature_lib.FEATURE_VERSION] * new_images.num_rows, pa.string()),
         "features": new_images.column("features"),
+        "frame": new_images.column("frame"),
         "label_name": new_images.column("label_name"),
         **{name: new_images.column(name) for name in drift.MEASURES},
     })
@@ -287,7 +320,8 @@ def score_unscored(lakehouse: Lakehouse, chunk_rows: int = 20_000) -> int:
         written = 0
         for start in range(0, len(missing), chunk_rows):
             chunk = missing[start:start + chunk_rows]
-            rows = lakehouse.read_arrow(SILVER_FEATURES.name, columns=["image_id", "feature_version", "features"],
+            rows = lakehouse.read_arrow(SILVER_FEATURES.name,
+                                        columns=["image_id", "feature_version", "features", "frame"],
                                         filters=[("image_id", "in", chunk)])
             event = write_predictions(lakehouse, attach_labels(rows, lakehouse), -1, None)
             written += event.output_rows
@@ -302,5 +336,5 @@ def process_gold_batch(lakehouse: Lakehouse, batch: DataFrame, batch_id: int) ->
     """One micro-batch of gold reading silver features (``xray stream --layer gold``): score them with the
     current champion and write the predictions gold does not hold yet."""
     # A micro-batch of features is small (a few KB a row): it comes to the driver once and is scored there.
-    rows = batch.select("image_id", "feature_version", "features").toArrow()
+    rows = batch.select("image_id", "feature_version", "features", "frame").toArrow()
     return write_predictions(lakehouse, attach_labels(rows, lakehouse), batch_id, QUERY_NAME)

@@ -42,6 +42,8 @@ __all__ = [
     "resize_levels",
     "extract_features",
     "features_from_bytes",
+    "frame_bytes",
+    "frames_array",
 ]
 
 FEATURE_VERSION = "gray128-pix16-hog16px9-lbp4-v2"  # v2: LBP tie tolerance
@@ -221,3 +223,24 @@ def features_from_bytes(content: bytes) -> np.ndarray:
     """Decode an encoded image (JPEG, PNG, ...) and return its feature vector."""
     with Image.open(io.BytesIO(content)) as image:
         return extract_features(fixed_size_gray(image))
+
+
+def frame_bytes(gray: np.ndarray) -> bytes:
+    """The ``fixed_size_gray`` array as silver keeps it for the cnn model family: 8-bit levels, row-major
+    (``FEATURE_SIZE``² bytes, 16 KB), rounded to the nearest level."""
+    gray = np.asarray(gray, dtype=np.float32)
+    if gray.shape != (FEATURE_SIZE, FEATURE_SIZE):
+        raise ValueError(f"expected a {FEATURE_SIZE}x{FEATURE_SIZE} gray array, got shape {gray.shape}")
+    return np.rint(np.clip(gray, 0.0, 1.0) * 255.0).astype(np.uint8).tobytes()
+
+
+def frames_array(frames: list[bytes]) -> np.ndarray:
+    """Frames kept by ``frame_bytes`` → uint8 array (n, FEATURE_SIZE, FEATURE_SIZE); ``ValueError`` for a
+    frame of another length (never reshaped silently)."""
+    size = FEATURE_SIZE * FEATURE_SIZE
+    bad = [i for i, frame in enumerate(frames) if frame is None or len(frame) != size]
+    if bad:
+        raise ValueError(f"{len(bad)} frame(s) missing or not {size} bytes (first at row {bad[0]})")
+    if not frames:
+        return np.zeros((0, FEATURE_SIZE, FEATURE_SIZE), np.uint8)
+    return np.frombuffer(b"".join(frames), np.uint8).reshape(len(frames), FEATURE_SIZE, FEATURE_SIZE)

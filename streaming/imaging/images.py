@@ -80,6 +80,7 @@ class Inspection:
     std_intensity: float | None = None
     dynamic_range: float | None = None
     features: np.ndarray | None = None
+    frame: bytes | None = None  # the gray array as 8-bit levels (`features.frame_bytes`): the cnn family's input
     dicom: DicomAttributes | None = None
 
 
@@ -108,6 +109,7 @@ def inspect_image(content: bytes, max_pixels: int, expected: str | None = None,
     if phases is not None:
         since = phases.add("measures", since)
     result.features = features.extract_features(gray)
+    result.frame = features.frame_bytes(gray)
     if phases is not None:
         phases.add("features", since)
     return result

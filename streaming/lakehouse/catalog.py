@@ -133,6 +133,9 @@ SILVER_FEATURES = TableSpec(
         ("features", "array<float>", "Fixed-length feature vector"),
         ("processed_time", "timestamp", "When the features were computed (UTC)"),
         ("silver_batch_id", "bigint", "Silver micro-batch that wrote the row (xray refeature rows: the image's metadata batch)"),
+        ("frame", "binary", "The fixed-size gray image the features come from, 8-bit row-major (128x128 = 16 KB): "
+                            "the cnn model family's input; null on rows written before it was kept, which that family "
+                            "neither trains on nor scores (README: Model families)"),
     ),
 )
 
@@ -171,6 +174,8 @@ GOLD_PREDICTIONS = TableSpec(
         ("feature_version", "string", "Feature extractor version of the input"),
         ("predicted_time", "timestamp", "When the prediction was made (UTC)"),
         ("prediction_date", "date", "UTC date of predicted_time"),
+        ("model_family", "string", "Model family that made the prediction: sklearn (silver's features) or cnn "
+                                   "(silver's frames); null on rows written before families existed (sklearn)"),
     ),
 )
 

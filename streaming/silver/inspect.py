@@ -11,6 +11,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql.types import (
     ArrayType,
+    BinaryType,
     BooleanType,
     DoubleType,
     FloatType,
@@ -60,6 +61,7 @@ INSPECTED_SCHEMA = StructType(
         StructField("std_intensity", DoubleType()),
         StructField("dynamic_range", DoubleType()),
         StructField("features", ArrayType(FloatType())),
+        StructField("frame", BinaryType()),
         StructField("patient_id", StringType()),
         StructField("pneumonia_type", StringType()),
         # DICOM: what the rules judge (not kept in silver), then the columns silver keeps.
@@ -129,6 +131,7 @@ def inspect_record(record: dict, salt: str, max_pixels: int, phases: Phases | No
         "std_intensity": inspected.std_intensity if inspected else None,
         "dynamic_range": inspected.dynamic_range if inspected else None,
         "features": inspected.features if inspected is not None else None,  # numpy: see `inspected_batch`
+        "frame": inspected.frame if inspected is not None else None,
         "patient_id": _patient(inspected, info.patient_key, salt),
         "pneumonia_type": info.pneumonia_type,
         **dicom_values(inspected.dicom if inspected else None, salt),

@@ -5,7 +5,8 @@ then get features of the new version, but the images already in silver only have
 `xray retrain` does not train on and a new champion cannot score. This job reads each such image's bytes
 from bronze again (one copy: the one silver's metadata row names, by ``path_ref``), recomputes its features
 on the executors with silver's own code (``inspect_image``) and appends one row of the current version to
-``silver_image_features``. The old rows stay (a model of the old version still scores with them).
+``silver_image_features``, with the fixed-size frame the cnn model family reads. The old rows stay (a model
+of the old version still scores with them).
 
 Exactly once, incrementally:
 
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
+from pyspark.sql.types import ArrayType, BinaryType, FloatType, StringType, StructField, StructType
 
 from streaming.core.config import XrayConfig
 from streaming.core.locks import stream_lock
@@ -58,9 +59,11 @@ STREAM_UNFINISHED = "stream batch not finished (no features row yet): run xray s
 _RECOMPUTED_SCHEMA = StructType([
     StructField("image_id", StringType()),
     StructField("features", ArrayType(FloatType())),
+    StructField("frame", BinaryType()),
     StructField("error", StringType()),
 ])
-_RECOMPUTED_ARROW = pa.schema([("image_id", pa.string()), ("features", pa.list_(pa.float32())), ("error", pa.string())])
+_RECOMPUTED_ARROW = pa.schema([("image_id", pa.string()), ("features", pa.list_(pa.float32())), ("frame", pa.binary()),
+                               ("error", pa.string())])
 _RECOMPUTED_EMPTY = _RECOMPUTED_ARROW.empty_table()
 
 def app_id(version: str) -> str:
@@ -167,6 +170,7 @@ def recompute_features(lakehouse: Lakehouse, images: list[str], refs: list[str])
                 vector = inspected.features
                 out.append({"image_id": row["content_sha256"],
                             "features": None if vector is None else vector.astype("float32").tolist(),
+                            "frame": inspected.frame,
                             "error": None if vector is not None else (inspected.decode_error or inspected.content_kind
                                                                       or "no features")})
             yield pa.RecordBatch.from_pylist(out, schema=_RECOMPUTED_ARROW)
@@ -194,6 +198,7 @@ def feature_rows(recomputed: pa.Table, silver: _Silver, version: str, now: dt.da
         "features": rows.column("features"),
         "processed_time": pa.array([now] * len(ids), pa.timestamp("us", tz="UTC")),
         "silver_batch_id": pa.array([silver.batch_of.get(i) for i in ids], pa.int64()),
+        "frame": rows.column("frame"),  # the cnn family's input, kept with the features
     })
 
 
