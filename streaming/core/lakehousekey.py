@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from pathlib import Path
 
 from streaming.core.errors import ConfigError
@@ -36,11 +37,13 @@ def lakehouse_key(root: Path, configured: str = "") -> str:
     tables' fingerprint; a new key is made only while no table holds data."""
     key_file = root / KEY_FILE
     key = configured or _read(key_file)
-    if not key:
-        if key_file.exists():  # what a full disk once left behind: never replaced silently
+    if not key and key_file.exists():
+        key = _read(key_file)  # made whole by another process or thread since the read above
+        if not key:  # what a full disk once left behind: never replaced silently
             raise ConfigError(f"the lakehouse key {key_file} is empty; restore it from a backup of the lakehouse "
                               "(without it, pseudonyms no longer join); if the lakehouse holds no data yet, "
                               "delete the file and a new key is made")
+    if not key:
         if _key_was_made(root) and _holds_data(root):
             raise _missing(root, key_file)
         from streaming.core.permissions import SECRETS_MODE, secure_directory
@@ -123,8 +126,10 @@ def _read(path: Path) -> str:
 
 def _create_file(path: Path, text: str) -> None:
     """Write a new file whole or not at all: written and synced under a temporary name, then linked to its
-    name (a full disk never leaves an empty key; of two processes creating it, the first link wins)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    name (a full disk never leaves an empty key; of two processes or threads creating it, the first link
+    wins). The temporary name is the caller's own: threads of one process (concurrent C-STORE handlers of
+    `xray receive`) once shared one, and a thread's link found it removed by another."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}.tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(descriptor, "w") as handle:

@@ -54,9 +54,13 @@ def secure_directory(path: Path, mode: int, what: str) -> None:
     """
     try:
         if not path.exists():
-            path.mkdir(parents=True, mode=mode)
-            os.chmod(path, mode)  # mkdir's mode passes through the umask; this is exact
-            return
+            try:
+                path.mkdir(parents=True, mode=mode)
+            except FileExistsError:  # made by another process or thread since the check: set its mode below
+                pass
+            else:
+                os.chmod(path, mode)  # mkdir's mode passes through the umask; this is exact
+                return
         current = stat.S_IMODE(path.stat().st_mode)
         if current != mode:
             os.chmod(path, mode)

@@ -100,3 +100,29 @@ def test_a_lakehouse_from_before_the_fingerprint_refuses_a_deleted_key(written, 
     (config.root / KEY_FILE).unlink()  # its folder stays: a key was made here
     refused_everywhere(config.root, capsys)
     assert not (config.root / KEY_FILE).exists()
+
+
+def test_threads_asking_for_the_key_at_once_all_get_the_one_key(config):
+    """Concurrent C-STORE handlers of `xray receive` each ask for the key on a new lakehouse (CI: one thread's
+    link of the fingerprint failed with ENOENT, its temporary file removed by another thread)."""
+    import threading
+
+    (config.root / "tables").mkdir(parents=True)
+    start, keys, errors = threading.Barrier(16), [], []
+
+    def ask() -> None:
+        start.wait()
+        for _ in range(20):
+            try:
+                keys.append(config.patient_salt())
+            except Exception as error:  # any failure of a thread is the finding
+                errors.append(error)
+
+    threads = [threading.Thread(target=ask) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(set(keys)) == 1 and len(keys) == 320
+    assert (config.root / FINGERPRINT_FILE).read_text() == fingerprint(keys[0])
+    assert not [p.name for p in config.root.rglob("*.tmp")]
