@@ -54,7 +54,7 @@ from streaming.lakehouse.enginechoice import DELTA_RS_FORMAT
 from streaming.lakehouse.events import BatchEvent, record_events
 from streaming.lakehouse.forgetlist import Forgotten, read_forget_list
 from streaming.landing.backlog import landing_backlog
-from streaming.landing.log import erase_paths
+from streaming.landing.erase import erase_paths
 from streaming.pipeline import alerting
 from streaming.quality.spark import apply_expectations, flag_expectations
 from streaming.silver.inspect import INSPECTED_SCHEMA, inspect_record, inspected_batch
