@@ -34,6 +34,7 @@ from streaming.core.registry import (
 )
 from streaming.imaging import features as feature_lib
 from streaming.imaging.augment import PERTURBATIONS
+from streaming.imaging.cnn import reads_frames
 from streaming.lakehouse.catalog import SILVER_FEATURES, SILVER_METADATA
 from streaming.lakehouse.engine import Lakehouse
 
@@ -62,7 +63,7 @@ class LabelledData:
 
 def model_inputs(model, data: LabelledData) -> np.ndarray:
     """What ``model`` reads of ``data``: the frames for the cnn family, else the feature vectors."""
-    return data.frames if getattr(model, "family", "sklearn") == "cnn" else data.X
+    return data.frames if reads_frames(model) else data.X
 
 
 def labelled_features(lakehouse: Lakehouse, splits_excluded: tuple[str, ...] = TRAINING_SPLITS_EXCLUDED,

@@ -30,6 +30,7 @@ from streaming.core.names import LABELS
 from streaming.core.registry import ChampionCache, ModelRef, champion
 from streaming.gold import drift
 from streaming.imaging import features as feature_lib
+from streaming.imaging.cnn import model_family, reads_frames
 from streaming.lakehouse.catalog import GOLD_PREDICTIONS, SILVER_FEATURES, SILVER_METADATA
 from streaming.lakehouse.deltars import arrow_schema_of_spark
 from streaming.lakehouse.engine import Lakehouse
@@ -75,14 +76,9 @@ def prediction_id(image_id: str, ref: ModelRef) -> str:
     return hashlib.sha256(f"{image_id}|{ref.name}|{ref.version}".encode()).hexdigest()
 
 
-def model_family(model: Any) -> str:
-    """The family of a loaded model: ``cnn`` (`streaming.imaging.cnn.CnnClassifier`) or ``sklearn``."""
-    return getattr(model, "family", "sklearn")
-
-
 def model_input(rows: pa.RecordBatch | pa.Table, model: Any) -> np.ndarray:
     """What the model reads from silver rows: the feature vectors (sklearn) or the frames (cnn)."""
-    if model_family(model) == "cnn":
+    if reads_frames(model):
         return feature_lib.frames_array(rows.column("frame").to_pylist())
     return np.asarray(rows.column("features").to_pylist(), dtype=np.float32)
 
@@ -90,7 +86,7 @@ def model_input(rows: pa.RecordBatch | pa.Table, model: Any) -> np.ndarray:
 def scorable(rows: pa.Table, model: Any) -> pa.Table:
     """The rows the model can score: for the cnn family, those whose silver row keeps the frame (rows
     written before silver kept frames have none)."""
-    if model_family(model) != "cnn" or rows.num_rows == 0:
+    if not reads_frames(model) or rows.num_rows == 0:
         return rows
     return rows.filter(pc.is_valid(rows.column("frame")))
 
@@ -110,7 +106,7 @@ def score_batch(rows: pa.RecordBatch | pa.Table, model: Any, ref: ModelRef, feat
     family = model_family(model)
     # The label is the model's own prediction (its threshold inside): what MLflow's pyfunc returns too. The
     # network's is its probability at its threshold, computed once rather than in a second forward pass.
-    labels = ((probabilities >= model.threshold).astype(int) if family == "cnn" else model.predict(matrix))
+    labels = ((probabilities >= model.threshold).astype(int) if reads_frames(model) else model.predict(matrix))
     truths = rows.column("label_name").to_pylist()
     predictions = []
     for image_id, probability, label, truth in zip(image_ids, probabilities, labels, truths, strict=True):
@@ -140,7 +136,7 @@ def score_features(
     reads such as ``xray rescore``); the cnn family scores the rows that keep a frame."""
 
     arrow_schema = arrow_schema_of_spark(GOLD_PREDICTIONS.schema)
-    if model_family(model) == "cnn":
+    if reads_frames(model):
         from pyspark.sql import functions as F
 
         features = features.where(F.col("frame").isNotNull())
