@@ -148,8 +148,11 @@ def _refeature_hint(lakehouse: Lakehouse) -> str:
             f"(recomputes them as {feature_lib.FEATURE_VERSION}), then xray retrain" if stale else "")
 
 
-def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promote: bool = False) -> RetrainResult:
-    """Train, log to MLflow, register a version, and promote it when it beats the champion."""
+def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promote: bool = False,
+            started: float | None = None) -> RetrainResult:
+    """Train, log to MLflow, register a version, and promote it when it beats the champion. ``started`` (a
+    ``time.time()``, default now): the command's start, from which ``retrain_max_minutes`` counts."""
+    started = time.time() if started is None else started
     with progress(len(RETRAIN_STEPS), "retrain", unit="step", tick=PROGRESS_TICK_SECONDS) as steps:
         steps.update(0, step=RETRAIN_STEPS[0])
         lakehouse = Lakehouse(spark, config)
@@ -159,9 +162,9 @@ def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promot
         data = collect_labelled(labelled_features(lakehouse, confirmed=confirmed, frames=family == "cnn"))
         feedback = confirmed.usage(data.image_ids)
         steps.update(1, step=RETRAIN_STEPS[1])
-        started = time.monotonic()
-        result = _fit_cnn(lakehouse, data, seed) if family == "cnn" else _fit(lakehouse, data, seed)
-        training_seconds = time.monotonic() - started
+        fitting = time.monotonic()
+        result = _fit_cnn(lakehouse, data, seed, started) if family == "cnn" else _fit(lakehouse, data, seed)
+        training_seconds = time.monotonic() - fitting
         steps.update(1, step=RETRAIN_STEPS[2])
         previous = champion(config)
         champion_metrics, compared, comparison = None, result.validation_metrics, ""
@@ -187,6 +190,8 @@ def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promot
             set_champion(config, ref)
         steps.update(1)
     _report(ref, result.validation_metrics, promoted, reason, feedback)
+    if result.validation_metrics.get("stopped_by_budget"):
+        _report_budget(config, result.validation_metrics, time.time() - started)
     return RetrainResult(ref, promoted, result.validation_metrics, champion_metrics, previous, reason, feedback)
 
 
@@ -216,9 +221,9 @@ def _fit(lakehouse: Lakehouse, data: LabelledData, seed: int) -> model_lib.Train
     return result
 
 
-def _fit_cnn(lakehouse: Lakehouse, data: LabelledData, seed: int) -> model_lib.TrainResult:
+def _fit_cnn(lakehouse: Lakehouse, data: LabelledData, seed: int, started: float) -> model_lib.TrainResult:
     """The cnn family's fit and validation (`batch.training.cnnfamily`), with the same generalisation report
-    on the same perturbations of the held-out images."""
+    on the same perturbations of the held-out images; the budget counts from ``started``."""
     from batch.training.cnnfamily import fit_and_validate_cnn, perturbed_frames
     from batch.training.generalisation import at_test_mix, perturbation_report
 
@@ -226,7 +231,7 @@ def _fit_cnn(lakehouse: Lakehouse, data: LabelledData, seed: int) -> model_lib.T
     try:
         result = fit_and_validate_cnn(data.frames, data.y, data.groups, data.image_ids, seed=seed,
                                       target_sensitivity=config.target_sensitivity,
-                                      max_minutes=config.retrain_max_minutes)
+                                      max_minutes=config.retrain_max_minutes, started=started)
     except model_lib.InsufficientTrainingData as error:
         raise InsufficientDataError(f"cannot retrain the cnn family: {error} (only silver rows that keep a frame "
                                     f"count: README, Model families)") from None
@@ -352,3 +357,12 @@ def _report(ref: ModelRef, metrics: dict, promoted: bool, reason: str, feedback:
               f"{metrics['perturbed_worst_roc_auc']:.3f} / {metrics['perturbed_mean_roc_auc']:.3f}, sensitivity "
               f"{metrics['perturbed_worst_recall']:.3f} / {metrics['perturbed_mean_recall']:.3f}, specificity "
               f"{metrics['perturbed_worst_specificity']:.3f} / {metrics['perturbed_mean_specificity']:.3f}")
+
+
+def _report_budget(config: XrayConfig, metrics: dict, seconds: float) -> None:
+    line = (f"training stopped by the time budget after {metrics['epochs']} epoch(s) (best {metrics['best_epoch']}): "
+            f"--max-minutes {config.retrain_max_minutes:g} bounds the whole command, {seconds / 60:.1f} min "
+            f"({metrics['budget_reserved_seconds']:.0f} s estimated for validation, perturbed views and "
+            f"registration); a larger budget may train a better model")
+    log.info(line)
+    print(f"  {line}")

@@ -88,3 +88,27 @@ def test_a_new_version_meets_a_champion_of_the_other_family_on_the_same_images(s
                                  if k.startswith("compared_")}, again.champion_metrics, force=False)
     assert again.promoted == expected[0] and again.reason.startswith(expected[1])
     assert champion(config) == (again.version if again.promoted else network.version)
+
+
+@needs_jax
+def test_the_budget_bounds_the_whole_retrain_and_the_command_says_it_stopped_training(spark, config, capsys):
+    """A budget already spent (the command started 10 minutes ago, a 1-minute budget): one epoch, the floor,
+    and the command says the budget stopped it."""
+    import time
+
+    from batch.training.cnnfamily import after_training
+    from batch.training.retrain import retrain
+
+    lakehouse = Lakehouse(spark, config)
+    lakehouse.ensure_tables()
+    _silver(lakehouse, 0, 40, seed=4)
+    capsys.readouterr()
+    result = retrain(spark, config.with_overrides(model_family="cnn", retrain_max_minutes=1),
+                     started=time.time() - 600)
+    metrics = result.validation_metrics
+    assert metrics["epochs"] == 1 and metrics["stopped_by_budget"]
+    assert metrics["budget_reserved_seconds"] >= after_training(40, 8, 6)(0.0)  # registration at least
+    assert "training stopped by the time budget after 1 epoch(s) (best 1): --max-minutes 1 bounds the whole " \
+           "command" in capsys.readouterr().out
+    # The reserve: every image scored after training, at the measured cost, plus MLflow's time.
+    assert after_training(100, 20, 16)(0.01) == pytest.approx(0.01 * (16 + 100 + 2 * 20 * 11) + 30.0)
