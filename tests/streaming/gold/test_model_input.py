@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from populated import synthetic_silver
 
 from streaming.lakehouse.catalog import SILVER_FEATURES
 from streaming.lakehouse.engine import Lakehouse
+
+pytestmark = pytest.mark.engine_dependent  # Lakehouse.read(columns=): the deltars schema, native pruning
 
 FRAME = re.compile(r"\bframe#")  # the frame column as an attribute of a Spark plan
 
