@@ -7,8 +7,10 @@ The rule (`decide_promotion`; README, "Promotion"):
 1. The images: the new version's patient-grouped validation images that the champion never trained on (rows
    of silver batches after its training). With at least ``MIN_UNSEEN_PER_CLASS`` of each class among those
    that keep a frame, the champion is loaded and both models score them, and the ``PERTURBATIONS`` of their
-   frames (the network reads the perturbed frame, scikit-learn the features of it). With too few, the new
-   version's own hold-out figures are compared with those recorded when the champion was trained.
+   frames (the network reads the perturbed frame, scikit-learn the features of it). Two scikit-learn models
+   on rows without frames (silver written before frames were kept) compare on the clean images only. With
+   too few, the new version's own hold-out figures are compared with those recorded when the champion was
+   trained.
 2. The new version must beat the champion on ROC AUC on the clean images (accuracy breaks a tie; a tie keeps
    the champion),
 3. and its worst ROC AUC over the perturbed views must not be more than ``PERTURBED_MARGIN`` below the
@@ -110,10 +112,13 @@ def _enough(labels: np.ndarray) -> bool:
     return min(int((labels == 0).sum()), int((labels == 1).sum())) >= MIN_UNSEEN_PER_CLASS
 
 
-def _figures(model: Any, data: LabelledData, rows: np.ndarray, frames: np.ndarray) -> dict:
-    """ROC AUC and accuracy on the clean images, worst and mean ROC AUC over their perturbed views."""
+def _figures(model: Any, data: LabelledData, rows: np.ndarray, frames: np.ndarray | None) -> dict:
+    """ROC AUC and accuracy on the clean images, worst and mean ROC AUC over their perturbed views (none
+    without ``frames``)."""
     labels = data.y[rows]
     clean = model_lib.evaluate(model, frames if reads_frames(model) else data.X[rows], labels)
+    if frames is None:
+        return {"accuracy": clean["accuracy"], "roc_auc": clean["roc_auc"]}
     report = perturbation_report(model, perturbed_inputs(model, frames), labels, _NAMES)
     return {"accuracy": clean["accuracy"], "roc_auc": clean["roc_auc"],
             **{key: report.get(key) for key in ("perturbed_worst_roc_auc", "perturbed_mean_roc_auc")}}
@@ -128,10 +133,15 @@ def compare_with_champion(lakehouse: Lakehouse, previous: ModelRef, tags: dict[s
     trained_through = int(tags.get("trained_through_silver_batch", "-1"))
     unseen = validation[data.silver_batches[validation] > trained_through] if trained_through >= 0 else validation
     rows, frames = _frames_of(lakehouse, data, unseen) if _enough(data.y[unseen]) else (unseen[:0], None)
+    challenger = result.held_out_model or result.model
+    how = f"clean and under {len(_NAMES)} perturbations"
     if not _enough(data.y[rows]):
-        return recorded_metrics(tags), result.validation_metrics, RECORDED
+        # Silver rows from before frames were kept: two feature readers still compare on the clean images.
+        features_only = tags.get("model_family", "sklearn") == "sklearn" and not reads_frames(challenger)
+        if not (features_only and _enough(data.y[unseen])):
+            return recorded_metrics(tags), result.validation_metrics, RECORDED
+        rows, frames, how = unseen, None, "clean only (too few of them keep a frame for the perturbed views)"
     champion_figures = _figures(load_model(lakehouse.config, previous), data, rows, frames)
-    new_figures = _figures(result.held_out_model or result.model, data, rows, frames)
+    new_figures = _figures(challenger, data, rows, frames)
     result.validation_metrics.update({f"compared_{key}": value for key, value in new_figures.items()})
-    return champion_figures, new_figures, (f"compared on {len(rows)} validation images the champion never saw, "
-                                           f"clean and under {len(_NAMES)} perturbations")
+    return champion_figures, new_figures, f"compared on {len(rows)} validation images the champion never saw, {how}"

@@ -32,9 +32,10 @@ def test_the_rule_ranks_by_roc_auc_and_guards_the_worst_perturbed_view():
     assert decide_promotion(fragile, champion, force=True)[0]
 
 
-def _silver(lakehouse: Lakehouse, batch: int, images: int, seed: int) -> None:
+def _silver(lakehouse: Lakehouse, batch: int, images: int, seed: int, frames: bool = True) -> None:
     """``images`` labelled silver rows of silver batch ``batch``: noisy frames, PNEUMONIA (every second one)
-    with a bright blob; features computed from the frames; two images a patient, one of each class."""
+    with a bright blob; features computed from the frames (kept unless not ``frames``: rows from before
+    silver kept frames); two images a patient, one of each class."""
     rng = np.random.default_rng(seed)
     metadata, features = [], []
     for index in range(images):
@@ -47,7 +48,8 @@ def _silver(lakehouse: Lakehouse, batch: int, images: int, seed: int) -> None:
         metadata.append({"image_id": image_id, "label": label, "label_name": ("NORMAL", "PNEUMONIA")[label],
                          "split": "train", "patient_id": f"patient-{seed}-{index // 2}"})
         features.append({"image_id": image_id, "feature_version": FEATURE_VERSION, "silver_batch_id": batch,
-                         "features": extract_features(frame / 255.0).tolist(), "frame": frame.tobytes()})
+                         "features": extract_features(frame / 255.0).tolist(),
+                         "frame": frame.tobytes() if frames else None})
     lakehouse.append_rows("silver_xray_metadata", metadata)
     lakehouse.append_rows("silver_image_features", features)
 
@@ -112,3 +114,16 @@ def test_the_budget_bounds_the_whole_retrain_and_the_command_says_it_stopped_tra
            "command" in capsys.readouterr().out
     # The reserve: every image scored after training, at the measured cost, plus MLflow's time.
     assert after_training(100, 20, 16)(0.01) == pytest.approx(0.01 * (16 + 100 + 2 * 20 * 11) + 30.0)
+
+
+def test_two_sklearn_versions_compare_on_clean_images_when_silver_keeps_no_frames(spark, config):
+    from batch.training.retrain import retrain
+
+    lakehouse = Lakehouse(spark, config)
+    lakehouse.ensure_tables()
+    _silver(lakehouse, 0, 40, seed=5, frames=False)
+    retrain(spark, config)
+    _silver(lakehouse, 1, 160, seed=6, frames=False)
+    again = retrain(spark, config, seed=1)
+    assert "validation images the champion never saw, clean only (too few of them keep a frame" in again.reason
+    assert set(again.champion_metrics) == {"accuracy", "roc_auc"}
