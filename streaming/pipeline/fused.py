@@ -24,7 +24,13 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from streaming.bronze.labels import outside_label_folders, unlabelled_note
-from streaming.bronze.read import BRONZE_EXPECTATIONS, bronze_record, listing_slices, read_landing_files
+from streaming.bronze.read import (
+    BRONZE_EXPECTATIONS,
+    bronze_batch,
+    bronze_record,
+    listing_slices,
+    read_landing_files,
+)
 from streaming.bronze.refuse import REFUSED, refused_records
 from streaming.bronze.source import (
     QUERY_NAME,
@@ -127,7 +133,7 @@ class _Recorder:
         kept = [r for r, no in zip(records, refused, strict=True) if r["content_status"] != "missing" and not no]
         since = mark("bronze row", since)
         if kept:
-            writer.write(pa.RecordBatch.from_pylist(kept, schema=self.bronze_schema))
+            writer.write(bronze_batch(kept, self.bronze_schema))
         mark("bronze write", since)
         inspected = self.inspected_rows(records, seqs, phases)
         since = time.perf_counter()
