@@ -26,8 +26,10 @@ def _visible(config):
 
 def _start_receiver(config) -> tuple[subprocess.Popen, int]:
     environment = {**os.environ, "XRAY_LAKEHOUSE": str(config.root)}
-    process = subprocess.Popen([sys.executable, "-m", "streaming.cli", "receive", "--port", "0"],
-                               env=environment, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    # Its log in a file beside the lakehouse: a failed assertion below says what the receiver said.
+    with open(config.root.parent / "receiver.log", "a") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen([sys.executable, "-m", "streaming.cli", "receive", "--port", "0"],
+                                   env=environment, stdout=subprocess.PIPE, stderr=log, text=True)
     line = process.stdout.readline()
     found = re.search(r"127\.0\.0\.1:(\d+)", line)
     assert found, f"no address announced: {line!r}"
@@ -59,7 +61,9 @@ def test_kill_9_mid_association_then_resending_the_unacknowledged_lands_each_onc
     unacknowledged = [ds for ds in datasets if ds not in acknowledged]
     process, port = _start_receiver(config)
     try:
-        assert send(port, unacknowledged) == [SUCCESS] * len(unacknowledged)
+        statuses = send(port, unacknowledged)
+        said = (config.root.parent / "receiver.log").read_text()[-3000:]
+        assert statuses == [SUCCESS] * len(unacknowledged), f"the receiver's log ends:\n{said}"
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0

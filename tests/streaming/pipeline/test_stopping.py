@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from streaming.pipeline import background
 from streaming.pipeline import service as service_module
 from streaming.pipeline.stopping import StopBudget, StopEvent, StopWatchdog, waiting_for
 
@@ -88,7 +89,7 @@ def test_background_threads_are_joined_within_the_budget_not_until_they_end():
     stuck = threading.Thread(target=release.wait, name="xray-test-stuck", daemon=True)
     stuck.start()
     try:
-        service_module._join_within(StopBudget(0.2), stuck, [], None, None)
+        background.join_within(StopBudget(0.2), stuck, [], None, None)
         assert stuck.is_alive()  # the join gave up when the budget was spent
     finally:
         release.set()
