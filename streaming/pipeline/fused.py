@@ -9,6 +9,7 @@ requested, the same pass skips the inspection.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
@@ -38,6 +39,7 @@ from streaming.core import profiling
 from streaming.core.config import XrayConfig
 from streaming.core.profiling import Phases
 from streaming.core.pseudonym import short_ref
+from streaming.gold.inline import SCORE_FIELDS, BatchChampion, ExecutorScorer
 from streaming.lakehouse.catalog import BRONZE_IMAGES, SILVER_METADATA
 from streaming.lakehouse.deltars import (
     DeltaRsCommitMessage,
@@ -73,20 +75,22 @@ MODIFIED_COLUMN = "modification_time"
 SEQ_COLUMN = "landing_seq"  # the entry's number in the landing log, for clean_source
 # Profiling on (`streaming.core.profiling`): each task's phase sums, by batch, until the batch is written.
 _EXECUTOR_PROFILES: dict[int, list[dict]] = {}
-RECORDED_SCHEMA = StructType([*INSPECTED_SCHEMA.fields, StructField(SEQ_COLUMN, LongType()),
+# With a champion, executors score the inspected rows in the same pass (`streaming.gold.inline`).
+RECORDED_SCHEMA = StructType([*INSPECTED_SCHEMA.fields, *SCORE_FIELDS, StructField(SEQ_COLUMN, LongType()),
                               StructField(WRITTEN_FILES_COLUMN, StringType())])
 
 
 def record_and_inspect(listing: DataFrame, config: XrayConfig, batch_id: int, bronze_path: str,
-                       inspect: bool, forgotten: Forgotten | None = None) -> DataFrame:
+                       inspect: bool, forgotten: Forgotten | None = None,
+                       scorer: ExecutorScorer | None = None) -> DataFrame:
     """Listing rows → bronze Parquet files written by the executors (not committed yet) and one inspected
     row per file (decode, measures, features when ``inspect``), in one pass that reads each file once.
 
     A file deleted between listing and reading (bronze's rule ``file_still_exists``) is not written, nor is
     a file the forget list refuses (``forgotten``: its patient, or its erased bytes): its inspected row says
-    ``refused``.
+    ``refused``. ``scorer``: the champion scores the inspected rows in the same pass.
     """
-    recorder = _Recorder(config, batch_id, bronze_path, inspect, forgotten or Forgotten())
+    recorder = _Recorder(config, batch_id, bronze_path, inspect, forgotten or Forgotten(), scorer)
     return _as_landing_entries(listing).mapInArrow(recorder.record_batches, RECORDED_SCHEMA)
 
 
@@ -95,8 +99,9 @@ class _Recorder:
     every setting (profiling included) travels to the executors with it and no worker reads the config."""
 
     def __init__(self, config: XrayConfig, batch_id: int, bronze_path: str, inspect: bool,
-                 forgotten: Forgotten):
+                 forgotten: Forgotten, scorer: ExecutorScorer | None):
         self.batch_id, self.bronze_path, self.inspect, self.forgotten = batch_id, bronze_path, inspect, forgotten
+        self.scorer = scorer if inspect else None
         self.bronze_schema, self.recorded_schema = _arrow_schemas()
         self.ingest_time = dt.datetime.now(dt.timezone.utc)
         self.max_file_bytes, self.max_pixels = config.max_file_bytes, config.max_image_pixels
@@ -135,7 +140,10 @@ class _Recorder:
             if no:
                 row["content_status"] = REFUSED
         out = inspected_batch(inspected, self.recorded_schema)
-        mark("arrow in/out", since)
+        since = mark("arrow in/out", since)
+        if self.scorer is not None:
+            out = self.scorer.score(out)
+            mark("gold scoring", since)
         return out
 
     def record_batches(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -184,7 +192,7 @@ def _marker(phases: Phases | None) -> Callable[[str, float], float]:
 
 
 def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, silver_inline: bool,
-                          forgotten: Forgotten) -> tuple[pa.Table, bool]:
+                          forgotten: Forgotten, scorer: ExecutorScorer | None) -> tuple[pa.Table, bool]:
     """Executors write bronze files and inspect; the driver commits the files. (inspected rows, committed)"""
     from streaming.silver.expectations import silver_expectations
 
@@ -197,7 +205,7 @@ def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int
     job_started_at = time.time()
     with profiling.timed("Spark job (plan, executors, result to driver)"):
         recorded = record_and_inspect(listed, config, batch_id, lakehouse.path(BRONZE_IMAGES.name), silver_inline,
-                                      forgotten)
+                                      forgotten, scorer)
         if silver_inline:
             recorded = flag_expectations(recorded, silver_expectations(config, forgotten.patients),
                                          SILVER_METADATA.name)
@@ -219,7 +227,7 @@ def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int
 
 
 def _record_with_spark(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, silver_inline: bool,
-                       forgotten: Forgotten) -> pa.Table:
+                       forgotten: Forgotten, scorer: ExecutorScorer | None) -> pa.Table:
     """The same through Spark's writer (native ``delta`` format): the read rows are cached, bronze is
     written from the cache and the inspection reads it again (no image bytes reach the driver)."""
     from streaming.silver.expectations import silver_expectations
@@ -239,6 +247,8 @@ def _record_with_spark(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, s
             inspected = inspected.withColumn("content_status", F.when(F.col("path").isin(refused), F.lit(REFUSED))
                                              .otherwise(F.col("content_status")))
         if silver_inline:
+            if scorer is not None:
+                inspected = scorer.score_dataframe(inspected)
             inspected = flag_expectations(inspected, silver_expectations(config, forgotten.patients),
                                           SILVER_METADATA.name)
         table = inspected.toArrow()
@@ -340,10 +350,17 @@ def _process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: in
     # Read at every batch: an erasure (`xray forget`) is honoured from the next batch on.
     with profiling.timed("forget list read"):
         forgotten = read_forget_list(config)
+    chosen = None
+    if silver_inline and gold_inline:  # chosen before the pass: executors score with it
+        from streaming.gold import inline
+
+        with profiling.timed("champion (registry lookup, model shipped)"):
+            chosen = inline.batch_champion(lakehouse)
+    scorer = chosen.scorer if chosen is not None else None
     if lakehouse.format == DELTA_RS_FORMAT:
-        inspected, _ = _record_with_delta_rs(lakehouse, listed, batch_id, silver_inline, forgotten)
+        inspected, _ = _record_with_delta_rs(lakehouse, listed, batch_id, silver_inline, forgotten, scorer)
     else:
-        inspected = _record_with_spark(lakehouse, listed, batch_id, silver_inline, forgotten)
+        inspected = _record_with_spark(lakehouse, listed, batch_id, silver_inline, forgotten, scorer)
     phases = {"read+inspect+bronze commit": time.perf_counter() - clock}
     event.input_rows = inspected.num_rows
     if event.input_rows == 0:
@@ -354,22 +371,8 @@ def _process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: in
         newest = _describe_bronze(config, inspected, missing, refused, event)
     events = [event.finish()]
     if silver_inline:
-        from streaming.silver import batch as silver
-
-        silver_event = BatchEvent(silver.QUERY_NAME, batch_id)
-        with profiling.timed("silver (split, dedupe, rows)"):
-            new_images = silver.write_silver(lakehouse, inspected.filter(pc.invert(missing)), batch_id, QUERY_NAME,
-                                             silver_event, forgotten=forgotten.patients)
-        events.append(silver_event.finish())
-        phases["silver"] = time.perf_counter() - clock - sum(phases.values())
-        if gold_inline:
-            from streaming.gold import scoring as gold
-
-            with profiling.timed("gold (model, scoring)"):
-                gold_event = gold.score_new_images(lakehouse, new_images, batch_id, QUERY_NAME, record=False)
-            if gold_event is not None and gold_event.input_rows:
-                events.append(gold_event)
-            phases["gold"] = time.perf_counter() - clock - sum(phases.values())
+        events += _silver_and_gold(lakehouse, inspected.filter(pc.invert(missing)), batch_id, forgotten, chosen)
+        phases["silver and gold"] = time.perf_counter() - clock - sum(phases.values())
     # One commit for the batch's events, last: a replay that finds it knows every layer wrote.
     record_events(lakehouse, events, (f"{QUERY_NAME}:events", batch_id))
     phases["events"] = time.perf_counter() - clock - sum(phases.values())
@@ -378,6 +381,32 @@ def _process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: in
         _clean_batch(config, inspected, missing, refused)
     log.debug("bronze batch %d phases: %s", batch_id, ", ".join(f"{k} {v:.3f} s" for k, v in phases.items()))
     return event
+
+
+def _silver_and_gold(lakehouse: Lakehouse, inspected: pa.Table, batch_id: int, forgotten: Forgotten,
+                     chosen: BatchChampion | None) -> list[BatchEvent]:
+    """Silver's split, dedupe and commits, then (``chosen``: gold inline) gold's commit of the new images'
+    predictions, the executors' scores. Both under gold's lock: the stream's catch-up cannot score the new
+    images between the two commits, so only a replay of a batch silver already held checks gold for them."""
+    from streaming.gold import inline
+    from streaming.gold.scoring import GOLD_WRITE_LOCK
+    from streaming.silver import batch as silver
+
+    silver_event = BatchEvent(silver.QUERY_NAME, batch_id)
+    with GOLD_WRITE_LOCK if chosen is not None else contextlib.nullcontext():
+        with profiling.timed("silver (split, dedupe, rows)"):
+            committed = lakehouse.txn_commit_version(SILVER_METADATA.name, (QUERY_NAME, batch_id))
+            new_images = silver.write_silver(lakehouse, inspected, batch_id, QUERY_NAME, silver_event,
+                                             forgotten=forgotten.patients, commit_version=committed)
+        events = [silver_event.finish()]
+        if chosen is None:
+            return events
+        with profiling.timed("gold (predictions from the executors' scores)"):
+            gold_event = inline.write_scored(lakehouse, new_images, batch_id, QUERY_NAME, chosen,
+                                             replay=committed is not None)
+    if gold_event is not None and gold_event.input_rows:
+        events.append(gold_event)
+    return events
 
 
 def _clean_batch(config: XrayConfig, inspected: pa.Table, missing: pa.ChunkedArray, refused: pa.ChunkedArray) -> None:
