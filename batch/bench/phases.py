@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 TASK_REST = "rest of the task (writer set-up, untimed)"
 SPARK_JOB = "Spark job (plan, executors, result to driver)"  # the driver phase `streaming.pipeline.fused` names
 
@@ -52,6 +54,37 @@ def summarise(batch: dict[str, Any], cores: int) -> dict[str, Any]:
     }
 
 
+def serial_seconds(batch: dict[str, Any]) -> float:
+    """A batch's time on the driver outside its Spark job: what no number of executors shortens."""
+    return float(batch.get("wall_seconds") or 0.0) - float((batch.get("driver") or {}).get(SPARK_JOB, 0.0))
+
+
+def driver_serial(batches: list[dict[str, Any]], least_images: int = 10) -> dict[str, Any]:
+    """The driver's serial time per image (the slope) and per batch (the intercept) from a run's batches of
+    at least ``least_images`` images (a least-squares line through batches of different sizes), and the
+    bound it puts on one stream (Amdahl): at most 1 / slope images a second with batches large enough, and
+    B / (fixed + slope x B) for batches of B images, however fast the executors."""
+    points = [(int(b["images"]), serial_seconds(b)) for b in batches if (b.get("images") or 0) >= least_images]
+    sizes = sorted({n for n, _ in points})
+    result: dict[str, Any] = {"batches": [{"images": n, "serial_ms": round(s * 1000, 1)} for n, s in points]}
+    if len(sizes) < 2:
+        return result
+    n = np.asarray([p[0] for p in points], dtype=float)
+    seconds = np.asarray([p[1] for p in points])
+    slope, fixed = np.polyfit(n, seconds, 1)
+    slope = max(float(slope), 1e-9)  # noise may tilt two close points below zero: no bound then
+    largest = max(sizes)
+    result.update({
+        "ms_per_image": round(slope * 1000, 4),
+        "fixed_ms_per_batch": round(float(fixed) * 1000, 1),
+        "largest_batch_ms_per_image": round(max(s for k, s in points if k == largest) * 1000 / largest, 4),
+        "amdahl_images_per_second": round(1.0 / slope),
+        "bound_images_per_second": {str(b): round(b / (max(float(fixed), 0.0) + slope * b))
+                                    for b in (largest, 4000, 20000)},
+    })
+    return result
+
+
 def profile_rows(profile: dict[str, Any]) -> list[tuple[str, Any, str]]:
     """(figure, value, unit) rows for the printed table: the warm batch, then the cold one."""
     rows: list[tuple[str, Any, str]] = []
@@ -81,4 +114,17 @@ def _kind_rows(kind: str, profile: dict[str, Any]) -> list[tuple[str, Any, str]]
     rows.append(("  driver: batch wall time", profile["driver_seconds"] * 1000,
                  f"ms ({profile['driver_ms_per_image']} ms/image)"))
     rows += [(f"    {name}", phase["ms"], f"ms ({phase['share']:.0%})") for name, phase in profile["driver"].items()]
-    return rows
+    return rows + _serial_rows(profile.get("driver_serial") or {})
+
+
+def _serial_rows(serial: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """The driver's serial cost (per image, per batch) and one stream's bound (`driver_serial`)."""
+    if "ms_per_image" not in serial:
+        return []
+    sizes = " / ".join(f"{b['images']}: {b['serial_ms']}" for b in serial["batches"])
+    bounds = ", ".join(f"{v:,} at {k}" for k, v in serial["bound_images_per_second"].items())
+    return [("  driver serial time (wall - Spark job), ms by batch size", sizes, "images: ms"),
+            ("  driver serial time per image (slope)", serial["ms_per_image"], "ms (target <= 0.03)"),
+            ("  driver serial time per batch (intercept)", serial["fixed_ms_per_batch"], "ms"),
+            ("  one stream's bound (Amdahl): 1 / serial per image", serial["amdahl_images_per_second"],
+             f"images/s ({bounds} images a batch)")]

@@ -30,14 +30,13 @@ from pyspark.sql import DataFrame
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
 from streaming.core.registry import ModelRef
-from streaming.gold import scoring
-from streaming.imaging import features as feature_lib
 from streaming.lakehouse.catalog import GOLD_PREDICTIONS
 from streaming.lakehouse.deltars import arrow_schema_of_spark
 from streaming.lakehouse.engine import Lakehouse
 from streaming.lakehouse.events import BatchEvent
 
-# The columns executors add to each inspected row (null where the row was not scored).
+# Light at import (the fused batch's schema names these columns); scoring and the model's libraries are
+# imported when a batch scores. The columns executors add to each inspected row (null where the row was not scored).
 SCORE_FIELDS = (StructField("prediction_id", StringType()), StructField("probability_pneumonia", DoubleType()),
                 StructField("predicted_label", StringType()))
 SCORED_COLUMN = "probability_pneumonia"
@@ -59,6 +58,8 @@ class ExecutorScorer:
     def score(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """Inspected rows → the same rows with the score columns: every row with the input the model reads
         (features; the frame for the cnn family) scored in one call, the others null."""
+        from streaming.gold import scoring
+
         source = "frame" if self.family == "cnn" else "features"
         valid = pc.is_valid(batch.column(source)).to_numpy(zero_copy_only=False)
         count = batch.num_rows
@@ -96,15 +97,24 @@ class ExecutorScorer:
 class BatchChampion:
     """The champion a micro-batch scores with, chosen once at its start: ``current`` (ref, model, tags) or
     None; ``problem``: why the champion cannot be loaded (its images then wait, pending); ``scorer``: what
-    executors score with (None when the model reads features of another version than silver computes)."""
+    executors score with (None when the model reads features of another version than silver computes);
+    ``deferred``: not chosen yet, since the stream's warm-up was still loading the model (the first batch
+    after a start does not wait for it: gold scores it on the driver after the Spark job, as a separate
+    gold query would)."""
 
     current: tuple[ModelRef, Any, dict[str, str]] | None
     problem: str | None
     scorer: ExecutorScorer | None
+    deferred: bool = False  # chosen after the Spark job, on the driver (the model was still loading)
 
 
 def batch_champion(lakehouse: Lakehouse) -> BatchChampion:
     """The champion for this batch, shipped to the executors (once per model version and Spark context)."""
+    from streaming.gold import scoring
+    from streaming.imaging import features as feature_lib
+
+    if scoring.still_warming_up(lakehouse.config):
+        return BatchChampion(None, None, None, deferred=True)
     current, problem = scoring.champion_for_batch(lakehouse.config)
     if current is None:
         return BatchChampion(None, problem, None)
@@ -139,9 +149,11 @@ def write_scored(lakehouse: Lakehouse, new_images: pa.Table, batch_id: int, txn_
     window. No champion yet: None; a champion that cannot be loaded: the pending event. Rows the executors
     did not score (no scorer for the batch) are scored here (`scoring.score_new_images`). ``replay``:
     silver held the batch before this attempt, so gold is checked for predictions already written."""
+    from streaming.gold import scoring
+
     if chosen.scorer is None or chosen.current is None or SCORED_COLUMN not in new_images.column_names:
         return scoring.score_new_images(lakehouse, new_images, batch_id, txn_app, record=False,
-                                        chosen=(chosen.current, chosen.problem))
+                                        chosen=None if chosen.deferred else (chosen.current, chosen.problem))
     ref, _model, tags = chosen.current
     event = BatchEvent(scoring.QUERY_NAME, batch_id)
     event.input_rows = new_images.num_rows

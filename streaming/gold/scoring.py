@@ -49,11 +49,25 @@ def champion_available(config: XrayConfig) -> bool:
     return champion(config) is not None
 
 
+def _key(config: XrayConfig) -> str:
+    return f"{config.tracking_uri}|{config.registry_uri}|{config.model_name}"
+
+
 def _cache(config: XrayConfig) -> ChampionCache:
-    key = f"{config.tracking_uri}|{config.registry_uri}|{config.model_name}"
+    key = _key(config)
     if key not in _caches:
         _caches[key] = ChampionCache(config)
     return _caches[key]
+
+
+_warming: dict[str, threading.Thread] = {}
+
+
+def still_warming_up(config: XrayConfig) -> bool:
+    """Whether `warm_up`'s background load of a first champion is still running (a batch that asked now
+    would wait for MLflow's import and the model's load)."""
+    thread = _warming.get(_key(config))
+    return thread is not None and thread.is_alive() and _cache(config).ref is None
 
 
 def warm_up(config: XrayConfig) -> threading.Thread:
@@ -67,6 +81,7 @@ def warm_up(config: XrayConfig) -> threading.Thread:
             log.debug("champion warm-up failed: %s", error)
 
     thread = threading.Thread(target=load, name="xray-champion-warm-up", daemon=True)
+    _warming[_key(config)] = thread
     thread.start()
     return thread
 

@@ -9,7 +9,6 @@ requested, the same pass skips the inspection.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import functools
 import json
@@ -22,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import LongType, StringType, StructField, StructType
+from pyspark.sql.types import BooleanType, LongType, StringType, StructField, StructType
 
 from streaming.bronze.labels import outside_label_folders, unlabelled_note
 from streaming.bronze.read import BRONZE_EXPECTATIONS, bronze_record, listing_slices, read_landing_files
@@ -39,7 +38,7 @@ from streaming.core import profiling
 from streaming.core.config import XrayConfig
 from streaming.core.profiling import Phases
 from streaming.core.pseudonym import short_ref
-from streaming.gold.inline import SCORE_FIELDS, BatchChampion, ExecutorScorer
+from streaming.gold.inline import SCORE_FIELDS, ExecutorScorer
 from streaming.lakehouse.catalog import BRONZE_IMAGES, SILVER_METADATA
 from streaming.lakehouse.deltars import (
     DeltaRsCommitMessage,
@@ -73,10 +72,12 @@ BRONZE_EXPECTATION_COUNT = {"table": BRONZE_IMAGES.name, "rule": BRONZE_EXPECTAT
 WRITTEN_FILES_COLUMN = "bronze_files"
 MODIFIED_COLUMN = "modification_time"
 SEQ_COLUMN = "landing_seq"  # the entry's number in the landing log, for clean_source
+OUTSIDE_COLUMN = "outside_label_folder"  # the file's folders in landing give no label (said once per batch)
 # Profiling on (`streaming.core.profiling`): each task's phase sums, by batch, until the batch is written.
 _EXECUTOR_PROFILES: dict[int, list[dict]] = {}
 # With a champion, executors score the inspected rows in the same pass (`streaming.gold.inline`).
 RECORDED_SCHEMA = StructType([*INSPECTED_SCHEMA.fields, *SCORE_FIELDS, StructField(SEQ_COLUMN, LongType()),
+                              StructField(OUTSIDE_COLUMN, BooleanType()),
                               StructField(WRITTEN_FILES_COLUMN, StringType())])
 
 
@@ -105,19 +106,23 @@ class _Recorder:
         self.bronze_schema, self.recorded_schema = _arrow_schemas()
         self.ingest_time = dt.datetime.now(dt.timezone.utc)
         self.max_file_bytes, self.max_pixels = config.max_file_bytes, config.max_image_pixels
-        self.salt, self.roots = config.patient_salt(), landing_roots(config)
+        self.salt, self.roots, self.landing = config.patient_salt(), landing_roots(config), config.landing_dir
         self.profile = profiling.enabled()  # read on the driver
 
     def inspected_rows(self, records: list[dict], seqs: list[int], phases: Phases | None) -> list[dict]:
+        # Whether each file is outside a label folder: judged here, sparing the driver a pass per image.
+        outside = outside_label_folders(self.landing, [r["path"] for r in records])
+        outside = set(outside)
+        marks = [{SEQ_COLUMN: seq, OUTSIDE_COLUMN: i in outside} for i, seq in enumerate(seqs)]
         if self.inspect:
-            return [{**inspect_record(r, self.salt, self.max_pixels, phases), SEQ_COLUMN: seq}
-                    for r, seq in zip(records, seqs, strict=True)]
+            return [{**inspect_record(r, self.salt, self.max_pixels, phases), **mark}
+                    for r, mark in zip(records, marks, strict=True)]
         empty = dict.fromkeys(f.name for f in INSPECTED_SCHEMA.fields)
         return [{**empty, "path": r["path"], "file_name": r["file_name"], "path_ref": r["path_ref"],
                  "size_bytes": r["size_bytes"], "content_status": r["content_status"],
                  "content_sha256": r["content_sha256"], "source_batch_id": self.batch_id,
-                 MODIFIED_COLUMN: r["modification_time"], SEQ_COLUMN: seq}
-                for r, seq in zip(records, seqs, strict=True)]
+                 MODIFIED_COLUMN: r["modification_time"], **mark}
+                for r, mark in zip(records, marks, strict=True)]
 
     def record_batch(self, batch: pa.RecordBatch, writer: ParquetFileWriter, phases: Phases | None) -> pa.RecordBatch:
         """One Arrow batch of listed files: bronze rows written (refused files not), inspected rows out."""
@@ -304,17 +309,19 @@ def _describe_bronze(config: XrayConfig, inspected: pa.Table, missing: pa.Chunke
         notes.append(f"refused {refused_count} file(s) of patients erased by xray forget (not stored; deleted "
                      "from landing; quarantined under patient_not_forgotten)")
     read = inspected.filter(pc.invert(pc.or_(missing, refused)))
-    stray = outside_label_folders(config.landing_dir, read.column("path").to_pylist())
-    if stray:
+    if OUTSIDE_COLUMN in read.column_names:  # judged by the executors
+        stray_refs = read.filter(pc.fill_null(read.column(OUTSIDE_COLUMN), False)).column("path_ref").to_pylist()
+    else:
         refs = read.column("path_ref").to_pylist()
-        notes.append(unlabelled_note([refs[i] for i in stray]))
+        stray_refs = [refs[i] for i in outside_label_folders(config.landing_dir, read.column("path").to_pylist())]
+    if stray_refs:
+        notes.append(unlabelled_note(stray_refs))
         log.warning("bronze batch %d: %s", event.batch_id, notes[-1])
     notes.extend(report_replaced(config, inspected.column(SEQ_COLUMN).to_pylist(),
                                  inspected.column("path_ref").to_pylist()))
     notes.extend(report_landing_problems(config))
     event.message = "; ".join(notes) or None
-    times = [t for t in inspected.column(MODIFIED_COLUMN).to_pylist() if t is not None]
-    newest = max(times) if times else None
+    newest = pc.max(inspected.column(MODIFIED_COLUMN)).as_py()
     if newest is not None and newest.tzinfo is None:
         newest = newest.replace(tzinfo=dt.timezone.utc)
     event.backlog_files, event.backlog_bytes = landing_backlog(config.landing_dir, newest)
@@ -371,7 +378,10 @@ def _process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: in
         newest = _describe_bronze(config, inspected, missing, refused, event)
     events = [event.finish()]
     if silver_inline:
-        events += _silver_and_gold(lakehouse, inspected.filter(pc.invert(missing)), batch_id, forgotten, chosen)
+        from streaming.pipeline.commit import commit_silver_and_gold
+
+        events += commit_silver_and_gold(lakehouse, inspected.filter(pc.invert(missing)), batch_id, QUERY_NAME,
+                                         forgotten, chosen)
         phases["silver and gold"] = time.perf_counter() - clock - sum(phases.values())
     # One commit for the batch's events, last: a replay that finds it knows every layer wrote.
     record_events(lakehouse, events, (f"{QUERY_NAME}:events", batch_id))
@@ -381,32 +391,6 @@ def _process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: in
         _clean_batch(config, inspected, missing, refused)
     log.debug("bronze batch %d phases: %s", batch_id, ", ".join(f"{k} {v:.3f} s" for k, v in phases.items()))
     return event
-
-
-def _silver_and_gold(lakehouse: Lakehouse, inspected: pa.Table, batch_id: int, forgotten: Forgotten,
-                     chosen: BatchChampion | None) -> list[BatchEvent]:
-    """Silver's split, dedupe and commits, then (``chosen``: gold inline) gold's commit of the new images'
-    predictions, the executors' scores. Both under gold's lock: the stream's catch-up cannot score the new
-    images between the two commits, so only a replay of a batch silver already held checks gold for them."""
-    from streaming.gold import inline
-    from streaming.gold.scoring import GOLD_WRITE_LOCK
-    from streaming.silver import batch as silver
-
-    silver_event = BatchEvent(silver.QUERY_NAME, batch_id)
-    with GOLD_WRITE_LOCK if chosen is not None else contextlib.nullcontext():
-        with profiling.timed("silver (split, dedupe, rows)"):
-            committed = lakehouse.txn_commit_version(SILVER_METADATA.name, (QUERY_NAME, batch_id))
-            new_images = silver.write_silver(lakehouse, inspected, batch_id, QUERY_NAME, silver_event,
-                                             forgotten=forgotten.patients, commit_version=committed)
-        events = [silver_event.finish()]
-        if chosen is None:
-            return events
-        with profiling.timed("gold (predictions from the executors' scores)"):
-            gold_event = inline.write_scored(lakehouse, new_images, batch_id, QUERY_NAME, chosen,
-                                             replay=committed is not None)
-    if gold_event is not None and gold_event.input_rows:
-        events.append(gold_event)
-    return events
 
 
 def _clean_batch(config: XrayConfig, inspected: pa.Table, missing: pa.ChunkedArray, refused: pa.ChunkedArray) -> None:

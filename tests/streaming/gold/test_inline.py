@@ -49,6 +49,9 @@ def _stream_new_images(spark, config, monkeypatch) -> tuple[set[str], list[str]]
         return original(rows, model)
 
     monkeypatch.setattr(scoring, "model_scores", spy)
+    # The model loaded already, as in a stream that has run a batch: the first batch after a start does not
+    # wait for the stream's warm-up to load it (`inline.batch_champion`), it is scored on the driver.
+    scoring.warm_up(config).join()
     stage_labelled_dataset(config.landing_dir, per_class=3, split="val", seed=12)
     run_stream(spark, config, once=True)
     return waiting, on_driver
