@@ -17,6 +17,7 @@ its images since) reads gold for the ids it already holds.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from streaming.lakehouse.catalog import GOLD_PREDICTIONS
 from streaming.lakehouse.deltars import arrow_schema_of_spark
 from streaming.lakehouse.engine import Lakehouse
 from streaming.lakehouse.events import BatchEvent
+
+log = logging.getLogger(__name__)
 
 # Light at import (the fused batch's schema names these columns); scoring and the model's libraries are
 # imported when a batch scores. The columns executors add to each inspected row (null where the row was not scored).
@@ -67,13 +70,24 @@ class ExecutorScorer:
         labels = np.full(count, None, dtype=object)
         if valid.any():
             rows = batch.filter(pa.array(valid))
-            scored, indexes = scoring.model_scores(rows, self.model())
+            try:
+                scored, indexes = scoring.model_scores(rows, self.model())
+            except Exception as error:  # e.g. the model's library missing on this worker: the driver scores
+                log.warning("gold: the executor could not score %d image(s) (%s: %s); the driver scores them",
+                            rows.num_rows, type(error).__name__, str(error)[:200])
+                valid[:] = False
+                return self._with_columns(batch, probabilities, ids, labels, valid)
             probabilities[valid] = scored
             labels[valid] = np.asarray(scoring.LABEL_NAMES, dtype=object)[indexes]
             ids[valid] = scoring.prediction_ids(rows.column("content_sha256").to_pylist(), self.ref).to_pylist()
-        columns = {"prediction_id": pa.array(ids, pa.string()),
+        return self._with_columns(batch, probabilities, ids, labels, valid)
+
+    @staticmethod
+    def _with_columns(batch: pa.RecordBatch, probabilities: np.ndarray, ids: np.ndarray, labels: np.ndarray,
+                      valid: np.ndarray) -> pa.RecordBatch:
+        columns = {"prediction_id": pa.array(ids, pa.string(), mask=~valid),
                    "probability_pneumonia": pa.array(probabilities, pa.float64(), mask=~valid),
-                   "predicted_label": pa.array(labels, pa.string())}
+                   "predicted_label": pa.array(labels, pa.string(), mask=~valid)}
         for field in SCORE_FIELDS:
             index = batch.schema.get_field_index(field.name)
             arrow_field = pa.field(field.name, columns[field.name].type)
@@ -159,12 +173,22 @@ def write_scored(lakehouse: Lakehouse, new_images: pa.Table, batch_id: int, txn_
     event.input_rows = new_images.num_rows
     if event.input_rows == 0:
         return event
-    rows = new_images.filter(pc.is_valid(new_images.column(SCORED_COLUMN)))
+    scored = pc.is_valid(new_images.column(SCORED_COLUMN))
+    rows = new_images.filter(scored)
+    feature_version, now = tags.get("feature_version") or "", dt.datetime.now(dt.timezone.utc)
     predictions = scoring.prediction_table(
         rows.column("prediction_id"), rows.column("content_sha256"), rows.column(SCORED_COLUMN),
-        rows.column("predicted_label"), rows.column("label_name"), ref, chosen.scorer.family,
-        tags.get("feature_version") or "", dt.datetime.now(dt.timezone.utc),
-        arrow_schema_of_spark(GOLD_PREDICTIONS.schema))
+        rows.column("predicted_label"), rows.column("label_name"), ref, chosen.scorer.family, feature_version,
+        now, arrow_schema_of_spark(GOLD_PREDICTIONS.schema))
+    source = "frame" if chosen.scorer.family == "cnn" else "features"
+    missed = new_images.filter(pc.and_(pc.invert(scored), pc.is_valid(new_images.column(source))))
+    if missed.num_rows:  # an executor could not score them (its log says why): never a silent gap
+        log.warning("gold batch %d: %d image(s) the executors could not score are scored on the driver",
+                    batch_id, missed.num_rows)
+        predictions = pa.concat_tables([predictions, scoring.score_batch(
+            missed.append_column("image_id", missed.column("content_sha256")), chosen.current[1], ref,
+            feature_version, now)])
+        rows = pa.concat_tables([rows, missed])
     with scoring.GOLD_WRITE_LOCK:
         written = scoring.unpredicted(lakehouse, predictions) if replay else predictions
         lakehouse.append_arrow(GOLD_PREDICTIONS.name, written, txn=(txn_app, batch_id))

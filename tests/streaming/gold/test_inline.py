@@ -146,3 +146,21 @@ def test_the_executors_scores_and_the_drivers_give_the_same_rows(spark):  # spar
     assert first["prediction_id"] == scoring.prediction_id("sha0", ref)
     assert first["is_correct"] == (first["predicted_label"] == "NORMAL")
     assert inline.to_pylist()[2]["is_correct"] is None  # no known label
+
+
+def test_an_executor_that_cannot_score_leaves_the_rows_to_the_driver(caplog):
+    """A model that fails on a worker (e.g. its library missing there): the rows come back unscored, said in
+    the executor's log, and the driver scores them (`write_scored`) rather than failing the batch."""
+    from streaming.gold.inline import ExecutorScorer
+
+    class Broken:
+        def predict_proba(self, matrix):
+            raise ImportError("No module named 'jax'")
+
+    batch = pa.RecordBatch.from_pydict({"content_sha256": ["a", "b"],
+                                        "features": pa.array([[0.0, 1.0], [1.0, 0.0]], pa.list_(pa.float32())),
+                                        "frame": pa.nulls(2, pa.binary()), "label_name": [None, None]})
+    scored = ExecutorScorer(ModelRef("m", "1"), "sklearn", Broken()).score(batch)
+    assert all(scored.column(name).null_count == 2
+               for name in ("prediction_id", "probability_pneumonia", "predicted_label"))
+    assert "could not score 2 image(s) (ImportError" in caplog.text
