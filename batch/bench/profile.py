@@ -2,7 +2,7 @@
 
 Two runs on all the files (one micro-batch up to the admission limit, a champion registered): *cold*, ``xray
 stream --once`` with the backlog waiting (fresh JVM and Python workers), and *warm*, a running ``xray
-stream`` warmed up by two images and then receiving a third of the backlog at once, then the rest; both with ``XRAY_PROFILE_FILE`` set (`streaming.core.profiling`): executors time each phase of every
+stream`` warmed up by two images and then receiving a fifth of the backlog at once, then the rest; both with ``XRAY_PROFILE_FILE`` set (`streaming.core.profiling`): executors time each phase of every
 image (read, hash, bronze row and write, decode, measures, features, inspected row, Arrow in/out) per task,
 the driver times its phases and every table commit, one JSON line per batch. The largest batch of each is reported:
 executor ms per image per phase (summed over tasks, divided by the batch's images) with its share of the
@@ -66,7 +66,7 @@ def _cold(ctx: BenchContext, lakehouse: Path, output: Path, tracking_uri: str) -
 
 
 def _warm(ctx: BenchContext, lakehouse: Path, output: Path) -> float:
-    """A running ``xray stream``, warmed up, receiving the backlog in two renames, a third of the files
+    """A running ``xray stream``, warmed up, receiving the backlog in two renames, a fifth of the files
     then the rest (two warm batches of different sizes: the driver's cost per image and per batch apart,
     `driver_serial`); the seconds of the second."""
     stream = RunningStream(ctx, lakehouse, MEASURED_MASTER, ctx.work / "logs" / "profile-warm.log",
@@ -74,8 +74,8 @@ def _warm(ctx: BenchContext, lakehouse: Path, output: Path) -> float:
     try:
         stream.warm_up(warmup_images(ctx))
         seconds = 0.0
-        third = max(len(ctx.files) // 3, 1)
-        for part, files in enumerate((ctx.files[:third], ctx.files[third:])):
+        part_one = max(len(ctx.files) // 5, 1)
+        for part, files in enumerate((ctx.files[:part_one], ctx.files[part_one:])):
             time.sleep(1)
             hidden = stream.landing / f".backlog-{uuid.uuid4().hex}"
             stage(files, hidden)

@@ -55,14 +55,17 @@ def _check(profile: dict) -> None:
 
 
 def test_driver_serial_time_is_the_slope_through_batches_of_different_sizes():
-    """The driver's time outside the Spark job, per image and per batch, from batches of different sizes
-    (the warm-up batches left out), and the bound it puts on one stream (Amdahl)."""
-    def batch(images: int, serial: float, job: float) -> dict:
-        return {"images": images, "wall_seconds": serial + job, "driver": {SPARK_JOB: job}}
+    """The driver's serial cost per image (the slope of its thread's CPU time) and per batch (the serial
+    wall time less that), from batches of different sizes (the warm-up batches left out), and the bound it
+    puts on one stream (Amdahl)."""
+    def batch(images: int, serial: float, job: float, cpu: float) -> dict:
+        return {"images": images, "wall_seconds": serial + job, "driver": {SPARK_JOB: job}, "cpu_seconds": cpu}
 
-    # 0.05 ms an image and 150 ms a batch, whatever the Spark job took.
-    serial = driver_serial([batch(2, 0.9, 3.0), batch(100, 0.155, 5.0), batch(200, 0.160, 9.0)])
-    assert serial["ms_per_image"] == pytest.approx(0.05) and serial["fixed_ms_per_batch"] == pytest.approx(150.0)
+    # 0.05 ms an image, 150 ms a batch of wall outside the Spark job, whatever the Spark job took.
+    serial = driver_serial([batch(2, 0.9, 3.0, 0.5), batch(100, 0.155, 5.0, 0.105),
+                            batch(200, 0.160, 9.0, 0.110)])
+    assert serial["ms_per_image"] == pytest.approx(0.05) and serial["cpu_fixed_ms_per_batch"] == pytest.approx(100.0)
+    assert serial["fixed_ms_per_batch"] == pytest.approx(150.0)
     assert serial["amdahl_images_per_second"] == 20000
     assert serial["bound_images_per_second"]["4000"] == round(4000 / (0.15 + 0.2))
     assert [b["images"] for b in serial["batches"]] == [100, 200]
@@ -71,4 +74,6 @@ def test_driver_serial_time_is_the_slope_through_batches_of_different_sizes():
                                   "driver_seconds": 9.16, "driver_ms_per_image": 45.8, "driver": {},
                                   "driver_serial": serial}})
     assert any("Amdahl" in row[0] and row[1] == 20000 for row in rows)
-    assert "ms_per_image" not in driver_serial([batch(300, 0.2, 5.0)])  # one size: no slope
+    assert "ms_per_image" not in driver_serial([batch(300, 0.2, 5.0, 0.1)])  # one size: no slope
+    flat = driver_serial([batch(100, 0.2, 5.0, 0.12), batch(200, 0.2, 5.0, 0.11)])  # noise: no slope at all
+    assert flat["ms_per_image"] == 0.0 and flat["amdahl_images_per_second"] is None
