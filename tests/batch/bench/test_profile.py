@@ -13,7 +13,9 @@ from batch.bench.profile import bench_profile
 from streaming.imaging.features import FEATURE_LENGTH, FEATURE_VERSION
 
 EXECUTOR_PHASES = {"read", "hash", "bronze row", "bronze write", "decode", "measures", "features", "inspect row",
-                   "arrow in/out", "Spark: input from the JVM", "Spark: output to the JVM", "gold scoring", TASK_REST}
+                   "arrow in/out", "Spark: input from the JVM", "Spark: output to the JVM", TASK_REST}
+# "gold scoring" too once the stream's warm-up has loaded the champion: a cold start's first batch may be
+# scored on the driver instead (`streaming.gold.inline.batch_champion`).
 DRIVER_PHASES = {"Spark job (plan, executors, result to driver)", "commit bronze_xray_images",
                  "commit silver_xray_metadata", "commit silver_image_features", "commit gold_pneumonia_predictions",
                  "commit pipeline_events", "silver (split, dedupe, rows)", "gold (predictions from the executors' scores)",
