@@ -164,3 +164,46 @@ def test_an_executor_that_cannot_score_leaves_the_rows_to_the_driver(caplog):
     assert all(scored.column(name).null_count == 2
                for name in ("prediction_id", "probability_pneumonia", "predicted_label"))
     assert "could not score 2 image(s) (ImportError" in caplog.text
+
+
+def test_a_batch_killed_between_silver_and_gold_and_replayed_scores_each_image_once(spark, config, monkeypatch):
+    """The fused batch dies after silver's commit, before gold's; the stream's catch-up scores the images
+    that now wait in silver; the replay of the batch (same id, same files) finds silver committed, checks
+    gold, and writes no prediction twice. Another batch's replay without a catch-up writes them all."""
+    from imagefiles import stage_labelled_dataset
+    from pyspark.sql import functions as F
+
+    from batch.bench.champion import register_champion
+    from streaming.gold import inline, scoring
+    from streaming.imaging.features import FEATURE_LENGTH, FEATURE_VERSION
+    from streaming.lakehouse.engine import Lakehouse
+    from streaming.pipeline.fused import process_bronze_batch
+
+    rng = np.random.default_rng(1)
+    register_champion(config.root, rng.normal(size=(20, FEATURE_LENGTH)), np.arange(20) % 2, FEATURE_VERSION)
+    house = Lakehouse(spark, config)
+    house.ensure_tables()
+
+    def listing(paths):
+        rows = [(str(p), p.stat().st_size, 1.0) for p in paths]
+        return spark.createDataFrame(rows, "path string, length long, t double").select(
+            "path", F.timestamp_seconds("t").alias("modificationTime"), "length")
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("killed between silver and gold")
+
+    def gold_ids() -> list[str]:
+        return [r["image_id"] for r in table_rows(config, "gold_pneumonia_predictions", ["image_id"])]
+
+    first = stage_labelled_dataset(config.landing_dir / "a", per_class=3, split="train", seed=21)
+    second = stage_labelled_dataset(config.landing_dir / "b", per_class=2, split="train", seed=22)
+    for batch_id, paths, catch_up in ((3, first, True), (4, second, False)):
+        with monkeypatch.context() as patch:
+            patch.setattr(inline, "write_scored", killed)
+            with pytest.raises(RuntimeError, match="killed"):
+                process_bronze_batch(house, listing(paths), batch_id, silver_inline=True, gold_inline=True)
+        silver = {r["image_id"] for r in table_rows(config, "silver_xray_metadata", ["image_id"])}
+        if catch_up:
+            assert scoring.score_unscored(house) == len(silver) == len(paths)
+        process_bronze_batch(house, listing(paths), batch_id, silver_inline=True, gold_inline=True)
+        assert len(gold_ids()) == len(set(gold_ids())) == len(silver)
