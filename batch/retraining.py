@@ -118,7 +118,8 @@ def _steps(spark: SparkSession, config: XrayConfig, row: dict, seed: int, force_
     """Retrain, then (``full``) rescore when gold lags the champion and metrics; fills ``row`` as it goes."""
     from batch.training.retrain import retrain
 
-    result = retrain(spark, config, seed=seed, force_promote=force_promote)
+    # The budget (retrain_max_minutes) counts from the cycle's start: Spark's start and the collection too.
+    result = retrain(spark, config, seed=seed, force_promote=force_promote, started=row["started_time"].timestamp())
     row.update(model_version=result.version.version, promoted=result.promoted, message=result.reason)
     if not full:
         return

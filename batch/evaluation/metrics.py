@@ -37,6 +37,7 @@ from streaming.core.registry import (
     version_tags,
 )
 from streaming.imaging import features as feature_lib
+from streaming.imaging.cnn import reads_frames
 from streaming.lakehouse.catalog import (
     GOLD_DATASET_SUMMARY,
     GOLD_MODEL_PERFORMANCE,
@@ -344,7 +345,7 @@ def run_metrics(spark: SparkSession, config: XrayConfig, all_versions: bool = Fa
         threshold_of[ref.version] = float(getattr(model, "threshold", 0.5))
         if ref == current:
             champion_tags = tags
-        for split, (X, y) in (frame_splits if getattr(model, "family", "") == "cnn" else splits).items():
+        for split, (X, y) in (frame_splits if reads_frames(model) else splits).items():
             evaluations.append(evaluate_split(model, ref, split, X, y))
 
     rows = [performance_row(e, now) for e in evaluations]

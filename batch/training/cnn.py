@@ -48,6 +48,7 @@ class CnnFit:
     stopped: str  # "early stopping", "epochs", "time budget"
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    reserved_seconds: float = 0.0  # kept for the work after training, by the last estimate (``reserve``)
 
 
 def _train_step():
@@ -112,10 +113,14 @@ def _auc(y: np.ndarray, scores: np.ndarray) -> float:
 def fit_cnn(frames: np.ndarray, y: np.ndarray, groups, rows: np.ndarray, seed: int = 0,
             copies: np.ndarray | None = None, target_sensitivity: float = model_lib.DEFAULT_TARGET_SENSITIVITY,
             max_epochs: int = DEFAULT_EPOCHS, max_seconds: float | None = None,
-            on_epoch: Callable[[dict], None] | None = None) -> CnnFit:
+            on_epoch: Callable[[dict], None] | None = None, deadline: float | None = None,
+            reserve: Callable[[float], float] | None = None) -> CnnFit:
     """Fit on ``rows`` of (frames, y): a patient-grouped tuning part of them for early stopping and the
     operating point, the rest to learn from (with ``copies``, shape (n, copies, size, size), as views).
-    ``max_seconds`` stops after the epoch that crosses it (the best epoch so far is kept)."""
+    ``max_seconds`` stops after the epoch that crosses it. ``deadline`` (a ``time.time()``) is when the
+    whole command must end: after each epoch, ``reserve(seconds per image)`` estimates the work that comes
+    after training from the latest tuning pass's cost, and training stops when another epoch as long as the
+    last would not end before ``deadline`` minus that; at least one epoch runs. The best epoch is kept."""
     started = time.monotonic()
     y = np.asarray(y).astype(int)
     g = np.asarray(groups, dtype=object)
@@ -130,10 +135,15 @@ def fit_cnn(frames: np.ndarray, y: np.ndarray, groups, rows: np.ndarray, seed: i
     best = (-1.0, 0, params)
     history: list[dict] = []
     stopped = "epochs"
+    reserved = 0.0
     for epoch in range(1, max_epochs + 1):
+        epoch_started = time.monotonic()
         views, order = _epoch_views(frames, copies, fit_rows, rng)
         params, state, loss = _run_epoch(step, params, state, views, y[order], class_weight)
+        scoring_started = time.monotonic()
         tune_scores = cnn.probabilities(params, frames[tune_rows])
+        # The latest pass, not the first: the first includes XLA's compilation of the scoring shapes.
+        per_image = (time.monotonic() - scoring_started) / max(len(tune_rows), 1)
         auc = _auc(y[tune_rows], tune_scores)
         history.append({"epoch": epoch, "loss": loss, "tuning_roc_auc": auc,
                         "seconds": round(time.monotonic() - started, 1)})
@@ -147,9 +157,14 @@ def fit_cnn(frames: np.ndarray, y: np.ndarray, groups, rows: np.ndarray, seed: i
         if max_seconds is not None and time.monotonic() - started >= max_seconds:
             stopped = "time budget"
             break
+        if deadline is not None:
+            reserved = reserve(per_image) if reserve else 0.0
+            if time.time() + (time.monotonic() - epoch_started) > deadline - reserved:
+                stopped = "time budget"
+                break
     _, best_epoch, params = best
     params = {name: np.asarray(value) for name, value in params.items()}
     point = model_lib.operating_point(y[tune_rows], cnn.probabilities(params, frames[tune_rows]),
                                       target_sensitivity)
     return CnnFit(CnnClassifier(params, point.threshold), point, len(history), best_epoch, stopped, history,
-                  time.monotonic() - started)
+                  time.monotonic() - started, reserved)

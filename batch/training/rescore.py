@@ -18,6 +18,7 @@ from streaming.core.errors import NoChampionModelError
 from streaming.core.progress import progress
 from streaming.core.registry import ChampionCache, ModelRef
 from streaming.gold.scoring import score_features, silver_labels, with_true_labels
+from streaming.imaging.cnn import input_column
 from streaming.lakehouse.catalog import GOLD_PREDICTIONS, SILVER_FEATURES
 from streaming.lakehouse.engine import Lakehouse
 
@@ -45,9 +46,11 @@ def rescore(spark: SparkSession, config: XrayConfig) -> RescoreResult:
     gold = lakehouse.read(GOLD_PREDICTIONS.name)
     stale = gold.where((F.col("model_name") != ref.name) | (F.col("model_version") != ref.version)).select(
         "image_id").distinct()
-    features = lakehouse.read(SILVER_FEATURES.name)
+    # Only what the champion reads leaves the files: a sklearn champion never pays for the frames (16 KB a row).
+    features = lakehouse.read(SILVER_FEATURES.name, columns=["image_id", "feature_version", input_column(model)])
     if tags.get("feature_version"):
         features = features.where(F.col("feature_version") == tags["feature_version"])
+    features = features.drop("feature_version")
     to_score = features.join(stale, "image_id").dropDuplicates(["image_id"]).persist()
     try:
         stale_count = stale.count()

@@ -1,8 +1,9 @@
 """``xray retrain``: train on labelled silver features, register the model, promote it only if it is better.
 
 Never trains on split ``test`` (kept for ``xray metrics``). Validation is a patient-grouped hold-out of the
-labelled rows; the current champion is scored on the same hold-out, and the ``champion`` alias moves only
-when the new version beats it (ROC AUC, then accuracy) or there is no champion yet.
+labelled rows; the current champion, of either family, is scored on the same held-out images, clean and
+perturbed, and the ``champion`` alias moves only when the new version wins by the rule of
+`batch.training.comparison` or there is no champion yet.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from batch.training import model as model_lib
+from batch.training.comparison import COMPARED, compare_with_champion, decide_promotion
 from batch.training.confirmed import ConfirmedLabels, apply_confirmed, confirmed_labels
 from batch.training.reference import record_reference
 from streaming.core.config import XrayConfig
@@ -29,14 +31,17 @@ from streaming.core.registry import (
     ModelRef,
     champion,
     ensure_experiment,
-    load_model,
     set_champion,
     version_tags,
 )
 from streaming.imaging import features as feature_lib
 from streaming.imaging.augment import PERTURBATIONS
+from streaming.imaging.cnn import reads_frames
 from streaming.lakehouse.catalog import SILVER_FEATURES, SILVER_METADATA
 from streaming.lakehouse.engine import Lakehouse
+
+__all__ = ["LabelledData", "RetrainResult", "decide_promotion", "labelled_features", "collect_labelled",
+           "model_inputs", "retrain"]
 
 PERTURBATION_NAMES = tuple(PERTURBATIONS)
 
@@ -63,7 +68,7 @@ class LabelledData:
 
 def model_inputs(model, data: LabelledData) -> np.ndarray:
     """What ``model`` reads of ``data``: the frames for the cnn family, else the feature vectors."""
-    return data.frames if getattr(model, "family", "sklearn") == "cnn" else data.X
+    return data.frames if reads_frames(model) else data.X
 
 
 def labelled_features(lakehouse: Lakehouse, splits_excluded: tuple[str, ...] = TRAINING_SPLITS_EXCLUDED,
@@ -121,45 +126,6 @@ class RetrainResult:
     feedback: dict[str, int] = field(default_factory=dict)  # what it took from radiologists (ConfirmedLabels.usage)
 
 
-MIN_UNSEEN_PER_CLASS = 10
-
-
-def compare_with_champion(config: XrayConfig, previous: ModelRef, tags: dict[str, str],
-                          result: model_lib.TrainResult, data: LabelledData) -> tuple[dict | None, str]:
-    """The champion's and the new model's metrics on the same validation images, fairly.
-
-    The champion was refit on every labelled row it knew, so scoring it on validation images it trained on
-    would flatter it. Both models are compared on the validation images the champion never saw (rows of
-    silver batches after its training); when too few of those exist for a fair comparison, the new
-    model's hold-out metrics are compared with the champion's own hold-out metrics recorded at training.
-    Returns (champion metrics, how they were obtained); the new model's metrics are updated in place to
-    the same images when the comparison uses unseen rows.
-    """
-    validation = np.asarray(result.validation_index, dtype=int)
-    trained_through = int(tags.get("trained_through_silver_batch", "-1"))
-    unseen = validation[data.silver_batches[validation] > trained_through] if trained_through >= 0 else validation
-    labels = data.y[unseen]
-    if min(int((labels == 0).sum()), int((labels == 1).sum())) >= MIN_UNSEEN_PER_CLASS:
-        champion_model = load_model(config, previous)
-        if model_inputs(champion_model, data) is None:  # a cnn champion, a sklearn retrain: no frames read
-            return _recorded_metrics(tags), "compared with the champion's hold-out metrics from its own training"
-        champion_metrics = model_lib.evaluate(champion_model, model_inputs(champion_model, data)[unseen], labels)
-        # The new model is judged on the same images by its fit on the training part, which never saw them.
-        challenger = result.held_out_model or result.model
-        result.validation_metrics.update(
-            {k: v for k, v in model_lib.evaluate(challenger, model_inputs(challenger, data)[unseen], labels).items()
-             if k in ("accuracy", "roc_auc")})
-        return champion_metrics, f"compared on {len(unseen)} validation images the champion never saw"
-    return _recorded_metrics(tags), "compared with the champion's hold-out metrics from its own training"
-
-
-def _recorded_metrics(tags: dict[str, str]) -> dict | None:
-    """The champion's hold-out metrics recorded at its training (its version's tags)."""
-    recorded = {key: float(tags[f"validation_{key}"]) for key in ("accuracy", "roc_auc")
-                if f"validation_{key}" in tags}
-    return recorded or None
-
-
 def _model_requirements(family: str = "sklearn") -> list[str]:
     """What loading the model needs, pinned to this environment (spares MLflow inferring it: seconds)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -174,20 +140,6 @@ def _model_requirements(family: str = "sklearn") -> list[str]:
     return requirements
 
 
-def decide_promotion(new: dict, champion_metrics: dict | None, force: bool) -> tuple[bool, str]:
-    """Whether a new version becomes champion: no champion yet, forced, or strictly better on the same
-    validation patients (ROC AUC first, accuracy to break a tie). A tie keeps the champion."""
-    if champion_metrics is None:
-        return True, "no champion yet"
-    if force:
-        return True, "forced"
-    new_key = (new.get("roc_auc") or 0.0, new.get("accuracy") or 0.0)
-    old_key = (champion_metrics.get("roc_auc") or 0.0, champion_metrics.get("accuracy") or 0.0)
-    if new_key > old_key:
-        return True, "beats the champion on the same validation patients"
-    return False, "does not beat the champion on the same validation patients"
-
-
 def _refeature_hint(lakehouse: Lakehouse) -> str:
     """'; N silver image(s) ... run xray refeature' when silver holds images of older feature versions only."""
     from streaming.silver.refeature import missing_images
@@ -197,8 +149,11 @@ def _refeature_hint(lakehouse: Lakehouse) -> str:
             f"(recomputes them as {feature_lib.FEATURE_VERSION}), then xray retrain" if stale else "")
 
 
-def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promote: bool = False) -> RetrainResult:
-    """Train, log to MLflow, register a version, and promote it when it beats the champion."""
+def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promote: bool = False,
+            started: float | None = None) -> RetrainResult:
+    """Train, log to MLflow, register a version, and promote it when it beats the champion. ``started`` (a
+    ``time.time()``, default now): the command's start, from which ``retrain_max_minutes`` counts."""
+    started = time.time() if started is None else started
     with progress(len(RETRAIN_STEPS), "retrain", unit="step", tick=PROGRESS_TICK_SECONDS) as steps:
         steps.update(0, step=RETRAIN_STEPS[0])
         lakehouse = Lakehouse(spark, config)
@@ -208,17 +163,17 @@ def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promot
         data = collect_labelled(labelled_features(lakehouse, confirmed=confirmed, frames=family == "cnn"))
         feedback = confirmed.usage(data.image_ids)
         steps.update(1, step=RETRAIN_STEPS[1])
-        started = time.monotonic()
-        result = _fit_cnn(lakehouse, data, seed) if family == "cnn" else _fit(lakehouse, data, seed)
-        training_seconds = time.monotonic() - started
+        fitting = time.monotonic()
+        result = _fit_cnn(lakehouse, data, seed, started) if family == "cnn" else _fit(lakehouse, data, seed)
+        training_seconds = time.monotonic() - fitting
         steps.update(1, step=RETRAIN_STEPS[2])
         previous = champion(config)
-        champion_metrics, comparison = None, ""
+        champion_metrics, compared, comparison = None, result.validation_metrics, ""
         if previous is not None:
             previous_tags = version_tags(config, previous)
             if previous_tags.get("feature_version") == feature_lib.FEATURE_VERSION:
-                champion_metrics, comparison = compare_with_champion(
-                    config, previous, previous_tags, result, data
+                champion_metrics, compared, comparison = compare_with_champion(
+                    lakehouse, previous, previous_tags, result, data
                 )
         steps.update(1, step=RETRAIN_STEPS[3])
         ref = _log_and_register(config, seed, result, data, champion_metrics, training_seconds, feedback)
@@ -228,7 +183,7 @@ def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promot
             promoted, reason = True, "champion uses other features"
         else:
             promoted, reason = decide_promotion(
-                result.validation_metrics, champion_metrics if previous is not None else None, force_promote
+                compared, champion_metrics if previous is not None else None, force_promote
             )
         if comparison and previous is not None and not force_promote:
             reason = f"{reason} ({comparison})"
@@ -236,6 +191,8 @@ def retrain(spark: SparkSession, config: XrayConfig, seed: int = 0, force_promot
             set_champion(config, ref)
         steps.update(1)
     _report(ref, result.validation_metrics, promoted, reason, feedback)
+    if result.validation_metrics.get("stopped_by_budget"):
+        _report_budget(config, result.validation_metrics, time.time() - started)
     return RetrainResult(ref, promoted, result.validation_metrics, champion_metrics, previous, reason, feedback)
 
 
@@ -265,9 +222,9 @@ def _fit(lakehouse: Lakehouse, data: LabelledData, seed: int) -> model_lib.Train
     return result
 
 
-def _fit_cnn(lakehouse: Lakehouse, data: LabelledData, seed: int) -> model_lib.TrainResult:
+def _fit_cnn(lakehouse: Lakehouse, data: LabelledData, seed: int, started: float) -> model_lib.TrainResult:
     """The cnn family's fit and validation (`batch.training.cnnfamily`), with the same generalisation report
-    on the same perturbations of the held-out images."""
+    on the same perturbations of the held-out images; the budget counts from ``started``."""
     from batch.training.cnnfamily import fit_and_validate_cnn, perturbed_frames
     from batch.training.generalisation import at_test_mix, perturbation_report
 
@@ -275,7 +232,7 @@ def _fit_cnn(lakehouse: Lakehouse, data: LabelledData, seed: int) -> model_lib.T
     try:
         result = fit_and_validate_cnn(data.frames, data.y, data.groups, data.image_ids, seed=seed,
                                       target_sensitivity=config.target_sensitivity,
-                                      max_minutes=config.retrain_max_minutes)
+                                      max_minutes=config.retrain_max_minutes, started=started)
     except model_lib.InsufficientTrainingData as error:
         raise InsufficientDataError(f"cannot retrain the cnn family: {error} (only silver rows that keep a frame "
                                     f"count: README, Model families)") from None
@@ -378,7 +335,7 @@ def _tag_version(config: XrayConfig, ref: ModelRef, result: model_lib.TrainResul
     # The model is refit on every labelled row: rows of later silver batches are new to it.
     trained_through = int(data.silver_batches.max()) if len(data.silver_batches) else -1
     client.set_model_version_tag(ref.name, ref.version, "trained_through_silver_batch", str(trained_through))
-    for key in ("accuracy", "roc_auc"):
+    for key in COMPARED:  # what a later retrain compares with when it has too few new images
         if result.validation_metrics.get(key) is not None:
             client.set_model_version_tag(ref.name, ref.version, f"validation_{key}",
                                          repr(float(result.validation_metrics[key])))
@@ -406,3 +363,12 @@ def _report(ref: ModelRef, metrics: dict, promoted: bool, reason: str, feedback:
               f"{metrics['perturbed_worst_roc_auc']:.3f} / {metrics['perturbed_mean_roc_auc']:.3f}, sensitivity "
               f"{metrics['perturbed_worst_recall']:.3f} / {metrics['perturbed_mean_recall']:.3f}, specificity "
               f"{metrics['perturbed_worst_specificity']:.3f} / {metrics['perturbed_mean_specificity']:.3f}")
+
+
+def _report_budget(config: XrayConfig, metrics: dict, seconds: float) -> None:
+    line = (f"training stopped by the time budget after {metrics['epochs']} epoch(s) (best {metrics['best_epoch']}): "
+            f"--max-minutes {config.retrain_max_minutes:g} bounds the whole command, {seconds / 60:.1f} min "
+            f"({metrics['budget_reserved_seconds']:.0f} s estimated for validation, perturbed views and "
+            f"registration); a larger budget may train a better model")
+    log.info(line)
+    print(f"  {line}")

@@ -253,8 +253,10 @@ def retrain_arguments(retrain: argparse.ArgumentParser) -> None:
                               "sklearn): sklearn on silver's features, or cnn, the convolutional network on silver's "
                               "frames (needs the [cnn] extra; README: Model families)")
     retrain.add_argument("--max-minutes", type=float, default=None, metavar="M",
-                         help="the cnn family's training budget: it stops after the epoch that crosses M minutes "
-                              "and keeps its best epoch (default: retrain_max_minutes, 20; 0: no budget)")
+                         help="the cnn family's budget for the whole command (collecting frames, training, "
+                              "validation, registration): training stops early enough to leave the estimated "
+                              "time of what follows it, after at least one epoch, and keeps its best epoch "
+                              "(default: retrain_max_minutes, 20; 0: no budget)")
 
 
 def metrics_arguments(metrics: argparse.ArgumentParser) -> None:

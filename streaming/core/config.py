@@ -76,8 +76,9 @@ class XrayConfig:
     # What `xray retrain` trains: scikit-learn on silver's features, or the convolutional network on silver's
     # frames (the optional extra `[cnn]`, README: Model families). Gold serves whichever family is champion.
     model_family: ModelFamily = "sklearn"
-    # The cnn family's training stops after the epoch that crosses this many minutes (0: no budget); the best
-    # epoch so far is kept (`xray retrain --max-minutes`).
+    # The cnn family's `xray retrain` ends within this many minutes, all steps included: training stops early
+    # enough to leave the estimated time of the steps after it (0: no budget); the best epoch so far is kept
+    # (`xray retrain --max-minutes`).
     retrain_max_minutes: float = 20.0
     mlflow_experiment: str = "xray-lakehouse"  # on Databricks: a workspace path such as /Shared/xray-lakehouse
     # Maintenance (xray maintain, and a pass inside xray stream every maintenance_interval_minutes; 0: off)

@@ -30,6 +30,7 @@ from streaming.core.names import LABELS
 from streaming.core.registry import ChampionCache, ModelRef, champion
 from streaming.gold import drift
 from streaming.imaging import features as feature_lib
+from streaming.imaging.cnn import input_column, model_family, reads_frames
 from streaming.lakehouse.catalog import GOLD_PREDICTIONS, SILVER_FEATURES, SILVER_METADATA
 from streaming.lakehouse.deltars import arrow_schema_of_spark
 from streaming.lakehouse.engine import Lakehouse
@@ -90,14 +91,9 @@ def prediction_id(image_id: str, ref: ModelRef) -> str:
     return hashlib.sha256(f"{image_id}|{ref.name}|{ref.version}".encode()).hexdigest()
 
 
-def model_family(model: Any) -> str:
-    """The family of a loaded model: ``cnn`` (`streaming.imaging.cnn.CnnClassifier`) or ``sklearn``."""
-    return getattr(model, "family", "sklearn")
-
-
 def model_input(rows: pa.RecordBatch | pa.Table, model: Any) -> np.ndarray:
     """What the model reads from silver rows: the feature vectors (sklearn) or the frames (cnn)."""
-    if model_family(model) == "cnn":
+    if reads_frames(model):
         return feature_lib.frames_array(rows.column("frame").to_pylist())
     return np.asarray(rows.column("features").to_pylist(), dtype=np.float32)
 
@@ -105,7 +101,7 @@ def model_input(rows: pa.RecordBatch | pa.Table, model: Any) -> np.ndarray:
 def scorable(rows: pa.Table, model: Any) -> pa.Table:
     """The rows the model can score: for the cnn family, those whose silver row keeps the frame (rows
     written before silver kept frames have none)."""
-    if model_family(model) != "cnn" or rows.num_rows == 0:
+    if not reads_frames(model) or rows.num_rows == 0:
         return rows
     return rows.filter(pc.is_valid(rows.column("frame")))
 
@@ -116,7 +112,7 @@ def model_scores(rows: pa.RecordBatch | pa.Table, model: Any) -> tuple[np.ndarra
     probabilities = model.predict_proba(matrix)[:, 1]
     # The label is the model's own prediction (its threshold inside): what MLflow's pyfunc returns too. The
     # network's is its probability at its threshold, computed once rather than in a second forward pass.
-    labels = ((probabilities >= model.threshold).astype(int) if model_family(model) == "cnn"
+    labels = ((probabilities >= model.threshold).astype(int) if reads_frames(model)
               else np.asarray(model.predict(matrix)).astype(int))
     return probabilities.astype(np.float64), labels
 
@@ -173,11 +169,12 @@ def score_batch(rows: pa.RecordBatch | pa.Table, model: Any, ref: ModelRef, feat
 def score_features(
     features: DataFrame, model: Any, ref: ModelRef, feature_version: str, predicted_time: dt.datetime
 ) -> DataFrame:
-    """Silver rows (image_id, features, frame, label_name) → prediction rows, scored on executors (large
-    reads such as ``xray rescore``); the cnn family scores the rows that keep a frame."""
+    """Silver rows (image_id, the model's input column, label_name) → prediction rows, scored on executors
+    (large reads such as ``xray rescore``); the cnn family scores the rows that keep a frame. Only the
+    column the model reads is selected (`cnn.input_column`): a sklearn model never reads the frames."""
 
     arrow_schema = arrow_schema_of_spark(GOLD_PREDICTIONS.schema)
-    if model_family(model) == "cnn":
+    if reads_frames(model):
         from pyspark.sql import functions as F
 
         features = features.where(F.col("frame").isNotNull())
@@ -186,7 +183,7 @@ def score_features(
         for batch in batches:
             yield from score_batch(batch, model, ref, feature_version, predicted_time, arrow_schema).to_batches()
 
-    return features.select("image_id", "features", "frame", "label_name").mapInArrow(score, GOLD_PREDICTIONS.schema)
+    return features.select("image_id", input_column(model), "label_name").mapInArrow(score, GOLD_PREDICTIONS.schema)
 
 
 def attach_labels(rows: pa.Table, lakehouse: Lakehouse) -> pa.Table:
@@ -355,6 +352,9 @@ def score_unscored(lakehouse: Lakehouse, chunk_rows: int = 20_000) -> int:
     was_pending = key in _pending
     _pending.discard(key)  # images left pending while this pass runs are seen by the next one
     try:
+        current = _cache(lakehouse.config).current()
+        if current is None:
+            return 0
         with GOLD_WRITE_LOCK:
             have = set(lakehouse.read_arrow(GOLD_PREDICTIONS.name, columns=["image_id"]).column("image_id").to_pylist())
             ids = lakehouse.read_arrow(SILVER_FEATURES.name, columns=["image_id"]).column("image_id").to_pylist()
@@ -363,9 +363,9 @@ def score_unscored(lakehouse: Lakehouse, chunk_rows: int = 20_000) -> int:
         for start in range(0, len(missing), chunk_rows):
             chunk = missing[start:start + chunk_rows]
             rows = lakehouse.read_arrow(SILVER_FEATURES.name,
-                                        columns=["image_id", "feature_version", "features", "frame"],
+                                        columns=["image_id", "feature_version", input_column(current[1])],
                                         filters=[("image_id", "in", chunk)])
-            event = write_predictions(lakehouse, attach_labels(rows, lakehouse), -1, None)
+            event = write_predictions(lakehouse, attach_labels(rows, lakehouse), -1, None, current)
             written += event.output_rows
     except BaseException:
         if was_pending:
@@ -377,6 +377,8 @@ def score_unscored(lakehouse: Lakehouse, chunk_rows: int = 20_000) -> int:
 def process_gold_batch(lakehouse: Lakehouse, batch: DataFrame, batch_id: int) -> BatchEvent:
     """One micro-batch of gold reading silver features (``xray stream --layer gold``): score them with the
     current champion and write the predictions gold does not hold yet."""
-    # A micro-batch of features is small (a few KB a row): it comes to the driver once and is scored there.
-    rows = batch.select("image_id", "feature_version", "features", "frame").toArrow()
-    return write_predictions(lakehouse, attach_labels(rows, lakehouse), batch_id, QUERY_NAME)
+    # A micro-batch of features is small (a few KB a row): it comes to the driver once and is scored there,
+    # with only the column the champion reads.
+    current = _cache(lakehouse.config).current()
+    rows = batch.select("image_id", "feature_version", input_column(current[1]) if current else "features").toArrow()
+    return write_predictions(lakehouse, attach_labels(rows, lakehouse), batch_id, QUERY_NAME, current)

@@ -24,6 +24,7 @@ import numpy as np
 from streaming.imaging.features import FEATURE_SIZE
 
 __all__ = ["BLOCKS", "INPUT_SIZE", "GROUPS", "FAMILY", "CnnClassifier", "available", "missing_reason",
+           "model_family", "reads_frames", "input_column",
            "init_params", "prepare", "forward", "probabilities", "save_params", "load_params"]
 
 INPUT_SIZE = 64  # 128 pooled by 2: as accurate in our measurements and ~4x cheaper to train and score
@@ -34,6 +35,23 @@ INFERENCE_BATCH = 256
 FAMILY = "cnn"
 PARAMS_FILE = "params.npz"
 THRESHOLD_FILE = "threshold.txt"
+
+
+def model_family(model: object) -> str:
+    """The family of a loaded model, the one rule every caller uses (gold, retrain, metrics): ``cnn`` for
+    a `CnnClassifier` (its ``family`` attribute), ``sklearn`` for anything else (scikit-learn estimators)."""
+    return FAMILY if getattr(model, "family", None) == FAMILY else "sklearn"
+
+
+def reads_frames(model: object) -> bool:
+    """Whether ``model`` reads silver's frames (the cnn family) rather than its feature vectors."""
+    return model_family(model) == FAMILY
+
+
+def input_column(model: object) -> str:
+    """The column of ``silver_image_features`` that ``model`` reads: ``frame`` or ``features``; callers
+    read only that one (a frame is 16 KB a row, a feature vector about 4 KB)."""
+    return "frame" if reads_frames(model) else "features"
 
 
 def missing_reason() -> str | None:

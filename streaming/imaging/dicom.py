@@ -174,7 +174,17 @@ def _first_frame(ds) -> np.ndarray:
             return pixel_array(ds, index=0, decoding_plugin=plugin)
         except Exception:  # a file the fast plugin refuses (12 bits, ...) gets every plugin
             pass
-    return pixel_array(ds, index=0)
+    return pixel_array(ds, index=0, view_only=_viewable(ds, syntax))
+
+
+def _viewable(ds, syntax) -> bool:
+    """Whether the first frame can be a read-only view of the Pixel Data bytes rather than a copy (0.43 →
+    0.09 ms for a 1.4 MB frame, measured): native little endian, whole bytes per sample, no unused bits
+    (pydicom's view skips their masking) and no 4:2:2 chroma to expand. The display pipeline only reads it."""
+    bits = _number(ds, "BitsAllocated")
+    return (syntax is not None and not syntax.is_encapsulated and syntax.is_little_endian
+            and not syntax.is_deflated and bits in (8, 16, 32) and _number(ds, "BitsStored") == bits
+            and _text(ds, "PhotometricInterpretation") != "YBR_FULL_422")
 
 
 def _unparsed(content: bytes, error: Exception) -> DicomAttributes:

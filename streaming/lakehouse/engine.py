@@ -15,6 +15,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.types import StructType
 
 from streaming.core import profiling
 from streaming.core.config import XrayConfig
@@ -153,8 +154,10 @@ class Lakehouse:
         log.info("table %s: added the columns %s (this version declares them; older rows read as null)",
                  spec.name, ", ".join(names))
 
-    def read(self, table: str, version: int | None = None) -> DataFrame:
-        """A batch DataFrame of a table (optionally at a version: time travel)."""
+    def read(self, table: str, version: int | None = None, columns: list[str] | None = None) -> DataFrame:
+        """A batch DataFrame of a table (optionally at a version: time travel); ``columns``: only those
+        columns leave the files (Spark prunes native scans itself; the deltars source reads the columns of
+        the schema it is given, so it is given theirs)."""
         if not self.exists(table):
             raise TableNotFoundError(
                 f"table {table} does not exist under {self.config.tables_dir}; run 'xray stream' first"
@@ -163,7 +166,13 @@ class Lakehouse:
         if version is not None:
             reader = reader.option("versionAsOf", version)
         with translate_errors(table, self.path(table)):
-            return reader.load(self.path(table))
+            frame = reader.load(self.path(table))
+            if columns is None:
+                return frame
+            if self.format == DELTA_RS_FORMAT:
+                frame = reader.schema(StructType([f for f in frame.schema.fields if f.name in columns])).load(
+                    self.path(table))
+            return frame.select(*columns)
 
     def append(
         self,

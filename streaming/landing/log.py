@@ -22,14 +22,14 @@ import datetime as dt
 import fcntl
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 from streaming.core.errors import LandingLogCompactedError
 from streaming.landing.scan import Found, Problem, differs, version
 
-__all__ = ["Entries", "LandingLog", "erase_paths", "exclusive", "read_problems", "read_replaced",
+__all__ = ["Entries", "LandingLog", "exclusive", "read_base", "read_lines", "read_problems", "read_replaced",
            "write_atomically"]
 
 
@@ -52,7 +52,7 @@ def _append_line(path: Path, record: dict) -> None:
         os.fsync(handle.fileno())
 
 
-def _read_lines(path: Path) -> list[dict]:
+def read_lines(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return _decode(path.read_text(encoding="utf-8"))
@@ -134,17 +134,17 @@ class LandingLog:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         (self.folder / "files").mkdir(parents=True, exist_ok=True)
-        base = _read_base(self.folder)
+        base = read_base(self.folder)
         self.entries = Entries(self.folder, base["first_seq"])
         # Entries below the first kept number that are still in landing: their path keeps them known, and
         # their version (when recorded) tells a replaced file.
         self._old: dict[int, str] = {seq: path for path, seq in base["seen"].items()}
         self._old_versions: dict[int, list] = base["versions"]
         for segment in self._segments():
-            for record in _read_lines(segment):
+            for record in read_lines(segment):
                 if record.get("seq") == len(self.entries):
                     self.entries.extend([Found(**record)])
-        plan = {r["start"]: r["end"] for r in _read_lines(self.folder / "plan.jsonl")}
+        plan = {r["start"]: r["end"] for r in read_lines(self.folder / "plan.jsonl")}
         self.plan: dict[int, int] = {s: e for s, e in plan.items() if s >= self.entries.first}
         # A compaction interrupted after its first step: the next one finishes it, even with nothing to drop.
         self.untidy = len(plan) > len(self.plan) or bool(self._segments_below(self.entries.first))
@@ -296,7 +296,7 @@ class LandingLog:
         self.plan = {start: end for start, end in self.plan.items() if start >= first}
         _write_atomically(self.folder / "plan.jsonl", "".join(
             json.dumps({"start": start, "end": end}) + "\n" for start, end in sorted(self.plan.items())))
-        cleaned = [r["seq"] for r in _read_lines(self.folder / "cleaned.jsonl") if r.get("seq", -1) >= first]
+        cleaned = [r["seq"] for r in read_lines(self.folder / "cleaned.jsonl") if r.get("seq", -1) >= first]
         text = "".join(json.dumps({"seq": seq}) + "\n" for seq in cleaned)
         _write_atomically(self.folder / "cleaned.jsonl", text)
         self._cleaned_at = (os.stat(self.folder / "cleaned.jsonl").st_ino, len(text.encode("utf-8")))
@@ -328,7 +328,7 @@ class LandingLog:
             _write_atomically(self.folder / "problems.json", json.dumps(current))
 
 
-def _read_base(folder: Path) -> dict:
+def read_base(folder: Path) -> dict:
     """What the last compaction kept: the first entry number kept, the paths of older entries still in
     landing and their versions by number (none yet: everything from number 0)."""
     try:
@@ -341,7 +341,7 @@ def _read_base(folder: Path) -> dict:
 
 def read_replaced(folder: Path) -> dict[int, int]:
     """The entries logged as replacing an older one: {new number: replaced number}."""
-    return {int(r["seq"]): int(r["replaces"]) for r in _read_lines(Path(folder) / "replaced.jsonl")
+    return {int(r["seq"]): int(r["replaces"]) for r in read_lines(Path(folder) / "replaced.jsonl")
             if "seq" in r and "replaces" in r}
 
 
@@ -351,9 +351,6 @@ def read_problems(folder: Path) -> list[dict]:
         return json.loads((Path(folder) / "problems.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return []
-
-
-ERASED_FOLDER = ".erased"  # hidden: the landing scan never finds a file under it, so no real path collides
 
 
 @contextlib.contextmanager
@@ -366,37 +363,3 @@ def exclusive(folder: Path) -> Iterator[None]:
         yield
     finally:
         os.close(descriptor)
-
-
-def erase_paths(folder: Path, erased: Callable[[str], bool], landing: Path) -> int:
-    """Replace the raw paths for which ``erased(path)`` is true in the landing log by
-    ``<landing>/.erased/<seq>`` (`xray forget`, and files the stream refused): the entries keep their
-    numbers, so offsets and replays are unchanged, but the log no longer names the patient. Older entries
-    kept by path only (``base.json``) and problems naming those paths are dropped (the files are gone from
-    landing). Each file is rewritten atomically, so running it again after a crash finishes it. Returns the
-    entries changed."""
-    folder = Path(folder)
-    if not (folder / "files").is_dir():
-        return 0
-    changed = 0
-    with exclusive(folder):
-        for segment in sorted((folder / "files").glob("*.jsonl")):
-            records = _read_lines(segment)
-            hits = [r for r in records if r.get("path") and erased(r["path"])]
-            for record in hits:
-                record["path"] = str(Path(landing) / ERASED_FOLDER / str(record.get("seq")))
-                record["target"] = None
-            if hits:
-                _write_atomically(segment, "".join(json.dumps(r) + "\n" for r in records))
-                changed += len(hits)
-        base = _read_base(folder)
-        seen = {path: seq for path, seq in base["seen"].items() if not erased(path)}
-        if len(seen) != len(base["seen"]):
-            _write_atomically(folder / "base.json", json.dumps({"first_seq": base["first_seq"], "seen": seen,
-                                                                "versions": base["versions"]}))
-            changed += len(base["seen"]) - len(seen)
-        problems = read_problems(folder)
-        kept = [p for p in problems if not (p.get("path") and erased(os.path.join(landing, p["path"])))]
-        if len(kept) != len(problems):
-            _write_atomically(folder / "problems.json", json.dumps(kept))
-    return changed

@@ -243,7 +243,7 @@ def _stream_running(config: XrayConfig) -> bool:
 def _scrub_landing_log(config: XrayConfig, erasure: Erasure) -> int:
     """Remove the patient's paths from the landing log (they are raw identifiers). Returns entries changed."""
     from streaming.bronze.source import landing_log_dir
-    from streaming.landing.log import erase_paths
+    from streaming.landing.erase import erase_paths
 
     key = config.patient_salt()
     return erase_paths(landing_log_dir(config), lambda path: erasure.names_patient(path, key), config.landing_dir)

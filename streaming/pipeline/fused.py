@@ -24,7 +24,13 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, LongType, StringType, StructField, StructType
 
 from streaming.bronze.labels import outside_label_folders, unlabelled_note
-from streaming.bronze.read import BRONZE_EXPECTATIONS, bronze_record, listing_slices, read_landing_files
+from streaming.bronze.read import (
+    BRONZE_EXPECTATIONS,
+    bronze_batch,
+    bronze_record,
+    listing_slices,
+    read_landing_files,
+)
 from streaming.bronze.refuse import REFUSED, refused_records
 from streaming.bronze.source import (
     QUERY_NAME,
@@ -55,7 +61,7 @@ from streaming.lakehouse.enginechoice import DELTA_RS_FORMAT
 from streaming.lakehouse.events import BatchEvent, record_events
 from streaming.lakehouse.forgetlist import Forgotten, read_forget_list
 from streaming.landing.backlog import landing_backlog
-from streaming.landing.log import erase_paths
+from streaming.landing.erase import erase_paths
 from streaming.pipeline import alerting
 from streaming.quality.spark import apply_expectations, flag_expectations
 from streaming.silver.inspect import INSPECTED_SCHEMA, inspect_record, inspected_batch
@@ -137,7 +143,7 @@ class _Recorder:
         kept = [r for r, no in zip(records, refused, strict=True) if r["content_status"] != "missing" and not no]
         since = mark("bronze row", since)
         if kept:
-            writer.write(pa.RecordBatch.from_pylist(kept, schema=self.bronze_schema))
+            writer.write(bronze_batch(kept, self.bronze_schema))
         mark("bronze write", since)
         inspected = self.inspected_rows(records, seqs, phases)
         since = time.perf_counter()

@@ -25,15 +25,15 @@ from pyspark.sql.streaming import StreamingQuery
 
 from streaming.bronze.source import landing_stream
 from streaming.core.config import XrayConfig
-from streaming.core.errors import LakehouseBusyError, XrayError, first_line, transported
+from streaming.core.errors import XrayError, first_line, transported
 from streaming.core.locks import stream_lock
 from streaming.gold import scoring as gold
 from streaming.lakehouse.catalog import ALL_TABLES, BRONZE_IMAGES, SILVER_FEATURES
 from streaming.lakehouse.engine import Lakehouse, await_termination, translate_errors
-from streaming.lakehouse.enginechoice import NATIVE_FORMAT
 from streaming.lakehouse.events import BatchEvent
 from streaming.lakehouse.failures import check_table_logs
 from streaming.pipeline import alerting, fused
+from streaming.pipeline.background import join_within, start_maintenance, start_watcher
 from streaming.pipeline.consistency import check_checkpoints, mark_empty_batch
 from streaming.pipeline.drain import DrainProgress
 from streaming.pipeline.plan import LAYER_ORDER, plan_queries
@@ -323,7 +323,7 @@ def _run_locked(spark: SparkSession, config: XrayConfig, layers: Sequence[str], 
     ordered = [layer for layer in LAYER_ORDER if layer in layers]
     service = StreamService(lakehouse, ordered, once, stop_event or threading.Event())
     warming = gold.warm_up(config) if "gold" in ordered else None  # a lookup when `xray stream` loaded it
-    watcher = _start_watcher(config, watch_inbox, service.stop_event) if watch_inbox else None
+    watcher = start_watcher(config, watch_inbox, service.stop_event) if watch_inbox else None
     restore = install_stop_signals(service.stop_event)
     maintenance = None
     tasks: list[threading.Thread] = []
@@ -333,7 +333,7 @@ def _run_locked(spark: SparkSession, config: XrayConfig, layers: Sequence[str], 
         if once:
             service.run_once()
         else:
-            maintenance = _start_maintenance(lakehouse, service.stop_event)
+            maintenance = start_maintenance(lakehouse, service.stop_event)
             for task in background:
                 tasks.append(task(lakehouse, service.stop_event))
                 tasks[-1].start()
@@ -341,72 +341,5 @@ def _run_locked(spark: SparkSession, config: XrayConfig, layers: Sequence[str], 
     finally:
         restore()
         service.stop_event.set()
-        _join_within(service.stop_budget(), maintenance, tasks, watcher, warming)
+        join_within(service.stop_budget(), maintenance, tasks, watcher, warming)
     return service
-
-
-def _join_within(budget: StopBudget, maintenance: threading.Thread | None, tasks: Sequence[threading.Thread],
-                 watcher: threading.Thread | None, warming: threading.Thread | None) -> None:
-    """The background threads end once the stop event is set; each may finish what it is doing (a
-    maintenance pass its table, a retrain its cycle) within what is left of the stop's budget."""
-    waits = [(maintenance, "the periodic maintenance pass", None)]
-    waits += [(thread, f"the background task {thread.name}", None) for thread in tasks]
-    waits += [(watcher, "the inbox watcher", 10.0),
-              (warming, "the champion model's loading", 60.0)]  # never leave it loading native libraries
-    for thread, what, cap in waits:
-        if thread is not None and thread.is_alive():
-            waiting_for(what)
-            thread.join(timeout=budget.remaining(cap))
-
-
-class PeriodicMaintenance(threading.Thread):
-    """`maintain_tables` every ``maintenance_interval_minutes`` beside the queries, first after one interval.
-
-    Off the hot path: a daemon thread running delta-rs (no Spark job; with the native engine Delta Lake's
-    OPTIMIZE/VACUUM, Spark jobs in the default pool), one pass at a time; a failed
-    pass is one WARNING line and the stream goes on. Each pass records its ``pipeline_events`` row.
-    """
-
-    def __init__(self, lakehouse: Lakehouse, stop_event: threading.Event):
-        super().__init__(name="xray-maintenance", daemon=True)
-        self.lakehouse = lakehouse
-        self.stop_event = stop_event
-        self.interval = lakehouse.config.maintenance_interval_minutes * 60
-        self.passes = 0
-
-    def run(self) -> None:
-        while not self.stop_event.wait(self.interval):
-            self.run_pass()
-
-    def run_pass(self) -> None:
-        from streaming.lakehouse.maintenance import maintain_tables, record_maintenance
-
-        try:
-            native = self.lakehouse.spark if self.lakehouse.format == NATIVE_FORMAT else None
-            report = maintain_tables(self.lakehouse.config, should_stop=self.stop_event.is_set, spark=native)
-            if report.tables:
-                record_maintenance(self.lakehouse.config, report)
-            self.passes += 1
-            log.info("maintenance: %s", report.summary())
-        except LakehouseBusyError:
-            log.info("maintenance: skipped the periodic pass: another pass (xray maintain) is running")
-        except Exception as error:  # maintenance must never stop the stream
-            log.warning("maintenance: the periodic pass failed (%s); the stream goes on, the next pass "
-                        "retries", first_line(error))
-
-
-def _start_maintenance(lakehouse: Lakehouse, stop_event: threading.Event) -> PeriodicMaintenance | None:
-    if lakehouse.config.maintenance_interval_minutes <= 0:
-        return None
-    thread = PeriodicMaintenance(lakehouse, stop_event)
-    thread.start()
-    return thread
-
-
-def _start_watcher(config: XrayConfig, inbox: str, stop_event: threading.Event) -> threading.Thread:
-    from streaming.ingest.watch import watch_inbox
-
-    thread = threading.Thread(target=watch_inbox, args=(config, inbox), kwargs={"stop_event": stop_event},
-                              name="xray-watch", daemon=True)
-    thread.start()
-    return thread

@@ -17,7 +17,7 @@ from deltalake import DeltaTable
 from imagefiles import labelled_xray, stage_labelled_dataset, write
 from support import table_rows
 
-from streaming.lakehouse import maintenance
+from streaming.lakehouse import maintenance, tablepass
 from streaming.lakehouse.catalog import ALL_TABLES
 
 WAVES, PER_WAVE = 4, 4
@@ -61,7 +61,7 @@ def test_maintenance_in_a_loop_beside_a_stream_loses_and_duplicates_nothing(conf
                                 "--trigger-seconds", "0.2"], env=environment, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     # Compact at every pass here (the stream's own pass keeps the default threshold and retention).
-    monkeypatch.setattr(maintenance, "COMPACT_MIN_FILES", 2)
+    monkeypatch.setattr(tablepass, "COMPACT_MIN_FILES", 2)
     passes = compacted = vacuumed = 0
     try:
         wait_for(lambda: count(config, "silver_image_features") > 0, process)  # the stream is up

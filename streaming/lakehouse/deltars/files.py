@@ -103,10 +103,8 @@ class ParquetFileWriter:
             return
         self._writer.close()
         full_path = os.path.join(self.table_path, self._relative_path)
-        # Statistics skip the binary columns, so keeping only the small columns in memory is cheap.
-        small = [t.drop_columns([c for c in t.column_names if pa.types.is_binary(t.schema.field(c).type)])
-                 for t in self._stats_parts]
-        stats = _column_stats(pa.concat_tables(small)) if small else json.dumps({"numRecords": 0})
+        parts = self._stats_parts
+        stats = _column_stats(pa.concat_tables(parts)) if parts else json.dumps({"numRecords": 0})
         stat = os.stat(full_path)
         self.files.append(
             WrittenFile(self._relative_path, stat.st_size, self._rows_in_file, stats, int(stat.st_mtime * 1000))
@@ -131,7 +129,10 @@ class ParquetFileWriter:
                               os.path.join(self.table_path, self._relative_path)) from error
             raise
         self._rows_in_file += table.num_rows
-        self._stats_parts.append(table)
+        # Statistics skip the binary columns: only the small columns stay in memory until the file is closed
+        # (the bytes would stay held for the whole file, past the slice that brought them).
+        self._stats_parts.append(table.drop_columns(
+            [c for c in table.column_names if pa.types.is_binary(table.schema.field(c).type)]))
         if self._rows_in_file >= self.target_file_rows:
             self._close()
 

@@ -1,6 +1,7 @@
 """The cnn model family (streaming/imaging/cnn.py, batch/training/cnn.py, cnnfamily.py, retrain's cnn path):
 the network and its training on small generated frames, then `xray retrain --family cnn` end to end: gold
-and the registered pyfunc give the same probabilities and labels, across families (rescore) and in the stream.
+and the registered pyfunc give the same probabilities and labels, across families (rescore) and in the stream,
+on both Delta engines.
 Skipped, saying why, when the `[cnn]` extra (JAX) is not installed."""
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ def _silver_frames(config) -> tuple[list[str], np.ndarray]:
 
 
 @needs_jax
+@pytest.mark.engine_dependent  # gold, rescore and the stream on both Delta engines (tests/conftest.py)
 def test_the_cnn_family_trains_registers_and_serves_gold_as_its_pyfunc_predicts(spark, config):
     import mlflow.pyfunc
     from imagefiles import stage_labelled_dataset

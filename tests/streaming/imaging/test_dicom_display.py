@@ -113,3 +113,19 @@ def test_constant_and_signed_frames():
     header = Header(WindowCenter=0.0, WindowWidth=800.0)
     expected = np.asarray(Image.fromarray(display_reference(signed, header)).reduce(4))
     assert np.allclose(display_reduced(signed, header, 4), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("bits, pixels, garbage", [(8, PIXELS, 0), (16, WIDE * 257, 0), (12, WIDE * 16, 0xF000)])
+def test_first_frame_is_pydicoms_decode(bits, pixels, garbage):
+    """The first frame read as a view of native pixel data (no unused bits) is pydicom's decoded copy; with
+    unused bits (12 of 16) it is still a copy with them masked, even when the file sets them."""
+    from streaming.imaging.dicom import _viewable
+
+    ds = pydicom.dcmread(io.BytesIO(dicom_of(pixels, bits_stored=bits)))
+    if garbage:
+        ds.PixelData = (pixels.astype(np.uint16) | garbage).tobytes()
+    frame = _first_frame(ds)
+    assert _viewable(ds, ds.file_meta.TransferSyntaxUID) == (bits != 12)
+    assert frame.flags.writeable == (bits == 12)  # a view of the bytes is read-only: nothing may write into it
+    np.testing.assert_array_equal(frame, pixels)
+    np.testing.assert_array_equal(frame, ds.pixel_array)

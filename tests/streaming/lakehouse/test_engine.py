@@ -119,7 +119,8 @@ def test_maintenance_on_native_is_delta_lakes_own_optimize_and_vacuum(spark, con
     LITE (commits by Delta Lake), and the rows stay the same."""
     from deltalake import DeltaTable
 
-    from streaming.lakehouse.maintenance import COMPACT_MIN_FILES, maintain_tables
+    from streaming.lakehouse.maintenance import maintain_tables
+    from streaming.lakehouse.tablepass import COMPACT_MIN_FILES
 
     house = Lakehouse(spark, config)
     house.ensure_tables()

@@ -15,11 +15,11 @@ from streaming.lakehouse.catalog import PIPELINE_EVENTS
 from streaming.lakehouse.engine import Lakehouse
 from streaming.lakehouse.events import BatchEvent
 from streaming.lakehouse.maintenance import (
-    COMPACT_MIN_FILES,
     maintain_tables,
     record_maintenance,
     table_files,
 )
+from streaming.lakehouse.tablepass import COMPACT_MIN_FILES
 
 COMMITS = COMPACT_MIN_FILES + 5
 EVENTS = PIPELINE_EVENTS.name
@@ -201,9 +201,9 @@ def test_idempotent_appends_beside_a_maintenance_loop_all_commit_exactly_once(ho
     compaction or vacuum commit, and a repeated transaction is still skipped."""
     import threading
 
-    from streaming.lakehouse import maintenance
+    from streaming.lakehouse import tablepass
 
-    monkeypatch.setattr(maintenance, "COMPACT_MIN_FILES", 2)
+    monkeypatch.setattr(tablepass, "COMPACT_MIN_FILES", 2)
     stop, errors, passes = threading.Event(), [], []
 
     def loop() -> None:

@@ -12,6 +12,7 @@ from imagefiles import write
 
 from streaming.core.errors import LandingLogCompactedError
 from streaming.landing import log as landing_log
+from streaming.landing.erase import erase_paths
 from streaming.landing.log import LandingLog
 from streaming.landing.scan import Found, scan_landing
 
@@ -180,10 +181,10 @@ def test_erased_paths_leave_the_log_but_numbers_and_replays_stay(tmp_path):
     (folder / "problems.json").write_text(json.dumps([{"kind": "unreadable", "path": "person5_b.jpeg"}]))
 
     erased = {"/landing/old-person5.jpeg", "/landing/person5_a.jpeg", "/landing/person5_b.jpeg"}
-    assert landing_log.erase_paths(folder, erased.__contains__, Path("/landing")) == 3  # two entries, one old path
+    assert erase_paths(folder, erased.__contains__, Path("/landing")) == 3  # two entries, one old path
     text = "".join(p.read_text() for p in folder.rglob("*") if p.is_file())
     assert "person5" not in text, "the identifier is gone from every file of the log"
     again = LandingLog(folder)
     assert len(again.entries) == 3 and again.entries[1].path == "/landing/.erased/1"
     assert again.entries[2].path == "/landing/other.jpeg" and again.plan == {1: 3}
-    assert landing_log.erase_paths(tmp_path / "no-log", erased.__contains__, tmp_path / "landing") == 0
+    assert erase_paths(tmp_path / "no-log", erased.__contains__, tmp_path / "landing") == 0

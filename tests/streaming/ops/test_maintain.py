@@ -9,7 +9,7 @@ from streaming.cli.commands import main
 from streaming.lakehouse.catalog import PIPELINE_EVENTS
 from streaming.lakehouse.engine import Lakehouse
 from streaming.lakehouse.events import BatchEvent
-from streaming.lakehouse.maintenance import COMPACT_MIN_FILES
+from streaming.lakehouse.tablepass import COMPACT_MIN_FILES
 from streaming.ops.maintain import checkpoint_sizes, maintain_command
 
 # Runs once per Delta engine (tests/conftest.py).

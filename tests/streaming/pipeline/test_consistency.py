@@ -112,10 +112,10 @@ def test_recover_rewinds_then_the_replay_restores_the_lost_batch(spark, streamed
 
 
 def test_the_check_reads_events_that_maintenance_compacted_and_vacuumed(spark, streamed, monkeypatch):
-    from streaming.lakehouse import maintenance
+    from streaming.lakehouse import maintenance, tablepass
 
     config = streamed
-    monkeypatch.setattr(maintenance, "COMPACT_MIN_FILES", 2)
+    monkeypatch.setattr(tablepass, "COMPACT_MIN_FILES", 2)
     events = maintenance.maintain_tables(config, tables=["pipeline_events"], retention_hours=0).tables[0]
     assert events.compacted >= 3 and events.vacuumed == events.compacted  # the commits' own files are gone
     check_checkpoints(config)  # still healthy

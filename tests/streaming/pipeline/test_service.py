@@ -147,7 +147,7 @@ def test_a_failed_maintenance_pass_is_one_warning_and_the_next_pass_runs(spark, 
 
     from streaming.lakehouse import maintenance
     from streaming.lakehouse.engine import Lakehouse
-    from streaming.pipeline.service import PeriodicMaintenance
+    from streaming.pipeline.background import PeriodicMaintenance
 
     calls = []
 
