@@ -51,7 +51,9 @@ Parts (``--only`` takes a comma-separated subset; ``memory`` and ``idle`` are me
   ``xray stream --once`` and a warm running stream with ``XRAY_PROFILE_FILE`` set
   (``streaming.core.profiling``); executor ms per image per phase (read, hash, bronze row and write,
   decode, measures, features, inspected row, Arrow in/out, waiting for Spark), executor-slot time outside
-  the Python tasks, driver ms per phase and per table commit.
+  the Python tasks, driver ms per phase and per table commit; the warm stream receives a fifth of the files,
+  then the rest, so the driver's serial time (a batch's wall less its Spark job) splits into a cost per
+  image and per batch, with the bound it puts on one stream (Amdahl; ``phases.driver_serial``).
 
 Every part works in a fresh temporary lakehouse under ``<lakehouse>/bench/`` and removes it. Timings on a
 shared machine are noisy: the load average is recorded at the start and end of every part.

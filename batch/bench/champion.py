@@ -84,3 +84,26 @@ def ensure_champion(ctx: BenchContext) -> str:
                                "images": len(model_files(ctx.files))}
     ctx.tracking_uri = f"sqlite:///{lakehouse / 'mlflow' / 'mlflow.db'}"
     return ctx.tracking_uri
+
+
+def register_cnn_champion(lakehouse: Path, feature_version: str, seed: int = 0) -> str:
+    """Register a cnn-family network with freshly initialised weights as champion (what it costs to score
+    does not depend on its weights), as ``xray retrain --family cnn`` registers one: a pyfunc loaded by
+    `streaming.imaging.cnn`. Returns the tracking URI."""
+    import mlflow
+
+    from batch.training.retrain import log_cnn_pyfunc
+    from streaming.core.config import load_config
+    from streaming.core.registry import CHAMPION_ALIAS, configure_mlflow, ensure_experiment
+    from streaming.imaging import cnn
+
+    config = load_config(environ={}, lakehouse=str(lakehouse))
+    experiment = ensure_experiment(config)
+    with mlflow.start_run(experiment_id=experiment, run_name="bench-cnn"):
+        info = log_cnn_pyfunc(config, cnn.CnnClassifier(cnn.init_params(seed), threshold=0.5))
+    client = configure_mlflow(config)
+    version = str(info.registered_model_version)
+    for key, value in (("feature_version", feature_version), ("model_family", "cnn"), ("threshold", "0.5")):
+        client.set_model_version_tag(config.model_name, version, key, value)
+    client.set_registered_model_alias(config.model_name, CHAMPION_ALIAS, version)
+    return config.tracking_uri

@@ -3,10 +3,12 @@ image a core), beside the features the sklearn family reads. The network's cost 
 weights, so it is measured with freshly initialised ones on the bench files' frames, batched as gold scores
 (`streaming.imaging.cnn.probabilities`): once on one core (a child process pinned to it before JAX starts its
 threads: the per-core figure), once on all cores (the wall time gold sees). Skipped, saying why, without
-the ``[cnn]`` extra. ``python -m batch.bench.cnnscore FRAMES.npy`` is the measurement itself (JSON out)."""
+the ``[cnn]`` extra. Then landing → gold in a warm stream with the sklearn champion and with a cnn one,
+back to back (`landing_to_gold`). ``python -m batch.bench.cnnscore FRAMES.npy`` is the measurement itself (JSON out)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import statistics
@@ -21,9 +23,8 @@ import numpy as np
 
 from batch.bench.baseline import _gray
 from batch.bench.context import BenchContext
-from batch.bench.settings import BASELINE_REPEATS
+from batch.bench.settings import BASELINE_REPEATS, CNN_STREAM_RATIO, MEASURED_MASTER
 
-CNN_MS_PER_IMAGE_PER_CORE = 5.0
 MIN_FRAMES = 512  # the bench's few files are repeated up to this many frames: batches as large as gold's
 
 
@@ -53,7 +54,8 @@ def _one_core(frames: np.ndarray) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def bench_cnn(ctx: BenchContext) -> dict[str, Any]:
+def bench_cnn(ctx: BenchContext, stream: bool = True) -> dict[str, Any]:
+    """The per-image cost, then (``stream``) landing → gold with each family's champion (`landing_to_gold`)."""
     from streaming.imaging import cnn
     from streaming.imaging.features import frame_bytes, frames_array
 
@@ -64,11 +66,30 @@ def bench_cnn(ctx: BenchContext) -> dict[str, Any]:
     frames = np.resize(frames, (max(MIN_FRAMES, len(frames)), *frames.shape[1:]))
     one_core = _one_core(frames)
     every_core = measure(frames)
-    return {"frames": len(frames), "cores": len(os.sched_getaffinity(0)),
+    figures = {"landing_to_gold": landing_to_gold(ctx)} if stream else {}
+    return {**figures, "frames": len(frames), "cores": len(os.sched_getaffinity(0)),
             "ms_per_image": every_core["ms_per_image"], "runs_ms_per_image": every_core["runs_ms_per_image"],
             "ms_per_image_per_core": one_core["ms_per_image"], "one_core_runs_ms_per_image": one_core["runs_ms_per_image"],
             "work": f"cnn.probabilities: {cnn.INPUT_SIZE}px input, batches of {cnn.INFERENCE_BATCH}; per core: a "
                     "process pinned to one core"}
+
+
+def landing_to_gold(ctx: BenchContext) -> dict[str, Any]:
+    """Landing → gold of the bench files in a warm stream (`pipeline.warm_run`) with the sklearn champion,
+    then with a cnn-family champion (scored on the executors, `streaming.gold.inline`), back to back; the
+    ratio of the two rates (issue 28: the network may cost at most 20 %)."""
+    from batch.bench.champion import ensure_champion, register_cnn_champion
+    from batch.bench.pipeline import warm_run
+    from streaming.imaging.features import FEATURE_VERSION
+
+    ensure_champion(ctx)
+    sklearn = warm_run(ctx, MEASURED_MASTER)
+    with_cnn = dataclasses.replace(ctx, pipeline_runs={},
+                                   tracking_uri=register_cnn_champion(ctx.work / "model-cnn", FEATURE_VERSION))
+    cnn = warm_run(with_cnn, MEASURED_MASTER)
+    rates = sklearn.get("images_per_second"), cnn.get("images_per_second")
+    return {"images": len(ctx.files), "sklearn": sklearn, "cnn": cnn,
+            "ratio": round(rates[1] / rates[0], 4) if all(rates) else None, "target_ratio": CNN_STREAM_RATIO}
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 TASK_REST = "rest of the task (writer set-up, untimed)"
 SPARK_JOB = "Spark job (plan, executors, result to driver)"  # the driver phase `streaming.pipeline.fused` names
 
@@ -52,6 +54,41 @@ def summarise(batch: dict[str, Any], cores: int) -> dict[str, Any]:
     }
 
 
+def serial_seconds(batch: dict[str, Any]) -> float:
+    """A batch's time on the driver outside its Spark job: what no number of executors shortens."""
+    return float(batch.get("wall_seconds") or 0.0) - float((batch.get("driver") or {}).get(SPARK_JOB, 0.0))
+
+
+def driver_serial(batches: list[dict[str, Any]], least_images: int = 10) -> dict[str, Any]:
+    """The driver's serial cost per image and per batch from a run's batches of at least ``least_images``
+    images, of different sizes, and the bound it puts on one stream (Amdahl).
+
+    Per image: the slope of the driver thread's CPU seconds against the batch's images (least squares; CPU
+    time, unlike wall time, is not inflated by a busy machine). Per batch: the serial wall time (the batch's
+    wall less its Spark job) less that per-image part. One stream then passes at most 1 / slope images a
+    second with batches large enough, and B / (fixed + slope x B) with batches of B images, however fast
+    the executors."""
+    points = [b for b in batches if (b.get("images") or 0) >= least_images]
+    result: dict[str, Any] = {"batches": [{"images": int(b["images"]), "serial_ms": round(serial_seconds(b) * 1000, 1),
+                                           "cpu_ms": round(float(b.get("cpu_seconds") or 0.0) * 1000, 1)}
+                                          for b in points]}
+    if len({int(b["images"]) for b in points}) < 2 or not all("cpu_seconds" in b for b in points):
+        return result
+    images = np.asarray([float(b["images"]) for b in points])
+    slope, cpu_fixed = np.polyfit(images, np.asarray([float(b["cpu_seconds"]) for b in points]), 1)
+    slope = max(float(slope), 0.0)
+    fixed = max(float(np.mean([serial_seconds(b) - slope * int(b["images"]) for b in points])), 0.0)
+    result.update({
+        "ms_per_image": round(slope * 1000, 4),
+        "cpu_fixed_ms_per_batch": round(float(cpu_fixed) * 1000, 1),
+        "fixed_ms_per_batch": round(fixed * 1000, 1),
+        "amdahl_images_per_second": round(1.0 / slope) if slope > 0 else None,
+        "bound_images_per_second": {str(b): round(b / (fixed + slope * b)) if fixed + slope * b > 0 else None
+                                    for b in (max(int(b["images"]) for b in points), 4000, 20000)},
+    })
+    return result
+
+
 def profile_rows(profile: dict[str, Any]) -> list[tuple[str, Any, str]]:
     """(figure, value, unit) rows for the printed table: the warm batch, then the cold one."""
     rows: list[tuple[str, Any, str]] = []
@@ -81,4 +118,17 @@ def _kind_rows(kind: str, profile: dict[str, Any]) -> list[tuple[str, Any, str]]
     rows.append(("  driver: batch wall time", profile["driver_seconds"] * 1000,
                  f"ms ({profile['driver_ms_per_image']} ms/image)"))
     rows += [(f"    {name}", phase["ms"], f"ms ({phase['share']:.0%})") for name, phase in profile["driver"].items()]
-    return rows
+    return rows + _serial_rows(profile.get("driver_serial") or {})
+
+
+def _serial_rows(serial: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """The driver's serial cost (per image, per batch) and one stream's bound (`driver_serial`)."""
+    if "ms_per_image" not in serial:
+        return []
+    sizes = " / ".join(f"{b['images']}: {b['serial_ms']}, {b['cpu_ms']}" for b in serial["batches"])
+    bounds = ", ".join(f"{v:,} at {k}" for k, v in serial["bound_images_per_second"].items() if v)
+    return [("  driver by batch size: serial wall (wall - Spark job), thread CPU", sizes, "images: ms, ms"),
+            ("  driver serial time per image (CPU slope)", serial["ms_per_image"], "ms (target <= 0.03)"),
+            ("  driver serial time per batch (wall less the per-image part)", serial["fixed_ms_per_batch"], "ms"),
+            ("  one stream's bound (Amdahl): 1 / serial per image", serial["amdahl_images_per_second"],
+             f"images/s ({bounds} images a batch)")]

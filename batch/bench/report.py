@@ -48,12 +48,19 @@ def _cnn_rows(rows: _Rows, part: dict[str, Any]) -> None:
     if "skipped" in part:
         rows.add("cnn family scoring", "skipped", "", "", part["skipped"][:60])
         return
-    from batch.bench.cnnscore import CNN_MS_PER_IMAGE_PER_CORE
+    from batch.bench.settings import CNN_MS_PER_IMAGE_PER_CORE, CNN_STREAM_RATIO
 
     per_core = part["ms_per_image_per_core"]
     rows.add(f"cnn family scoring ms/image ({part['cores']} cores)", part["ms_per_image"], "ms")
     rows.add("cnn family scoring ms/image on one core", per_core, "ms", f"<= {CNN_MS_PER_IMAGE_PER_CORE}",
              _verdict(per_core, CNN_MS_PER_IMAGE_PER_CORE, False))
+    stream = part.get("landing_to_gold") or {}
+    if stream:
+        rates = [stream[family].get("images_per_second") for family in ("sklearn", "cnn")]
+        rows.add(f"landing -> gold, warm, {stream['images']} images: sklearn / cnn champion",
+                 " / ".join("n/a" if r is None else f"{r}" for r in rates), "img/s")
+        rows.add("  cnn / sklearn landing -> gold", stream["ratio"], "", f">= {CNN_STREAM_RATIO}",
+                 _verdict(stream["ratio"], CNN_STREAM_RATIO, True) if stream["ratio"] is not None else "")
 
 
 def _baseline_rows(rows: _Rows, base: dict[str, Any]) -> None:

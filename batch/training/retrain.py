@@ -14,6 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pyspark.sql import DataFrame, SparkSession
@@ -298,9 +299,14 @@ def _log_model(config: XrayConfig, result: model_lib.TrainResult, data: Labelled
 
 
 def _log_cnn_model(config: XrayConfig, result: model_lib.TrainResult, data: LabelledData):
-    """The network as a pyfunc whose loader is `streaming.imaging.cnn` (the classifier gold scores with):
-    input the frames (n, size, size) uint8; ``predict`` gives the labels at the threshold, or P(PNEUMONIA)
-    with ``params={"output": "probability"}``."""
+    return log_cnn_pyfunc(config, result.model)
+
+
+def log_cnn_pyfunc(config: XrayConfig, model: Any):
+    """The network (a `streaming.imaging.cnn.CnnClassifier`) as a pyfunc whose loader is
+    `streaming.imaging.cnn` (the classifier gold scores with), registered under the configured name: input
+    the frames (n, size, size) uint8; ``predict`` gives the labels at the threshold, or P(PNEUMONIA) with
+    ``params={"output": "probability"}``. Inside an active MLflow run."""
     import mlflow.models
     import mlflow.pyfunc
     from mlflow.models.signature import ModelSignature
@@ -311,7 +317,7 @@ def _log_cnn_model(config: XrayConfig, result: model_lib.TrainResult, data: Labe
                                outputs=Schema([ColSpec("double")]),
                                params=ParamSchema([ParamSpec("output", "string", "label")]))
     with tempfile.TemporaryDirectory() as folder:
-        result.model.save(folder)
+        model.save(folder)
         return mlflow.pyfunc.log_model(name="model", loader_module="streaming.imaging.cnn", data_path=folder,
                                        registered_model_name=config.model_name, signature=signature,
                                        pip_requirements=_model_requirements("cnn"))

@@ -335,10 +335,12 @@ def bench_arguments(bench: argparse.ArgumentParser) -> None:
                        help="comma-separated parts: sink, baseline, pipeline, dicom (JPEG vs DICOM copies of the "
                             "same images, ratios from one run), latency, scaling, checkpoint, maintenance (200 one-image "
                             "micro-batches, then xray maintain at retention 0), profile (where one large micro-batch "
-                            "spends its time, per phase), receive (xray receive's C-STORE instances/s and MB/s against a "
+                            "spends its time, per phase; the driver's serial time per image and per batch and the "
+                            "bound it puts on one stream), receive (xray receive's C-STORE instances/s and MB/s against a "
                             "plain pynetdicom SCP writing files, same instances), engines (the two Delta engines on the same "
                             "files: cold start, throughput, latency, commit time per table), cnn (the cnn model family's "
-                            "scoring cost, ms per image; needs the [cnn] extra)")
+                            "scoring cost, ms per image, and landing -> gold with a cnn champion against a sklearn "
+                            "one; needs the [cnn] extra)")
     bench.add_argument("--files", type=int, default=None, metavar="N", help="use at most N images")
     bench.add_argument("--copies", type=int, default=1, metavar="K",
                        help="measure on K copies of every image, each a new content with the same decode work "

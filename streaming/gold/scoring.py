@@ -50,11 +50,25 @@ def champion_available(config: XrayConfig) -> bool:
     return champion(config) is not None
 
 
+def _key(config: XrayConfig) -> str:
+    return f"{config.tracking_uri}|{config.registry_uri}|{config.model_name}"
+
+
 def _cache(config: XrayConfig) -> ChampionCache:
-    key = f"{config.tracking_uri}|{config.registry_uri}|{config.model_name}"
+    key = _key(config)
     if key not in _caches:
         _caches[key] = ChampionCache(config)
     return _caches[key]
+
+
+_warming: dict[str, threading.Thread] = {}
+
+
+def still_warming_up(config: XrayConfig) -> bool:
+    """Whether `warm_up`'s background load of a first champion is still running (a batch that asked now
+    would wait for MLflow's import and the model's load)."""
+    thread = _warming.get(_key(config))
+    return thread is not None and thread.is_alive() and _cache(config).ref is None
 
 
 def warm_up(config: XrayConfig) -> threading.Thread:
@@ -68,6 +82,7 @@ def warm_up(config: XrayConfig) -> threading.Thread:
             log.debug("champion warm-up failed: %s", error)
 
     thread = threading.Thread(target=load, name="xray-champion-warm-up", daemon=True)
+    _warming[_key(config)] = thread
     thread.start()
     return thread
 
@@ -91,6 +106,50 @@ def scorable(rows: pa.Table, model: Any) -> pa.Table:
     return rows.filter(pc.is_valid(rows.column("frame")))
 
 
+def model_scores(rows: pa.RecordBatch | pa.Table, model: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(P(PNEUMONIA), predicted label index) of each row, in one vectorised call of the model."""
+    matrix = model_input(rows, model)
+    probabilities = model.predict_proba(matrix)[:, 1]
+    # The label is the model's own prediction (its threshold inside): what MLflow's pyfunc returns too. The
+    # network's is its probability at its threshold, computed once rather than in a second forward pass.
+    labels = ((probabilities >= model.threshold).astype(int) if reads_frames(model)
+              else np.asarray(model.predict(matrix)).astype(int))
+    return probabilities.astype(np.float64), labels
+
+
+def label_names(labels: np.ndarray) -> pa.Array:
+    """Predicted label indexes → their names."""
+    return pa.array(np.asarray(LABEL_NAMES, dtype=object)[labels], pa.string())
+
+
+def prediction_ids(image_ids: list[str], ref: ModelRef) -> pa.Array:
+    return pa.array([prediction_id(i, ref) for i in image_ids], pa.string())
+
+
+def prediction_table(ids: pa.Array | pa.ChunkedArray, image_ids: pa.Array | pa.ChunkedArray,
+                     probabilities: pa.Array | pa.ChunkedArray, predicted: pa.Array | pa.ChunkedArray,
+                     truths: pa.Array | pa.ChunkedArray, ref: ModelRef, family: str, feature_version: str,
+                     predicted_time: dt.datetime, arrow_schema: pa.Schema) -> pa.Table:
+    """Gold's rows from per-image columns (prediction id, image id, P(PNEUMONIA), predicted and true
+    label), in Arrow compute: no Python per row."""
+    rows = len(image_ids)
+
+    def same(value: Any) -> pa.Array:
+        return pa.repeat(pa.scalar(value), rows)
+
+    probabilities = pc.cast(probabilities, pa.float64())
+    confidence = pc.if_else(pc.equal(predicted, "PNEUMONIA"), probabilities, pc.subtract(1.0, probabilities))
+    columns = {
+        "prediction_id": ids, "image_id": image_ids, "predicted_label": predicted,
+        "probability_pneumonia": probabilities, "confidence": confidence, "true_label": truths,
+        "is_correct": pc.equal(predicted, truths),  # null where the truth is unknown
+        "model_name": same(ref.name), "model_version": same(ref.version), "feature_version": same(feature_version),
+        "predicted_time": same(predicted_time), "prediction_date": same(predicted_time.date()),
+        "model_family": same(family),
+    }
+    return pa.table([pc.cast(columns[f.name], f.type) for f in arrow_schema], schema=arrow_schema)
+
+
 def score_batch(rows: pa.RecordBatch | pa.Table, model: Any, ref: ModelRef, feature_version: str,
                 predicted_time: dt.datetime, arrow_schema: pa.Schema | None = None) -> pa.Table:
     """Silver rows (image_id, features or frame, label_name) → prediction rows, in Arrow (pure; no Spark).
@@ -100,33 +159,11 @@ def score_batch(rows: pa.RecordBatch | pa.Table, model: Any, ref: ModelRef, feat
     arrow_schema = arrow_schema or arrow_schema_of_spark(GOLD_PREDICTIONS.schema)
     if rows.num_rows == 0:
         return arrow_schema.empty_table()
-    image_ids = rows.column("image_id").to_pylist()
-    matrix = model_input(rows, model)
-    probabilities = model.predict_proba(matrix)[:, 1]
-    family = model_family(model)
-    # The label is the model's own prediction (its threshold inside): what MLflow's pyfunc returns too. The
-    # network's is its probability at its threshold, computed once rather than in a second forward pass.
-    labels = ((probabilities >= model.threshold).astype(int) if reads_frames(model) else model.predict(matrix))
-    truths = rows.column("label_name").to_pylist()
-    predictions = []
-    for image_id, probability, label, truth in zip(image_ids, probabilities, labels, truths, strict=True):
-        predicted = LABEL_NAMES[int(label)]
-        predictions.append({
-            "prediction_id": prediction_id(image_id, ref),
-            "image_id": image_id,
-            "predicted_label": predicted,
-            "probability_pneumonia": float(probability),
-            "confidence": float(probability if predicted == "PNEUMONIA" else 1.0 - probability),
-            "true_label": truth,
-            "is_correct": None if truth is None else predicted == truth,
-            "model_name": ref.name,
-            "model_version": ref.version,
-            "feature_version": feature_version,
-            "predicted_time": predicted_time,
-            "prediction_date": predicted_time.date(),
-            "model_family": family,
-        })
-    return pa.Table.from_pylist(predictions, schema=arrow_schema)
+    probabilities, labels = model_scores(rows, model)
+    image_ids = rows.column("image_id")
+    return prediction_table(prediction_ids(image_ids.to_pylist(), ref), image_ids, pa.array(probabilities),
+                            label_names(labels), rows.column("label_name"), ref, model_family(model),
+                            feature_version, predicted_time, arrow_schema)
 
 
 def score_features(
@@ -171,18 +208,17 @@ def silver_labels(lakehouse: Lakehouse) -> DataFrame:
     return lakehouse.spark.createDataFrame(labels, schema="image_id string, label_name string")
 
 
-def _unpredicted(lakehouse: Lakehouse, predictions: pa.Table) -> pa.Table:
+def unpredicted(lakehouse: Lakehouse, predictions: pa.Table) -> pa.Table:
     """Predictions whose id is not in gold yet (a catch-up or an earlier run may have written some)."""
-    ids = predictions.column("image_id").to_pylist()
-    if not ids:
+    if predictions.num_rows == 0:
         return predictions
+    ids = pc.unique(predictions.column("image_id"))
     existing = lakehouse.read_arrow(GOLD_PREDICTIONS.name, columns=["prediction_id"],
-                                    filters=[("image_id", "in", sorted(set(ids)))])
-    seen = set(existing.column("prediction_id").to_pylist())
-    if not seen:
+                                    filters=[("image_id", "in", ids.to_pylist())])
+    if existing.num_rows == 0:
         return predictions
-    keep = [i for i, p in enumerate(predictions.column("prediction_id").to_pylist()) if p not in seen]
-    return predictions.take(pa.array(keep, pa.int64()))
+    seen = pc.cast(existing.column("prediction_id").combine_chunks(), pa.string())  # a MERGE: string_view
+    return predictions.filter(pc.invert(pc.is_in(predictions.column("prediction_id"), value_set=seen)))
 
 
 def write_predictions(lakehouse: Lakehouse, rows: pa.Table, batch_id: int, txn_app: str | None,
@@ -211,26 +247,29 @@ def write_predictions(lakehouse: Lakehouse, rows: pa.Table, batch_id: int, txn_a
     rows = scorable(rows, model)
     with GOLD_WRITE_LOCK:  # the check for existing predictions and the append are one step
         scored = score_batch(rows, model, ref, model_features, dt.datetime.now(dt.timezone.utc))
-        predictions = _unpredicted(lakehouse, scored)
+        predictions = unpredicted(lakehouse, scored)
         event.output_rows = predictions.num_rows
         lakehouse.append_arrow(GOLD_PREDICTIONS.name, predictions, txn=(txn_app, batch_id) if txn_app else None)
     if watch_drift:
-        _watch_drift(lakehouse, event, ref, tags, rows, scored)
-    skipped = rows.num_rows - event.output_rows
-    other_versions = event.input_rows - of_version
-    without_frame = of_version - rows.num_rows
-    event.message = f"model {ref.name} v{ref.version}" + (
-        f"; {skipped} image(s) already scored by this model" if skipped else "") + (
-        f"; {other_versions} row(s) of other feature versions not scored (recompute silver features)"
-        if other_versions else "") + (
-        f"; {without_frame} image(s) stored before silver kept frames not scored by the cnn family "
-        "(README: Model families)" if without_frame else "")
+        watch_drift_window(lakehouse, event, ref, tags, rows, scored)
+    event.message = gold_message(ref, rows.num_rows - event.output_rows, event.input_rows - of_version,
+                                 of_version - rows.num_rows)
     if record:
         record_event(lakehouse, event, writer=txn_app, idempotent=txn_app is not None)
     return event.finish()
 
 
-def _watch_drift(lakehouse: Lakehouse, event: BatchEvent, ref: ModelRef, tags: dict[str, str], rows: pa.Table,
+def gold_message(ref: ModelRef, skipped: int, other_versions: int, without_frame: int) -> str:
+    """A gold event's message: the model, and the images it did not write a prediction for, and why."""
+    return f"model {ref.name} v{ref.version}" + (
+        f"; {skipped} image(s) already scored by this model" if skipped else "") + (
+        f"; {other_versions} row(s) of other feature versions not scored (recompute silver features)"
+        if other_versions else "") + (
+        f"; {without_frame} image(s) stored before silver kept frames not scored by the cnn family "
+        "(README: Model families)" if without_frame else "")
+
+
+def watch_drift_window(lakehouse: Lakehouse, event: BatchEvent, ref: ModelRef, tags: dict[str, str], rows: pa.Table,
                  scored: pa.Table) -> None:
     """Add the scored images to the drift window; the event carries what it says (never fails a batch)."""
     try:
@@ -244,7 +283,7 @@ def _watch_drift(lakehouse: Lakehouse, event: BatchEvent, ref: ModelRef, tags: d
         event.drift = result.as_dict() if result.psi or result.prevalence_psi is not None else None
 
 
-def _champion_for_batch(config: XrayConfig) -> tuple[tuple[ModelRef, Any, dict[str, str]] | None, str | None]:
+def champion_for_batch(config: XrayConfig) -> tuple[tuple[ModelRef, Any, dict[str, str]] | None, str | None]:
     """(the champion to score with, None) or (None, why it cannot be loaded); (None, None): no model has
     been champion yet. A champion this process served that is gone from the registry (the MLflow store
     removed or damaged) cannot be loaded: not the same as a lakehouse still waiting for its first model."""
@@ -267,7 +306,7 @@ def pending(config: XrayConfig) -> bool:
     return str(config.tables_dir) in _pending
 
 
-def _pending_event(config: XrayConfig, batch_id: int, images: int, problem: str) -> BatchEvent:
+def pending_event(config: XrayConfig, batch_id: int, images: int, problem: str) -> BatchEvent:
     _pending.add(str(config.tables_dir))
     event = BatchEvent(QUERY_NAME, batch_id)
     event.input_rows, event.model_unavailable = images, problem
@@ -277,14 +316,17 @@ def _pending_event(config: XrayConfig, batch_id: int, images: int, problem: str)
 
 
 def score_new_images(lakehouse: Lakehouse, new_images: pa.Table, batch_id: int, txn_app: str,
-                     record: bool = True) -> BatchEvent | None:
+                     record: bool = True,
+                     chosen: tuple[tuple[ModelRef, Any, dict[str, str]] | None, str | None] | None = None
+                     ) -> BatchEvent | None:
     """Gold inside a silver batch: score the batch's new images (inspected rows) when a champion exists;
     they join the drift window. While no model was ever champion: None (scored later by `score_unscored`).
     A champion that cannot be loaded: an event saying the images are pending (never a silent gap); the
-    stream's catch-up scores them once the model loads again."""
-    current, problem = _champion_for_batch(lakehouse.config)
+    stream's catch-up scores them once the model loads again. ``chosen``: `champion_for_batch`'s answer
+    when the caller asked it at the start of the batch."""
+    current, problem = chosen or champion_for_batch(lakehouse.config)
     if problem is not None and new_images.num_rows:
-        event = _pending_event(lakehouse.config, batch_id, new_images.num_rows, problem)
+        event = pending_event(lakehouse.config, batch_id, new_images.num_rows, problem)
         if record:
             record_event(lakehouse, event, writer=txn_app, idempotent=True)
         return event

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import LongType, StringType, StructField, StructType
+from pyspark.sql.types import BooleanType, LongType, StringType, StructField, StructType
 
 from streaming.bronze.labels import outside_label_folders, unlabelled_note
 from streaming.bronze.read import (
@@ -44,6 +44,7 @@ from streaming.core import profiling
 from streaming.core.config import XrayConfig
 from streaming.core.profiling import Phases
 from streaming.core.pseudonym import short_ref
+from streaming.gold.inline import SCORE_FIELDS, ExecutorScorer
 from streaming.lakehouse.catalog import BRONZE_IMAGES, SILVER_METADATA
 from streaming.lakehouse.deltars import (
     DeltaRsCommitMessage,
@@ -77,22 +78,26 @@ BRONZE_EXPECTATION_COUNT = {"table": BRONZE_IMAGES.name, "rule": BRONZE_EXPECTAT
 WRITTEN_FILES_COLUMN = "bronze_files"
 MODIFIED_COLUMN = "modification_time"
 SEQ_COLUMN = "landing_seq"  # the entry's number in the landing log, for clean_source
+OUTSIDE_COLUMN = "outside_label_folder"  # the file's folders in landing give no label (said once per batch)
 # Profiling on (`streaming.core.profiling`): each task's phase sums, by batch, until the batch is written.
 _EXECUTOR_PROFILES: dict[int, list[dict]] = {}
-RECORDED_SCHEMA = StructType([*INSPECTED_SCHEMA.fields, StructField(SEQ_COLUMN, LongType()),
+# With a champion, executors score the inspected rows in the same pass (`streaming.gold.inline`).
+RECORDED_SCHEMA = StructType([*INSPECTED_SCHEMA.fields, *SCORE_FIELDS, StructField(SEQ_COLUMN, LongType()),
+                              StructField(OUTSIDE_COLUMN, BooleanType()),
                               StructField(WRITTEN_FILES_COLUMN, StringType())])
 
 
 def record_and_inspect(listing: DataFrame, config: XrayConfig, batch_id: int, bronze_path: str,
-                       inspect: bool, forgotten: Forgotten | None = None) -> DataFrame:
+                       inspect: bool, forgotten: Forgotten | None = None,
+                       scorer: ExecutorScorer | None = None) -> DataFrame:
     """Listing rows → bronze Parquet files written by the executors (not committed yet) and one inspected
     row per file (decode, measures, features when ``inspect``), in one pass that reads each file once.
 
     A file deleted between listing and reading (bronze's rule ``file_still_exists``) is not written, nor is
     a file the forget list refuses (``forgotten``: its patient, or its erased bytes): its inspected row says
-    ``refused``.
+    ``refused``. ``scorer``: the champion scores the inspected rows in the same pass.
     """
-    recorder = _Recorder(config, batch_id, bronze_path, inspect, forgotten or Forgotten())
+    recorder = _Recorder(config, batch_id, bronze_path, inspect, forgotten or Forgotten(), scorer)
     return _as_landing_entries(listing).mapInArrow(recorder.record_batches, RECORDED_SCHEMA)
 
 
@@ -101,24 +106,29 @@ class _Recorder:
     every setting (profiling included) travels to the executors with it and no worker reads the config."""
 
     def __init__(self, config: XrayConfig, batch_id: int, bronze_path: str, inspect: bool,
-                 forgotten: Forgotten):
+                 forgotten: Forgotten, scorer: ExecutorScorer | None):
         self.batch_id, self.bronze_path, self.inspect, self.forgotten = batch_id, bronze_path, inspect, forgotten
+        self.scorer = scorer if inspect else None
         self.bronze_schema, self.recorded_schema = _arrow_schemas()
         self.ingest_time = dt.datetime.now(dt.timezone.utc)
         self.max_file_bytes, self.max_pixels = config.max_file_bytes, config.max_image_pixels
-        self.salt, self.roots = config.patient_salt(), landing_roots(config)
+        self.salt, self.roots, self.landing = config.patient_salt(), landing_roots(config), config.landing_dir
         self.profile = profiling.enabled()  # read on the driver
 
     def inspected_rows(self, records: list[dict], seqs: list[int], phases: Phases | None) -> list[dict]:
+        # Whether each file is outside a label folder: judged here, sparing the driver a pass per image.
+        outside = outside_label_folders(self.landing, [r["path"] for r in records])
+        outside = set(outside)
+        marks = [{SEQ_COLUMN: seq, OUTSIDE_COLUMN: i in outside} for i, seq in enumerate(seqs)]
         if self.inspect:
-            return [{**inspect_record(r, self.salt, self.max_pixels, phases), SEQ_COLUMN: seq}
-                    for r, seq in zip(records, seqs, strict=True)]
+            return [{**inspect_record(r, self.salt, self.max_pixels, phases), **mark}
+                    for r, mark in zip(records, marks, strict=True)]
         empty = dict.fromkeys(f.name for f in INSPECTED_SCHEMA.fields)
         return [{**empty, "path": r["path"], "file_name": r["file_name"], "path_ref": r["path_ref"],
                  "size_bytes": r["size_bytes"], "content_status": r["content_status"],
                  "content_sha256": r["content_sha256"], "source_batch_id": self.batch_id,
-                 MODIFIED_COLUMN: r["modification_time"], SEQ_COLUMN: seq}
-                for r, seq in zip(records, seqs, strict=True)]
+                 MODIFIED_COLUMN: r["modification_time"], **mark}
+                for r, mark in zip(records, marks, strict=True)]
 
     def record_batch(self, batch: pa.RecordBatch, writer: ParquetFileWriter, phases: Phases | None) -> pa.RecordBatch:
         """One Arrow batch of listed files: bronze rows written (refused files not), inspected rows out."""
@@ -141,7 +151,10 @@ class _Recorder:
             if no:
                 row["content_status"] = REFUSED
         out = inspected_batch(inspected, self.recorded_schema)
-        mark("arrow in/out", since)
+        since = mark("arrow in/out", since)
+        if self.scorer is not None:
+            out = self.scorer.score(out)
+            mark("gold scoring", since)
         return out
 
     def record_batches(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -190,7 +203,7 @@ def _marker(phases: Phases | None) -> Callable[[str, float], float]:
 
 
 def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, silver_inline: bool,
-                          forgotten: Forgotten) -> tuple[pa.Table, bool]:
+                          forgotten: Forgotten, scorer: ExecutorScorer | None) -> tuple[pa.Table, bool]:
     """Executors write bronze files and inspect; the driver commits the files. (inspected rows, committed)"""
     from streaming.silver.expectations import silver_expectations
 
@@ -203,7 +216,7 @@ def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int
     job_started_at = time.time()
     with profiling.timed("Spark job (plan, executors, result to driver)"):
         recorded = record_and_inspect(listed, config, batch_id, lakehouse.path(BRONZE_IMAGES.name), silver_inline,
-                                      forgotten)
+                                      forgotten, scorer)
         if silver_inline:
             recorded = flag_expectations(recorded, silver_expectations(config, forgotten.patients),
                                          SILVER_METADATA.name)
@@ -225,7 +238,7 @@ def _record_with_delta_rs(lakehouse: Lakehouse, listed: DataFrame, batch_id: int
 
 
 def _record_with_spark(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, silver_inline: bool,
-                       forgotten: Forgotten) -> pa.Table:
+                       forgotten: Forgotten, scorer: ExecutorScorer | None) -> pa.Table:
     """The same through Spark's writer (native ``delta`` format): the read rows are cached, bronze is
     written from the cache and the inspection reads it again (no image bytes reach the driver)."""
     from streaming.silver.expectations import silver_expectations
@@ -245,6 +258,8 @@ def _record_with_spark(lakehouse: Lakehouse, listed: DataFrame, batch_id: int, s
             inspected = inspected.withColumn("content_status", F.when(F.col("path").isin(refused), F.lit(REFUSED))
                                              .otherwise(F.col("content_status")))
         if silver_inline:
+            if scorer is not None:
+                inspected = scorer.score_dataframe(inspected)
             inspected = flag_expectations(inspected, silver_expectations(config, forgotten.patients),
                                           SILVER_METADATA.name)
         table = inspected.toArrow()
@@ -300,17 +315,19 @@ def _describe_bronze(config: XrayConfig, inspected: pa.Table, missing: pa.Chunke
         notes.append(f"refused {refused_count} file(s) of patients erased by xray forget (not stored; deleted "
                      "from landing; quarantined under patient_not_forgotten)")
     read = inspected.filter(pc.invert(pc.or_(missing, refused)))
-    stray = outside_label_folders(config.landing_dir, read.column("path").to_pylist())
-    if stray:
+    if OUTSIDE_COLUMN in read.column_names:  # judged by the executors
+        stray_refs = read.filter(pc.fill_null(read.column(OUTSIDE_COLUMN), False)).column("path_ref").to_pylist()
+    else:
         refs = read.column("path_ref").to_pylist()
-        notes.append(unlabelled_note([refs[i] for i in stray]))
+        stray_refs = [refs[i] for i in outside_label_folders(config.landing_dir, read.column("path").to_pylist())]
+    if stray_refs:
+        notes.append(unlabelled_note(stray_refs))
         log.warning("bronze batch %d: %s", event.batch_id, notes[-1])
     notes.extend(report_replaced(config, inspected.column(SEQ_COLUMN).to_pylist(),
                                  inspected.column("path_ref").to_pylist()))
     notes.extend(report_landing_problems(config))
     event.message = "; ".join(notes) or None
-    times = [t for t in inspected.column(MODIFIED_COLUMN).to_pylist() if t is not None]
-    newest = max(times) if times else None
+    newest = pc.max(inspected.column(MODIFIED_COLUMN)).as_py()
     if newest is not None and newest.tzinfo is None:
         newest = newest.replace(tzinfo=dt.timezone.utc)
     event.backlog_files, event.backlog_bytes = landing_backlog(config.landing_dir, newest)
@@ -328,11 +345,13 @@ def process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: int
     """
     if not profiling.enabled():
         return _process_bronze_batch(lakehouse, listing, batch_id, silver_inline, gold_inline)
-    clock = time.perf_counter()
+    clock, cpu = time.perf_counter(), time.thread_time()
     with profiling.timed("other (driver)"):
         event = _process_bronze_batch(lakehouse, listing, batch_id, silver_inline, gold_inline)
+    # The driver thread's CPU seconds: its serial work (Arrow, commits' Python side), unlike wall time
+    # not inflated by waiting for a busy machine's cores.
     profiling.write_batch({"batch_id": batch_id, "images": event.input_rows,
-                           "wall_seconds": time.perf_counter() - clock,
+                           "wall_seconds": time.perf_counter() - clock, "cpu_seconds": time.thread_time() - cpu,
                            "tasks": _EXECUTOR_PROFILES.pop(batch_id, [])})
     return event
 
@@ -346,10 +365,17 @@ def _process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: in
     # Read at every batch: an erasure (`xray forget`) is honoured from the next batch on.
     with profiling.timed("forget list read"):
         forgotten = read_forget_list(config)
+    chosen = None
+    if silver_inline and gold_inline:  # chosen before the pass: executors score with it
+        from streaming.gold import inline
+
+        with profiling.timed("champion (registry lookup, model shipped)"):
+            chosen = inline.batch_champion(lakehouse)
+    scorer = chosen.scorer if chosen is not None else None
     if lakehouse.format == DELTA_RS_FORMAT:
-        inspected, _ = _record_with_delta_rs(lakehouse, listed, batch_id, silver_inline, forgotten)
+        inspected, _ = _record_with_delta_rs(lakehouse, listed, batch_id, silver_inline, forgotten, scorer)
     else:
-        inspected = _record_with_spark(lakehouse, listed, batch_id, silver_inline, forgotten)
+        inspected = _record_with_spark(lakehouse, listed, batch_id, silver_inline, forgotten, scorer)
     phases = {"read+inspect+bronze commit": time.perf_counter() - clock}
     event.input_rows = inspected.num_rows
     if event.input_rows == 0:
@@ -360,22 +386,11 @@ def _process_bronze_batch(lakehouse: Lakehouse, listing: DataFrame, batch_id: in
         newest = _describe_bronze(config, inspected, missing, refused, event)
     events = [event.finish()]
     if silver_inline:
-        from streaming.silver import batch as silver
+        from streaming.pipeline.commit import commit_silver_and_gold
 
-        silver_event = BatchEvent(silver.QUERY_NAME, batch_id)
-        with profiling.timed("silver (split, dedupe, rows)"):
-            new_images = silver.write_silver(lakehouse, inspected.filter(pc.invert(missing)), batch_id, QUERY_NAME,
-                                             silver_event, forgotten=forgotten.patients)
-        events.append(silver_event.finish())
-        phases["silver"] = time.perf_counter() - clock - sum(phases.values())
-        if gold_inline:
-            from streaming.gold import scoring as gold
-
-            with profiling.timed("gold (model, scoring)"):
-                gold_event = gold.score_new_images(lakehouse, new_images, batch_id, QUERY_NAME, record=False)
-            if gold_event is not None and gold_event.input_rows:
-                events.append(gold_event)
-            phases["gold"] = time.perf_counter() - clock - sum(phases.values())
+        events += commit_silver_and_gold(lakehouse, inspected.filter(pc.invert(missing)), batch_id, QUERY_NAME,
+                                         forgotten, chosen)
+        phases["silver and gold"] = time.perf_counter() - clock - sum(phases.values())
     # One commit for the batch's events, last: a replay that finds it knows every layer wrote.
     record_events(lakehouse, events, (f"{QUERY_NAME}:events", batch_id))
     phases["events"] = time.perf_counter() - clock - sum(phases.values())

@@ -8,8 +8,10 @@ content already in silver (or earlier in the same batch) is counted as a duplica
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 
 from streaming.lakehouse.catalog import (
@@ -48,7 +50,8 @@ def _not_yet_quarantined(lakehouse: Lakehouse, quarantined: pa.Table) -> pa.Tabl
 
 
 def write_silver(lakehouse: Lakehouse, flagged: pa.Table, batch_id: int, txn_app: str,
-                 event: BatchEvent, reprocessing: bool = False, forgotten: frozenset[str] = frozenset()) -> pa.Table:
+                 event: BatchEvent, reprocessing: bool = False, forgotten: frozenset[str] = frozenset(),
+                 commit_version: int | None | Literal["ask"] = "ask") -> pa.Table:
     """The driver's part of a silver micro-batch: split the inspected rows (flagged by
     `flag_expectations` with `silver_expectations`), dedupe, write the three tables. Returns the new
     images (their inspected rows) for gold.
@@ -57,7 +60,8 @@ def write_silver(lakehouse: Lakehouse, flagged: pa.Table, batch_id: int, txn_app
     Duplicates are judged against silver as it was before this batch (the table version before this
     batch's metadata commit, when a crash left it committed), so a replay judges alike. ``reprocessing``
     (silver re-reading bronze) also skips files already quarantined. ``forgotten``: the forget list the
-    rows were flagged with.
+    rows were flagged with. ``commit_version``: the version that committed this batch's metadata
+    (`Lakehouse.txn_commit_version`, None: not committed yet) when the caller asked it already.
     """
     config = lakehouse.config
     processed_time = dt.datetime.now(dt.timezone.utc)
@@ -67,13 +71,16 @@ def write_silver(lakehouse: Lakehouse, flagged: pa.Table, batch_id: int, txn_app
     quarantined = _not_yet_quarantined(lakehouse, result.quarantined) if reprocessing else result.quarantined
     event.quarantined_rows = quarantined.num_rows
     txn = (txn_app, batch_id)
-    shas = sorted({s for s in result.valid.column("content_sha256").to_pylist() if s})
-    known: set[str] = set()
-    if shas:
-        committed = lakehouse.txn_commit_version(SILVER_METADATA.name, txn)
-        before = lakehouse.read_arrow(SILVER_METADATA.name, columns=["image_id"], filters=[("image_id", "in", shas)],
+    shas = pc.drop_null(pc.unique(result.valid.column("content_sha256")))
+    known = pa.array([], pa.string())
+    if len(shas):
+        committed = (lakehouse.txn_commit_version(SILVER_METADATA.name, txn) if commit_version == "ask"
+                     else commit_version)
+        # A scan of one column of silver (a vectorised filter, no Python per row), as of before this batch.
+        before = lakehouse.read_arrow(SILVER_METADATA.name, columns=["image_id"],
+                                      filters=[("image_id", "in", shas.to_pylist())],
                                       version=None if committed is None else committed - 1)
-        known = set(before.column("image_id").to_pylist())
+        known = pc.cast(before.column("image_id").combine_chunks(), pa.string())
     new_images = first_copies(result.valid, known)
     event.output_rows = new_images.num_rows
     event.duplicate_rows = (event.input_rows - result.dropped - result.quarantined_count - event.output_rows)

@@ -4,8 +4,11 @@ each silver table (no Spark, no I/O)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from streaming.core.names import LABEL_CODES
 from streaming.imaging import features
@@ -22,30 +25,34 @@ def _as_table(table: str, batch: pa.Table, sources: dict[str, str], constants: d
     """A declared table's rows from a batch: each column is the batch's column of the same name (or the
     one ``sources`` names), or one value from ``constants`` on every row."""
     schema = arrow_schema_of_spark(TABLES_BY_NAME[table].schema)
-    columns = [pa.array([constants[f.name]] * batch.num_rows, f.type) if f.name in constants
+    columns = [pa.repeat(pa.scalar(constants[f.name], f.type), batch.num_rows) if f.name in constants
                else batch.column(sources.get(f.name, f.name)) for f in schema]
     return pa.table(columns, names=schema.names).cast(schema)
 
 
-def first_copies(valid: pa.Table, known_image_ids: set[str]) -> pa.Table:
+def first_copies(valid: pa.Table, known_image_ids: pa.Array | Iterable[str]) -> pa.Table:
     """Valid rows whose content is new: not in ``known_image_ids`` and the first copy (by bronze batch,
-    then path) within the batch."""
-    keys = sorted(range(valid.num_rows), key=lambda i: (valid.column("source_batch_id")[i].as_py() or 0,
-                                                          valid.column("path")[i].as_py() or ""))
-    shas = valid.column("content_sha256").to_pylist()
-    seen = set(known_image_ids)
-    keep = []
-    for index in keys:
-        if shas[index] not in seen:
-            seen.add(shas[index])
-            keep.append(index)
-    return valid.take(pa.array(sorted(keep), pa.int64()))
+    then path) within the batch. Arrow compute throughout (no Python per row)."""
+    if valid.num_rows == 0:
+        return valid
+    if not isinstance(known_image_ids, pa.Array):
+        known_image_ids = pa.array(sorted(known_image_ids), pa.string())
+    order = pc.sort_indices(pa.table({"batch": pc.fill_null(valid.column("source_batch_id"), 0),
+                                      "path": pc.fill_null(valid.column("path"), "")}),
+                            sort_keys=[("batch", "ascending"), ("path", "ascending")])
+    ranked = pa.table({"sha": valid.column("content_sha256").take(order),
+                       "rank": pa.array(np.arange(valid.num_rows, dtype=np.int64))})
+    ranked = ranked.filter(pc.invert(pc.fill_null(pc.is_in(ranked.column("sha"), value_set=known_image_ids),
+                                                  False)))
+    first = ranked.group_by("sha", use_threads=False).aggregate([("rank", "min")]).column("rank_min")
+    return valid.take(pa.array(np.sort(order.to_numpy()[first.to_numpy()]), pa.int64()))
 
 
 def to_metadata_rows(valid: pa.Table, silver_batch_id: int, processed_time: dt.datetime) -> pa.Table:
     """Inspected valid rows → ``silver_xray_metadata`` rows."""
-    codes = pa.array([LABEL_CODES.get(n) if n else None for n in valid.column("label_name").to_pylist()],
-                     pa.int32())
+    names, codes = zip(*LABEL_CODES.items(), strict=True)
+    position = pc.index_in(valid.column("label_name"), value_set=pa.array(names, pa.string()))
+    codes = pc.take(pa.array(codes, pa.int32()), position)  # an unknown or missing label: null
     return _as_table(
         SILVER_METADATA.name, valid.append_column("label", codes),
         {"image_id": "content_sha256", "image_format": "detected_format", "file_size": "size_bytes"},

@@ -179,7 +179,7 @@ def test_bench_measures_the_scoring_cost_per_image(tmp_path):
 
     assert parse_parts("cnn") == ["cnn"]
     paths = stage_labelled_dataset(tmp_path, per_class=2)
-    figures = bench_cnn(SimpleNamespace(files=[SimpleNamespace(path=p) for p in paths]))
+    figures = bench_cnn(SimpleNamespace(files=[SimpleNamespace(path=p) for p in paths]), stream=False)
     assert figures["frames"] == MIN_FRAMES and figures["ms_per_image"] > 0 and figures["ms_per_image_per_core"] > 0
     assert len(figures["one_core_runs_ms_per_image"]) == len(figures["runs_ms_per_image"]) == 3
     rows = {name: (value, target) for name, value, target, _ in report_rows({"cnn": figures, "errors": {}})}
