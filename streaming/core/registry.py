@@ -112,7 +112,9 @@ def model_versions(config: XrayConfig) -> list[ModelRef]:
         versions = client.search_model_versions(f"name = '{config.model_name}'")
     except Exception:  # no such model yet
         return []
-    return sorted((ModelRef(v.name, str(v.version)) for v in versions), key=lambda r: int(r.version))
+    # Each version once: MLflow 3.18's search was seen listing a version twice (a test run on a fresh install).
+    unique = {str(v.version): ModelRef(v.name, str(v.version)) for v in versions}
+    return sorted(unique.values(), key=lambda r: int(r.version))
 
 
 def version_tags(config: XrayConfig, ref: ModelRef) -> dict[str, str]:

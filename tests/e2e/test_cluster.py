@@ -129,10 +129,11 @@ def test_the_deployed_jobs_run_on_a_standalone_cluster_with_native_delta(tmp_pat
     assert "maintenance" in events.to_pylist()  # the maintain job recorded its pass
 
     client = MlflowClient(tracking_uri=f"sqlite:///{lakehouse}/mlflow/mlflow.db")
-    versions = client.search_model_versions("name = 'xray_pneumonia_classifier'")
-    assert len(versions) == 1
+    # One version registered (counted by number: MLflow 3.18's search was seen listing one version twice).
+    versions = {str(v.version) for v in client.search_model_versions("name = 'xray_pneumonia_classifier'")}
+    assert len(versions) == 1, versions
     champion = client.get_model_version_by_alias("xray_pneumonia_classifier", "champion")
-    assert champion.version == versions[0].version
+    assert str(champion.version) in versions
 
     # Nothing of the cluster is left behind: the script stopped master and worker.
     leftover = subprocess.run(["pgrep", "-f", f"{tmp_path}/xray-standalone"], capture_output=True, text=True)
