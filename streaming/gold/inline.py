@@ -31,6 +31,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
 from streaming.core.registry import ModelRef
+from streaming.imaging.cnn import family_column
 from streaming.lakehouse.catalog import GOLD_PREDICTIONS
 from streaming.lakehouse.deltars import arrow_schema_of_spark
 from streaming.lakehouse.engine import Lakehouse
@@ -63,7 +64,7 @@ class ExecutorScorer:
         (features; the frame for the cnn family) scored in one call, the others null."""
         from streaming.gold import scoring
 
-        source = "frame" if self.family == "cnn" else "features"
+        source = family_column(self.family)
         valid = pc.is_valid(batch.column(source)).to_numpy(zero_copy_only=False)
         count = batch.num_rows
         probabilities, ids = np.zeros(count), np.full(count, None, dtype=object)
@@ -180,7 +181,7 @@ def write_scored(lakehouse: Lakehouse, new_images: pa.Table, batch_id: int, txn_
         rows.column("prediction_id"), rows.column("content_sha256"), rows.column(SCORED_COLUMN),
         rows.column("predicted_label"), rows.column("label_name"), ref, chosen.scorer.family, feature_version,
         now, arrow_schema_of_spark(GOLD_PREDICTIONS.schema))
-    source = "frame" if chosen.scorer.family == "cnn" else "features"
+    source = family_column(chosen.scorer.family)
     missed = new_images.filter(pc.and_(pc.invert(scored), pc.is_valid(new_images.column(source))))
     if missed.num_rows:  # an executor could not score them (its log says why): never a silent gap
         log.warning("gold batch %d: %d image(s) the executors could not score are scored on the driver",

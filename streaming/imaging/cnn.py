@@ -24,7 +24,7 @@ import numpy as np
 from streaming.imaging.features import FEATURE_SIZE
 
 __all__ = ["BLOCKS", "INPUT_SIZE", "GROUPS", "FAMILY", "CnnClassifier", "available", "missing_reason",
-           "model_family", "reads_frames", "input_column",
+           "model_family", "reads_frames", "input_column", "family_column",
            "init_params", "prepare", "forward", "probabilities", "save_params", "load_params"]
 
 INPUT_SIZE = 64  # 128 pooled by 2: as accurate in our measurements and ~4x cheaper to train and score
@@ -51,7 +51,12 @@ def reads_frames(model: object) -> bool:
 def input_column(model: object) -> str:
     """The column of ``silver_image_features`` that ``model`` reads: ``frame`` or ``features``; callers
     read only that one (a frame is 16 KB a row, a feature vector about 4 KB)."""
-    return "frame" if reads_frames(model) else "features"
+    return family_column(model_family(model))
+
+
+def family_column(family: str) -> str:
+    """The column a model of ``family`` reads (executors know the family, not the model's class)."""
+    return "frame" if family == FAMILY else "features"
 
 
 def missing_reason() -> str | None:
